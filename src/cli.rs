@@ -1,0 +1,469 @@
+//! The `wabridge` command line: the service, migrations, and the registry for people on the server.
+//! Registry commands work on the configured database directly and call the same code as the admin API.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, FlagOverrides, LogFormat};
+use crate::registry::{
+    self, AppInput, AppView, PhoneInput, PhoneView, PortalView, WabaInput, WabaView,
+};
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wabridge",
+    version,
+    about = "WhatsApp Business bridge to CRM contact centres and the PBX"
+)]
+pub struct Cli {
+    /// TOML configuration file (also WABRIDGE_CONFIG).
+    #[arg(long, global = true, env = "WABRIDGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://path or postgres://... (overrides file and environment).
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// Data directory for the SQLite file, key file and media.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (HTTP API, webhooks, workers) until SIGINT/SIGTERM.
+    Serve {
+        /// Listen address, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage the admin API token.
+    #[command(subcommand)]
+    AdminToken(AdminTokenCmd),
+    /// Meta apps (app id, secret, domain, verify token).
+    #[command(subcommand)]
+    App(AppCmd),
+    /// WhatsApp Business Accounts.
+    #[command(subcommand)]
+    Waba(WabaCmd),
+    /// Phone numbers.
+    #[command(subcommand)]
+    Phone(PhoneCmd),
+    /// CRM portals (installed by the portal's app; listed here).
+    #[command(subcommand)]
+    Portal(PortalCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCmd {
+    /// Replace the admin token and print the new one; the old one stops working at once.
+    Rotate,
+}
+
+#[derive(Debug, Args)]
+pub struct AppFields {
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Host name Meta posts webhooks to, e.g. wabridge.example.com.
+    #[arg(long)]
+    domain: Option<String>,
+    /// App secret from Meta's dashboard; '-' reads it from standard input.
+    #[arg(long)]
+    app_secret: Option<String>,
+    /// Default Graph API access token; '-' reads it from standard input.
+    #[arg(long)]
+    access_token: Option<String>,
+    /// Keep raw webhook bodies longer, for debugging.
+    #[arg(long)]
+    keep_raw_events: Option<bool>,
+    /// Check webhook signatures (default true; false only for local testing).
+    #[arg(long)]
+    verify_signatures: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCmd {
+    /// Register a Meta app; prints its verify token and webhook callback URLs.
+    Add {
+        /// Meta's app id (digits).
+        #[arg(long)]
+        meta_app_id: String,
+        #[command(flatten)]
+        fields: AppFields,
+    },
+    /// List apps.
+    List,
+    /// Show one app.
+    Show { id: i64 },
+    /// Change an app.
+    Update {
+        id: i64,
+        #[command(flatten)]
+        fields: AppFields,
+        /// Generate a new verify token.
+        #[arg(long)]
+        rotate_verify_token: bool,
+    },
+    /// Remove an app (refused while WABAs use it).
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WabaCmd {
+    /// Register a WABA under an app.
+    Add {
+        /// Meta's WABA id (digits).
+        #[arg(long)]
+        waba_id: String,
+        /// wabridge id of the app.
+        #[arg(long)]
+        app: i64,
+        #[arg(long)]
+        name: Option<String>,
+        /// Access token overriding the app's; '-' reads it from standard input.
+        #[arg(long)]
+        access_token: Option<String>,
+    },
+    /// List WABAs.
+    List,
+    /// Show one WABA.
+    Show { id: i64 },
+    /// Change a WABA.
+    Update {
+        id: i64,
+        #[arg(long)]
+        app: Option<i64>,
+        #[arg(long)]
+        name: Option<String>,
+        /// New access token ('' clears it, '-' reads standard input).
+        #[arg(long)]
+        access_token: Option<String>,
+    },
+    /// Remove a WABA (refused while phones use it).
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PhoneCmd {
+    /// Register a phone number.
+    Add {
+        /// International number, e.g. +5511930001234.
+        #[arg(long)]
+        number: String,
+        /// Meta's phone number id (digits).
+        #[arg(long)]
+        phone_number_id: String,
+        /// wabridge id of the WABA.
+        #[arg(long)]
+        waba: i64,
+        /// wabridge id of the CRM portal to bind.
+        #[arg(long)]
+        portal: Option<i64>,
+        /// Offer the number as the CRM's SMS provider.
+        #[arg(long)]
+        sms_service: bool,
+        /// Stream media from Meta on demand instead of keeping local copies.
+        #[arg(long)]
+        file_proxy: bool,
+        /// Asterisk target for calls: udp|tcp|tls:host:port.
+        #[arg(long)]
+        asterisk_target: Option<String>,
+    },
+    /// List phones.
+    List,
+    /// Show one phone.
+    Show { id: i64 },
+    /// Change a phone.
+    Update {
+        id: i64,
+        #[arg(long)]
+        waba: Option<i64>,
+        /// Bind to this portal.
+        #[arg(long, conflicts_with = "unbind_portal")]
+        portal: Option<i64>,
+        /// Unbind the portal.
+        #[arg(long)]
+        unbind_portal: bool,
+        #[arg(long)]
+        sms_service: Option<bool>,
+        #[arg(long)]
+        file_proxy: Option<bool>,
+        #[arg(long)]
+        asterisk_target: Option<String>,
+    },
+    /// Remove a phone.
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortalCmd {
+    /// List portals.
+    List,
+    /// Show one portal.
+    Show { id: i64 },
+}
+
+impl Cli {
+    pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+        let listen = match &self.command {
+            Command::Serve { listen } => listen.clone(),
+            _ => None,
+        };
+        let flags = FlagOverrides {
+            database_url: self.database_url.clone(),
+            listen,
+            log_format: self.log_format,
+            data_dir: self.data_dir.clone(),
+        };
+        Config::load(self.config.as_deref(), &flags)
+    }
+}
+
+fn secret_arg(v: Option<String>) -> anyhow::Result<Option<String>> {
+    match v.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            Ok(Some(s.trim().to_string()))
+        }
+        _ => Ok(v),
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn app_input(fields: AppFields) -> anyhow::Result<AppInput> {
+    Ok(AppInput {
+        meta_app_id: None,
+        name: fields.name,
+        domain: fields.domain,
+        app_secret: secret_arg(fields.app_secret)?,
+        access_token: secret_arg(fields.access_token)?,
+        keep_raw_events: fields.keep_raw_events,
+        verify_signatures: fields.verify_signatures,
+        rotate_verify_token: None,
+    })
+}
+
+/// Runs a registry command against the configured database.
+pub async fn run_registry(command: Command, config: &Config) -> anyhow::Result<()> {
+    let store = Store::connect(config).await?;
+    store.migrate().await?;
+    let result = registry_command(command, &store).await;
+    store.close().await;
+    result
+}
+
+async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()> {
+    match command {
+        Command::AdminToken(AdminTokenCmd::Rotate) => {
+            let token = crate::admin_token::rotate(store).await?;
+            println!("{}", crate::admin_token::announce(&token));
+        }
+        Command::App(cmd) => match cmd {
+            AppCmd::Add {
+                meta_app_id,
+                fields,
+            } => {
+                let mut input = app_input(fields)?;
+                input.meta_app_id = Some(meta_app_id);
+                let view = AppView::from(&registry::create_app(store, &input).await?);
+                println!(
+                    "App {} registered (wabridge id {}).",
+                    view.meta_app_id, view.id
+                );
+                println!("In Meta's dashboard (WhatsApp > Configuration > Webhook) enter:");
+                println!("  Callback URL:  {}", view.webhook_urls.by_app_id);
+                println!(
+                    "                 (or {} when this app is the only one on the host)",
+                    view.webhook_urls.by_domain
+                );
+                println!("  Verify token:  {}", view.verify_token);
+                for w in &view.warnings {
+                    println!("WARNING: {w}");
+                }
+            }
+            AppCmd::List => {
+                println!(
+                    "{:<6} {:<20} {:<32} {}",
+                    "ID", "META APP ID", "DOMAIN", "NAME"
+                );
+                for a in store.list_apps().await? {
+                    println!(
+                        "{:<6} {:<20} {:<32} {}",
+                        a.id, a.meta_app_id, a.domain, a.name
+                    );
+                }
+            }
+            AppCmd::Show { id } => {
+                print_json(&AppView::from(&registry::get_app(store, id).await?))?
+            }
+            AppCmd::Update {
+                id,
+                fields,
+                rotate_verify_token,
+            } => {
+                let mut input = app_input(fields)?;
+                input.rotate_verify_token = Some(rotate_verify_token);
+                print_json(&AppView::from(
+                    &registry::update_app(store, id, &input).await?,
+                ))?
+            }
+            AppCmd::Remove { id } => {
+                registry::delete_app(store, id).await?;
+                println!("App {id} removed.");
+            }
+        },
+        Command::Waba(cmd) => match cmd {
+            WabaCmd::Add {
+                waba_id,
+                app,
+                name,
+                access_token,
+            } => {
+                let input = WabaInput {
+                    waba_id: Some(waba_id),
+                    app: Some(app),
+                    name,
+                    access_token: secret_arg(access_token)?,
+                };
+                print_json(&WabaView::from(
+                    &registry::create_waba(store, &input).await?,
+                ))?
+            }
+            WabaCmd::List => {
+                println!("{:<6} {:<20} {:<6} {}", "ID", "WABA ID", "APP", "NAME");
+                for w in store.list_wabas().await? {
+                    println!("{:<6} {:<20} {:<6} {}", w.id, w.waba_id, w.app_id, w.name);
+                }
+            }
+            WabaCmd::Show { id } => {
+                print_json(&WabaView::from(&registry::get_waba(store, id).await?))?
+            }
+            WabaCmd::Update {
+                id,
+                app,
+                name,
+                access_token,
+            } => {
+                let input = WabaInput {
+                    waba_id: None,
+                    app,
+                    name,
+                    access_token: secret_arg(access_token)?,
+                };
+                print_json(&WabaView::from(
+                    &registry::update_waba(store, id, &input).await?,
+                ))?
+            }
+            WabaCmd::Remove { id } => {
+                registry::delete_waba(store, id).await?;
+                println!("WABA {id} removed.");
+            }
+        },
+        Command::Phone(cmd) => match cmd {
+            PhoneCmd::Add {
+                number,
+                phone_number_id,
+                waba,
+                portal,
+                sms_service,
+                file_proxy,
+                asterisk_target,
+            } => {
+                let input = PhoneInput {
+                    number: Some(number),
+                    phone_number_id: Some(phone_number_id),
+                    waba: Some(waba),
+                    portal: portal.map(Some),
+                    sms_service: Some(sms_service),
+                    file_proxy: Some(file_proxy),
+                    asterisk_target: asterisk_target.map(Some),
+                };
+                print_json(&PhoneView::from(
+                    &registry::create_phone(store, &input).await?,
+                ))?
+            }
+            PhoneCmd::List => {
+                println!(
+                    "{:<6} {:<18} {:<20} {:<6} {:<7} {}",
+                    "ID", "NUMBER", "PHONE NUMBER ID", "WABA", "PORTAL", "SMS"
+                );
+                for p in store.list_phones().await? {
+                    let portal = p
+                        .portal_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<6} {:<18} {:<20} {:<6} {:<7} {}",
+                        p.id, p.number, p.phone_number_id, p.waba_id, portal, p.sms_service
+                    );
+                }
+            }
+            PhoneCmd::Show { id } => {
+                print_json(&PhoneView::from(&registry::get_phone(store, id).await?))?
+            }
+            PhoneCmd::Update {
+                id,
+                waba,
+                portal,
+                unbind_portal,
+                sms_service,
+                file_proxy,
+                asterisk_target,
+            } => {
+                let input = PhoneInput {
+                    number: None,
+                    phone_number_id: None,
+                    waba,
+                    portal: if unbind_portal {
+                        Some(None)
+                    } else {
+                        portal.map(Some)
+                    },
+                    sms_service,
+                    file_proxy,
+                    asterisk_target: asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
+                };
+                print_json(&PhoneView::from(
+                    &registry::update_phone(store, id, &input).await?,
+                ))?
+            }
+            PhoneCmd::Remove { id } => {
+                registry::delete_phone(store, id).await?;
+                println!("Phone {id} removed.");
+            }
+        },
+        Command::Portal(cmd) => match cmd {
+            PortalCmd::List => {
+                println!(
+                    "{:<6} {:<34} {:<36} {}",
+                    "ID", "MEMBER ID", "DOMAIN", "ACTIVE"
+                );
+                for p in store.list_portals().await? {
+                    println!(
+                        "{:<6} {:<34} {:<36} {}",
+                        p.id, p.member_id, p.domain, p.active
+                    );
+                }
+            }
+            PortalCmd::Show { id } => {
+                print_json(&PortalView::from(&registry::get_portal(store, id).await?))?
+            }
+        },
+        Command::Serve { .. } | Command::Migrate => unreachable!("handled by main"),
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Configuration: built-in defaults, then a TOML file, then `WABRIDGE_*` environment variables, then flags.
+//! Every key is documented in `docs/configuration.md`.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://path` (default) or `postgres://...`.
+    pub database_url: String,
+    /// Directory for the SQLite file, the generated master key and media.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub listen: String,
+    /// Base64 (or 64 hex digits) AES-256 key that seals secrets. When absent a key file is used.
+    pub master_key: Option<String>,
+    /// Key file used when `master_key` is absent; generated (mode 0600) on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// Public base URL (`https://wabridge.example.com`) used in links we hand out.
+    pub public_url: Option<String>,
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub log: String,
+    pub log_format: LogFormat,
+    /// Body limit of admin API requests, in bytes.
+    pub admin_body_limit: usize,
+    /// Body limit of Meta webhook POSTs, in bytes (Meta sends up to 3 MB).
+    pub webhook_body_limit: usize,
+    /// Maximum database connections in the pool.
+    pub database_max_connections: u32,
+    /// Run the job workers in this process.
+    pub workers_enabled: bool,
+    /// Number of jobs run concurrently by this process.
+    pub worker_concurrency: usize,
+    /// How long a leased job belongs to this process before another may take it, in seconds.
+    pub job_lease_seconds: u64,
+    /// Attempts before a job is marked dead.
+    pub job_max_attempts: i64,
+    /// Processed inbox rows and finished jobs older than this are pruned.
+    pub retention_days: u64,
+    /// Raw events of apps with `keep_raw_events` are kept this long.
+    pub debug_retention_days: u64,
+    /// Group commit: the largest number of webhook requests committed in one transaction.
+    pub intake_batch_max: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: "sqlite://./data/wabridge.db".into(),
+            data_dir: PathBuf::from("./data"),
+            listen: "127.0.0.1:8080".into(),
+            master_key: None,
+            master_key_file: None,
+            public_url: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            admin_body_limit: 1024 * 1024,
+            webhook_body_limit: 3 * 1024 * 1024,
+            database_max_connections: 16,
+            workers_enabled: true,
+            worker_concurrency: 8,
+            job_lease_seconds: 60,
+            job_max_attempts: 12,
+            retention_days: 7,
+            debug_retention_days: 30,
+            intake_batch_max: 512,
+        }
+    }
+}
+
+/// Values given as command-line flags; they win over everything else.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Loads defaults < TOML file < `WABRIDGE_*` environment < flags.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!(
+                    "file {} does not exist",
+                    path.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        fig = fig
+            .merge(
+                Env::prefixed("WABRIDGE_")
+                    .filter(|key| known_keys().iter().any(|k| k == key.as_str())),
+            )
+            .merge(Serialized::defaults(flags));
+        let config: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.database_url.starts_with("sqlite:") || self.is_postgres()) {
+            return Err(ConfigError(format!(
+                "database_url must start with sqlite: or postgres://, got {:?}",
+                self.database_url.split(':').next().unwrap_or_default()
+            )));
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "listen must be host:port, got {:?}",
+                self.listen
+            )));
+        }
+        if self.worker_concurrency == 0 || self.intake_batch_max == 0 {
+            return Err(ConfigError(
+                "worker_concurrency and intake_batch_max must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Human-readable description of the database, without credentials.
+    pub fn database_label(&self) -> String {
+        match url::Url::parse(&self.database_url) {
+            Ok(u) if self.is_postgres() => {
+                format!("postgres {}{}", u.host_str().unwrap_or(""), u.path())
+            }
+            _ => self.database_url.clone(),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://")
+    }
+
+    /// Where the generated master key lives when `master_key` is not set.
+    pub fn key_file(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+}
+
+/// The configuration keys, derived from the struct so the environment filter never drifts from it.
+fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = Config::default();
+        assert_eq!(c.database_url, "sqlite://./data/wabridge.db");
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "w.toml",
+                "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\nretention_days = 3\n",
+            )?;
+            jail.set_env("WABRIDGE_LOG", "warn");
+            jail.set_env("WABRIDGE_RETENTION_DAYS", "5");
+            jail.set_env("WABRIDGE_SOMETHING_ELSE", "ignored, not a config key");
+            let flags = FlagOverrides {
+                listen: Some("127.0.0.1:9100".into()),
+                ..Default::default()
+            };
+            let c = Config::load(Some(Path::new("w.toml")), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen, "127.0.0.1:9100");
+            assert_eq!(c.log, "warn");
+            assert_eq!(c.retention_days, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("w.toml", "lisen = \"x\"\n")?;
+            let err =
+                Config::load(Some(Path::new("w.toml")), &FlagOverrides::default()).unwrap_err();
+            assert!(err.to_string().contains("lisen"), "{err}");
+            jail.create_file("v.toml", "database_url = \"mysql://x\"\n")?;
+            let err =
+                Config::load(Some(Path::new("v.toml")), &FlagOverrides::default()).unwrap_err();
+            assert!(err.to_string().contains("database_url"), "{err}");
+            Ok(())
+        });
+    }
+}

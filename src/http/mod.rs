@@ -1,0 +1,47 @@
+//! The HTTP face: axum routers composed in one place.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::{middleware, Router};
+
+use crate::config::Config;
+use crate::store::Store;
+use error::ApiError;
+use metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let admin = admin::routes()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::handler))
+        .route("/admin/api/v1/openapi.json", get(admin::openapi_json))
+        .nest("/admin/api/v1", admin)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(state.config.admin_body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,16 @@
+//! wabridge: WhatsApp Business into CRM contact centres, the CRM's SMS sends and the office PBX.
+//! See `shared/DESIGN.md` beside the project for the architecture.
+
+pub mod admin_token;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod phone;
+pub mod registry;
+pub mod seal;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use service::Service;

@@ -1,0 +1,54 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use wabridge::cli::{run_registry, Cli, Command};
+use wabridge::{service, Service};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let serving = matches!(cli.command, Command::Serve { .. });
+    if !serving && std::env::var_os("WABRIDGE_LOG").is_none() {
+        // Commands print their own output; keep the log to warnings unless asked.
+        config.log = "warn".into();
+    }
+    wabridge::telemetry::init(&config);
+    let result = match cli.command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => migrate(config).await,
+        command => run_registry(command, &config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: wabridge::Config) -> anyhow::Result<()> {
+    let svc = Service::start(config).await?;
+    if let Some(token) = &svc.new_admin_token {
+        println!("{}", wabridge::admin_token::announce(token));
+    }
+    println!("wabridge listening on {}", svc.url());
+    service::shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    svc.stop().await
+}
+
+async fn migrate(config: wabridge::Config) -> anyhow::Result<()> {
+    let store = wabridge::store::Store::connect(&config).await?;
+    store.migrate().await?;
+    store.close().await;
+    println!("migrations applied ({})", config.database_label());
+    Ok(())
+}

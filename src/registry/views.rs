@@ -1,0 +1,192 @@
+//! What the admin API and the CLI show of registry objects: secrets masked, times in RFC 3339.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::seal::mask;
+use crate::store::registry::{App, Phone, Portal, Waba};
+use crate::store::rfc3339;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookUrls {
+    /// Callback URL when the app is chosen by host name.
+    pub by_domain: String,
+    /// Callback URL that names the app explicitly (use this when several apps share the host).
+    pub by_app_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppView {
+    pub id: i64,
+    pub meta_app_id: String,
+    pub name: String,
+    pub domain: String,
+    /// Masked (`abcd…wxyz`).
+    pub app_secret: String,
+    /// Masked.
+    pub access_token: Option<String>,
+    /// Paste this into Meta's dashboard next to the callback URL.
+    pub verify_token: String,
+    pub webhook_urls: WebhookUrls,
+    pub keep_raw_events: bool,
+    pub verify_signatures: bool,
+    /// Present when something about this app needs attention.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&App> for AppView {
+    fn from(a: &App) -> Self {
+        let mut warnings = Vec::new();
+        if !a.verify_signatures {
+            warnings.push(
+                "webhook signature verification is OFF: anyone can post events for this app. Use only for local testing."
+                    .into(),
+            );
+        }
+        AppView {
+            id: a.id,
+            meta_app_id: a.meta_app_id.clone(),
+            name: a.name.clone(),
+            domain: a.domain.clone(),
+            app_secret: mask(&a.app_secret),
+            access_token: a.access_token.as_deref().map(mask),
+            verify_token: a.verify_token.clone(),
+            webhook_urls: WebhookUrls {
+                by_domain: format!("https://{}/api/waba/", a.domain),
+                by_app_id: format!("https://{}/api/waba/?app_id={}", a.domain, a.meta_app_id),
+            },
+            keep_raw_events: a.keep_raw_events,
+            verify_signatures: a.verify_signatures,
+            warnings,
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WabaView {
+    pub id: i64,
+    pub waba_id: String,
+    pub app: i64,
+    pub name: String,
+    /// Masked; `null` when the app's token is used.
+    pub access_token: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Waba> for WabaView {
+    fn from(w: &Waba) -> Self {
+        WabaView {
+            id: w.id,
+            waba_id: w.waba_id.clone(),
+            app: w.app_id,
+            name: w.name.clone(),
+            access_token: w.access_token.as_deref().map(mask),
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallingView {
+    pub enabled: bool,
+    pub status: Option<String>,
+    pub sip_host: Option<String>,
+    pub sip_port: Option<i64>,
+    pub srtp_key_exchange: Option<String>,
+    pub last_error: Option<String>,
+    /// Masked.
+    pub sip_password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneView {
+    pub id: i64,
+    /// E.164.
+    pub number: String,
+    pub phone_number_id: String,
+    pub waba: i64,
+    pub portal: Option<i64>,
+    pub channel: String,
+    pub sms_service: bool,
+    pub file_proxy: bool,
+    pub line_id: Option<String>,
+    pub asterisk_target: Option<String>,
+    pub calling: CallingView,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Phone> for PhoneView {
+    fn from(p: &Phone) -> Self {
+        PhoneView {
+            id: p.id,
+            number: p.number.clone(),
+            phone_number_id: p.phone_number_id.clone(),
+            waba: p.waba_id,
+            portal: p.portal_id,
+            channel: p.channel.clone(),
+            sms_service: p.sms_service,
+            file_proxy: p.file_proxy,
+            line_id: p.line_id.clone(),
+            asterisk_target: p.asterisk_target.clone(),
+            calling: CallingView {
+                enabled: p.calling_enabled,
+                status: p.calling_status.clone(),
+                sip_host: p.sip_host.clone(),
+                sip_port: p.sip_port,
+                srtp_key_exchange: p.srtp_key_exchange.clone(),
+                last_error: p.calling_last_error.clone(),
+                sip_password: p.sip_password.as_deref().map(mask),
+            },
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PortalView {
+    pub id: i64,
+    pub kind: String,
+    pub member_id: String,
+    pub domain: String,
+    pub client_endpoint: String,
+    /// Masked.
+    pub access_token: Option<String>,
+    /// Masked.
+    pub refresh_token: Option<String>,
+    pub token_expires_at: Option<String>,
+    /// Masked.
+    pub application_token: Option<String>,
+    pub active: bool,
+    pub uninstalled_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Portal> for PortalView {
+    fn from(p: &Portal) -> Self {
+        PortalView {
+            id: p.id,
+            kind: p.kind.clone(),
+            member_id: p.member_id.clone(),
+            domain: p.domain.clone(),
+            client_endpoint: p.client_endpoint.clone(),
+            access_token: p.access_token.as_deref().map(mask),
+            refresh_token: p.refresh_token.as_deref().map(mask),
+            token_expires_at: p.token_expires_at.map(rfc3339),
+            application_token: p.application_token.as_deref().map(mask),
+            active: p.active,
+            uninstalled_at: p.uninstalled_at.map(rfc3339),
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}

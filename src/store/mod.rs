@@ -1,0 +1,163 @@
+//! The store: one sqlx pool over SQLite (default) or PostgreSQL, with the same schema in both dialects.
+//!
+//! Queries are written once with `$N` placeholders, which both SQLite and PostgreSQL accept. Booleans are
+//! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
+
+pub mod registry;
+pub mod settings;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::config::Config;
+use crate::seal::{SealError, Sealer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub pool: AnyPool,
+    pub backend: Backend,
+    pub sealer: Sealer,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Store {
+    /// Opens the database (creating the SQLite file and its directory when needed) and the master key.
+    pub async fn connect(config: &Config) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let sealer = match &config.master_key {
+            Some(text) => Sealer::from_text(text)?,
+            None => Sealer::from_key_file(&config.key_file())?,
+        };
+        let (backend, url) = if config.is_postgres() {
+            (Backend::Postgres, config.database_url.clone())
+        } else {
+            (Backend::Sqlite, prepare_sqlite_url(&config.database_url)?)
+        };
+        let mut opts = AnyPoolOptions::new()
+            .max_connections(config.database_max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL with synchronous=FULL: a commit is on disk before we acknowledge anything.
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 10000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        Ok(Store {
+            pool,
+            backend,
+            sealer,
+        })
+    }
+
+    /// Applies pending migrations of this backend's dialect.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub fn seal(&self, field: &'static str, plain: &str) -> String {
+        self.sealer.seal(field, plain)
+    }
+
+    pub fn open(&self, field: &'static str, sealed: &str) -> Result<String, StoreError> {
+        Ok(self.sealer.open(field, sealed)?)
+    }
+
+    pub fn open_opt(
+        &self,
+        field: &'static str,
+        sealed: Option<String>,
+    ) -> Result<Option<String>, StoreError> {
+        sealed.map(|s| self.open(field, &s)).transpose()
+    }
+}
+
+/// Makes sure the SQLite file's directory exists and asks sqlx to create the file.
+fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Setup(format!("bad SQLite URL: {e}")))?;
+    let path = opts.get_filename();
+    if path.as_os_str() != ":memory:" {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    Ok(if url.contains("mode=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    })
+}
+
+/// Reads a boolean column from either dialect.
+pub fn get_bool(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    match row.try_get::<bool, _>(col) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(row.try_get::<i64, _>(col)? != 0),
+    }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Unix milliseconds as RFC 3339 (UTC), for API answers.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// True when the error is a unique-constraint violation (either dialect).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
