@@ -22,10 +22,7 @@ pub async fn ensure(store: &Store) -> Result<Option<String>, StoreError> {
     }
     let token = new_token();
     // Two processes starting at once: only the one whose insert wins prints its token.
-    Ok(store
-        .put_setting_if_absent(ADMIN_TOKEN_HASH, &hash(&token))
-        .await?
-        .then_some(token))
+    Ok(store.put_setting_if_absent(ADMIN_TOKEN_HASH, &hash(&token)).await?.then_some(token))
 }
 
 /// Replaces the admin token; the old one stops working at once.

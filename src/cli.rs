@@ -7,17 +7,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, FlagOverrides, LogFormat};
-use crate::registry::{
-    self, AppInput, AppView, PhoneInput, PhoneView, PortalView, WabaInput, WabaView,
-};
+use crate::registry::{self, AppInput, AppView, PhoneInput, PhoneView, PortalView, WabaInput, WabaView};
 use crate::store::Store;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "wabridge",
-    version,
-    about = "WhatsApp Business bridge to CRM contact centres and the PBX"
-)]
+#[command(name = "wabridge", version, about = "WhatsApp Business bridge to CRM contact centres and the PBX")]
 pub struct Cli {
     /// TOML configuration file (also WABRIDGE_CONFIG).
     #[arg(long, global = true, env = "WABRIDGE_CONFIG")]
@@ -273,17 +267,11 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             println!("{}", crate::admin_token::announce(&token));
         }
         Command::App(cmd) => match cmd {
-            AppCmd::Add {
-                meta_app_id,
-                fields,
-            } => {
+            AppCmd::Add { meta_app_id, fields } => {
                 let mut input = app_input(fields)?;
                 input.meta_app_id = Some(meta_app_id);
                 let view = AppView::from(&registry::create_app(store, &input).await?);
-                println!(
-                    "App {} registered (wabridge id {}).",
-                    view.meta_app_id, view.id
-                );
+                println!("App {} registered (wabridge id {}).", view.meta_app_id, view.id);
                 println!("In Meta's dashboard (WhatsApp > Configuration > Webhook) enter:");
                 println!("  Callback URL:  {}", view.webhook_urls.by_app_id);
                 println!(
@@ -296,30 +284,16 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                 }
             }
             AppCmd::List => {
-                println!(
-                    "{:<6} {:<20} {:<32} {}",
-                    "ID", "META APP ID", "DOMAIN", "NAME"
-                );
+                println!("{:<6} {:<20} {:<32} NAME", "ID", "META APP ID", "DOMAIN");
                 for a in store.list_apps().await? {
-                    println!(
-                        "{:<6} {:<20} {:<32} {}",
-                        a.id, a.meta_app_id, a.domain, a.name
-                    );
+                    println!("{:<6} {:<20} {:<32} {}", a.id, a.meta_app_id, a.domain, a.name);
                 }
             }
-            AppCmd::Show { id } => {
-                print_json(&AppView::from(&registry::get_app(store, id).await?))?
-            }
-            AppCmd::Update {
-                id,
-                fields,
-                rotate_verify_token,
-            } => {
+            AppCmd::Show { id } => print_json(&AppView::from(&registry::get_app(store, id).await?))?,
+            AppCmd::Update { id, fields, rotate_verify_token } => {
                 let mut input = app_input(fields)?;
                 input.rotate_verify_token = Some(rotate_verify_token);
-                print_json(&AppView::from(
-                    &registry::update_app(store, id, &input).await?,
-                ))?
+                print_json(&AppView::from(&registry::update_app(store, id, &input).await?))?
             }
             AppCmd::Remove { id } => {
                 registry::delete_app(store, id).await?;
@@ -327,46 +301,21 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             }
         },
         Command::Waba(cmd) => match cmd {
-            WabaCmd::Add {
-                waba_id,
-                app,
-                name,
-                access_token,
-            } => {
-                let input = WabaInput {
-                    waba_id: Some(waba_id),
-                    app: Some(app),
-                    name,
-                    access_token: secret_arg(access_token)?,
-                };
-                print_json(&WabaView::from(
-                    &registry::create_waba(store, &input).await?,
-                ))?
+            WabaCmd::Add { waba_id, app, name, access_token } => {
+                let input =
+                    WabaInput { waba_id: Some(waba_id), app: Some(app), name, access_token: secret_arg(access_token)? };
+                print_json(&WabaView::from(&registry::create_waba(store, &input).await?))?
             }
             WabaCmd::List => {
-                println!("{:<6} {:<20} {:<6} {}", "ID", "WABA ID", "APP", "NAME");
+                println!("{:<6} {:<20} {:<6} NAME", "ID", "WABA ID", "APP");
                 for w in store.list_wabas().await? {
                     println!("{:<6} {:<20} {:<6} {}", w.id, w.waba_id, w.app_id, w.name);
                 }
             }
-            WabaCmd::Show { id } => {
-                print_json(&WabaView::from(&registry::get_waba(store, id).await?))?
-            }
-            WabaCmd::Update {
-                id,
-                app,
-                name,
-                access_token,
-            } => {
-                let input = WabaInput {
-                    waba_id: None,
-                    app,
-                    name,
-                    access_token: secret_arg(access_token)?,
-                };
-                print_json(&WabaView::from(
-                    &registry::update_waba(store, id, &input).await?,
-                ))?
+            WabaCmd::Show { id } => print_json(&WabaView::from(&registry::get_waba(store, id).await?))?,
+            WabaCmd::Update { id, app, name, access_token } => {
+                let input = WabaInput { waba_id: None, app, name, access_token: secret_arg(access_token)? };
+                print_json(&WabaView::from(&registry::update_waba(store, id, &input).await?))?
             }
             WabaCmd::Remove { id } => {
                 registry::delete_waba(store, id).await?;
@@ -374,15 +323,7 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             }
         },
         Command::Phone(cmd) => match cmd {
-            PhoneCmd::Add {
-                number,
-                phone_number_id,
-                waba,
-                portal,
-                sms_service,
-                file_proxy,
-                asterisk_target,
-            } => {
+            PhoneCmd::Add { number, phone_number_id, waba, portal, sms_service, file_proxy, asterisk_target } => {
                 let input = PhoneInput {
                     number: Some(number),
                     phone_number_id: Some(phone_number_id),
@@ -392,54 +333,30 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                     file_proxy: Some(file_proxy),
                     asterisk_target: asterisk_target.map(Some),
                 };
-                print_json(&PhoneView::from(
-                    &registry::create_phone(store, &input).await?,
-                ))?
+                print_json(&PhoneView::from(&registry::create_phone(store, &input).await?))?
             }
             PhoneCmd::List => {
-                println!(
-                    "{:<6} {:<18} {:<20} {:<6} {:<7} {}",
-                    "ID", "NUMBER", "PHONE NUMBER ID", "WABA", "PORTAL", "SMS"
-                );
+                println!("{:<6} {:<18} {:<20} {:<6} {:<7} SMS", "ID", "NUMBER", "PHONE NUMBER ID", "WABA", "PORTAL");
                 for p in store.list_phones().await? {
-                    let portal = p
-                        .portal_id
-                        .map(|i| i.to_string())
-                        .unwrap_or_else(|| "-".into());
+                    let portal = p.portal_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
                     println!(
                         "{:<6} {:<18} {:<20} {:<6} {:<7} {}",
                         p.id, p.number, p.phone_number_id, p.waba_id, portal, p.sms_service
                     );
                 }
             }
-            PhoneCmd::Show { id } => {
-                print_json(&PhoneView::from(&registry::get_phone(store, id).await?))?
-            }
-            PhoneCmd::Update {
-                id,
-                waba,
-                portal,
-                unbind_portal,
-                sms_service,
-                file_proxy,
-                asterisk_target,
-            } => {
+            PhoneCmd::Show { id } => print_json(&PhoneView::from(&registry::get_phone(store, id).await?))?,
+            PhoneCmd::Update { id, waba, portal, unbind_portal, sms_service, file_proxy, asterisk_target } => {
                 let input = PhoneInput {
                     number: None,
                     phone_number_id: None,
                     waba,
-                    portal: if unbind_portal {
-                        Some(None)
-                    } else {
-                        portal.map(Some)
-                    },
+                    portal: if unbind_portal { Some(None) } else { portal.map(Some) },
                     sms_service,
                     file_proxy,
                     asterisk_target: asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
                 };
-                print_json(&PhoneView::from(
-                    &registry::update_phone(store, id, &input).await?,
-                ))?
+                print_json(&PhoneView::from(&registry::update_phone(store, id, &input).await?))?
             }
             PhoneCmd::Remove { id } => {
                 registry::delete_phone(store, id).await?;
@@ -448,20 +365,12 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
         },
         Command::Portal(cmd) => match cmd {
             PortalCmd::List => {
-                println!(
-                    "{:<6} {:<34} {:<36} {}",
-                    "ID", "MEMBER ID", "DOMAIN", "ACTIVE"
-                );
+                println!("{:<6} {:<34} {:<36} ACTIVE", "ID", "MEMBER ID", "DOMAIN");
                 for p in store.list_portals().await? {
-                    println!(
-                        "{:<6} {:<34} {:<36} {}",
-                        p.id, p.member_id, p.domain, p.active
-                    );
+                    println!("{:<6} {:<34} {:<36} {}", p.id, p.member_id, p.domain, p.active);
                 }
             }
-            PortalCmd::Show { id } => {
-                print_json(&PortalView::from(&registry::get_portal(store, id).await?))?
-            }
+            PortalCmd::Show { id } => print_json(&PortalView::from(&registry::get_portal(store, id).await?))?,
         },
         Command::Serve { .. } | Command::Migrate => unreachable!("handled by main"),
     }

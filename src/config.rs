@@ -102,17 +102,14 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!(
-                    "file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("file {} does not exist", path.display())));
             }
             fig = fig.merge(Toml::file(path));
         }
         fig = fig
             .merge(
                 Env::prefixed("WABRIDGE_")
-                    .filter(|key| known_keys().iter().any(|k| k == key.as_str())),
+                    .filter(|key| known_keys().iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))),
             )
             .merge(Serialized::defaults(flags));
         let config: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
@@ -128,15 +125,10 @@ impl Config {
             )));
         }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
-                "listen must be host:port, got {:?}",
-                self.listen
-            )));
+            return Err(ConfigError(format!("listen must be host:port, got {:?}", self.listen)));
         }
         if self.worker_concurrency == 0 || self.intake_batch_max == 0 {
-            return Err(ConfigError(
-                "worker_concurrency and intake_batch_max must be at least 1".into(),
-            ));
+            return Err(ConfigError("worker_concurrency and intake_batch_max must be at least 1".into()));
         }
         Ok(())
     }
@@ -152,15 +144,12 @@ impl Config {
     }
 
     pub fn is_postgres(&self) -> bool {
-        self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://")
+        self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
     }
 
     /// Where the generated master key lives when `master_key` is not set.
     pub fn key_file(&self) -> PathBuf {
-        self.master_key_file
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("master.key"))
+        self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 }
 
@@ -173,6 +162,7 @@ fn known_keys() -> Vec<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 
@@ -187,17 +177,11 @@ mod tests {
     #[test]
     fn file_then_env_then_flags() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "w.toml",
-                "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\nretention_days = 3\n",
-            )?;
+            jail.create_file("w.toml", "listen = \"127.0.0.1:9000\"\nlog = \"debug\"\nretention_days = 3\n")?;
             jail.set_env("WABRIDGE_LOG", "warn");
             jail.set_env("WABRIDGE_RETENTION_DAYS", "5");
             jail.set_env("WABRIDGE_SOMETHING_ELSE", "ignored, not a config key");
-            let flags = FlagOverrides {
-                listen: Some("127.0.0.1:9100".into()),
-                ..Default::default()
-            };
+            let flags = FlagOverrides { listen: Some("127.0.0.1:9100".into()), ..Default::default() };
             let c = Config::load(Some(Path::new("w.toml")), &flags).map_err(|e| e.to_string())?;
             assert_eq!(c.listen, "127.0.0.1:9100");
             assert_eq!(c.log, "warn");
@@ -210,12 +194,10 @@ mod tests {
     fn unknown_keys_and_bad_values_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("w.toml", "lisen = \"x\"\n")?;
-            let err =
-                Config::load(Some(Path::new("w.toml")), &FlagOverrides::default()).unwrap_err();
+            let err = Config::load(Some(Path::new("w.toml")), &FlagOverrides::default()).unwrap_err();
             assert!(err.to_string().contains("lisen"), "{err}");
             jail.create_file("v.toml", "database_url = \"mysql://x\"\n")?;
-            let err =
-                Config::load(Some(Path::new("v.toml")), &FlagOverrides::default()).unwrap_err();
+            let err = Config::load(Some(Path::new("v.toml")), &FlagOverrides::default()).unwrap_err();
             assert!(err.to_string().contains("database_url"), "{err}");
             Ok(())
         });

@@ -31,9 +31,7 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn from_key(key: &[u8; 32]) -> Self {
-        Sealer {
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
-        }
+        Sealer { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)) }
     }
 
     /// Parses a key given as base64 (44 chars) or 64 hex digits.
@@ -42,12 +40,11 @@ impl Sealer {
         let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
             hex::decode(text).map_err(|e| SealError::Key(e.to_string()))?
         } else {
-            B64.decode(text)
-                .map_err(|_| SealError::Key("must be 32 bytes as base64 or 64 hex digits".into()))?
+            B64.decode(text).map_err(|_| SealError::Key("must be 32 bytes as base64 or 64 hex digits".into()))?
         };
-        let key: [u8; 32] = bytes.try_into().map_err(|_| {
-            SealError::Key("must be exactly 32 bytes (base64 or 64 hex digits)".into())
-        })?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| SealError::Key("must be exactly 32 bytes (base64 or 64 hex digits)".into()))?;
         Ok(Sealer::from_key(&key))
     }
 
@@ -74,13 +71,7 @@ impl Sealer {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ct = self
             .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain.as_bytes(),
-                    aad: field.as_bytes(),
-                },
-            )
+            .encrypt(&nonce, Payload { msg: plain.as_bytes(), aad: field.as_bytes() })
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut out = Vec::with_capacity(12 + ct.len());
         out.extend_from_slice(&nonce);
@@ -97,13 +88,7 @@ impl Sealer {
         let (nonce, ct) = raw.split_at(12);
         let plain = self
             .cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: field.as_bytes(),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: field.as_bytes() })
             .map_err(|_| SealError::Open(field))?;
         String::from_utf8(plain).map_err(|_| SealError::Open(field))
     }
@@ -127,7 +112,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 pub fn mask(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
     if chars.len() < 16 {
-        return "…".repeat(1) + &"*".repeat(4);
+        return "…****".to_string();
     }
     let head: String = chars[..4].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
@@ -138,11 +123,7 @@ pub fn mask(secret: &str) -> String {
 pub fn random_token(len: usize) -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
-    rand::rngs::OsRng
-        .sample_iter(&Alphanumeric)
-        .take(len)
-        .map(char::from)
-        .collect()
+    rand::rngs::OsRng.sample_iter(&Alphanumeric).take(len).map(char::from).collect()
 }
 
 #[cfg(test)]
@@ -156,18 +137,9 @@ mod tests {
         assert!(sealed.starts_with("v1:"));
         assert!(!sealed.contains("secret"));
         assert_eq!(s.open("app_secret", &sealed).unwrap(), "très secret");
-        assert!(
-            s.open("access_token", &sealed).is_err(),
-            "AAD binds the field"
-        );
-        assert!(Sealer::from_key(&[8u8; 32])
-            .open("app_secret", &sealed)
-            .is_err());
-        assert_ne!(
-            sealed,
-            s.seal("app_secret", "très secret"),
-            "fresh nonce each time"
-        );
+        assert!(s.open("access_token", &sealed).is_err(), "AAD binds the field");
+        assert!(Sealer::from_key(&[8u8; 32]).open("app_secret", &sealed).is_err());
+        assert_ne!(sealed, s.seal("app_secret", "très secret"), "fresh nonce each time");
     }
 
     #[test]
@@ -188,10 +160,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
     }
 

@@ -1,7 +1,8 @@
-//! Starting and stopping the whole service: store, migrations, HTTP listener, workers.
+//! Starting and stopping the whole service: store, migrations, job engine, intake, HTTP listener, workers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -9,7 +10,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::http::metrics::Metrics;
+use crate::http::webhook::AppCache;
 use crate::http::{router, AppState};
+use crate::intake::{Intake, INBOX_PROCESS};
+use crate::jobs::{Engine, JobError, MAINTENANCE_PRUNE};
 use crate::store::Store;
 
 pub struct Service {
@@ -21,6 +25,29 @@ pub struct Service {
     pub new_admin_token: Option<String>,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
+    workers: Option<JoinHandle<()>>,
+}
+
+/// The job engine with every kind's handler registered.
+pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>) -> Engine {
+    let mut engine =
+        Engine::new(store.clone(), Duration::from_secs(config.job_lease_seconds), config.job_max_attempts, metrics);
+    let s = store.clone();
+    engine.register(INBOX_PROCESS, move |job| crate::inbound::process_job(s.clone(), job));
+    let (s, retention, debug) = (
+        store.clone(),
+        Duration::from_secs(config.retention_days * 86_400),
+        Duration::from_secs(config.debug_retention_days * 86_400),
+    );
+    engine.register(MAINTENANCE_PRUNE, move |_job| {
+        let s = s.clone();
+        async move {
+            let (inbox, jobs) = crate::jobs::prune(&s, retention, debug).await.map_err(JobError::from)?;
+            tracing::info!(inbox_rows = inbox, jobs, "pruned old inbox rows and finished jobs");
+            Ok(())
+        }
+    });
+    engine
 }
 
 impl Service {
@@ -33,39 +60,50 @@ impl Service {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
+        let metrics = Metrics::new();
+        let engine = Arc::new(build_engine(&store, &config, metrics.clone()));
+        let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max, config.job_max_attempts);
         let state = AppState {
             store: store.clone(),
             config: Arc::new(config),
-            metrics: Metrics::new(),
+            metrics,
+            engine: engine.clone(),
+            intake,
+            apps: Arc::new(AppCache::new(store.clone(), 5_000)),
         };
-        let (shutdown, mut rx) = watch::channel(false);
+        let (shutdown, rx) = watch::channel(false);
+        let workers = state.config.workers_enabled.then(|| {
+            let (engine, rx, n) = (engine.clone(), rx.clone(), state.config.worker_concurrency);
+            tokio::spawn(engine.run_workers(n, Duration::from_millis(500), rx))
+        });
         let app = router(state.clone());
+        let mut http_rx = rx;
         let http = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
+                    let _ = http_rx.wait_for(|stop| *stop).await;
                 })
                 .await
         });
         tracing::info!(%addr, database = %state.config.database_label(), "wabridge is serving");
-        Ok(Service {
-            addr,
-            store,
-            state,
-            new_admin_token,
-            shutdown,
-            http,
-        })
+        Ok(Service { addr, store, state, new_admin_token, shutdown, http, workers })
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    /// Graceful stop: no new connections, in-flight requests finish, workers stop leasing.
+    pub fn engine(&self) -> &Engine {
+        &self.state.engine
+    }
+
+    /// Graceful stop: no new connections, in-flight requests finish, workers stop leasing and finish.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         self.http.await??;
+        if let Some(w) = self.workers {
+            w.await?;
+        }
         self.store.close().await;
         Ok(())
     }
@@ -78,8 +116,7 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

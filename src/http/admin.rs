@@ -11,53 +11,30 @@ use utoipa::OpenApi;
 use super::error::{ApiError, ErrorBody};
 use super::json::ApiJson;
 use super::AppState;
-use crate::registry::{
-    self, AppInput, AppView, PhoneInput, PhoneView, PortalInput, PortalView, WabaInput, WabaView,
-};
+use crate::registry::{self, AppInput, AppView, PhoneInput, PhoneView, PortalInput, PortalView, WabaInput, WabaView};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/apps", get(list_apps).post(create_app))
-        .route(
-            "/apps/{id}",
-            get(get_app).patch(update_app).delete(delete_app),
-        )
+        .route("/apps/{id}", get(get_app).patch(update_app).delete(delete_app))
         .route("/wabas", get(list_wabas).post(create_waba))
-        .route(
-            "/wabas/{id}",
-            get(get_waba).patch(update_waba).delete(delete_waba),
-        )
+        .route("/wabas/{id}", get(get_waba).patch(update_waba).delete(delete_waba))
         .route("/phones", get(list_phones).post(create_phone))
-        .route(
-            "/phones/{id}",
-            get(get_phone).patch(update_phone).delete(delete_phone),
-        )
+        .route("/phones/{id}", get(get_phone).patch(update_phone).delete(delete_phone))
         .route("/portals", get(list_portals).post(create_portal))
-        .route(
-            "/portals/{id}",
-            get(get_portal).patch(update_portal).delete(delete_portal),
-        )
+        .route("/portals/{id}", get(get_portal).patch(update_portal).delete(delete_portal))
 }
 
 /// Middleware: requires `Authorization: Bearer <admin token>`.
-pub async fn require_admin(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+pub async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let Some(token) = presented.filter(|t| !t.is_empty()) else {
-        return Err(ApiError::unauthorized(
-            "missing 'Authorization: Bearer <admin token>' header",
-        ));
+        return Err(ApiError::unauthorized("missing 'Authorization: Bearer <admin token>' header"));
     };
     if !crate::admin_token::verify(&state.store, token).await? {
         return Err(ApiError::unauthorized(
@@ -77,6 +54,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           list_wabas, create_waba, get_waba, update_waba, delete_waba,
           list_phones, create_phone, get_phone, update_phone, delete_phone,
           list_portals, create_portal, get_portal, update_portal, delete_portal,
+          crate::http::jobs::list_jobs, crate::http::jobs::redrive_job,
           crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),
@@ -106,24 +84,15 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
 #[utoipa::path(get, path = "/admin/api/v1/apps", tag = "apps",
     responses((status = 200, body = [AppView]), (status = 401, body = ErrorBody)))]
 async fn list_apps(State(s): State<AppState>) -> Res<Vec<AppView>> {
-    Ok(Json(
-        s.store
-            .list_apps()
-            .await?
-            .iter()
-            .map(AppView::from)
-            .collect(),
-    ))
+    Ok(Json(s.store.list_apps().await?.iter().map(AppView::from).collect()))
 }
 
 /// Register a Meta app. The answer holds the verify token and the callback URLs for Meta's dashboard.
 #[utoipa::path(post, path = "/admin/api/v1/apps", tag = "apps", request_body = AppInput,
     responses((status = 201, body = AppView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_app(
-    State(s): State<AppState>,
-    ApiJson(input): ApiJson<AppInput>,
-) -> Created<AppView> {
+async fn create_app(State(s): State<AppState>, ApiJson(input): ApiJson<AppInput>) -> Created<AppView> {
     let app = registry::create_app(&s.store, &input).await?;
+    s.apps.invalidate().await;
     Ok((StatusCode::CREATED, Json(AppView::from(&app))))
 }
 
@@ -137,24 +106,16 @@ async fn get_app(State(s): State<AppState>, Path(id): Path<i64>) -> Res<AppView>
 /// Change an app (only the fields given).
 #[utoipa::path(patch, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)), request_body = AppInput,
     responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_app(
-    State(s): State<AppState>,
-    Path(id): Path<i64>,
-    ApiJson(input): ApiJson<AppInput>,
-) -> Res<AppView> {
-    Ok(Json(AppView::from(
-        &registry::update_app(&s.store, id, &input).await?,
-    )))
+async fn update_app(State(s): State<AppState>, Path(id): Path<i64>, ApiJson(input): ApiJson<AppInput>) -> Res<AppView> {
+    Ok(Json(AppView::from(&registry::update_app(&s.store, id, &input).await?)))
 }
 
 /// Remove an app; refused while WABAs use it.
 #[utoipa::path(delete, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_app(
-    State(s): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_app(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_app(&s.store, id).await?;
+    s.apps.invalidate().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -163,23 +124,13 @@ async fn delete_app(
 /// List WABAs.
 #[utoipa::path(get, path = "/admin/api/v1/wabas", tag = "wabas", responses((status = 200, body = [WabaView])))]
 async fn list_wabas(State(s): State<AppState>) -> Res<Vec<WabaView>> {
-    Ok(Json(
-        s.store
-            .list_wabas()
-            .await?
-            .iter()
-            .map(WabaView::from)
-            .collect(),
-    ))
+    Ok(Json(s.store.list_wabas().await?.iter().map(WabaView::from).collect()))
 }
 
 /// Register a WABA under an app.
 #[utoipa::path(post, path = "/admin/api/v1/wabas", tag = "wabas", request_body = WabaInput,
     responses((status = 201, body = WabaView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_waba(
-    State(s): State<AppState>,
-    ApiJson(input): ApiJson<WabaInput>,
-) -> Created<WabaView> {
+async fn create_waba(State(s): State<AppState>, ApiJson(input): ApiJson<WabaInput>) -> Created<WabaView> {
     let w = registry::create_waba(&s.store, &input).await?;
     Ok((StatusCode::CREATED, Json(WabaView::from(&w))))
 }
@@ -188,9 +139,7 @@ async fn create_waba(
 #[utoipa::path(get, path = "/admin/api/v1/wabas/{id}", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 200, body = WabaView), (status = 404, body = ErrorBody)))]
 async fn get_waba(State(s): State<AppState>, Path(id): Path<i64>) -> Res<WabaView> {
-    Ok(Json(WabaView::from(
-        &registry::get_waba(&s.store, id).await?,
-    )))
+    Ok(Json(WabaView::from(&registry::get_waba(&s.store, id).await?)))
 }
 
 /// Change a WABA.
@@ -201,18 +150,13 @@ async fn update_waba(
     Path(id): Path<i64>,
     ApiJson(input): ApiJson<WabaInput>,
 ) -> Res<WabaView> {
-    Ok(Json(WabaView::from(
-        &registry::update_waba(&s.store, id, &input).await?,
-    )))
+    Ok(Json(WabaView::from(&registry::update_waba(&s.store, id, &input).await?)))
 }
 
 /// Remove a WABA; refused while phones use it.
 #[utoipa::path(delete, path = "/admin/api/v1/wabas/{id}", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_waba(
-    State(s): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_waba(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_waba(&s.store, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -222,23 +166,13 @@ async fn delete_waba(
 /// List phones.
 #[utoipa::path(get, path = "/admin/api/v1/phones", tag = "phones", responses((status = 200, body = [PhoneView])))]
 async fn list_phones(State(s): State<AppState>) -> Res<Vec<PhoneView>> {
-    Ok(Json(
-        s.store
-            .list_phones()
-            .await?
-            .iter()
-            .map(PhoneView::from)
-            .collect(),
-    ))
+    Ok(Json(s.store.list_phones().await?.iter().map(PhoneView::from).collect()))
 }
 
 /// Register a phone number under a WABA, optionally bound to a portal.
 #[utoipa::path(post, path = "/admin/api/v1/phones", tag = "phones", request_body = PhoneInput,
     responses((status = 201, body = PhoneView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_phone(
-    State(s): State<AppState>,
-    ApiJson(input): ApiJson<PhoneInput>,
-) -> Created<PhoneView> {
+async fn create_phone(State(s): State<AppState>, ApiJson(input): ApiJson<PhoneInput>) -> Created<PhoneView> {
     let p = registry::create_phone(&s.store, &input).await?;
     Ok((StatusCode::CREATED, Json(PhoneView::from(&p))))
 }
@@ -247,9 +181,7 @@ async fn create_phone(
 #[utoipa::path(get, path = "/admin/api/v1/phones/{id}", tag = "phones", params(("id" = i64, Path)),
     responses((status = 200, body = PhoneView), (status = 404, body = ErrorBody)))]
 async fn get_phone(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PhoneView> {
-    Ok(Json(PhoneView::from(
-        &registry::get_phone(&s.store, id).await?,
-    )))
+    Ok(Json(PhoneView::from(&registry::get_phone(&s.store, id).await?)))
 }
 
 /// Change a phone: bind or unbind a portal (`"portal": null`), flags, Asterisk target.
@@ -260,18 +192,13 @@ async fn update_phone(
     Path(id): Path<i64>,
     ApiJson(input): ApiJson<PhoneInput>,
 ) -> Res<PhoneView> {
-    Ok(Json(PhoneView::from(
-        &registry::update_phone(&s.store, id, &input).await?,
-    )))
+    Ok(Json(PhoneView::from(&registry::update_phone(&s.store, id, &input).await?)))
 }
 
 /// Remove a phone.
 #[utoipa::path(delete, path = "/admin/api/v1/phones/{id}", tag = "phones", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_phone(
-    State(s): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_phone(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_phone(&s.store, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -281,23 +208,13 @@ async fn delete_phone(
 /// List CRM portals (uninstalled ones too, marked inactive).
 #[utoipa::path(get, path = "/admin/api/v1/portals", tag = "portals", responses((status = 200, body = [PortalView])))]
 async fn list_portals(State(s): State<AppState>) -> Res<Vec<PortalView>> {
-    Ok(Json(
-        s.store
-            .list_portals()
-            .await?
-            .iter()
-            .map(PortalView::from)
-            .collect(),
-    ))
+    Ok(Json(s.store.list_portals().await?.iter().map(PortalView::from).collect()))
 }
 
 /// Register a portal by hand (normally the portal's app install does this).
 #[utoipa::path(post, path = "/admin/api/v1/portals", tag = "portals", request_body = PortalInput,
     responses((status = 201, body = PortalView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_portal(
-    State(s): State<AppState>,
-    ApiJson(input): ApiJson<PortalInput>,
-) -> Created<PortalView> {
+async fn create_portal(State(s): State<AppState>, ApiJson(input): ApiJson<PortalInput>) -> Created<PortalView> {
     let p = registry::create_portal(&s.store, &input).await?;
     Ok((StatusCode::CREATED, Json(PortalView::from(&p))))
 }
@@ -306,9 +223,7 @@ async fn create_portal(
 #[utoipa::path(get, path = "/admin/api/v1/portals/{id}", tag = "portals", params(("id" = i64, Path)),
     responses((status = 200, body = PortalView), (status = 404, body = ErrorBody)))]
 async fn get_portal(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PortalView> {
-    Ok(Json(PortalView::from(
-        &registry::get_portal(&s.store, id).await?,
-    )))
+    Ok(Json(PortalView::from(&registry::get_portal(&s.store, id).await?)))
 }
 
 /// Change a portal's endpoint or tokens.
@@ -319,16 +234,12 @@ async fn update_portal(
     Path(id): Path<i64>,
     ApiJson(input): ApiJson<PortalInput>,
 ) -> Res<PortalView> {
-    Ok(Json(PortalView::from(
-        &registry::update_portal(&s.store, id, &input).await?,
-    )))
+    Ok(Json(PortalView::from(&registry::update_portal(&s.store, id, &input).await?)))
 }
 
 /// Uninstall a portal (logical delete: kept, marked inactive). Refused while phones are bound to it.
 #[utoipa::path(delete, path = "/admin/api/v1/portals/{id}", tag = "portals", params(("id" = i64, Path)),
     responses((status = 200, body = PortalView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_portal(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PortalView> {
-    Ok(Json(PortalView::from(
-        &registry::deactivate_portal(&s.store, id).await?,
-    )))
+    Ok(Json(PortalView::from(&registry::deactivate_portal(&s.store, id).await?)))
 }

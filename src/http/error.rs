@@ -35,12 +35,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            fields: Vec::new(),
-        }
+        ApiError { status, code, message: message.into(), fields: Vec::new() }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -52,10 +47,7 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let f = FieldError {
-            field: field.into(),
-            message: message.into(),
-        };
+        let f = FieldError { field: field.into(), message: message.into() };
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "validation_failed",
@@ -66,23 +58,14 @@ impl ApiError {
     pub fn internal(err: impl std::fmt::Display) -> Self {
         // The detail goes to the log; the caller gets a generic message.
         tracing::error!(error = %err, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; see the server log",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.into(),
-                message: self.message,
-                fields: self.fields,
-            },
-        };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, fields: self.fields } };
         (self.status, Json(body)).into_response()
     }
 }
@@ -101,12 +84,7 @@ impl From<RegistryError> for ApiError {
                 status: StatusCode::CONFLICT,
                 code: "conflict",
                 fields: field
-                    .map(|f| {
-                        vec![FieldError {
-                            field: f.into(),
-                            message: message.clone(),
-                        }]
-                    })
+                    .map(|f| vec![FieldError { field: f.into(), message: message.clone() }])
                     .unwrap_or_default(),
                 message,
             },

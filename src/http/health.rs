@@ -18,14 +18,8 @@ pub async fn healthz() -> Json<Value> {
     responses((status = 200, description = "ready"), (status = 503, description = "database unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if state.store.ping().await {
-        (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "database": "ok"})),
-        )
+        (StatusCode::OK, Json(json!({"status": "ready", "database": "ok"})))
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "not_ready", "database": "unreachable"})),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "not_ready", "database": "unreachable"})))
     }
 }

@@ -16,11 +16,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let ct = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
         if let Some(ct) = ct {
             if !ct.starts_with("application/json") && !ct.contains("+json") {
                 return Err(ApiError::new(
@@ -30,20 +26,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ));
             }
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
 pub fn body_rejection(r: BytesRejection) -> ApiError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "request body is larger than the limit",
-        )
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the limit")
     } else {
         ApiError::bad_request(format!("could not read the request body: {r}"))
     }
@@ -51,9 +41,7 @@ pub fn body_rejection(r: BytesRejection) -> ApiError {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(
-            "request body is empty; send a JSON object",
-        ));
+        return Err(ApiError::bad_request("request body is empty; send a JSON object"));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -67,13 +55,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     .strip_prefix("unknown field `")
                     .and_then(|m| m.split('`').next())
                     .map(String::from)
-                    .unwrap_or_else(|| {
-                        if path == "." {
-                            "body".into()
-                        } else {
-                            path.clone()
-                        }
-                    });
+                    .unwrap_or_else(|| if path == "." { "body".into() } else { path.clone() });
                 let clean = msg.split(" at line ").next().unwrap_or(&msg).to_string();
                 ApiError::field(field, clean)
             }

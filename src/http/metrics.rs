@@ -40,9 +40,7 @@ pub struct KindLabels {
 }
 
 fn latency_histogram() -> Histogram {
-    Histogram::new([
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ])
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
 }
 
 pub struct Metrics {
@@ -59,20 +57,9 @@ impl Metrics {
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::with_prefix("wabridge");
         let http_requests = Family::<HttpLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            http_requests.clone(),
-        );
-        let http_latency =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-                latency_histogram,
-            );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            http_latency.clone(),
-        );
+        registry.register("http_requests", "HTTP requests by route, method and status", http_requests.clone());
+        let http_latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register("http_request_duration_seconds", "HTTP request latency by route", http_latency.clone());
         let webhook_rejected = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "webhook_rejected",
@@ -80,23 +67,11 @@ impl Metrics {
             webhook_rejected.clone(),
         );
         let webhook_accepted = Counter::default();
-        registry.register(
-            "webhook_accepted",
-            "Webhook requests committed to the inbox",
-            webhook_accepted.clone(),
-        );
+        registry.register("webhook_accepted", "Webhook requests committed to the inbox", webhook_accepted.clone());
         let jobs_finished = Family::<KindLabels, Counter>::default();
-        registry.register(
-            "jobs_finished",
-            "Job attempts by kind and outcome",
-            jobs_finished.clone(),
-        );
+        registry.register("jobs_finished", "Job attempts by kind and outcome", jobs_finished.clone());
         let jobs_running = Gauge::default();
-        registry.register(
-            "jobs_running",
-            "Jobs running in this process now",
-            jobs_running.clone(),
-        );
+        registry.register("jobs_running", "Jobs running in this process now", jobs_running.clone());
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -119,36 +94,17 @@ impl Metrics {
 
 /// Middleware: counts each request by its route template (never the raw path, which may hold ids).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
     let m = &state.metrics;
-    m.http_latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(start.elapsed().as_secs_f64());
-    m.http_requests
-        .get_or_create(&HttpLabels {
-            route,
-            method,
-            status: resp.status().as_u16(),
-        })
-        .inc();
+    m.http_latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
+    m.http_requests.get_or_create(&HttpLabels { route, method, status: resp.status().as_u16() }).inc();
     resp
 }
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

@@ -3,8 +3,10 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod json;
 pub mod metrics;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -13,6 +15,8 @@ use axum::routing::get;
 use axum::{middleware, Router};
 
 use crate::config::Config;
+use crate::intake::Intake;
+use crate::jobs::Engine;
 use crate::store::Store;
 use error::ApiError;
 use metrics::Metrics;
@@ -22,26 +26,26 @@ pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    pub engine: Arc<Engine>,
+    pub intake: Intake,
+    pub apps: Arc<webhook::AppCache>,
 }
 
 pub fn router(state: AppState) -> Router {
     let admin = admin::routes()
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_admin,
-        ))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin))
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
+    let waba =
+        get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(state.config.webhook_body_limit));
     Router::new()
+        .route("/api/waba/", waba.clone())
+        .route("/api/waba", waba)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::handler))
         .route("/admin/api/v1/openapi.json", get(admin::openapi_json))
         .nest("/admin/api/v1", admin)
         .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(state.config.admin_body_limit))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

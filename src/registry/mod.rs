@@ -25,10 +25,7 @@ pub enum RegistryError {
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
     #[error("{message}")]
-    Conflict {
-        field: Option<&'static str>,
-        message: String,
-    },
+    Conflict { field: Option<&'static str>, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -45,10 +42,7 @@ struct Check(Vec<FieldError>);
 
 impl Check {
     fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { field: field.into(), message: message.into() });
     }
     fn required<'a>(&mut self, field: &str, v: &'a Option<String>) -> Option<&'a str> {
         match v.as_deref().map(str::trim) {
@@ -84,9 +78,7 @@ fn is_hostname(s: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -95,10 +87,7 @@ fn is_hostname(s: &str) -> bool {
 fn check_graph_id(c: &mut Check, field: &str, v: Option<&str>) {
     if let Some(v) = v {
         if !is_graph_id(v) {
-            c.fail(
-                field,
-                "must be the numeric id shown in Meta's dashboard (digits only)",
-            );
+            c.fail(field, "must be the numeric id shown in Meta's dashboard (digits only)");
         }
     }
 }
@@ -106,10 +95,7 @@ fn check_graph_id(c: &mut Check, field: &str, v: Option<&str>) {
 fn check_domain(c: &mut Check, field: &str, v: Option<&str>) {
     if let Some(v) = v {
         if !is_hostname(v) {
-            c.fail(
-                field,
-                "must be a host name such as wabridge.example.com (no scheme, no path)",
-            );
+            c.fail(field, "must be a host name such as wabridge.example.com (no scheme, no path)");
         }
     }
 }
@@ -117,40 +103,25 @@ fn check_domain(c: &mut Check, field: &str, v: Option<&str>) {
 fn check_secret(c: &mut Check, field: &str, v: Option<&str>, min: usize) {
     if let Some(v) = v {
         if v.trim().len() < min || v.chars().any(char::is_whitespace) {
-            c.fail(
-                field,
-                format!("must be at least {min} characters without spaces"),
-            );
+            c.fail(field, format!("must be at least {min} characters without spaces"));
         }
     }
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
 fn not_found(what: &'static str, id: impl ToString) -> RegistryError {
-    RegistryError::NotFound {
-        what,
-        id: id.to_string(),
-    }
+    RegistryError::NotFound { what, id: id.to_string() }
 }
 
 fn conflict(field: Option<&'static str>, message: impl Into<String>) -> RegistryError {
-    RegistryError::Conflict {
-        field,
-        message: message.into(),
-    }
+    RegistryError::Conflict { field, message: message.into() }
 }
 
 fn list_ids(ids: &[i64]) -> String {
-    ids.iter()
-        .map(|i| i.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 // ---------------------------------------------------------------- apps
@@ -163,29 +134,15 @@ pub async fn create_app(store: &Store, input: &AppInput) -> Result<App, Registry
     check_domain(&mut c, "domain", domain);
     let secret = c.required("app_secret", &input.app_secret);
     check_secret(&mut c, "app_secret", secret, 16);
-    check_secret(
-        &mut c,
-        "access_token",
-        non_empty(&input.access_token).as_deref(),
-        16,
-    );
+    check_secret(&mut c, "access_token", non_empty(&input.access_token).as_deref(), 16);
     if input.rotate_verify_token.is_some() {
-        c.fail(
-            "rotate_verify_token",
-            "only applies to an existing app (PATCH)",
-        );
+        c.fail("rotate_verify_token", "only applies to an existing app (PATCH)");
     }
     c.finish()?;
-    let (meta_app_id, domain, secret) = (
-        meta_app_id.unwrap_or_default(),
-        domain.unwrap_or_default(),
-        secret.unwrap_or_default(),
-    );
+    let (meta_app_id, domain, secret) =
+        (meta_app_id.unwrap_or_default(), domain.unwrap_or_default(), secret.unwrap_or_default());
     if store.find_app_by_meta_id(meta_app_id).await?.is_some() {
-        return Err(conflict(
-            Some("meta_app_id"),
-            format!("an app with meta_app_id {meta_app_id} already exists"),
-        ));
+        return Err(conflict(Some("meta_app_id"), format!("an app with meta_app_id {meta_app_id} already exists")));
     }
     let now = now_ms();
     let mut app = App {
@@ -202,17 +159,13 @@ pub async fn create_app(store: &Store, input: &AppInput) -> Result<App, Registry
         updated_at: now,
     };
     app.id = store.insert_app(&app).await.map_err(|e| match e {
-        StoreError::Db(ref d) if is_unique_violation(d) => conflict(
-            Some("meta_app_id"),
-            format!("an app with meta_app_id {meta_app_id} already exists"),
-        ),
+        StoreError::Db(ref d) if is_unique_violation(d) => {
+            conflict(Some("meta_app_id"), format!("an app with meta_app_id {meta_app_id} already exists"))
+        }
         e => e.into(),
     })?;
     if !app.verify_signatures {
-        tracing::warn!(
-            app = app.id,
-            "webhook signature verification is OFF for this app; use only for local testing"
-        );
+        tracing::warn!(app = app.id, "webhook signature verification is OFF for this app; use only for local testing");
     }
     Ok(app)
 }
@@ -224,24 +177,12 @@ pub async fn get_app(store: &Store, id: i64) -> Result<App, RegistryError> {
 pub async fn update_app(store: &Store, id: i64, input: &AppInput) -> Result<App, RegistryError> {
     let mut app = get_app(store, id).await?;
     let mut c = Check::default();
-    if input
-        .meta_app_id
-        .as_ref()
-        .is_some_and(|m| m != &app.meta_app_id)
-    {
-        c.fail(
-            "meta_app_id",
-            "cannot be changed; register a new app instead",
-        );
+    if input.meta_app_id.as_ref().is_some_and(|m| m != &app.meta_app_id) {
+        c.fail("meta_app_id", "cannot be changed; register a new app instead");
     }
     check_domain(&mut c, "domain", input.domain.as_deref());
     check_secret(&mut c, "app_secret", input.app_secret.as_deref(), 16);
-    check_secret(
-        &mut c,
-        "access_token",
-        non_empty(&input.access_token).as_deref(),
-        16,
-    );
+    check_secret(&mut c, "access_token", non_empty(&input.access_token).as_deref(), 16);
     c.finish()?;
     if let Some(d) = &input.domain {
         app.domain = d.trim().to_ascii_lowercase();
@@ -261,10 +202,7 @@ pub async fn update_app(store: &Store, id: i64, input: &AppInput) -> Result<App,
     if let Some(v) = input.verify_signatures {
         app.verify_signatures = v;
         if !v {
-            tracing::warn!(
-                app = app.id,
-                "webhook signature verification switched OFF; use only for local testing"
-            );
+            tracing::warn!(app = app.id, "webhook signature verification switched OFF; use only for local testing");
         }
     }
     if input.rotate_verify_token == Some(true) {
@@ -279,13 +217,7 @@ pub async fn delete_app(store: &Store, id: i64) -> Result<(), RegistryError> {
     get_app(store, id).await?;
     let wabas = store.referencing(RefTable::WabasOfApp, id).await?;
     if !wabas.is_empty() {
-        return Err(conflict(
-            None,
-            format!(
-                "app {id} is used by WABA(s) {}; remove them first",
-                list_ids(&wabas)
-            ),
-        ));
+        return Err(conflict(None, format!("app {id} is used by WABA(s) {}; remove them first", list_ids(&wabas))));
     }
     store.delete_app(id).await?;
     Ok(())
@@ -300,12 +232,7 @@ pub async fn create_waba(store: &Store, input: &WabaInput) -> Result<Waba, Regis
     if input.app.is_none() {
         c.fail("app", "is required (the id of a registered app)");
     }
-    check_secret(
-        &mut c,
-        "access_token",
-        non_empty(&input.access_token).as_deref(),
-        16,
-    );
+    check_secret(&mut c, "access_token", non_empty(&input.access_token).as_deref(), 16);
     c.finish()?;
     let waba_id = waba_id.unwrap_or_default();
     let app_id = input.app.unwrap_or_default();
@@ -316,10 +243,7 @@ pub async fn create_waba(store: &Store, input: &WabaInput) -> Result<Waba, Regis
         }]));
     }
     if store.find_waba_by_meta_id(waba_id).await?.is_some() {
-        return Err(conflict(
-            Some("waba_id"),
-            format!("a WABA with waba_id {waba_id} already exists"),
-        ));
+        return Err(conflict(Some("waba_id"), format!("a WABA with waba_id {waba_id} already exists")));
     }
     let now = now_ms();
     let mut w = Waba {
@@ -332,20 +256,16 @@ pub async fn create_waba(store: &Store, input: &WabaInput) -> Result<Waba, Regis
         updated_at: now,
     };
     w.id = store.insert_waba(&w).await.map_err(|e| match e {
-        StoreError::Db(ref d) if is_unique_violation(d) => conflict(
-            Some("waba_id"),
-            format!("a WABA with waba_id {waba_id} already exists"),
-        ),
+        StoreError::Db(ref d) if is_unique_violation(d) => {
+            conflict(Some("waba_id"), format!("a WABA with waba_id {waba_id} already exists"))
+        }
         e => e.into(),
     })?;
     Ok(w)
 }
 
 pub async fn get_waba(store: &Store, id: i64) -> Result<Waba, RegistryError> {
-    store
-        .get_waba(id)
-        .await?
-        .ok_or_else(|| not_found("WABA", id))
+    store.get_waba(id).await?.ok_or_else(|| not_found("WABA", id))
 }
 
 pub async fn update_waba(store: &Store, id: i64, input: &WabaInput) -> Result<Waba, RegistryError> {
@@ -354,12 +274,7 @@ pub async fn update_waba(store: &Store, id: i64, input: &WabaInput) -> Result<Wa
     if input.waba_id.as_ref().is_some_and(|m| m != &w.waba_id) {
         c.fail("waba_id", "cannot be changed; register a new WABA instead");
     }
-    check_secret(
-        &mut c,
-        "access_token",
-        non_empty(&input.access_token).as_deref(),
-        16,
-    );
+    check_secret(&mut c, "access_token", non_empty(&input.access_token).as_deref(), 16);
     if let Some(app) = input.app {
         if store.get_app(app).await?.is_none() {
             c.fail("app", format!("no app with id {app}"));
@@ -384,13 +299,7 @@ pub async fn delete_waba(store: &Store, id: i64) -> Result<(), RegistryError> {
     get_waba(store, id).await?;
     let phones = store.referencing(RefTable::PhonesOfWaba, id).await?;
     if !phones.is_empty() {
-        return Err(conflict(
-            None,
-            format!(
-                "WABA {id} is used by phone(s) {}; remove them first",
-                list_ids(&phones)
-            ),
-        ));
+        return Err(conflict(None, format!("WABA {id} is used by phone(s) {}; remove them first", list_ids(&phones))));
     }
     store.delete_waba(id).await?;
     Ok(())
@@ -412,10 +321,7 @@ pub async fn create_portal(store: &Store, input: &PortalInput) -> Result<Portal,
     c.finish()?;
     let member_id = member_id.unwrap_or_default();
     if store.find_portal_by_member_id(member_id).await?.is_some() {
-        return Err(conflict(
-            Some("member_id"),
-            format!("a portal with member_id {member_id} already exists"),
-        ));
+        return Err(conflict(Some("member_id"), format!("a portal with member_id {member_id} already exists")));
     }
     let now = now_ms();
     let mut p = Portal {
@@ -434,10 +340,9 @@ pub async fn create_portal(store: &Store, input: &PortalInput) -> Result<Portal,
         updated_at: now,
     };
     p.id = store.insert_portal(&p).await.map_err(|e| match e {
-        StoreError::Db(ref d) if is_unique_violation(d) => conflict(
-            Some("member_id"),
-            format!("a portal with member_id {member_id} already exists"),
-        ),
+        StoreError::Db(ref d) if is_unique_violation(d) => {
+            conflict(Some("member_id"), format!("a portal with member_id {member_id} already exists"))
+        }
         e => e.into(),
     })?;
     Ok(p)
@@ -447,26 +352,16 @@ fn check_endpoint(c: &mut Check, v: Option<&str>) {
     if let Some(v) = v {
         match url::Url::parse(v) {
             Ok(u) if matches!(u.scheme(), "https" | "http") && u.host_str().is_some() => {}
-            _ => c.fail(
-                "client_endpoint",
-                "must be an http(s) URL such as https://example.bitrix24.com/rest/",
-            ),
+            _ => c.fail("client_endpoint", "must be an http(s) URL such as https://example.bitrix24.com/rest/"),
         }
     }
 }
 
 pub async fn get_portal(store: &Store, id: i64) -> Result<Portal, RegistryError> {
-    store
-        .get_portal(id)
-        .await?
-        .ok_or_else(|| not_found("portal", id))
+    store.get_portal(id).await?.ok_or_else(|| not_found("portal", id))
 }
 
-pub async fn update_portal(
-    store: &Store,
-    id: i64,
-    input: &PortalInput,
-) -> Result<Portal, RegistryError> {
+pub async fn update_portal(store: &Store, id: i64, input: &PortalInput) -> Result<Portal, RegistryError> {
     let mut p = get_portal(store, id).await?;
     let mut c = Check::default();
     if input.member_id.as_ref().is_some_and(|m| m != &p.member_id) {
@@ -505,10 +400,7 @@ pub async fn deactivate_portal(store: &Store, id: i64) -> Result<Portal, Registr
     if !phones.is_empty() {
         return Err(conflict(
             None,
-            format!(
-                "portal {id} is bound to phone(s) {}; unbind them first",
-                list_ids(&phones)
-            ),
+            format!("portal {id} is bound to phone(s) {}; unbind them first", list_ids(&phones)),
         ));
     }
     if p.active {
@@ -524,15 +416,13 @@ pub async fn deactivate_portal(store: &Store, id: i64) -> Result<Portal, Registr
 
 pub async fn create_phone(store: &Store, input: &PhoneInput) -> Result<Phone, RegistryError> {
     let mut c = Check::default();
-    let number = c
-        .required("number", &input.number)
-        .and_then(|n| match normalize_e164(n) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                c.fail("number", e.to_string());
-                None
-            }
-        });
+    let number = c.required("number", &input.number).and_then(|n| match normalize_e164(n) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            c.fail("number", e.to_string());
+            None
+        }
+    });
     let pnid = c.required("phone_number_id", &input.phone_number_id);
     check_graph_id(&mut c, "phone_number_id", pnid);
     if input.waba.is_none() {
@@ -541,25 +431,11 @@ pub async fn create_phone(store: &Store, input: &PhoneInput) -> Result<Phone, Re
     check_phone_refs(store, &mut c, input).await?;
     c.finish()?;
     let (number, pnid) = (number.unwrap_or_default(), pnid.unwrap_or_default());
-    if store
-        .find_phone_by(PhoneKey::Number, &number)
-        .await?
-        .is_some()
-    {
-        return Err(conflict(
-            Some("number"),
-            format!("a phone with number {number} already exists"),
-        ));
+    if store.find_phone_by(PhoneKey::Number, &number).await?.is_some() {
+        return Err(conflict(Some("number"), format!("a phone with number {number} already exists")));
     }
-    if store
-        .find_phone_by(PhoneKey::PhoneNumberId, pnid)
-        .await?
-        .is_some()
-    {
-        return Err(conflict(
-            Some("phone_number_id"),
-            format!("a phone with phone_number_id {pnid} already exists"),
-        ));
+    if store.find_phone_by(PhoneKey::PhoneNumberId, pnid).await?.is_some() {
+        return Err(conflict(Some("phone_number_id"), format!("a phone with phone_number_id {pnid} already exists")));
     }
     let now = now_ms();
     let mut p = Phone {
@@ -584,20 +460,15 @@ pub async fn create_phone(store: &Store, input: &PhoneInput) -> Result<Phone, Re
         updated_at: now,
     };
     p.id = store.insert_phone(&p).await.map_err(|e| match e {
-        StoreError::Db(ref d) if is_unique_violation(d) => conflict(
-            Some("number"),
-            "a phone with this number or phone_number_id already exists",
-        ),
+        StoreError::Db(ref d) if is_unique_violation(d) => {
+            conflict(Some("number"), "a phone with this number or phone_number_id already exists")
+        }
         e => e.into(),
     })?;
     Ok(p)
 }
 
-async fn check_phone_refs(
-    store: &Store,
-    c: &mut Check,
-    input: &PhoneInput,
-) -> Result<(), RegistryError> {
+async fn check_phone_refs(store: &Store, c: &mut Check, input: &PhoneInput) -> Result<(), RegistryError> {
     if let Some(w) = input.waba {
         if store.get_waba(w).await?.is_none() {
             c.fail("waba", format!("no WABA with id {w}"));
@@ -606,9 +477,7 @@ async fn check_phone_refs(
     if let Some(Some(p)) = input.portal {
         match store.get_portal(p).await? {
             None => c.fail("portal", format!("no portal with id {p}")),
-            Some(portal) if !portal.active => {
-                c.fail("portal", format!("portal {p} is uninstalled"))
-            }
+            Some(portal) if !portal.active => c.fail("portal", format!("portal {p} is uninstalled")),
             Some(_) => {}
         }
     }
@@ -622,8 +491,7 @@ async fn check_phone_refs(
 
 /// An Asterisk target: `udp|tcp|tls:host:port` or `host[:port]` (UDP, port 5060).
 pub fn parse_sip_target(t: &str) -> Result<(String, String, u16), String> {
-    let msg =
-        "must look like udp:pbx.example.com:5060, tcp:10.0.0.5:5060 or tls:pbx.example.com:5061";
+    let msg = "must look like udp:pbx.example.com:5060, tcp:10.0.0.5:5060 or tls:pbx.example.com:5061";
     let (transport, rest) = match t.split_once(':') {
         Some((tr @ ("udp" | "tcp" | "tls"), rest)) => (tr, rest),
         _ => ("udp", t),
@@ -639,36 +507,19 @@ pub fn parse_sip_target(t: &str) -> Result<(String, String, u16), String> {
 }
 
 pub async fn get_phone(store: &Store, id: i64) -> Result<Phone, RegistryError> {
-    store
-        .get_phone(id)
-        .await?
-        .ok_or_else(|| not_found("phone", id))
+    store.get_phone(id).await?.ok_or_else(|| not_found("phone", id))
 }
 
-pub async fn update_phone(
-    store: &Store,
-    id: i64,
-    input: &PhoneInput,
-) -> Result<Phone, RegistryError> {
+pub async fn update_phone(store: &Store, id: i64, input: &PhoneInput) -> Result<Phone, RegistryError> {
     let mut p = get_phone(store, id).await?;
     let mut c = Check::default();
     if let Some(n) = &input.number {
         if normalize_e164(n).ok().as_deref() != Some(p.number.as_str()) {
-            c.fail(
-                "number",
-                "cannot be changed; register the new number as a new phone",
-            );
+            c.fail("number", "cannot be changed; register the new number as a new phone");
         }
     }
-    if input
-        .phone_number_id
-        .as_ref()
-        .is_some_and(|m| m != &p.phone_number_id)
-    {
-        c.fail(
-            "phone_number_id",
-            "cannot be changed; register a new phone instead",
-        );
+    if input.phone_number_id.as_ref().is_some_and(|m| m != &p.phone_number_id) {
+        c.fail("phone_number_id", "cannot be changed; register a new phone instead");
     }
     check_phone_refs(store, &mut c, input).await?;
     c.finish()?;
@@ -717,18 +568,9 @@ mod tests {
 
     #[test]
     fn sip_targets() {
-        assert_eq!(
-            parse_sip_target("pbx.local").unwrap(),
-            ("udp".into(), "pbx.local".into(), 5060)
-        );
-        assert_eq!(
-            parse_sip_target("tls:pbx.local").unwrap(),
-            ("tls".into(), "pbx.local".into(), 5061)
-        );
-        assert_eq!(
-            parse_sip_target("tcp:10.0.0.5:5070").unwrap(),
-            ("tcp".into(), "10.0.0.5".into(), 5070)
-        );
+        assert_eq!(parse_sip_target("pbx.local").unwrap(), ("udp".into(), "pbx.local".into(), 5060));
+        assert_eq!(parse_sip_target("tls:pbx.local").unwrap(), ("tls".into(), "pbx.local".into(), 5061));
+        assert_eq!(parse_sip_target("tcp:10.0.0.5:5070").unwrap(), ("tcp".into(), "10.0.0.5".into(), 5070));
         assert!(parse_sip_target("sip:pbx:x").is_err());
     }
 

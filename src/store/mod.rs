@@ -76,11 +76,7 @@ impl Store {
             });
         }
         let pool = opts.connect(&url).await?;
-        Ok(Store {
-            pool,
-            backend,
-            sealer,
-        })
+        Ok(Store { pool, backend, sealer })
     }
 
     /// Applies pending migrations of this backend's dialect.
@@ -109,11 +105,7 @@ impl Store {
         Ok(self.sealer.open(field, sealed)?)
     }
 
-    pub fn open_opt(
-        &self,
-        field: &'static str,
-        sealed: Option<String>,
-    ) -> Result<Option<String>, StoreError> {
+    pub fn open_opt(&self, field: &'static str, sealed: Option<String>) -> Result<Option<String>, StoreError> {
         sealed.map(|s| self.open(field, &s)).transpose()
     }
 }

@@ -72,8 +72,7 @@ pub struct Phone {
     pub updated_at: i64,
 }
 
-const APP_COLS: &str =
-    "id, meta_app_id, name, domain, app_secret, access_token, verify_token, keep_raw_events, \
+const APP_COLS: &str = "id, meta_app_id, name, domain, app_secret, access_token, verify_token, keep_raw_events, \
                         verify_signatures, created_at, updated_at";
 const WABA_COLS: &str = "id, waba_id, app_id, name, access_token, created_at, updated_at";
 const PORTAL_COLS: &str = "id, kind, member_id, domain, client_endpoint, access_token, refresh_token, \
@@ -89,15 +88,9 @@ impl Store {
             meta_app_id: r.try_get("meta_app_id")?,
             name: r.try_get("name")?,
             domain: r.try_get("domain")?,
-            app_secret: self.open(
-                "meta_apps.app_secret",
-                &r.try_get::<String, _>("app_secret")?,
-            )?,
+            app_secret: self.open("meta_apps.app_secret", &r.try_get::<String, _>("app_secret")?)?,
             access_token: self.open_opt("meta_apps.access_token", r.try_get("access_token")?)?,
-            verify_token: self.open(
-                "meta_apps.verify_token",
-                &r.try_get::<String, _>("verify_token")?,
-            )?,
+            verify_token: self.open("meta_apps.verify_token", &r.try_get::<String, _>("verify_token")?)?,
             keep_raw_events: get_bool(r, "keep_raw_events")?,
             verify_signatures: get_bool(r, "verify_signatures")?,
             created_at: r.try_get("created_at")?,
@@ -127,8 +120,7 @@ impl Store {
             access_token: self.open_opt("portals.access_token", r.try_get("access_token")?)?,
             refresh_token: self.open_opt("portals.refresh_token", r.try_get("refresh_token")?)?,
             token_expires_at: r.try_get("token_expires_at")?,
-            application_token: self
-                .open_opt("portals.application_token", r.try_get("application_token")?)?,
+            application_token: self.open_opt("portals.application_token", r.try_get("application_token")?)?,
             active: get_bool(r, "active")?,
             uninstalled_at: r.try_get("uninstalled_at")?,
             created_at: r.try_get("created_at")?,
@@ -210,17 +202,13 @@ impl Store {
 
     pub async fn find_app_by_meta_id(&self, meta_app_id: &str) -> Result<Option<App>, StoreError> {
         let q = format!("SELECT {APP_COLS} FROM meta_apps WHERE meta_app_id = $1");
-        let row = sqlx::query(&q)
-            .bind(meta_app_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&q).bind(meta_app_id).fetch_optional(&self.pool).await?;
         row.map(|r| self.app_from(&r)).transpose()
     }
 
     /// Apps whose domain is `domain` (case-insensitive); several apps may share one host.
     pub async fn find_apps_by_domain(&self, domain: &str) -> Result<Vec<App>, StoreError> {
-        let q =
-            format!("SELECT {APP_COLS} FROM meta_apps WHERE lower(domain) = lower($1) ORDER BY id");
+        let q = format!("SELECT {APP_COLS} FROM meta_apps WHERE lower(domain) = lower($1) ORDER BY id");
         let rows = sqlx::query(&q).bind(domain).fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.app_from(r)).collect()
     }
@@ -232,10 +220,7 @@ impl Store {
     }
 
     pub async fn delete_app(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM meta_apps WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM meta_apps WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -249,11 +234,7 @@ impl Store {
         .bind(&w.waba_id)
         .bind(w.app_id)
         .bind(&w.name)
-        .bind(
-            w.access_token
-                .as_deref()
-                .map(|t| self.seal("wabas.access_token", t)),
-        )
+        .bind(w.access_token.as_deref().map(|t| self.seal("wabas.access_token", t)))
         .bind(w.created_at)
         .bind(w.updated_at)
         .fetch_one(&self.pool)
@@ -281,10 +262,7 @@ impl Store {
 
     pub async fn find_waba_by_meta_id(&self, waba_id: &str) -> Result<Option<Waba>, StoreError> {
         let q = format!("SELECT {WABA_COLS} FROM wabas WHERE waba_id = $1");
-        let row = sqlx::query(&q)
-            .bind(waba_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&q).bind(waba_id).fetch_optional(&self.pool).await?;
         row.map(|r| self.waba_from(&r)).transpose()
     }
 
@@ -295,10 +273,7 @@ impl Store {
     }
 
     pub async fn delete_waba(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM wabas WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM wabas WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -354,15 +329,9 @@ impl Store {
         row.map(|r| self.portal_from(&r)).transpose()
     }
 
-    pub async fn find_portal_by_member_id(
-        &self,
-        member_id: &str,
-    ) -> Result<Option<Portal>, StoreError> {
+    pub async fn find_portal_by_member_id(&self, member_id: &str) -> Result<Option<Portal>, StoreError> {
         let q = format!("SELECT {PORTAL_COLS} FROM portals WHERE member_id = $1");
-        let row = sqlx::query(&q)
-            .bind(member_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&q).bind(member_id).fetch_optional(&self.pool).await?;
         row.map(|r| self.portal_from(&r)).transpose()
     }
 
@@ -437,20 +406,13 @@ impl Store {
     }
 
     /// Looks a phone up by one unique column: `number` or `phone_number_id`.
-    pub async fn find_phone_by(
-        &self,
-        column: PhoneKey,
-        value: &str,
-    ) -> Result<Option<Phone>, StoreError> {
+    pub async fn find_phone_by(&self, column: PhoneKey, value: &str) -> Result<Option<Phone>, StoreError> {
         let col = match column {
             PhoneKey::Number => "number",
             PhoneKey::PhoneNumberId => "phone_number_id",
         };
         let q = format!("SELECT {PHONE_COLS} FROM phones WHERE {col} = $1");
-        let row = sqlx::query(&q)
-            .bind(value)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&q).bind(value).fetch_optional(&self.pool).await?;
         row.map(|r| self.phone_from(&r)).transpose()
     }
 
@@ -461,10 +423,7 @@ impl Store {
     }
 
     pub async fn delete_phone(&self, id: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM phones WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query("DELETE FROM phones WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -476,9 +435,7 @@ impl Store {
             RefTable::PhonesOfPortal => "SELECT id FROM phones WHERE portal_id = $1 ORDER BY id",
         };
         let rows = sqlx::query(q).bind(id).fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| r.try_get::<i64, _>("id").map_err(StoreError::from))
-            .collect()
+        rows.iter().map(|r| r.try_get::<i64, _>("id").map_err(StoreError::from)).collect()
     }
 }
 

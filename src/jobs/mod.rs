@@ -1,0 +1,468 @@
+//! The job engine: one durable queue (the `jobs` table) for every kind of background work.
+//!
+//! A job is leased by one process at a time (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises
+//! writers), run by the handler registered for its kind, then marked done, rescheduled with backoff, or
+//! marked dead. A lease that expires (its process died) makes the job due again. Tests call [`Engine::drain`].
+
+pub mod backoff;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row};
+use tokio::sync::{watch, Notify, Semaphore};
+use utoipa::ToSchema;
+
+use crate::http::metrics::{KindLabels, Metrics};
+use crate::store::{get_bool, now_ms, rfc3339, Backend, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Attempts including the current one.
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth trying again later (peer down, rate limited, ...).
+    #[error("{message}")]
+    Retry { message: String, after: Option<Duration> },
+    /// Will never succeed; the job is marked dead at once with this reason.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl JobError {
+    pub fn retry(message: impl Into<String>) -> Self {
+        JobError::Retry { message: message.into(), after: None }
+    }
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        JobError::retry(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(e: sqlx::Error) -> Self {
+        JobError::retry(format!("database: {e}"))
+    }
+}
+
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
+pub type Handler = Arc<dyn Fn(Job) -> JobFuture + Send + Sync>;
+
+/// What a job looks like through the admin API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    /// `pending`, `running`, `done` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub run_at: String,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Pending,
+    Running,
+    Done,
+    Dead,
+}
+
+pub struct Engine {
+    store: Store,
+    owner: String,
+    handlers: HashMap<&'static str, Handler>,
+    lease: Duration,
+    default_max_attempts: i64,
+    notify: Notify,
+    metrics: Arc<Metrics>,
+}
+
+/// Outcome counts of one [`Engine::drain`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    pub done: usize,
+    pub retried: usize,
+    pub dead: usize,
+}
+
+const JOB_COLS: &str = "id, kind, payload, attempts, max_attempts";
+
+impl Engine {
+    pub fn new(store: Store, lease: Duration, default_max_attempts: i64, metrics: Arc<Metrics>) -> Self {
+        let owner = format!("{}-{}", std::process::id(), crate::seal::random_token(8));
+        Engine { store, owner, handlers: HashMap::new(), lease, default_max_attempts, notify: Notify::new(), metrics }
+    }
+
+    /// Registers the handler for a kind. Jobs of a kind without a handler die with a clear error.
+    pub fn register<F, Fut>(&mut self, kind: &'static str, f: F)
+    where
+        F: Fn(Job) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
+    {
+        self.handlers.insert(kind, Arc::new(move |job| Box::pin(f(job))));
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Wakes this process's workers (after committing new jobs).
+    pub fn wake(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Adds a job. With a `dedup_key`, a second job with the same key is not added (returns `None`).
+    pub async fn enqueue(
+        &self,
+        kind: &str,
+        payload: &serde_json::Value,
+        dedup_key: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.store.pool.acquire().await?;
+        let id = enqueue_on(&mut *conn, kind, payload, dedup_key, self.default_max_attempts, now_ms()).await?;
+        self.wake();
+        Ok(id)
+    }
+
+    /// Leases up to `n` due jobs for this process.
+    pub async fn lease(&self, n: usize) -> Result<Vec<Job>, StoreError> {
+        let now = now_ms();
+        let lock = match self.store.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let q = format!(
+            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE done_at IS NULL AND NOT dead AND run_at <= $3 \
+                          AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+                          ORDER BY run_at, id LIMIT $4 {lock}) \
+             RETURNING {JOB_COLS}"
+        );
+        let rows = sqlx::query(&q)
+            .bind(&self.owner)
+            .bind(now + self.lease.as_millis() as i64)
+            .bind(now)
+            .bind(n as i64)
+            .fetch_all(&self.store.pool)
+            .await?;
+        let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+
+    /// Runs one leased job and records its outcome. Returns the outcome for counting.
+    pub async fn run(&self, job: Job) -> Outcome {
+        let handler = self.handlers.get(job.kind.as_str()).cloned();
+        self.metrics.jobs_running.inc();
+        let result = match handler {
+            None => Err(JobError::Permanent(format!("no handler for job kind {:?}", job.kind))),
+            // Run in its own task so a panicking handler fails only its job.
+            Some(h) => match tokio::spawn(h(job.clone())).await {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => Err(JobError::retry("the handler panicked")),
+                Err(e) => Err(JobError::retry(format!("the handler was cancelled: {e}"))),
+            },
+        };
+        self.metrics.jobs_running.dec();
+        let outcome = match self.record(&job, result).await {
+            Ok(o) => o,
+            Err(e) => {
+                // The lease will expire and the job will run again; effects are idempotent.
+                tracing::error!(job = job.id, kind = %job.kind, error = %e, "could not record job outcome");
+                Outcome::Retried
+            }
+        };
+        let label = match outcome {
+            Outcome::Done => "done",
+            Outcome::Retried => "retried",
+            Outcome::Dead => "dead",
+        };
+        self.metrics.jobs_finished.get_or_create(&KindLabels { kind: job.kind.clone(), outcome: label.into() }).inc();
+        outcome
+    }
+
+    async fn record(&self, job: &Job, result: Result<(), JobError>) -> Result<Outcome, StoreError> {
+        let now = now_ms();
+        match result {
+            Ok(()) => {
+                sqlx::query(
+                    "UPDATE jobs SET done_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                     WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind(job.id)
+                .bind(&self.owner)
+                .bind(now)
+                .execute(&self.store.pool)
+                .await?;
+                Ok(Outcome::Done)
+            }
+            Err(err) => {
+                let (dead, after) = match &err {
+                    JobError::Permanent(_) => (true, None),
+                    JobError::Retry { after, .. } => (job.attempts >= job.max_attempts, *after),
+                };
+                let delay = backoff::delay(job.attempts, after, &mut rand::thread_rng());
+                let message = err.to_string();
+                if dead {
+                    tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, error = %message, "job is dead");
+                } else {
+                    tracing::info!(job = job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "job will be retried");
+                }
+                sqlx::query(
+                    "UPDATE jobs SET dead = $3, run_at = $4, last_error = $5, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = $6 WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind(job.id)
+                .bind(&self.owner)
+                .bind(dead)
+                .bind(now + delay.as_millis() as i64)
+                .bind(truncate(&message, 2000))
+                .bind(now)
+                .execute(&self.store.pool)
+                .await?;
+                Ok(if dead { Outcome::Dead } else { Outcome::Retried })
+            }
+        }
+    }
+
+    /// Runs every due job until none is due (jobs rescheduled into the future are left). For tests and tools.
+    pub async fn drain(&self) -> Result<Drained, StoreError> {
+        let mut d = Drained::default();
+        loop {
+            let jobs = self.lease(64).await?;
+            if jobs.is_empty() {
+                return Ok(d);
+            }
+            for job in jobs {
+                match self.run(job).await {
+                    Outcome::Done => d.done += 1,
+                    Outcome::Retried => d.retried += 1,
+                    Outcome::Dead => d.dead += 1,
+                }
+            }
+        }
+    }
+
+    /// Makes every pending job due now (tests use it to skip backoff waits).
+    pub async fn make_all_due(&self) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("UPDATE jobs SET run_at = $1 WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL")
+                .bind(now_ms())
+                .execute(&self.store.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The worker loop: leases due jobs up to `concurrency` at a time until `stop` turns true, then waits
+    /// for the jobs it is running to finish. New jobs are leased no later than `poll` after they are due.
+    pub async fn run_workers(self: Arc<Self>, concurrency: usize, poll: Duration, mut stop: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let mut last_maintenance = 0i64;
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let free = permits.available_permits();
+            let mut leased = 0;
+            if free > 0 {
+                match self.lease(free).await {
+                    Ok(jobs) => {
+                        leased = jobs.len();
+                        for job in jobs {
+                            let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                            let me = self.clone();
+                            tokio::spawn(async move {
+                                me.run(job).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not lease jobs"),
+                }
+            }
+            if now_ms() - last_maintenance > 60_000 {
+                last_maintenance = now_ms();
+                if let Err(e) = self.schedule_maintenance().await {
+                    tracing::warn!(error = %e, "could not schedule maintenance");
+                }
+            }
+            if leased == free && free > 0 {
+                continue; // there may be more due right now
+            }
+            tokio::select! {
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Stop leasing; let running jobs finish.
+        let _ = permits.acquire_many(concurrency as u32).await;
+    }
+
+    /// Periodic work is jobs too: one `maintenance.prune` per hour across all processes (dedup key).
+    async fn schedule_maintenance(&self) -> Result<(), StoreError> {
+        let hour = now_ms() / 3_600_000;
+        let key = format!("maintenance.prune:{hour}");
+        self.enqueue(MAINTENANCE_PRUNE, &serde_json::json!({}), Some(&key)).await?;
+        Ok(())
+    }
+
+    pub async fn list(&self, state: Option<JobState>, limit: i64) -> Result<Vec<JobView>, StoreError> {
+        let filter = match state {
+            None => "1 = 1",
+            Some(JobState::Dead) => "dead",
+            Some(JobState::Done) => "done_at IS NOT NULL",
+            Some(JobState::Running) => "done_at IS NULL AND NOT dead AND lease_expires_at >= $2",
+            Some(JobState::Pending) => {
+                "done_at IS NULL AND NOT dead AND (lease_expires_at IS NULL OR lease_expires_at < $2)"
+            }
+        };
+        let q = format!(
+            "SELECT id, kind, attempts, max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
+             created_at, updated_at FROM jobs WHERE {filter} ORDER BY id DESC LIMIT $1"
+        );
+        let rows = sqlx::query(&q).bind(limit).bind(now_ms()).fetch_all(&self.store.pool).await?;
+        let now = now_ms();
+        rows.iter()
+            .map(|r| {
+                let dead = get_bool(r, "dead")?;
+                let done: Option<i64> = r.try_get("done_at")?;
+                let lease: Option<i64> = r.try_get("lease_expires_at")?;
+                let state = if dead {
+                    "dead"
+                } else if done.is_some() {
+                    "done"
+                } else if lease.is_some_and(|l| l >= now) {
+                    "running"
+                } else {
+                    "pending"
+                };
+                Ok(JobView {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    state: state.into(),
+                    attempts: r.try_get("attempts")?,
+                    max_attempts: r.try_get("max_attempts")?,
+                    run_at: rfc3339(r.try_get("run_at")?),
+                    last_error: r.try_get("last_error")?,
+                    created_at: rfc3339(r.try_get("created_at")?),
+                    updated_at: rfc3339(r.try_get("updated_at")?),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    /// Puts a dead job back in the queue with a fresh attempt budget. False when no dead job has this id.
+    pub async fn redrive(&self, id: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE jobs SET dead = $2, attempts = 0, run_at = $3, updated_at = $3 WHERE id = $1 AND dead")
+                .bind(id)
+                .bind(false)
+                .bind(now_ms())
+                .execute(&self.store.pool)
+                .await?;
+        self.wake();
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Deletes finished jobs and processed inbox rows older than `retention` (apps that keep raw events keep
+/// their inbox rows for `debug_retention`). Dead jobs are kept until someone redrives or removes them.
+pub async fn prune(store: &Store, retention: Duration, debug_retention: Duration) -> Result<(u64, u64), StoreError> {
+    let now = now_ms();
+    let cutoff = now - retention.as_millis() as i64;
+    let debug_cutoff = now - debug_retention.as_millis() as i64;
+    let inbox = sqlx::query(
+        "DELETE FROM inbox WHERE processed_at IS NOT NULL AND ( \
+           (processed_at < $1 AND app_id NOT IN (SELECT id FROM meta_apps WHERE keep_raw_events)) \
+           OR processed_at < $2)",
+    )
+    .bind(cutoff)
+    .bind(debug_cutoff.min(cutoff))
+    .execute(&store.pool)
+    .await?
+    .rows_affected();
+    let jobs = sqlx::query(
+        "DELETE FROM jobs WHERE done_at IS NOT NULL AND done_at < $1 AND id NOT IN (SELECT job_id FROM inbox)",
+    )
+    .bind(cutoff)
+    .execute(&store.pool)
+    .await?
+    .rows_affected();
+    Ok((inbox, jobs))
+}
+
+pub const MAINTENANCE_PRUNE: &str = "maintenance.prune";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    Retried,
+    Dead,
+}
+
+fn job_from(r: &AnyRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        payload: r.try_get("payload")?,
+        attempts: r.try_get("attempts")?,
+        max_attempts: r.try_get("max_attempts")?,
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.
+pub async fn enqueue_on<'c, E>(
+    conn: E,
+    kind: &str,
+    payload: &serde_json::Value,
+    dedup_key: Option<&str>,
+    max_attempts: i64,
+    run_at: i64,
+) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let now = now_ms();
+    let row = sqlx::query(
+        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, 0, $4, $5, $6, $6) ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+    )
+    .bind(kind)
+    .bind(payload.to_string())
+    .bind(dedup_key)
+    .bind(max_attempts)
+    .bind(run_at)
+    .bind(now)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
+}

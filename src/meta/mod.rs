@@ -1,0 +1,4 @@
+//! Meta's WhatsApp Cloud API: webhook payloads and signatures.
+
+pub mod signature;
+pub mod webhook;

@@ -1,0 +1,176 @@
+//! Test harness: starts the whole service on 127.0.0.1:0 against a fresh database (SQLite in a temporary
+//! directory, or a fresh PostgreSQL database), and talks to it over real HTTP.
+//!
+//! PostgreSQL is at `WABRIDGE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`). Without it the
+//! PostgreSQL variants are skipped with a note, unless `CI=true`, where a missing PostgreSQL fails the test.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use sqlx::Connection;
+use wabridge::{Config, Service};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares `mod name { sqlite, postgres }` tests that run `name(Db)` once per database.
+#[macro_export]
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() { super::$name($crate::common::Db::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::postgres_available().await { super::$name($crate::common::Db::Postgres).await }
+            }
+        }
+    )*};
+}
+
+fn pg_base() -> String {
+    std::env::var("WABRIDGE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// True when PostgreSQL answers. When it does not: panics under `CI=true`, otherwise says so and skips.
+pub async fn postgres_available() -> bool {
+    let url = format!("{}/postgres", pg_base());
+    match sqlx::PgConnection::connect(&url).await {
+        Ok(c) => {
+            let _ = c.close().await;
+            true
+        }
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("CI=true but PostgreSQL is unreachable at {url}: {e}");
+            }
+            eprintln!("SKIPPED: PostgreSQL variant (no PostgreSQL at {url}: {e})");
+            false
+        }
+    }
+}
+
+/// A fresh, empty database and a data directory, removed when dropped (PostgreSQL databases by `drop_db`).
+pub struct TestDb {
+    pub kind: Db,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(kind: Db) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match kind {
+            Db::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("wabridge.db").display());
+                TestDb { kind, url, dir, pg_name: None }
+            }
+            Db::Postgres => {
+                let name = format!("wabridge_t_{}", wabridge::seal::random_token(12).to_lowercase());
+                let mut c = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await.expect("postgres");
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("create database");
+                let _ = c.close().await;
+                TestDb { kind, url: format!("{}/{name}", pg_base()), dir, pg_name: Some(name) }
+            }
+        }
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            database_url: self.url.clone(),
+            data_dir: self.dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".into(),
+            master_key: Some("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into()),
+            workers_enabled: false,
+            database_max_connections: 8,
+            ..Config::default()
+        }
+    }
+
+    pub fn sqlite_files(&self) -> Vec<PathBuf> {
+        ["wabridge.db", "wabridge.db-wal"].iter().map(|f| self.dir.path().join(f)).filter(|p| p.exists()).collect()
+    }
+
+    pub async fn drop_db(&self) {
+        if let Some(name) = &self.pg_name {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&format!("{}/postgres", pg_base())).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                let _ = c.close().await;
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub svc: Service,
+    pub db: TestDb,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn start(kind: Db) -> TestApp {
+        let db = TestDb::new(kind).await;
+        Self::start_with(db, |_| {}).await
+    }
+
+    pub async fn start_with(db: TestDb, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = db.config();
+        tweak(&mut config);
+        let svc = Service::start(config).await.expect("service starts");
+        let token = svc.new_admin_token.clone().expect("first start creates an admin token");
+        TestApp { svc, db, token, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.svc.url())
+    }
+
+    /// An admin API call with the admin token; returns status and JSON body (Null when empty).
+    pub async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(m, self.url(&format!("/admin/api/v1{path}"))).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON answer") })
+    }
+
+    /// Registers app → WABA → phone, returning (app, waba, phone) JSON views.
+    pub async fn seed(&self, secret: &str) -> (Value, Value, Value) {
+        let (s, app) = self
+            .admin(
+                "POST",
+                "/apps",
+                Some(json!({"meta_app_id": "1234567890", "domain": "wb.example.com", "app_secret": secret,
+                            "access_token": "EAAG-system-user-token-0001"})),
+            )
+            .await;
+        assert_eq!(s, 201, "{app}");
+        let (s, waba) =
+            self.admin("POST", "/wabas", Some(json!({"waba_id": "102290129340398", "app": app["id"]}))).await;
+        assert_eq!(s, 201, "{waba}");
+        let (s, phone) = self
+            .admin(
+                "POST",
+                "/phones",
+                Some(json!({"number": "+55 11 93000-1234", "phone_number_id": "106540352242922", "waba": waba["id"]})),
+            )
+            .await;
+        assert_eq!(s, 201, "{phone}");
+        (app, waba, phone)
+    }
+
+    pub async fn stop(self) {
+        self.svc.stop().await.expect("clean stop");
+        self.db.drop_db().await;
+    }
+}
