@@ -32,7 +32,7 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     let body: Vec<u8> = row.try_get("body")?;
     let payload = webhook::parse(&body)
         .map_err(|e| JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")))?;
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.begin_write().await?;
     let applied = apply(&mut tx, &payload).await?;
     sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")
         .bind(inbox_id)

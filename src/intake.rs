@@ -87,7 +87,7 @@ impl Intake {
 /// The job rows are interchangeable, so which inbox row gets which job id does not matter.
 async fn commit(store: &Store, batch: &[Pending], max_attempts: i64) -> Result<(), StoreError> {
     let now = now_ms();
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.begin_write().await?;
     let mut job_sql = String::from(
         "INSERT INTO jobs (kind, payload, attempts, max_attempts, run_at, created_at, updated_at) VALUES ",
     );

@@ -23,6 +23,8 @@ pub fn routes() -> Router<AppState> {
         .route("/phones/{id}", get(get_phone).patch(update_phone).delete(delete_phone))
         .route("/portals", get(list_portals).post(create_portal))
         .route("/portals/{id}", get(get_portal).patch(update_portal).delete(delete_portal))
+        .route("/jobs", get(super::jobs::list_jobs))
+        .route("/jobs/{id}/redrive", axum::routing::post(super::jobs::redrive_job))
 }
 
 /// Middleware: requires `Authorization: Bearer <admin token>`.
@@ -107,7 +109,9 @@ async fn get_app(State(s): State<AppState>, Path(id): Path<i64>) -> Res<AppView>
 #[utoipa::path(patch, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)), request_body = AppInput,
     responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_app(State(s): State<AppState>, Path(id): Path<i64>, ApiJson(input): ApiJson<AppInput>) -> Res<AppView> {
-    Ok(Json(AppView::from(&registry::update_app(&s.store, id, &input).await?)))
+    let app = registry::update_app(&s.store, id, &input).await?;
+    s.apps.invalidate().await;
+    Ok(Json(AppView::from(&app)))
 }
 
 /// Remove an app; refused while WABAs use it.

@@ -97,6 +97,16 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// concurrent writers wait for each other (busy timeout) instead of failing when a read lock cannot be
+    /// upgraded; PostgreSQL's default is right as it is.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub fn seal(&self, field: &'static str, plain: &str) -> String {
         self.sealer.seal(field, plain)
     }
