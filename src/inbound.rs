@@ -23,8 +23,12 @@ pub struct Applied {
 }
 
 pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
-    let row = sqlx::query("SELECT id, body FROM inbox WHERE job_id = $1")
-        .bind(job.id)
+    let inbox_id = serde_json::from_str::<serde_json::Value>(&job.payload)
+        .ok()
+        .and_then(|v| v["inbox_id"].as_i64())
+        .ok_or_else(|| JobError::Permanent(format!("payload {:?} names no inbox_id", job.payload)))?;
+    let row = sqlx::query("SELECT id, body FROM inbox WHERE id = $1")
+        .bind(inbox_id)
         .fetch_optional(&store.pool)
         .await?
         .ok_or_else(|| JobError::Permanent("its inbox row is gone (pruned?)".into()))?;

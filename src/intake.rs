@@ -1,12 +1,11 @@
 //! Durable intake with group commit: verified webhook bodies are queued to a writer task that commits many
-//! requests' inbox rows and processing jobs in one transaction, then answers each request. A request gets
+//! requests' inbox rows (and, by trigger, their processing jobs) in one statement, then answers each request. A request gets
 //! its 200 only after the commit that holds its body (SQLite `synchronous=FULL` in WAL mode, or PostgreSQL's
 //! default durable commit).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::jobs::Engine;
@@ -35,7 +34,7 @@ pub enum IntakeError {
 
 impl Intake {
     /// Starts the writer tasks: one for SQLite (it has a single writer anyway), several for PostgreSQL.
-    pub fn start(store: Store, engine: Arc<Engine>, batch_max: usize, max_attempts: i64) -> Intake {
+    pub fn start(store: Store, engine: Arc<Engine>, batch_max: usize) -> Intake {
         let (tx, rx) = mpsc::channel::<Pending>(batch_max * 8);
         let rx = Arc::new(Mutex::new(rx));
         let writers = match store.backend {
@@ -60,7 +59,7 @@ impl Intake {
                             }
                         }
                     }
-                    let result = commit(&store, &batch, max_attempts).await.map_err(|e| e.to_string());
+                    let result = commit(&store, &batch).await.map_err(|e| e.to_string());
                     if let Err(e) = &result {
                         tracing::error!(error = %e, requests = batch.len(), "inbox commit failed");
                     } else {
@@ -83,42 +82,22 @@ impl Intake {
     }
 }
 
-/// One transaction: N identical processing jobs, then N inbox rows each pointing at one of them.
-/// The job rows are interchangeable, so which inbox row gets which job id does not matter.
-async fn commit(store: &Store, batch: &[Pending], max_attempts: i64) -> Result<(), StoreError> {
-    let now = now_ms();
-    let mut tx = store.begin_write().await?;
-    let mut job_sql = String::from(
-        "INSERT INTO jobs (kind, payload, attempts, max_attempts, run_at, created_at, updated_at) VALUES ",
-    );
+/// One statement: a multi-row INSERT of the batch's inbox rows. The `inbox_enqueue` trigger adds each row's
+/// processing job inside the same statement, so the batch commits atomically in one round trip.
+async fn commit(store: &Store, batch: &[Pending]) -> Result<(), StoreError> {
+    let mut sql = String::with_capacity(64 + batch.len() * 24);
+    sql.push_str("INSERT INTO inbox (source, app_id, body, received_at) VALUES ");
     for i in 0..batch.len() {
         if i > 0 {
-            job_sql.push(',');
+            sql.push(',');
         }
-        job_sql.push_str("('inbox.process', '{}', 0, $1, $2, $2, $2)");
+        let b = 2 + i * 2;
+        sql.push_str(&format!("('meta', ${}, ${}, $1)", b, b + 1));
     }
-    job_sql.push_str(" RETURNING id");
-    let ids: Vec<i64> = sqlx::query(&job_sql)
-        .bind(max_attempts)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<i64, _>("id"))
-        .collect::<Result<_, _>>()?;
-    let mut inbox_sql = String::from("INSERT INTO inbox (job_id, source, app_id, body, received_at) VALUES ");
-    for i in 0..batch.len() {
-        if i > 0 {
-            inbox_sql.push(',');
-        }
-        let b = 2 + i * 3;
-        inbox_sql.push_str(&format!("(${}, 'meta', ${}, ${}, $1)", b, b + 1, b + 2));
+    let mut q = sqlx::query(&sql).bind(now_ms());
+    for p in batch {
+        q = q.bind(p.app_id).bind(p.body.to_vec());
     }
-    let mut q = sqlx::query(&inbox_sql).bind(now);
-    for (p, id) in batch.iter().zip(&ids) {
-        q = q.bind(*id).bind(p.app_id).bind(p.body.to_vec());
-    }
-    q.execute(&mut *tx).await?;
-    tx.commit().await?;
+    q.execute(&store.pool).await?;
     Ok(())
 }

@@ -62,7 +62,7 @@ impl Service {
         let addr = listener.local_addr()?;
         let metrics = Metrics::new();
         let engine = Arc::new(build_engine(&store, &config, metrics.clone()));
-        let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max, config.job_max_attempts);
+        let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max);
         let state = AppState {
             store: store.clone(),
             config: Arc::new(config),

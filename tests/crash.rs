@@ -23,6 +23,8 @@ struct Running {
 }
 
 /// Starts `wabridge serve` on a free port and reads the address (and first-start token) it prints.
+/// The caller owns the child and waits for it (clippy cannot see that through the returned struct).
+#[allow(clippy::zombie_processes)]
 fn serve(db: &TestDb, workers: bool) -> Running {
     let mut child = Command::new(BIN)
         .arg("serve")

@@ -448,9 +448,14 @@ async fn retention_prunes_old_work(db: Db) {
     let month = Duration::from_secs(30 * 86_400);
     // An app that keeps raw events keeps them for the debug retention.
     app.admin("PATCH", &format!("/apps/{}", a["id"]), Some(json!({"keep_raw_events": true}))).await;
-    assert_eq!(wabridge::jobs::prune(&app.svc.store, week, month).await.unwrap(), (0, 0));
+    assert_eq!(
+        wabridge::jobs::prune(&app.svc.store, week, month).await.unwrap(),
+        (0, 3),
+        "raw bodies kept, finished jobs pruned"
+    );
     app.admin("PATCH", &format!("/apps/{}", a["id"]), Some(json!({"keep_raw_events": false}))).await;
-    assert_eq!(wabridge::jobs::prune(&app.svc.store, week, month).await.unwrap(), (3, 3));
+    assert_eq!(wabridge::jobs::prune(&app.svc.store, week, month).await.unwrap(), (3, 0));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM inbox").await, 0);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM messages").await, 3, "effects stay");
     app.stop().await;
 }

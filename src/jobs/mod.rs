@@ -104,7 +104,8 @@ pub struct Drained {
     pub dead: usize,
 }
 
-const JOB_COLS: &str = "id, kind, payload, attempts, max_attempts";
+/// `max_attempts` may be NULL (jobs created by database triggers): the engine's default applies.
+const JOB_COLS: &str = "id, kind, payload, attempts, COALESCE(max_attempts, $5) AS max_attempts";
 
 impl Engine {
     pub fn new(store: Store, lease: Duration, default_max_attempts: i64, metrics: Arc<Metrics>) -> Self {
@@ -163,6 +164,7 @@ impl Engine {
             .bind(now + self.lease.as_millis() as i64)
             .bind(now)
             .bind(n as i64)
+            .bind(self.default_max_attempts)
             .fetch_all(&self.store.pool)
             .await?;
         let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
@@ -338,10 +340,15 @@ impl Engine {
             }
         };
         let q = format!(
-            "SELECT id, kind, attempts, max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
+            "SELECT id, kind, attempts, COALESCE(max_attempts, $3) AS max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
              created_at, updated_at FROM jobs WHERE {filter} ORDER BY id DESC LIMIT $1"
         );
-        let rows = sqlx::query(&q).bind(limit).bind(now_ms()).fetch_all(&self.store.pool).await?;
+        let rows = sqlx::query(&q)
+            .bind(limit)
+            .bind(now_ms())
+            .bind(self.default_max_attempts)
+            .fetch_all(&self.store.pool)
+            .await?;
         let now = now_ms();
         rows.iter()
             .map(|r| {
@@ -403,13 +410,11 @@ pub async fn prune(store: &Store, retention: Duration, debug_retention: Duration
     .execute(&store.pool)
     .await?
     .rows_affected();
-    let jobs = sqlx::query(
-        "DELETE FROM jobs WHERE done_at IS NOT NULL AND done_at < $1 AND id NOT IN (SELECT job_id FROM inbox)",
-    )
-    .bind(cutoff)
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
+    let jobs = sqlx::query("DELETE FROM jobs WHERE done_at IS NOT NULL AND done_at < $1")
+        .bind(cutoff)
+        .execute(&store.pool)
+        .await?
+        .rows_affected();
     Ok((inbox, jobs))
 }
 
