@@ -18,9 +18,10 @@ pub enum SealError {
     Open(&'static str),
 }
 
+/// Cheap to clone (the key schedule is shared), since the store travels with every request's state.
 #[derive(Clone)]
 pub struct Sealer {
-    cipher: Aes256Gcm,
+    cipher: std::sync::Arc<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -31,7 +32,7 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn from_key(key: &[u8; 32]) -> Self {
-        Sealer { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)) }
+        Sealer { cipher: std::sync::Arc::new(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))) }
     }
 
     /// Parses a key given as base64 (44 chars) or 64 hex digits.

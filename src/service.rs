@@ -76,6 +76,20 @@ impl Service {
             let (engine, rx, n) = (engine.clone(), rx.clone(), state.config.worker_concurrency);
             tokio::spawn(engine.run_workers(n, Duration::from_millis(500), rx))
         });
+        if store.backend == crate::store::Backend::Sqlite {
+            let (store, mut rx) = (store.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = rx.wait_for(|stop| *stop) => return,
+                    }
+                    if let Err(e) = store.checkpoint().await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            });
+        }
         let app = router(state.clone());
         let mut http_rx = rx;
         let http = tokio::spawn(async move {

@@ -3,7 +3,7 @@ CREATE TABLE jobs (
     id               BIGSERIAL PRIMARY KEY,
     kind             TEXT NOT NULL,
     payload          TEXT NOT NULL DEFAULT '{}',
-    dedup_key        TEXT UNIQUE,
+    dedup_key        TEXT,
     attempts         BIGINT NOT NULL DEFAULT 0,
     max_attempts     BIGINT,
     run_at           BIGINT NOT NULL,
@@ -15,6 +15,8 @@ CREATE TABLE jobs (
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
+-- Only periodic work has a dedup key; NULLs stay out of the index.
+CREATE UNIQUE INDEX jobs_dedup ON jobs (dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE INDEX jobs_due ON jobs (run_at) WHERE done_at IS NULL AND NOT dead;
 CREATE INDEX jobs_done ON jobs (done_at) WHERE done_at IS NOT NULL;
 CREATE INDEX jobs_dead ON jobs (id) WHERE dead;

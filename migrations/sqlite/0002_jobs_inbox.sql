@@ -3,7 +3,7 @@ CREATE TABLE jobs (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
     kind             TEXT NOT NULL,
     payload          TEXT NOT NULL DEFAULT '{}',
-    dedup_key        TEXT UNIQUE,
+    dedup_key        TEXT,
     attempts         BIGINT NOT NULL DEFAULT 0,
     max_attempts     BIGINT,
     run_at           BIGINT NOT NULL,
@@ -15,14 +15,17 @@ CREATE TABLE jobs (
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
+-- Only periodic work has a dedup key; NULLs stay out of the index.
+CREATE UNIQUE INDEX jobs_dedup ON jobs (dedup_key) WHERE dedup_key IS NOT NULL;
 CREATE INDEX jobs_due ON jobs (run_at) WHERE done_at IS NULL AND dead = 0;
 CREATE INDEX jobs_done ON jobs (done_at) WHERE done_at IS NOT NULL;
 CREATE INDEX jobs_dead ON jobs (id) WHERE dead = 1;
 
 -- Raw verified webhook bodies, exactly as received. The trigger below gives every row its processing job in
 -- the same statement, so intake is one multi-row INSERT: atomic, one round trip, one commit.
+-- No AUTOINCREMENT: an inbox id is referenced only by its own job, which is done before the row is pruned.
 CREATE TABLE inbox (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     source       TEXT NOT NULL,
     app_id       BIGINT NOT NULL,
     body         BLOB NOT NULL,

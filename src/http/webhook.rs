@@ -10,7 +10,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
@@ -25,10 +24,10 @@ async fn candidates(
     state: &AppState,
     params: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<Vec<App>, ApiError> {
+) -> Result<Vec<Arc<App>>, ApiError> {
     let apps = state.apps.all().await?;
     if let Some(id) = params.get("app_id") {
-        let found: Vec<App> = apps.iter().filter(|a| &a.meta_app_id == id).cloned().collect();
+        let found: Vec<Arc<App>> = apps.iter().filter(|a| &a.meta_app_id == id).cloned().collect();
         if found.is_empty() {
             return Err(ApiError::not_found(format!("no app with app_id {id} is registered")));
         }
@@ -41,7 +40,7 @@ async fn candidates(
         .map(|h| h.split(',').next().unwrap_or(h).trim().to_ascii_lowercase())
         .unwrap_or_default();
     let bare = host.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_else(|| host.clone());
-    let found: Vec<App> = apps.iter().filter(|a| a.domain == host || a.domain == bare).cloned().collect();
+    let found: Vec<Arc<App>> = apps.iter().filter(|a| a.domain == host || a.domain == bare).cloned().collect();
     if found.is_empty() {
         return Err(ApiError::not_found(
             "no app is registered for this host; add ?app_id=<Meta app id> to the callback URL".to_string(),
@@ -97,12 +96,12 @@ pub async fn receive(
     }
     state.intake.submit(app.id, body).await.map_err(ApiError::internal)?;
     state.metrics.webhook_accepted.inc();
-    Ok((StatusCode::OK, Json(serde_json::json!({"received": true}))).into_response())
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"received":true}"#).into_response())
 }
 
 /// The app whose secret signed the body. Apps with verification switched off accept anything, but only
 /// when no app on the host verifies it properly.
-fn choose_app<'a>(apps: &'a [App], header_value: Option<&str>, body: &[u8]) -> Result<&'a App, SignatureError> {
+fn choose_app<'a>(apps: &'a [Arc<App>], header_value: Option<&str>, body: &[u8]) -> Result<&'a App, SignatureError> {
     let claimed = signature::parse_header(header_value);
     if let Ok(claimed) = &claimed {
         if let Some(app) = apps
@@ -121,11 +120,14 @@ fn choose_app<'a>(apps: &'a [App], header_value: Option<&str>, body: &[u8]) -> R
     }
 }
 
+/// A snapshot of every registered app, shared by all requests until it expires.
+type AppSnapshot = Arc<Vec<Arc<App>>>;
+
 /// Apps change rarely and are read on every webhook: keep them in memory for a few seconds.
 pub struct AppCache {
     store: crate::store::Store,
     ttl_ms: i64,
-    inner: tokio::sync::RwLock<Option<(i64, Arc<Vec<App>>)>>,
+    inner: tokio::sync::RwLock<Option<(i64, AppSnapshot)>>,
 }
 
 impl AppCache {
@@ -133,14 +135,14 @@ impl AppCache {
         AppCache { store, ttl_ms, inner: tokio::sync::RwLock::new(None) }
     }
 
-    pub async fn all(&self) -> Result<Arc<Vec<App>>, crate::store::StoreError> {
+    pub async fn all(&self) -> Result<AppSnapshot, crate::store::StoreError> {
         let now = crate::store::now_ms();
         if let Some((at, apps)) = self.inner.read().await.as_ref() {
             if now - at < self.ttl_ms {
                 return Ok(apps.clone());
             }
         }
-        let apps = Arc::new(self.store.list_apps().await?);
+        let apps = Arc::new(self.store.list_apps().await?.into_iter().map(Arc::new).collect::<Vec<_>>());
         *self.inner.write().await = Some((now, apps.clone()));
         Ok(apps)
     }

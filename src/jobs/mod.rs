@@ -459,7 +459,8 @@ where
     let now = now_ms();
     let row = sqlx::query(
         "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, 0, $4, $5, $6, $6) ON CONFLICT (dedup_key) DO NOTHING RETURNING id",
+         VALUES ($1, $2, $3, 0, $4, $5, $6, $6) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING \
+         RETURNING id",
     )
     .bind(kind)
     .bind(payload.to_string())
