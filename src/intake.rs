@@ -94,10 +94,18 @@ async fn commit(store: &Store, batch: &[Pending]) -> Result<(), StoreError> {
         let b = 2 + i * 2;
         sql.push_str(&format!("('meta', ${}, ${}, $1)", b, b + 1));
     }
-    let mut q = sqlx::query(&sql).bind(now_ms());
-    for p in batch {
-        q = q.bind(p.app_id).bind(p.body.to_vec());
+    if let Some(writer) = &store.sqlite_writer {
+        let mut q = sqlx::query::<sqlx::Sqlite>(&sql).bind(now_ms());
+        for p in batch {
+            q = q.bind(p.app_id).bind(&p.body[..]);
+        }
+        q.execute(writer).await?;
+    } else {
+        let mut q = sqlx::query(&sql).bind(now_ms());
+        for p in batch {
+            q = q.bind(p.app_id).bind(p.body.to_vec());
+        }
+        q.execute(&store.pool).await?;
     }
-    q.execute(&store.pool).await?;
     Ok(())
 }

@@ -36,6 +36,9 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub pool: AnyPool,
+    /// SQLite only: a native single-connection pool for the webhook intake's group commits (the `Any` driver
+    /// converts and copies every argument once more, which shows at tens of thousands of rows per second).
+    pub sqlite_writer: Option<sqlx::SqlitePool>,
     pub backend: Backend,
     pub sealer: Sealer,
 }
@@ -81,7 +84,20 @@ impl Store {
             });
         }
         let pool = opts.connect(&url).await?;
-        Ok(Store { pool, backend, sealer })
+        let sqlite_writer = match backend {
+            Backend::Sqlite => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                    .map_err(|e| StoreError::Setup(format!("bad SQLite URL: {e}")))?
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma("wal_autocheckpoint", "16384");
+                Some(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(opts).await?)
+            }
+            Backend::Postgres => None,
+        };
+        Ok(Store { pool, sqlite_writer, backend, sealer })
     }
 
     /// Applies pending migrations of this backend's dialect.
@@ -108,6 +124,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(w) = &self.sqlite_writer {
+            w.close().await;
+        }
         self.pool.close().await;
     }
 
