@@ -4,6 +4,7 @@
 pub mod admin_token;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod http;
 pub mod inbound;
 pub mod intake;

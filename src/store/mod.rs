@@ -3,6 +3,7 @@
 //! Queries are written once with `$N` placeholders, which both SQLite and PostgreSQL accept. Booleans are
 //! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
 
+pub mod calls;
 pub mod registry;
 pub mod settings;
 

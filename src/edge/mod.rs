@@ -1,0 +1,5 @@
+//! The SIP edge's I/O: TLS/TCP/UDP transports, transactions and call records around the pure decisions in
+//! `crate::sip`.
+
+pub mod framing;
+pub mod tls;
