@@ -54,6 +54,49 @@ pub enum Command {
     /// CRM portals (installed by the portal's app; listed here).
     #[command(subcommand)]
     Portal(PortalCmd),
+    /// WhatsApp calling of a phone at Meta: enable with SIP, disable, compare with Meta.
+    #[command(subcommand)]
+    Calling(CallingCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CallingCmd {
+    /// Enable calling with SIP at Meta and store Meta's SIP password (sealed).
+    Enable {
+        /// wabridge id of the phone.
+        #[arg(long)]
+        phone: i64,
+        /// Host name Meta sends calls to over TLS (its certificate must cover it), e.g. sip.example.com.
+        #[arg(long)]
+        sip_host: Option<String>,
+        /// TLS port Meta connects to (default 5061).
+        #[arg(long)]
+        sip_port: Option<i64>,
+        /// SRTP key exchange: SDES (default, what Asterisk expects) or DTLS.
+        #[arg(long)]
+        srtp: Option<String>,
+        /// Call buttons: DEFAULT or DISABLE_ALL (default: leave Meta's setting).
+        #[arg(long)]
+        call_icon_visibility: Option<String>,
+        /// Ask users for call permission after a call: ENABLED or DISABLED (default: leave Meta's setting).
+        #[arg(long)]
+        callback_permission: Option<String>,
+        /// Challenge Meta's INVITEs with digest (default: on once Meta's SIP password is known).
+        #[arg(long)]
+        digest: Option<bool>,
+    },
+    /// Disable calling and SIP at Meta.
+    Disable {
+        /// wabridge id of the phone.
+        #[arg(long)]
+        phone: i64,
+    },
+    /// Compare what wabridge expects with what Meta reports now; fails when Meta cannot be asked.
+    Status {
+        /// wabridge id of the phone.
+        #[arg(long)]
+        phone: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,7 +298,10 @@ fn app_input(fields: AppFields) -> anyhow::Result<AppInput> {
 pub async fn run_registry(command: Command, config: &Config) -> anyhow::Result<()> {
     let store = Store::connect(config).await?;
     store.migrate().await?;
-    let result = registry_command(command, &store).await;
+    let result = match command {
+        Command::Calling(cmd) => calling_command(cmd, &store, config).await,
+        command => registry_command(command, &store).await,
+    };
     store.close().await;
     result
 }
@@ -372,7 +418,45 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             }
             PortalCmd::Show { id } => print_json(&PortalView::from(&registry::get_portal(store, id).await?))?,
         },
-        Command::Serve { .. } | Command::Migrate => unreachable!("handled by main"),
+        Command::Serve { .. } | Command::Migrate | Command::Calling(_) => unreachable!("handled by the caller"),
+    }
+    Ok(())
+}
+
+async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> anyhow::Result<()> {
+    use crate::calling::{service, CallingInput};
+    let graph = crate::meta::graph::Client::from_config(config);
+    match cmd {
+        CallingCmd::Enable { phone, sip_host, sip_port, srtp, call_icon_visibility, callback_permission, digest } => {
+            let input = CallingInput {
+                enabled: Some(true),
+                sip_host,
+                sip_port,
+                srtp_key_exchange: srtp,
+                call_icon_visibility,
+                callback_permission,
+                digest,
+            };
+            let p = service::apply(store, &graph, phone, &input).await?;
+            print_json(&crate::registry::CallingView::from(&p))?;
+            if let Some(e) = &p.calling_last_error {
+                anyhow::bail!("calling enabled, but: {e}");
+            }
+        }
+        CallingCmd::Disable { phone } => {
+            let input = CallingInput { enabled: Some(false), ..Default::default() };
+            let p = service::apply(store, &graph, phone, &input).await?;
+            print_json(&crate::registry::CallingView::from(&p))?;
+        }
+        CallingCmd::Status { phone } => {
+            let status = service::status(store, &graph, phone).await?;
+            print_json(&status)?;
+            if let Some(e) = &status.meta_error {
+                let code = e.code.map(|c| format!(" with error {c}")).unwrap_or_default();
+                let why = e.explanation.as_deref().map(|x| format!(" — {x}")).unwrap_or_default();
+                anyhow::bail!("could not read Meta's settings{code}: {}{why}", e.message);
+            }
+        }
     }
     Ok(())
 }

@@ -52,6 +52,10 @@ pub struct Config {
     pub debug_retention_days: u64,
     /// Group commit: the largest number of webhook requests committed in one transaction.
     pub intake_batch_max: usize,
+    /// Base URL of Meta's Graph API (the sandbox's URL in tests and demos).
+    pub graph_base_url: String,
+    /// Graph API version used in every Graph URL, e.g. `v23.0`.
+    pub graph_version: String,
 }
 
 impl Default for Config {
@@ -75,6 +79,8 @@ impl Default for Config {
             retention_days: 7,
             debug_retention_days: 30,
             intake_batch_max: 512,
+            graph_base_url: "https://graph.facebook.com".into(),
+            graph_version: "v23.0".into(),
         }
     }
 }
@@ -129,6 +135,12 @@ impl Config {
         }
         if self.worker_concurrency == 0 || self.intake_batch_max == 0 {
             return Err(ConfigError("worker_concurrency and intake_batch_max must be at least 1".into()));
+        }
+        if !url::Url::parse(&self.graph_base_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(ConfigError(format!("graph_base_url must be an http(s) URL, got {:?}", self.graph_base_url)));
+        }
+        if !crate::meta::graph::is_version(&self.graph_version) {
+            return Err(ConfigError(format!("graph_version must look like v23.0, got {:?}", self.graph_version)));
         }
         Ok(())
     }

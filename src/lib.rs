@@ -2,6 +2,7 @@
 //! See `shared/DESIGN.md` beside the project for the architecture.
 
 pub mod admin_token;
+pub mod calling;
 pub mod cli;
 pub mod config;
 pub mod edge;

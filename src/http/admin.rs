@@ -21,6 +21,7 @@ pub fn routes() -> Router<AppState> {
         .route("/wabas/{id}", get(get_waba).patch(update_waba).delete(delete_waba))
         .route("/phones", get(list_phones).post(create_phone))
         .route("/phones/{id}", get(get_phone).patch(update_phone).delete(delete_phone))
+        .route("/phones/{id}/calling", get(super::calling::calling_status).post(super::calling::set_calling))
         .route("/portals", get(list_portals).post(create_portal))
         .route("/portals/{id}", get(get_portal).patch(update_portal).delete(delete_portal))
         .route("/jobs", get(super::jobs::list_jobs))
@@ -55,6 +56,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
     paths(list_apps, create_app, get_app, update_app, delete_app,
           list_wabas, create_waba, get_waba, update_waba, delete_waba,
           list_phones, create_phone, get_phone, update_phone, delete_phone,
+          crate::http::calling::set_calling, crate::http::calling::calling_status,
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job,
           crate::http::health::healthz, crate::http::health::readyz),

@@ -23,6 +23,28 @@ pub struct ErrorDetail {
     pub message: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<FieldError>,
+    /// Meta's error, when the answer is about a refused Graph API request (`graph_error`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphErrorDetail>,
+}
+
+/// A Graph API error as Meta sent it, with what it means.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GraphErrorDetail {
+    /// Meta's error code, e.g. 138015.
+    pub code: i64,
+    /// Meta's message, e.g. `(#138015) …`.
+    pub message: String,
+    /// Meta's `type`, e.g. `OAuthException`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Meta's `error_data.details`.
+    pub details: Option<String>,
+    /// What the code means and what to do.
+    pub explanation: Option<String>,
+    pub fbtrace_id: Option<String>,
+    /// The HTTP status Meta answered with.
+    pub http_status: u16,
 }
 
 #[derive(Debug)]
@@ -31,11 +53,12 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub fields: Vec<FieldError>,
+    pub graph: Option<Box<GraphErrorDetail>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), fields: Vec::new() }
+        ApiError { status, code, message: message.into(), fields: Vec::new(), graph: None }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
@@ -53,7 +76,12 @@ impl ApiError {
             code: "validation_failed",
             message: format!("{}: {}", f.field, f.message),
             fields: vec![f],
+            graph: None,
         }
+    }
+    /// 502: Meta refused a Graph API request; the answer carries Meta's code, message and the explanation.
+    pub fn graph(message: impl Into<String>, detail: GraphErrorDetail) -> Self {
+        ApiError { graph: Some(Box::new(detail)), ..Self::new(StatusCode::BAD_GATEWAY, "graph_error", message) }
     }
     pub fn internal(err: impl std::fmt::Display) -> Self {
         // The detail goes to the log; the caller gets a generic message.
@@ -64,8 +92,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            ErrorBody { error: ErrorDetail { code: self.code.into(), message: self.message, fields: self.fields } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                fields: self.fields,
+                graph: self.graph.map(|g| *g),
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -78,6 +112,7 @@ impl From<RegistryError> for ApiError {
                 code: "validation_failed",
                 message: RegistryError::Validation(fields.clone()).to_string(),
                 fields,
+                graph: None,
             },
             RegistryError::NotFound { .. } => ApiError::not_found(e.to_string()),
             RegistryError::Conflict { field, message } => ApiError {
@@ -87,6 +122,7 @@ impl From<RegistryError> for ApiError {
                     .map(|f| vec![FieldError { field: f.into(), message: message.clone() }])
                     .unwrap_or_default(),
                 message,
+                graph: None,
             },
             RegistryError::Store(s) => s.into(),
         }

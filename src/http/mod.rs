@@ -1,6 +1,7 @@
 //! The HTTP face: axum routers composed in one place.
 
 pub mod admin;
+pub mod calling;
 pub mod error;
 pub mod health;
 pub mod jobs;

@@ -1,4 +1,5 @@
-//! Meta's WhatsApp Cloud API: webhook payloads and signatures.
+//! Meta's WhatsApp Cloud API: webhook payloads and signatures, and the Graph API client.
 
+pub mod graph;
 pub mod signature;
 pub mod webhook;

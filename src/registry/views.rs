@@ -95,14 +95,78 @@ impl From<&Waba> for WabaView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CallingView {
+    /// What wabridge wants: calling with SIP on at Meta.
     pub enabled: bool,
+    /// Meta's calling status as last known (`ENABLED`, `DISABLED`); changes only when Meta accepts a request.
     pub status: Option<String>,
+    /// Meta's `sip.status` as last known.
+    pub sip_status: Option<String>,
     pub sip_host: Option<String>,
     pub sip_port: Option<i64>,
+    /// `SDES` or `DTLS`.
     pub srtp_key_exchange: Option<String>,
-    pub last_error: Option<String>,
+    /// `DEFAULT` or `DISABLE_ALL`; `null` leaves Meta's setting alone.
+    pub call_icon_visibility: Option<String>,
+    /// `ENABLED` or `DISABLED`; `null` leaves Meta's setting alone.
+    pub callback_permission: Option<String>,
+    /// Digest authentication of Meta's INVITEs as configured; `null` = on whenever the SIP password is known.
+    pub digest: Option<bool>,
+    /// Whether the SIP edge challenges Meta's INVITEs with digest now.
+    pub digest_active: bool,
+    /// The last failed activation: Meta's code and message and what it means. `null` after a success.
+    pub last_error: Option<CallingErrorView>,
     /// Masked.
     pub sip_password: Option<String>,
+}
+
+/// A Graph error (or why Meta could not be asked), with a plain-language explanation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CallingErrorView {
+    /// Meta's error code (`null` when Meta was not reached or gave no code).
+    pub code: Option<i64>,
+    /// Meta's message, e.g. `(#138015) …`, or what went wrong on the way.
+    pub message: String,
+    /// Meta's `error_data.details`.
+    pub details: Option<String>,
+    /// What the code means and what to do.
+    pub explanation: Option<String>,
+    /// Meta's trace id, for Meta's support.
+    pub fbtrace_id: Option<String>,
+    pub at: Option<String>,
+}
+
+impl CallingErrorView {
+    /// The phone's stored last error, if any.
+    pub fn of_phone(p: &Phone) -> Option<CallingErrorView> {
+        let message = p.calling_last_error.clone()?;
+        Some(CallingErrorView {
+            code: p.calling_error_code,
+            message,
+            details: p.calling_error_details.clone(),
+            explanation: p.calling_error_code.and_then(crate::calling::explain).map(String::from),
+            fbtrace_id: p.calling_error_trace.clone(),
+            at: p.calling_error_at.map(rfc3339),
+        })
+    }
+}
+
+impl From<&Phone> for CallingView {
+    fn from(p: &Phone) -> Self {
+        CallingView {
+            enabled: p.calling_enabled,
+            status: p.calling_status.clone(),
+            sip_status: p.sip_status.clone(),
+            sip_host: p.sip_host.clone(),
+            sip_port: p.sip_port,
+            srtp_key_exchange: p.srtp_key_exchange.clone(),
+            call_icon_visibility: p.call_icon_visibility.clone(),
+            callback_permission: p.callback_permission.clone(),
+            digest: p.sip_digest,
+            digest_active: p.digest_challenge(),
+            last_error: CallingErrorView::of_phone(p),
+            sip_password: p.sip_password.as_deref().map(mask),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,15 +200,7 @@ impl From<&Phone> for PhoneView {
             file_proxy: p.file_proxy,
             line_id: p.line_id.clone(),
             asterisk_target: p.asterisk_target.clone(),
-            calling: CallingView {
-                enabled: p.calling_enabled,
-                status: p.calling_status.clone(),
-                sip_host: p.sip_host.clone(),
-                sip_port: p.sip_port,
-                srtp_key_exchange: p.srtp_key_exchange.clone(),
-                last_error: p.calling_last_error.clone(),
-                sip_password: p.sip_password.as_deref().map(mask),
-            },
+            calling: CallingView::from(p),
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
         }

@@ -60,16 +60,49 @@ pub struct Phone {
     pub sms_service: bool,
     pub file_proxy: bool,
     pub line_id: Option<String>,
+    /// What wabridge wants: calling (and SIP) on at Meta. Set by the last enable/disable request.
     pub calling_enabled: bool,
+    /// Meta's calling status as last known (`ENABLED`/`DISABLED`), changed only when Meta accepted a request.
     pub calling_status: Option<String>,
     pub sip_host: Option<String>,
     pub sip_port: Option<i64>,
+    /// `SDES` or `DTLS`.
     pub srtp_key_exchange: Option<String>,
+    /// Meta's message of the last failed activation (or why it could not be tried); `None` after a success.
     pub calling_last_error: Option<String>,
+    /// Meta's `sip_user_password` for this number and app (plain here; sealed in the database).
     pub sip_password: Option<String>,
     pub asterisk_target: Option<String>,
+    /// Meta's `sip.status` as last known.
+    pub sip_status: Option<String>,
+    /// `DEFAULT` or `DISABLE_ALL`; `None` leaves Meta's value alone.
+    pub call_icon_visibility: Option<String>,
+    /// `ENABLED` or `DISABLED` (Meta's `callback_permission_status`); `None` leaves Meta's value alone.
+    pub callback_permission: Option<String>,
+    /// Challenge Meta's INVITEs with digest; `None` = on whenever the SIP password is known.
+    pub sip_digest: Option<bool>,
+    /// Meta's error code of the last failed activation.
+    pub calling_error_code: Option<i64>,
+    /// Meta's `error_data.details` of the last failed activation.
+    pub calling_error_details: Option<String>,
+    /// Meta's `fbtrace_id` of the last failed activation.
+    pub calling_error_trace: Option<String>,
+    pub calling_error_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Phone {
+    /// True when the SIP edge should challenge Meta's INVITEs for this number with digest authentication:
+    /// as configured, and by default whenever Meta's SIP password is known.
+    pub fn digest_challenge(&self) -> bool {
+        self.sip_digest.unwrap_or(self.sip_password.is_some())
+    }
+
+    /// True when calling is wanted and Meta accepted it: Meta sends this number's calls to the SIP edge.
+    pub fn calling_active(&self) -> bool {
+        self.calling_enabled && self.calling_status.as_deref() == Some("ENABLED")
+    }
 }
 
 const APP_COLS: &str = "id, meta_app_id, name, domain, app_secret, access_token, verify_token, keep_raw_events, \
@@ -79,7 +112,17 @@ const PORTAL_COLS: &str = "id, kind, member_id, domain, client_endpoint, access_
                            token_expires_at, application_token, active, uninstalled_at, created_at, updated_at";
 const PHONE_COLS: &str = "id, number, phone_number_id, waba_id, portal_id, channel, sms_service, file_proxy, line_id, \
                           calling_enabled, calling_status, sip_host, sip_port, srtp_key_exchange, calling_last_error, \
-                          sip_password, asterisk_target, created_at, updated_at";
+                          sip_password, asterisk_target, sip_status, call_icon_visibility, callback_permission, \
+                          sip_digest, calling_error_code, calling_error_details, calling_error_trace, \
+                          calling_error_at, created_at, updated_at";
+
+/// Reads a nullable boolean column from either dialect.
+fn get_opt_bool(r: &AnyRow, col: &str) -> Result<Option<bool>, sqlx::Error> {
+    match r.try_get::<Option<bool>, _>(col) {
+        Ok(b) => Ok(b),
+        Err(_) => Ok(r.try_get::<Option<i64>, _>(col)?.map(|v| v != 0)),
+    }
+}
 
 impl Store {
     fn app_from(&self, r: &AnyRow) -> Result<App, StoreError> {
@@ -147,6 +190,14 @@ impl Store {
             calling_last_error: r.try_get("calling_last_error")?,
             sip_password: self.open_opt("phones.sip_password", r.try_get("sip_password")?)?,
             asterisk_target: r.try_get("asterisk_target")?,
+            sip_status: r.try_get("sip_status")?,
+            call_icon_visibility: r.try_get("call_icon_visibility")?,
+            callback_permission: r.try_get("callback_permission")?,
+            sip_digest: get_opt_bool(r, "sip_digest")?,
+            calling_error_code: r.try_get("calling_error_code")?,
+            calling_error_details: r.try_get("calling_error_details")?,
+            calling_error_trace: r.try_get("calling_error_trace")?,
+            calling_error_at: r.try_get("calling_error_at")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })
@@ -347,8 +398,11 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO phones (number, phone_number_id, waba_id, portal_id, channel, sms_service, file_proxy, \
              line_id, calling_enabled, calling_status, sip_host, sip_port, srtp_key_exchange, calling_last_error, \
-             sip_password, asterisk_target, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+             sip_password, asterisk_target, created_at, updated_at, sip_status, call_icon_visibility, \
+             callback_permission, sip_digest, calling_error_code, calling_error_details, calling_error_trace, \
+             calling_error_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
+             $22, $23, $24, $25, $26) RETURNING id",
         )
         .bind(&p.number)
         .bind(&p.phone_number_id)
@@ -368,6 +422,14 @@ impl Store {
         .bind(&p.asterisk_target)
         .bind(p.created_at)
         .bind(p.updated_at)
+        .bind(&p.sip_status)
+        .bind(&p.call_icon_visibility)
+        .bind(&p.callback_permission)
+        .bind(p.sip_digest)
+        .bind(p.calling_error_code)
+        .bind(&p.calling_error_details)
+        .bind(&p.calling_error_trace)
+        .bind(p.calling_error_at)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("id")?)
@@ -377,7 +439,10 @@ impl Store {
         sqlx::query(
             "UPDATE phones SET waba_id = $2, portal_id = $3, sms_service = $4, file_proxy = $5, line_id = $6, \
              calling_enabled = $7, calling_status = $8, sip_host = $9, sip_port = $10, srtp_key_exchange = $11, \
-             calling_last_error = $12, sip_password = $13, asterisk_target = $14, updated_at = $15 WHERE id = $1",
+             calling_last_error = $12, sip_password = $13, asterisk_target = $14, updated_at = $15, \
+             sip_status = $16, call_icon_visibility = $17, callback_permission = $18, sip_digest = $19, \
+             calling_error_code = $20, calling_error_details = $21, calling_error_trace = $22, calling_error_at = $23 \
+             WHERE id = $1",
         )
         .bind(p.id)
         .bind(p.waba_id)
@@ -393,6 +458,45 @@ impl Store {
         .bind(&p.calling_last_error)
         .bind(p.sip_password.as_deref().map(|t| self.seal("phones.sip_password", t)))
         .bind(&p.asterisk_target)
+        .bind(p.updated_at)
+        .bind(&p.sip_status)
+        .bind(&p.call_icon_visibility)
+        .bind(&p.callback_permission)
+        .bind(p.sip_digest)
+        .bind(p.calling_error_code)
+        .bind(&p.calling_error_details)
+        .bind(&p.calling_error_trace)
+        .bind(p.calling_error_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Writes only the calling columns of a phone (activation), leaving its registry fields as they are.
+    pub async fn update_phone_calling(&self, p: &Phone) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE phones SET calling_enabled = $2, calling_status = $3, sip_host = $4, sip_port = $5, \
+             srtp_key_exchange = $6, calling_last_error = $7, sip_password = $8, sip_status = $9, \
+             call_icon_visibility = $10, callback_permission = $11, sip_digest = $12, calling_error_code = $13, \
+             calling_error_details = $14, calling_error_trace = $15, calling_error_at = $16, updated_at = $17 \
+             WHERE id = $1",
+        )
+        .bind(p.id)
+        .bind(p.calling_enabled)
+        .bind(&p.calling_status)
+        .bind(&p.sip_host)
+        .bind(p.sip_port)
+        .bind(&p.srtp_key_exchange)
+        .bind(&p.calling_last_error)
+        .bind(p.sip_password.as_deref().map(|t| self.seal("phones.sip_password", t)))
+        .bind(&p.sip_status)
+        .bind(&p.call_icon_visibility)
+        .bind(&p.callback_permission)
+        .bind(p.sip_digest)
+        .bind(p.calling_error_code)
+        .bind(&p.calling_error_details)
+        .bind(&p.calling_error_trace)
+        .bind(p.calling_error_at)
         .bind(p.updated_at)
         .execute(&self.pool)
         .await?;
