@@ -57,6 +57,35 @@ pub enum Command {
     /// WhatsApp calling of a phone at Meta: enable with SIP, disable, compare with Meta.
     #[command(subcommand)]
     Calling(CallingCmd),
+    /// TLS certificates for the SIP edge.
+    #[command(subcommand)]
+    Certs(CertsCmd),
+    /// Print the Asterisk configuration (pjsip.conf, extensions.conf) for the phones with calling enabled.
+    AsteriskConfig {
+        /// Address Asterisk uses to reach the edge (default: the host of sip_pbx_facing / sip_pbx_udp_listen).
+        #[arg(long)]
+        edge_host: Option<String>,
+        /// Port Asterisk listens on for the edge.
+        #[arg(long, default_value_t = 5060)]
+        asterisk_port: u16,
+        /// Include Meta's SIP passwords instead of placeholders (the output is then a secret).
+        #[arg(long)]
+        with_secrets: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCmd {
+    /// Write a self-signed certificate and key for local use (Meta refuses self-signed certificates: a real
+    /// deployment points sip_cert_file/sip_key_file at its public certificate).
+    Dev {
+        /// Host name the certificate is for, e.g. sip.example.com.
+        #[arg(long)]
+        host: String,
+        /// Directory to write sip-cert.pem and sip-key.pem into.
+        #[arg(long, default_value = "certs")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +329,9 @@ pub async fn run_registry(command: Command, config: &Config) -> anyhow::Result<(
     store.migrate().await?;
     let result = match command {
         Command::Calling(cmd) => calling_command(cmd, &store, config).await,
+        Command::AsteriskConfig { edge_host, asterisk_port, with_secrets } => {
+            asterisk_config(&store, config, edge_host, asterisk_port, with_secrets).await
+        }
         command => registry_command(command, &store).await,
     };
     store.close().await;
@@ -418,8 +450,70 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             }
             PortalCmd::Show { id } => print_json(&PortalView::from(&registry::get_portal(store, id).await?))?,
         },
-        Command::Serve { .. } | Command::Migrate | Command::Calling(_) => unreachable!("handled by the caller"),
+        Command::Serve { .. }
+        | Command::Migrate
+        | Command::Calling(_)
+        | Command::Certs(_)
+        | Command::AsteriskConfig { .. } => unreachable!("handled by the caller"),
     }
+    Ok(())
+}
+
+/// `wabridge certs dev`: needs no database.
+pub fn certs_command(cmd: CertsCmd) -> anyhow::Result<()> {
+    match cmd {
+        CertsCmd::Dev { host, dir } => {
+            let (cert, key) = crate::edge::tls::write_dev_pair(&host, &dir)?;
+            println!("Wrote a self-signed certificate for {host}:");
+            println!("  certificate: {}", cert.display());
+            println!("  key:         {} (mode 0600)", key.display());
+            println!("For local use only: Meta accepts only certificates from public CAs.");
+        }
+    }
+    Ok(())
+}
+
+async fn asterisk_config(
+    store: &Store,
+    config: &Config,
+    edge_host: Option<String>,
+    asterisk_port: u16,
+    with_secrets: bool,
+) -> anyhow::Result<()> {
+    use crate::edge::asterisk::{render, AsteriskPhone, AsteriskSetup};
+    let facing = config.sip_pbx_facing.clone().unwrap_or_else(|| config.sip_pbx_udp_listen.clone());
+    let (host, port) = match facing.rsplit_once(':') {
+        Some((h, p)) => (h.to_string(), p.parse::<u16>().unwrap_or(5070)),
+        None => (facing.clone(), 5070),
+    };
+    let edge_host = edge_host.unwrap_or(host);
+    if edge_host == "0.0.0.0" || edge_host.is_empty() {
+        anyhow::bail!("the edge listens on all interfaces; say which address Asterisk reaches it on with --edge-host");
+    }
+    let transport = if config.sip_pbx_udp_listen.trim().is_empty() { "tcp" } else { "udp" };
+    let phones = store
+        .list_phones()
+        .await?
+        .into_iter()
+        .filter(|p| p.calling_enabled)
+        .map(|p| AsteriskPhone {
+            number: p.number.clone(),
+            sip_password: p.sip_password.clone().filter(|_| with_secrets),
+        })
+        .collect::<Vec<_>>();
+    if phones.is_empty() {
+        anyhow::bail!("no phone has calling enabled; run 'wabridge calling enable' first");
+    }
+    let sip_host = config.sip_public_host.split(':').next().unwrap_or_default().to_string();
+    let (pjsip, extensions) = render(&AsteriskSetup {
+        edge_host,
+        edge_port: port,
+        transport: transport.into(),
+        sip_host,
+        asterisk_port,
+        phones,
+    });
+    println!("{pjsip}\n{extensions}");
     Ok(())
 }
 

@@ -56,6 +56,40 @@ pub struct Config {
     pub graph_base_url: String,
     /// Graph API version used in every Graph URL, e.g. `v23.0`.
     pub graph_version: String,
+    /// Run the SIP edge (TLS listener for Meta, UDP/TCP toward the PBX).
+    pub sip_enabled: bool,
+    /// TLS listener for Meta's calls.
+    pub sip_listen: String,
+    /// PEM certificate chain of the SIP host name (reloaded on SIGHUP).
+    pub sip_cert_file: PathBuf,
+    /// PEM private key of that certificate.
+    pub sip_key_file: PathBuf,
+    /// Our SIP host name and port as configured at Meta (digest realm, Record-Route toward Meta).
+    pub sip_public_host: String,
+    /// UDP socket toward the PBX (also where the PBX sends to); empty disables UDP.
+    pub sip_pbx_udp_listen: String,
+    /// TCP listener toward the PBX; empty disables it.
+    pub sip_pbx_tcp_listen: String,
+    /// Our host:port as the PBX sees it (Record-Route/Via toward the PBX); default: the UDP address.
+    pub sip_pbx_facing: Option<String>,
+    /// Asterisk target for phones without their own: `udp|tcp|tls:host:port`.
+    pub sip_default_target: Option<String>,
+    /// Networks Meta's requests may come from (CIDR). Default: Meta's published prefixes.
+    pub sip_trusted_networks: Vec<String>,
+    /// CA file that Meta's certificate must chain to (tests, private CAs); default: public roots.
+    pub sip_meta_ca_file: Option<PathBuf>,
+    /// Connect here instead of resolving `wa.meta.vc` (tests only).
+    pub sip_meta_address: Option<String>,
+    /// RFC 3261 T1 in milliseconds (UDP retransmissions start at T1 and double).
+    pub sip_timer_t1_ms: u64,
+    /// RFC 3261 timer B/F: a request with no answer at all gets 408 after this many milliseconds.
+    pub sip_timer_b_ms: u64,
+    /// Most TLS/TCP connections at once from one source address.
+    pub sip_max_connections_per_source: usize,
+    /// Idle TLS/TCP connections are closed after this many seconds.
+    pub sip_idle_timeout_seconds: u64,
+    /// TLS handshakes that take longer are abandoned.
+    pub sip_tls_handshake_timeout_ms: u64,
 }
 
 impl Default for Config {
@@ -81,6 +115,23 @@ impl Default for Config {
             intake_batch_max: 512,
             graph_base_url: "https://graph.facebook.com".into(),
             graph_version: "v23.0".into(),
+            sip_enabled: false,
+            sip_listen: "0.0.0.0:5061".into(),
+            sip_cert_file: PathBuf::from("certs/sip-cert.pem"),
+            sip_key_file: PathBuf::from("certs/sip-key.pem"),
+            sip_public_host: "sip.example.com:5061".into(),
+            sip_pbx_udp_listen: "0.0.0.0:5070".into(),
+            sip_pbx_tcp_listen: String::new(),
+            sip_pbx_facing: None,
+            sip_default_target: None,
+            sip_trusted_networks: crate::sip::acl::META_PREFIXES.iter().map(|s| s.to_string()).collect(),
+            sip_meta_ca_file: None,
+            sip_meta_address: None,
+            sip_timer_t1_ms: 500,
+            sip_timer_b_ms: 32_000,
+            sip_max_connections_per_source: 200,
+            sip_idle_timeout_seconds: 900,
+            sip_tls_handshake_timeout_ms: 5_000,
         }
     }
 }

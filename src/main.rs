@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => migrate(config).await,
+        Command::Certs(cmd) => wabridge::cli::certs_command(cmd),
         command => run_registry(command, &config).await,
     };
     match result {
@@ -40,6 +41,29 @@ async fn serve(config: wabridge::Config) -> anyhow::Result<()> {
         println!("{}", wabridge::admin_token::announce(token));
     }
     println!("wabridge listening on {}", svc.url());
+    if let Some(edge) = &svc.edge {
+        println!("SIP edge listening on {} (TLS)", edge.tls_addr);
+    }
+    #[cfg(unix)]
+    {
+        // SIGHUP reloads the SIP certificate; established connections are not touched.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            let stop = service::shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    _ = hup.recv() => match svc.edge.as_ref().map(|e| e.reload_certificate()) {
+                        Some(Ok(())) => tracing::info!("SIP certificate reloaded"),
+                        Some(Err(e)) => tracing::error!(error = %e, "SIP certificate reload failed; keeping the old one"),
+                        None => tracing::info!("SIGHUP: nothing to reload (SIP edge off)"),
+                    },
+                }
+            }
+            tracing::info!("shutting down: finishing in-flight requests");
+            return svc.stop().await;
+        }
+    }
     service::shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
     svc.stop().await

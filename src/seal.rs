@@ -22,6 +22,8 @@ pub enum SealError {
 #[derive(Clone)]
 pub struct Sealer {
     cipher: std::sync::Arc<Aes256Gcm>,
+    /// Root for secrets derived from the master key (never used for sealing itself).
+    derive_root: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -32,7 +34,10 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn from_key(key: &[u8; 32]) -> Self {
-        Sealer { cipher: std::sync::Arc::new(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))) }
+        use sha2::{Digest, Sha256};
+        let derive_root: [u8; 32] =
+            Sha256::new().chain_update(b"wabridge derive v1").chain_update(key).finalize().into();
+        Sealer { cipher: std::sync::Arc::new(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))), derive_root }
     }
 
     /// Parses a key given as base64 (44 chars) or 64 hex digits.
@@ -66,6 +71,18 @@ impl Sealer {
             .map_err(|e| SealError::Key(format!("cannot write {}: {e}", path.display())))?;
         tracing::info!(path = %path.display(), "generated a new master key file; back it up with the database");
         Sealer::from_text(&text)
+    }
+
+    /// A 32-byte secret for `label`, derived from the master key: every instance with the same key derives
+    /// the same value (SIP branch and digest nonce secrets), and it reveals nothing about the key.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = match <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.derive_root) {
+            Ok(m) => m,
+            Err(_) => unreachable!("HMAC accepts keys of any length"),
+        };
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     pub fn seal(&self, field: &'static str, plain: &str) -> String {
@@ -141,6 +158,14 @@ mod tests {
         assert!(s.open("access_token", &sealed).is_err(), "AAD binds the field");
         assert!(Sealer::from_key(&[8u8; 32]).open("app_secret", &sealed).is_err());
         assert_ne!(sealed, s.seal("app_secret", "très secret"), "fresh nonce each time");
+    }
+
+    #[test]
+    fn derived_secrets_are_stable_and_distinct() {
+        let a = Sealer::from_key(&[7u8; 32]);
+        assert_eq!(a.derive("sip.branch"), Sealer::from_key(&[7u8; 32]).derive("sip.branch"));
+        assert_ne!(a.derive("sip.branch"), a.derive("sip.digest"));
+        assert_ne!(a.derive("sip.branch"), Sealer::from_key(&[8u8; 32]).derive("sip.branch"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Service {
     pub state: AppState,
     /// The admin token when this start created it (first start); print it once.
     pub new_admin_token: Option<String>,
+    /// The SIP edge, when `sip_enabled`.
+    pub edge: Option<crate::edge::server::Edge>,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     workers: Option<JoinHandle<()>>,
@@ -90,6 +92,11 @@ impl Service {
                 }
             });
         }
+        let edge = if state.config.sip_enabled {
+            Some(crate::edge::server::Edge::start(&state.config, store.clone(), state.metrics.clone()).await?)
+        } else {
+            None
+        };
         let app = router(state.clone());
         let mut http_rx = rx;
         let http = tokio::spawn(async move {
@@ -100,7 +107,7 @@ impl Service {
                 .await
         });
         tracing::info!(%addr, database = %state.config.database_label(), "wabridge is serving");
-        Ok(Service { addr, store, state, new_admin_token, shutdown, http, workers })
+        Ok(Service { addr, store, state, new_admin_token, edge, shutdown, http, workers })
     }
 
     pub fn url(&self) -> String {
@@ -114,6 +121,9 @@ impl Service {
     /// Graceful stop: no new connections, in-flight requests finish, workers stop leasing and finish.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        if let Some(edge) = self.edge {
+            edge.stop().await;
+        }
         self.http.await??;
         if let Some(w) = self.workers {
             w.await?;

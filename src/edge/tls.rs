@@ -68,7 +68,11 @@ pub struct ReloadableCert {
 impl ReloadableCert {
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Arc<Self>, TlsError> {
         let ck = load_certified_key(cert_path, key_path)?;
-        Ok(Arc::new(ReloadableCert { cert_path: cert_path.into(), key_path: key_path.into(), current: RwLock::new(ck) }))
+        Ok(Arc::new(ReloadableCert {
+            cert_path: cert_path.into(),
+            key_path: key_path.into(),
+            current: RwLock::new(ck),
+        }))
     }
 
     /// Re-reads the files. On error the current certificate stays in use.
@@ -128,7 +132,8 @@ pub fn write_dev_pair(host: &str, dir: &Path) -> Result<(PathBuf, PathBuf), TlsE
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Read { path: dir.into(), source })?;
     let cert_path = dir.join("sip-cert.pem");
     let key_path = dir.join("sip-key.pem");
-    std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| TlsError::Read { path: cert_path.clone(), source })?;
+    std::fs::write(&cert_path, generated.cert.pem())
+        .map_err(|source| TlsError::Read { path: cert_path.clone(), source })?;
     write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
         .map_err(|source| TlsError::Read { path: key_path.clone(), source })?;
     Ok((cert_path, key_path))

@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/phones/{id}/calling", get(super::calling::calling_status).post(super::calling::set_calling))
         .route("/portals", get(list_portals).post(create_portal))
         .route("/portals/{id}", get(get_portal).patch(update_portal).delete(delete_portal))
+        .route("/calls", get(super::calls::list_calls))
         .route("/jobs", get(super::jobs::list_jobs))
         .route("/jobs/{id}/redrive", axum::routing::post(super::jobs::redrive_job))
 }
@@ -58,7 +59,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           list_phones, create_phone, get_phone, update_phone, delete_phone,
           crate::http::calling::set_calling, crate::http::calling::calling_status,
           list_portals, create_portal, get_portal, update_portal, delete_portal,
-          crate::http::jobs::list_jobs, crate::http::jobs::redrive_job,
+          crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
           crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

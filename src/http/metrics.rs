@@ -39,6 +39,11 @@ pub struct KindLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
 }
@@ -51,6 +56,8 @@ pub struct Metrics {
     pub webhook_accepted: Counter,
     pub jobs_finished: Family<KindLabels, Counter>,
     pub jobs_running: Gauge,
+    pub calls: Family<OutcomeLabels, Counter>,
+    pub calls_active: Gauge,
 }
 
 impl Metrics {
@@ -72,6 +79,14 @@ impl Metrics {
         registry.register("jobs_finished", "Job attempts by kind and outcome", jobs_finished.clone());
         let jobs_running = Gauge::default();
         registry.register("jobs_running", "Jobs running in this process now", jobs_running.clone());
+        let calls = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "calls",
+            "Calls through the SIP edge by outcome (answered, busy, declined, cancelled, not_found, no_answer, failed, refused)",
+            calls.clone(),
+        );
+        let calls_active = Gauge::default();
+        registry.register("calls_active", "Answered calls through the SIP edge not yet hung up", calls_active.clone());
         Arc::new(Metrics {
             registry,
             http_requests,
@@ -80,6 +95,8 @@ impl Metrics {
             webhook_accepted,
             jobs_finished,
             jobs_running,
+            calls,
+            calls_active,
         })
     }
 

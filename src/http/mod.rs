@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod calling;
+pub mod calls;
 pub mod error;
 pub mod health;
 pub mod jobs;

@@ -106,9 +106,11 @@ impl Store {
     }
 
     /// A BYE: who hung up, and the duration (Meta's `x-wa-meta-call-duration` when given, else measured).
+    /// `key` or `sip_call_id` finds the call: a BYE from the PBX carries the SIP Call-ID but not Meta's call id.
     pub async fn call_ended(
         &self,
         key: &str,
+        sip_call_id: &str,
         hangup_by: &str,
         duration_seconds: Option<i64>,
         at_ms: i64,
@@ -117,13 +119,14 @@ impl Store {
             "UPDATE calls SET ended_at = $2, hangup_by = $3, \
                duration_seconds = COALESCE($4, CASE WHEN answered_at IS NULL THEN NULL ELSE ($2 - answered_at) / 1000 END), \
                updated_at = $5 \
-             WHERE call_key = $1 AND hangup_by IS NULL",
+             WHERE (call_key = $1 OR sip_call_id = $6) AND hangup_by IS NULL",
         )
         .bind(key)
         .bind(at_ms)
         .bind(hangup_by)
         .bind(duration_seconds)
         .bind(now_ms())
+        .bind(sip_call_id)
         .execute(&self.pool)
         .await?;
         Ok(())

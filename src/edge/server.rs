@@ -1,0 +1,863 @@
+//! The running SIP edge: a TLS listener for Meta, UDP (and optionally TCP) toward the PBX, outbound TLS to
+//! Meta and TCP/TLS to the PBX, client transactions with RFC 3261 timers, and call records.
+//!
+//! Every decision (who may call, where a request goes, how it is rewritten) is made by the pure functions in
+//! `crate::sip`; this module only moves bytes, keeps the small per-transaction state those functions cannot
+//! (where to send responses, retransmission timers), and records calls.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rsip::{Method, Request, SipMessage};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::framing::{next_frame, Frame};
+use super::tls::{client_config, server_config, ReloadableCert, TlsError};
+use crate::config::Config;
+use crate::http::metrics::{Metrics, OutcomeLabels};
+use crate::sip::acl::Acl;
+use crate::sip::digest::Challenger;
+use crate::sip::message::{
+    self, call_duration_secs, call_id_key, cseq, header_elements, header_value, request_bytes, response_bytes,
+};
+use crate::sip::proxy::{self, Decision, EdgeConfig, NextHop, PhoneTarget, ResponseDecision, Side, Source, Transport};
+use crate::store::calls::NewCall;
+use crate::store::{now_ms, Store};
+
+/// Where responses for a transaction go back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Conn(u64),
+    Udp(SocketAddr),
+}
+
+struct Conn {
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+struct Txn {
+    upstream: Route,
+    from_side: Side,
+    forwarded: Request,
+    next_hop: NextHop,
+    responded: bool,
+    final_status: Option<u16>,
+    last_response: Option<Vec<u8>>,
+}
+
+#[derive(Clone)]
+struct PhoneEntry {
+    id: i64,
+    target: PhoneTarget,
+}
+
+/// Call-record writes, applied in order by one task (a call's end must never overtake its start).
+enum CallEvent {
+    Started(NewCall),
+    Final { key: String, code: u16, at: i64 },
+    Ended { key: String, call_id: String, by: &'static str, duration: Option<i64>, at: i64 },
+}
+
+struct Inner {
+    records: mpsc::UnboundedSender<CallEvent>,
+    proxy: EdgeConfig,
+    acl: Acl,
+    digest: Challenger,
+    store: Store,
+    metrics: Arc<Metrics>,
+    config: Config,
+    phones: RwLock<Arc<HashMap<String, PhoneEntry>>>,
+    conns: Mutex<HashMap<u64, Conn>>,
+    by_remote: Mutex<HashMap<(Transport, SocketAddr), u64>>,
+    next_conn: AtomicU64,
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    udp: Option<Arc<UdpSocket>>,
+    txns: Mutex<HashMap<String, Txn>>,
+    active_calls: Mutex<HashSet<String>>,
+    tls_client: TlsConnector,
+    meta_address: Option<SocketAddr>,
+    t1: Duration,
+    timer_b: Duration,
+    idle: Duration,
+    handshake: Duration,
+    stop: watch::Receiver<bool>,
+}
+
+/// A running edge.
+pub struct Edge {
+    inner: Arc<Inner>,
+    /// Bound TLS address (Meta side).
+    pub tls_addr: SocketAddr,
+    /// Bound UDP address (PBX side), when enabled.
+    pub udp_addr: Option<SocketAddr>,
+    /// Bound TCP address (PBX side), when enabled.
+    pub tcp_addr: Option<SocketAddr>,
+    cert: Arc<ReloadableCert>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("SIP edge: {0}")]
+    Setup(String),
+}
+
+fn key_of(branch: &str, method: &str) -> String {
+    format!("{branch}|{method}")
+}
+
+/// The branch and digest secrets, derived from the master key so every instance sharing it agrees.
+fn derived_secret(store: &Store, label: &'static str) -> [u8; 32] {
+    store.sealer.derive(label)
+}
+
+impl Edge {
+    pub async fn start(config: &Config, store: Store, metrics: Arc<Metrics>) -> Result<Edge, EdgeError> {
+        let cert = ReloadableCert::load(&config.sip_cert_file, &config.sip_key_file)?;
+        let acceptor = TlsAcceptor::from(server_config(cert.clone())?);
+        let tls_client = TlsConnector::from(client_config(config.sip_meta_ca_file.as_deref())?);
+        let nets: Vec<&str> = config.sip_trusted_networks.iter().map(String::as_str).collect();
+        let acl = Acl::parse(&nets).map_err(|e| EdgeError::Setup(format!("sip_trusted_networks: {e}")))?;
+        let tls_listener = TcpListener::bind(&config.sip_listen)
+            .await
+            .map_err(|e| EdgeError::Setup(format!("cannot listen on {}: {e}", config.sip_listen)))?;
+        let tls_addr = tls_listener.local_addr().map_err(|e| EdgeError::Setup(e.to_string()))?;
+        let udp = match config.sip_pbx_udp_listen.trim() {
+            "" => None,
+            addr => Some(Arc::new(
+                UdpSocket::bind(addr).await.map_err(|e| EdgeError::Setup(format!("cannot bind UDP {addr}: {e}")))?,
+            )),
+        };
+        let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
+        let tcp_listener = match config.sip_pbx_tcp_listen.trim() {
+            "" => None,
+            addr => Some(
+                TcpListener::bind(addr).await.map_err(|e| EdgeError::Setup(format!("cannot listen on {addr}: {e}")))?,
+            ),
+        };
+        let tcp_addr = tcp_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let pbx_facing = config
+            .sip_pbx_facing
+            .clone()
+            .or_else(|| udp_addr.or(tcp_addr).map(|a| a.to_string()))
+            .ok_or_else(|| EdgeError::Setup("enable sip_pbx_udp_listen or sip_pbx_tcp_listen".into()))?;
+        let pbx_transport = if udp.is_some() { Transport::Udp } else { Transport::Tcp };
+        let secret = derived_secret(&store, "sip.branch");
+        let mut proxy_cfg = EdgeConfig::new(&config.sip_public_host, &pbx_facing, pbx_transport, secret);
+        proxy_cfg.local_aliases.push(tls_addr.to_string());
+        if let Some(a) = tcp_addr {
+            proxy_cfg.local_aliases.push(a.to_string());
+        }
+        let digest = Challenger::new(derived_secret(&store, "sip.digest"), proxy_cfg.sip_hostname());
+        let meta_address = match &config.sip_meta_address {
+            Some(a) => Some(a.parse().map_err(|_| EdgeError::Setup(format!("sip_meta_address {a:?} is not ip:port")))?),
+            None => None,
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let (records, mut records_rx) = mpsc::unbounded_channel::<CallEvent>();
+        let record_store = store.clone();
+        let record_task = tokio::spawn(async move {
+            while let Some(ev) = records_rx.recv().await {
+                let r = match &ev {
+                    CallEvent::Started(c) => record_store.call_started(c).await,
+                    CallEvent::Final { key, code, at } => record_store.call_final_status(key, *code, *at).await,
+                    CallEvent::Ended { key, call_id, by, duration, at } => {
+                        record_store.call_ended(key, call_id, by, *duration, *at).await
+                    }
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "SIP edge: cannot write a call record");
+                }
+            }
+        });
+        let inner = Arc::new(Inner {
+            records,
+            proxy: proxy_cfg,
+            acl,
+            digest,
+            store,
+            metrics,
+            config: config.clone(),
+            phones: RwLock::new(Arc::new(HashMap::new())),
+            conns: Mutex::new(HashMap::new()),
+            by_remote: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            per_source: Mutex::new(HashMap::new()),
+            udp: udp.clone(),
+            txns: Mutex::new(HashMap::new()),
+            active_calls: Mutex::new(HashSet::new()),
+            tls_client,
+            meta_address,
+            t1: Duration::from_millis(config.sip_timer_t1_ms.max(1)),
+            timer_b: Duration::from_millis(config.sip_timer_b_ms.max(1)),
+            idle: Duration::from_secs(config.sip_idle_timeout_seconds.max(1)),
+            handshake: Duration::from_millis(config.sip_tls_handshake_timeout_ms.max(1)),
+            stop: stop_rx,
+        });
+        inner.refresh_phones().await;
+        let mut tasks = vec![record_task];
+        // Phones (who may be called, where they ring) are re-read every two seconds.
+        {
+            let inner = inner.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut stop = inner.stop.clone();
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => inner.refresh_phones().await,
+                        _ = stop.changed() => return,
+                    }
+                }
+            }));
+        }
+        {
+            let inner = inner.clone();
+            tasks.push(tokio::spawn(async move { inner.accept_tls(tls_listener, acceptor).await }));
+        }
+        if let Some(l) = tcp_listener {
+            let inner = inner.clone();
+            tasks.push(tokio::spawn(async move { inner.accept_tcp(l).await }));
+        }
+        if let Some(u) = udp {
+            let inner = inner.clone();
+            tasks.push(tokio::spawn(async move { inner.recv_udp(u).await }));
+        }
+        tracing::info!(%tls_addr, ?udp_addr, ?tcp_addr, "SIP edge listening");
+        Ok(Edge { inner, tls_addr, udp_addr, tcp_addr, cert, stop, tasks })
+    }
+
+    /// Re-reads the certificate files (SIGHUP). Established connections keep their sessions.
+    pub fn reload_certificate(&self) -> Result<(), TlsError> {
+        self.cert.reload()
+    }
+
+    /// Re-reads the phones with calling enabled now (the edge also does it every two seconds).
+    pub async fn refresh_phones(&self) {
+        self.inner.refresh_phones().await;
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+        }
+        self.inner.conns.lock().map(|mut c| c.clear()).unwrap_or(());
+    }
+}
+
+fn parse_target(t: &str) -> Option<(Transport, String, u16)> {
+    let (tr, host, port) = crate::registry::parse_sip_target(t).ok()?;
+    Some((Transport::from_token(&tr)?, host, port))
+}
+
+impl Inner {
+    async fn refresh_phones(&self) {
+        let phones = match self.store.list_phones().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "SIP edge: cannot read phones; keeping the previous list");
+                return;
+            }
+        };
+        let default = self.config.sip_default_target.as_deref().and_then(parse_target);
+        let mut map = HashMap::new();
+        for p in phones.into_iter().filter(|p| p.calling_active()) {
+            let Some((transport, host, port)) = p.asterisk_target.as_deref().and_then(parse_target).or(default.clone())
+            else {
+                continue;
+            };
+            let digest_password = if p.digest_challenge() { p.sip_password.clone() } else { None };
+            let target = PhoneTarget { number: p.number.clone(), transport, host, port, digest_password };
+            map.insert(p.number.clone(), PhoneEntry { id: p.id, target });
+        }
+        if let Ok(mut w) = self.phones.write() {
+            *w = Arc::new(map);
+        }
+    }
+
+    fn phones(&self) -> Arc<HashMap<String, PhoneEntry>> {
+        self.phones.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    // ------------------------------------------------------------------ listeners
+
+    async fn accept_tls(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
+        loop {
+            let Ok((tcp, remote)) = listener.accept().await else { continue };
+            let Some(guard) = self.admit(remote.ip()) else {
+                tracing::warn!(%remote, "SIP edge: too many connections from this source; closed");
+                continue;
+            };
+            let (me, acceptor) = (self.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                match tokio::time::timeout(me.handshake, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => me.clone().run_stream(tls, remote, Transport::Tls, Side::Meta).await,
+                    Ok(Err(e)) => tracing::info!(%remote, error = %e, "SIP edge: TLS handshake failed"),
+                    Err(_) => tracing::info!(%remote, "SIP edge: TLS handshake timed out"),
+                }
+                drop(guard);
+            });
+        }
+    }
+
+    async fn accept_tcp(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let Ok((tcp, remote)) = listener.accept().await else { continue };
+            let Some(guard) = self.admit(remote.ip()) else { continue };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                me.run_stream(tcp, remote, Transport::Tcp, Side::Pbx).await;
+                drop(guard);
+            });
+        }
+    }
+
+    async fn recv_udp(self: Arc<Self>, sock: Arc<UdpSocket>) {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let Ok((n, remote)) = sock.recv_from(&mut buf).await else { continue };
+            let bytes = buf[..n].to_vec();
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            self.handle(&bytes, Route::Udp(remote), remote, Transport::Udp, Side::Pbx).await;
+        }
+    }
+
+    /// Per-source connection limit; the guard gives the slot back when dropped.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<SourceGuard> {
+        let mut m = self.per_source.lock().ok()?;
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.config.sip_max_connections_per_source {
+            return None;
+        }
+        *n += 1;
+        Some(SourceGuard { inner: self.clone(), ip })
+    }
+
+    /// Reads framed messages from a stream until it closes, idles out, or sends something unframeable.
+    /// Boxed with an explicit `Send` so the recursion (a message on one stream may open another) type-checks.
+    fn run_stream<S>(self: Arc<Self>, stream: S, remote: SocketAddr, transport: Transport, side: Side) -> StreamFuture
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        Box::pin(self.stream_loop(stream, remote, transport, side))
+    }
+
+    async fn stream_loop<S>(self: Arc<Self>, stream: S, remote: SocketAddr, transport: Transport, side: Side)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        if let Ok(mut c) = self.conns.lock() {
+            c.insert(id, Conn { tx });
+        }
+        if let Ok(mut r) = self.by_remote.lock() {
+            r.insert((transport, remote), id);
+        }
+        let writer_task = tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut stop = self.stop.clone();
+        'read: loop {
+            let n = tokio::select! {
+                r = tokio::time::timeout(self.idle, reader.read(&mut chunk)) => match r {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break 'read,
+                    Ok(Ok(n)) => n,
+                },
+                _ = stop.changed() => break 'read,
+            };
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                match next_frame(&buf) {
+                    Ok(Frame::Incomplete) => break,
+                    Ok(Frame::KeepAlive { skip, pong }) => {
+                        buf.drain(..skip);
+                        if pong {
+                            self.send(Route::Conn(id), b"\r\n".to_vec()).await;
+                        }
+                    }
+                    Ok(Frame::Message { len }) => {
+                        let msg: Vec<u8> = buf.drain(..len).collect();
+                        self.handle(&msg, Route::Conn(id), remote, transport, side).await;
+                    }
+                    Err(e) => {
+                        tracing::info!(%remote, error = %e, "SIP edge: unframeable input; closing the connection");
+                        if let Some(resp) = message::bad_request_for(&buf) {
+                            self.send(Route::Conn(id), response_bytes(&resp)).await;
+                        }
+                        break 'read;
+                    }
+                }
+            }
+        }
+        if let Ok(mut c) = self.conns.lock() {
+            c.remove(&id);
+        }
+        if let Ok(mut r) = self.by_remote.lock() {
+            if r.get(&(transport, remote)) == Some(&id) {
+                r.remove(&(transport, remote));
+            }
+        }
+        let _ = writer_task.await;
+    }
+
+    // ------------------------------------------------------------------ sending
+
+    async fn send(&self, route: Route, bytes: Vec<u8>) -> bool {
+        match route {
+            Route::Udp(addr) => match &self.udp {
+                Some(u) => u.send_to(&bytes, addr).await.is_ok(),
+                None => false,
+            },
+            Route::Conn(id) => {
+                let tx = self.conns.lock().ok().and_then(|c| c.get(&id).map(|c| c.tx.clone()));
+                match tx {
+                    Some(tx) => tx.send(bytes).await.is_ok(),
+                    None => false,
+                }
+            }
+        }
+    }
+
+    async fn resolve(&self, hop: &NextHop) -> Option<SocketAddr> {
+        if hop.transport == Transport::Tls && self.proxy.meta_domains.iter().any(|d| hop.host.ends_with(d.as_str())) {
+            if let Some(a) = self.meta_address {
+                return Some(a);
+            }
+        }
+        if let Ok(ip) = hop.host.parse::<IpAddr>() {
+            return Some(SocketAddr::new(ip, hop.port));
+        }
+        tokio::net::lookup_host((hop.host.as_str(), hop.port)).await.ok()?.next()
+    }
+
+    /// The route toward a next hop: UDP datagrams, or an existing/new TCP or TLS connection.
+    async fn route_to(self: &Arc<Self>, hop: &NextHop) -> Result<Route, String> {
+        let addr = self.resolve(hop).await.ok_or_else(|| format!("cannot resolve {}", hop.host))?;
+        match hop.transport {
+            Transport::Udp => Ok(Route::Udp(addr)),
+            transport => {
+                if let Some(id) = self.by_remote.lock().ok().and_then(|r| r.get(&(transport, addr)).copied()) {
+                    return Ok(Route::Conn(id));
+                }
+                let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| format!("connecting to {addr} timed out"))?
+                    .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+                let _ = tcp.set_nodelay(true);
+                let side = if transport == Transport::Tls && addr_is_meta(self, hop) { Side::Meta } else { Side::Pbx };
+                let id_before = self.next_conn.load(Ordering::Relaxed);
+                if transport == Transport::Tls {
+                    let name = ServerName::try_from(hop.host.clone()).map_err(|e| format!("bad TLS name: {e}"))?;
+                    let tls = tokio::time::timeout(self.handshake, self.tls_client.connect(name, tcp))
+                        .await
+                        .map_err(|_| format!("TLS handshake with {addr} timed out"))?
+                        .map_err(|e| format!("TLS with {addr}: {e}"))?;
+                    tokio::spawn(self.clone().run_stream(tls, addr, Transport::Tls, side));
+                } else {
+                    tokio::spawn(self.clone().run_stream(tcp, addr, Transport::Tcp, side));
+                }
+                // The connection registers itself; wait for it (it does so before its first read).
+                for _ in 0..100 {
+                    if let Some(id) = self.by_remote.lock().ok().and_then(|r| r.get(&(transport, addr)).copied()) {
+                        if id >= id_before {
+                            return Ok(Route::Conn(id));
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                Err(format!("connection to {addr} closed at once"))
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ messages
+
+    async fn handle(self: &Arc<Self>, bytes: &[u8], from: Route, remote: SocketAddr, transport: Transport, side: Side) {
+        match message::parse(bytes) {
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "SIP edge: unparsable message");
+                if let Some(resp) = message::bad_request_for(bytes) {
+                    self.send(from, response_bytes(&resp)).await;
+                }
+            }
+            Ok(SipMessage::Request(req)) => self.on_request(req, from, remote, transport, side).await,
+            Ok(SipMessage::Response(resp)) => self.on_response(resp).await,
+        }
+    }
+
+    async fn on_request(
+        self: &Arc<Self>,
+        req: Request,
+        from: Route,
+        remote: SocketAddr,
+        transport: Transport,
+        side: Side,
+    ) {
+        let method = req.method;
+        let initial_invite = method == Method::Invite && message::to_tag(&req.headers).is_none();
+        let call_key = call_id_key(&req);
+        let duration = call_duration_secs(&req);
+        let caller = header_value(&req.headers, "from").and_then(user_of);
+        let callee = crate::sip::uri::business_number(&req.uri).or_else(|| Some(req.uri.to_string()));
+        let phones = self.phones();
+        let lookup = |n: &str| phones.get(n).map(|e| e.target.clone());
+        let source = Source { addr: remote, transport, side };
+        let now = (now_ms() / 1000) as u64;
+        let decisions = proxy::decide_request(req, &source, &self.proxy, &lookup, &self.acl, &self.digest, now);
+        for d in decisions {
+            match d {
+                Decision::Respond(resp) => {
+                    let code = resp.status_code.code();
+                    if initial_invite && code >= 300 && code != 401 && code != 407 {
+                        self.count("refused");
+                    }
+                    self.send(from, response_bytes(&resp)).await;
+                }
+                Decision::Drop { reason } => tracing::debug!(%remote, reason, "SIP edge: dropped"),
+                Decision::Forward { request, next_hop, branch } => {
+                    if initial_invite {
+                        let (direction, number) = match side {
+                            Side::Meta => ("inbound", callee.clone()),
+                            Side::Pbx => ("outbound", caller.clone()),
+                        };
+                        let phone_id = number.as_deref().and_then(|n| phones.get(n)).map(|e| e.id);
+                        let call = NewCall {
+                            call_key: call_key.clone(),
+                            sip_call_id: message::call_id(&request.headers).unwrap_or_default().to_string(),
+                            phone_id,
+                            direction: direction.into(),
+                            caller: caller.clone(),
+                            callee: callee.clone(),
+                            invited_at: now_ms(),
+                        };
+                        let _ = self.records.send(CallEvent::Started(call));
+                    }
+                    if method == Method::Bye {
+                        let call_id = message::call_id(&request.headers).unwrap_or_default().to_string();
+                        self.call_ended(&call_key, &call_id, side, duration);
+                    }
+                    self.forward(request, next_hop, branch, from, side).await;
+                }
+            }
+        }
+    }
+
+    async fn forward(self: &Arc<Self>, request: Request, hop: NextHop, branch: String, from: Route, side: Side) {
+        let method = request.method;
+        let bytes = request_bytes(&request);
+        if method == Method::Ack {
+            if let Ok(route) = self.route_to(&hop).await {
+                self.send(route, bytes).await;
+            }
+            return;
+        }
+        let key = key_of(&branch, &method.to_string());
+        // A retransmission from upstream: answer with what we have, do not forward again.
+        let known = self.txns.lock().ok().and_then(|t| t.get(&key).map(|t| t.last_response.clone()));
+        if let Some(last) = known {
+            if let Some(resp) = last {
+                self.send(from, resp).await;
+            }
+            return;
+        }
+        if let Ok(mut t) = self.txns.lock() {
+            t.insert(
+                key.clone(),
+                Txn {
+                    upstream: from,
+                    from_side: side,
+                    forwarded: request,
+                    next_hop: hop.clone(),
+                    responded: false,
+                    final_status: None,
+                    last_response: None,
+                },
+            );
+        }
+        let route = match self.route_to(&hop).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(error = %e, "SIP edge: next hop unreachable; answering 503");
+                self.fail_txn(&key, 503).await;
+                return;
+            }
+        };
+        if !self.send(route, bytes.clone()).await {
+            self.fail_txn(&key, 503).await;
+            return;
+        }
+        // Timers: retransmit over UDP (A/E), give up with 408 when nothing at all came back (B/F).
+        let me = self.clone();
+        let invite = method == Method::Invite;
+        tokio::spawn(async move {
+            let mut interval = me.t1;
+            let start = tokio::time::Instant::now();
+            loop {
+                let wait = if matches!(route, Route::Udp(_)) { interval } else { me.timer_b };
+                let deadline = (start + me.timer_b).min(tokio::time::Instant::now() + wait);
+                tokio::time::sleep_until(deadline).await;
+                let state = me.txns.lock().ok().and_then(|t| t.get(&key).map(|t| (t.responded, t.final_status)));
+                let Some((responded, final_status)) = state else { return };
+                let done = if invite { responded } else { final_status.is_some() };
+                if done {
+                    return;
+                }
+                if tokio::time::Instant::now() >= start + me.timer_b {
+                    me.fail_txn(&key, 408).await;
+                    return;
+                }
+                if matches!(route, Route::Udp(_)) {
+                    me.send(route, bytes.clone()).await;
+                    interval = if invite { interval * 2 } else { (interval * 2).min(Duration::from_secs(4)) };
+                }
+            }
+        });
+    }
+
+    /// Answers the upstream side of a transaction ourselves (408 / 503) and records the outcome.
+    async fn fail_txn(self: &Arc<Self>, key: &str, code: u16) {
+        let Some((upstream, bytes, invite, call_key)) = self.txns.lock().ok().and_then(|mut t| {
+            let txn = t.get_mut(key)?;
+            if txn.final_status.is_some() {
+                return None;
+            }
+            txn.final_status = Some(code);
+            txn.responded = true;
+            let bytes = local_response(&txn.forwarded, code);
+            txn.last_response = Some(bytes.clone());
+            Some((txn.upstream, bytes, txn.forwarded.method == Method::Invite, call_id_key(&txn.forwarded)))
+        }) else {
+            return;
+        };
+        self.send(upstream, bytes).await;
+        if invite {
+            self.call_final(&call_key, code);
+        }
+        self.expire_txn(key.to_string());
+    }
+
+    async fn on_response(self: &Arc<Self>, resp: rsip::Response) {
+        let code = resp.status_code.code();
+        let method = cseq(&resp.headers).map(|(_, m)| m.to_string()).unwrap_or_default();
+        let to = header_value(&resp.headers, "to").map(str::to_string);
+        match proxy::decide_response(resp, &self.proxy) {
+            ResponseDecision::Drop { reason } => tracing::debug!(reason, "SIP edge: response dropped"),
+            ResponseDecision::Absorb { branch, .. } => {
+                if let Ok(mut t) = self.txns.lock() {
+                    if let Some(txn) = t.get_mut(&key_of(&branch, &method)) {
+                        txn.responded = true;
+                        if code >= 200 {
+                            txn.final_status.get_or_insert(code);
+                        }
+                    }
+                }
+            }
+            ResponseDecision::Forward { response, next_hop, branch } => {
+                let key = key_of(&branch, &method);
+                let bytes = response_bytes(&response);
+                let found = self.txns.lock().ok().and_then(|mut t| {
+                    let txn = t.get_mut(&key)?;
+                    txn.responded = true;
+                    let first_final = code >= 200 && txn.final_status.is_none();
+                    if code >= 200 {
+                        txn.final_status.get_or_insert(code);
+                    }
+                    txn.last_response = Some(bytes.clone());
+                    Some((txn.upstream, first_final, txn.forwarded.clone(), txn.next_hop.clone(), txn.from_side))
+                });
+                let upstream = match &found {
+                    Some((up, ..)) => Some(*up),
+                    // No transaction (e.g. a retransmitted 2xx after it ended): route by the Via.
+                    None => self.route_for_response(&next_hop).await,
+                };
+                if let Some(up) = upstream {
+                    self.send(up, bytes).await;
+                }
+                if let Some((_, true, forwarded, hop, _)) = found {
+                    if method == "INVITE" {
+                        let call_key = call_id_key(&forwarded);
+                        self.call_final(&call_key, code);
+                        if code >= 300 {
+                            // The ACK for a non-2xx final answer is hop-by-hop: we send it downstream.
+                            if let (Ok(route), Some(to)) = (self.route_to(&hop).await, to.as_deref()) {
+                                self.send(route, ack_for(&forwarded, to)).await;
+                            }
+                        }
+                    }
+                    self.expire_txn(key);
+                }
+            }
+        }
+    }
+
+    async fn route_for_response(&self, hop: &NextHop) -> Option<Route> {
+        let addr = self.resolve(hop).await?;
+        match hop.transport {
+            Transport::Udp => Some(Route::Udp(addr)),
+            t => self.by_remote.lock().ok()?.get(&(t, addr)).map(|id| Route::Conn(*id)),
+        }
+    }
+
+    /// Keeps a finished transaction for 64·T1 to absorb retransmissions, then forgets it.
+    fn expire_txn(self: &Arc<Self>, key: String) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(me.t1 * 64).await;
+            if let Ok(mut t) = me.txns.lock() {
+                t.remove(&key);
+            }
+        });
+    }
+
+    // ------------------------------------------------------------------ call records and metrics
+
+    fn count(&self, outcome: &str) {
+        self.metrics.calls.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+
+    fn call_final(self: &Arc<Self>, call_key: &str, code: u16) {
+        // `call_key` is Meta's call id when known; BYEs from the PBX are matched by Call-ID (see call_ended).
+        let outcome = match code {
+            200..=299 => "answered",
+            486 | 600 => "busy",
+            603 => "declined",
+            487 => "cancelled",
+            404 | 484 | 604 => "not_found",
+            408 | 480 => "no_answer",
+            _ => "failed",
+        };
+        if (200..300).contains(&code) {
+            if let Ok(mut a) = self.active_calls.lock() {
+                if a.insert(call_key.to_string()) {
+                    self.metrics.calls_active.inc();
+                }
+            }
+        }
+        self.count(outcome);
+        let _ = self.records.send(CallEvent::Final { key: call_key.to_string(), code, at: now_ms() });
+    }
+
+    fn call_ended(self: &Arc<Self>, call_key: &str, call_id: &str, side: Side, duration: Option<u64>) {
+        if let Ok(mut a) = self.active_calls.lock() {
+            if a.remove(call_key) || a.remove(call_id) {
+                self.metrics.calls_active.dec();
+            }
+        }
+        let by = match side {
+            Side::Meta => "whatsapp_user",
+            Side::Pbx => "business",
+        };
+        let _ = self.records.send(CallEvent::Ended {
+            key: call_key.to_string(),
+            call_id: call_id.to_string(),
+            by,
+            duration: duration.map(|d| d as i64),
+            at: now_ms(),
+        });
+    }
+}
+
+fn addr_is_meta(inner: &Inner, hop: &NextHop) -> bool {
+    inner.proxy.meta_domains.iter().any(|d| hop.host.ends_with(d.as_str()))
+}
+
+type StreamFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
+struct SourceGuard {
+    inner: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.inner.per_source.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// `"name" <sip:+123@host>;tag=x` → `+123` (the user part), when there is one.
+fn user_of(name_addr: &str) -> Option<String> {
+    let (uri, _) = message::name_addr(name_addr)?;
+    let rest = uri.split_once(':')?.1;
+    let user = rest.split_once('@')?.0;
+    Some(user.split(';').next().unwrap_or(user).to_string())
+}
+
+/// A response the edge generates for a transaction it forwarded (408, 503): the upstream Vias (ours removed),
+/// From, To with a local tag when missing, Call-ID and CSeq of the request.
+fn local_response(forwarded: &Request, code: u16) -> Vec<u8> {
+    let mut out = format!("SIP/2.0 {code} {}\r\n", message::reason_phrase(code));
+    for via in header_elements(&forwarded.headers, "via").iter().skip(1) {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    if let Some(from) = header_value(&forwarded.headers, "from") {
+        out.push_str(&format!("From: {from}\r\n"));
+    }
+    if let Some(to) = header_value(&forwarded.headers, "to") {
+        if message::to_tag(&forwarded.headers).is_some() {
+            out.push_str(&format!("To: {to}\r\n"));
+        } else {
+            out.push_str(&format!("To: {to};tag=wabedge{code}\r\n"));
+        }
+    }
+    if let Some(cid) = header_value(&forwarded.headers, "call-id") {
+        out.push_str(&format!("Call-ID: {cid}\r\n"));
+    }
+    if let Some(cs) = header_value(&forwarded.headers, "cseq") {
+        out.push_str(&format!("CSeq: {cs}\r\n"));
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out.into_bytes()
+}
+
+/// The ACK for a non-2xx final response to an INVITE we forwarded (RFC 3261 §17.1.1.3).
+fn ack_for(invite: &Request, to: &str) -> Vec<u8> {
+    let mut out = format!("ACK {} SIP/2.0\r\n", invite.uri);
+    if let Some(via) = header_elements(&invite.headers, "via").first() {
+        out.push_str(&format!("Via: {via}\r\n"));
+    }
+    for route in header_values(&invite.headers, "route") {
+        out.push_str(&format!("Route: {route}\r\n"));
+    }
+    if let Some(from) = header_value(&invite.headers, "from") {
+        out.push_str(&format!("From: {from}\r\n"));
+    }
+    out.push_str(&format!("To: {to}\r\n"));
+    if let Some(cid) = header_value(&invite.headers, "call-id") {
+        out.push_str(&format!("Call-ID: {cid}\r\n"));
+    }
+    let n = cseq(&invite.headers).map(|(n, _)| n).unwrap_or(1);
+    out.push_str(&format!("CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+    out.into_bytes()
+}
+
+use crate::sip::message::header_values;
