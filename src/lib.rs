@@ -16,6 +16,7 @@ pub mod registry;
 pub mod sandbox;
 pub mod seal;
 pub mod service;
+pub mod sip;
 pub mod store;
 pub mod telemetry;
 
