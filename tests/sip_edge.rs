@@ -118,7 +118,9 @@ async fn fake_meta(certs: &Certs) -> (SocketAddr, tokio::sync::mpsc::UnboundedRe
                         let msg = String::from_utf8_lossy(&buf[..len]).to_string();
                         buf.drain(..len);
                         let _ = tx.send(msg.clone());
-                        if !msg.starts_with("SIP/2.0") && !msg.starts_with("ACK") {
+                        if msg.starts_with("INVITE") {
+                            let _ = s.write_all(meta_answer(&msg).as_bytes()).await;
+                        } else if !msg.starts_with("SIP/2.0") && !msg.starts_with("ACK") {
                             let _ = s.write_all(reply(&msg, 200, "OK").as_bytes()).await;
                         }
                     }
@@ -127,6 +129,26 @@ async fn fake_meta(certs: &Certs) -> (SocketAddr, tokio::sync::mpsc::UnboundedRe
         }
     });
     (addr, rx)
+}
+
+/// Meta's 200 to a business-initiated INVITE: To tag, Meta's Contact, the Record-Route set kept, an SDP answer.
+fn meta_answer(req: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for line in req.split("\r\n") {
+        let lower = line.to_ascii_lowercase();
+        if ["via:", "from:", "call-id:", "cseq:", "record-route:"].iter().any(|h| lower.starts_with(h)) {
+            out.push_str(line);
+            out.push_str("\r\n");
+        } else if lower.starts_with("to:") {
+            out.push_str(line);
+            out.push_str(";tag=meta-answer\r\n");
+        }
+    }
+    let sdp =
+        "v=0\r\no=- 2 2 IN IP4 157.240.1.1\r\ns=-\r\nc=IN IP4 157.240.1.1\r\nt=0 0\r\nm=audio 3480 RTP/SAVP 111\r\n";
+    out.push_str("Contact: <sip:+5511987654321@wa.meta.vc;transport=tls;ob>;isfocus\r\n");
+    out.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    out
 }
 
 /// A response to `req` copying Via, From, To, Call-ID and CSeq.
@@ -565,7 +587,70 @@ async fn unresponsive_and_unreachable_targets(db: Db) {
     e.app.stop().await;
 }
 
+/// The business calls a WhatsApp user: SIPp (Asterisk) → edge over UDP → wa.meta.vc over TLS, verified.
+async fn outbound_call_to_whatsapp(db: Db) {
+    if !sipp_available() {
+        return;
+    }
+    let mut e = start(db, "127.0.0.2/32").await;
+    e.phone("udp:127.0.0.1:5999", None).await;
+    let port = free_port();
+    let mut sipp = Command::new("sipp")
+        .args(["-sf", &format!("{SIPP_DIR}/uac_outbound.xml"), "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-t", "u1", "-m", "1", "-timeout", "20", "-timeout_error", "-nostdin", "-nr"])
+        .arg(e.udp.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp starts");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.starts_with("BYE")) {
+        let m = tokio::time::timeout(Duration::from_secs(10), e.meta_rx.recv()).await.expect("traffic reaches Meta");
+        seen.push(m.expect("fake Meta alive"));
+    }
+    let invite = seen.iter().find(|m| m.starts_with("INVITE")).expect("the INVITE reached Meta");
+    assert!(invite.starts_with("INVITE sip:+5511987654321@wa.meta.vc"), "{invite}");
+    assert!(seen.iter().any(|m| m.starts_with("ACK")), "the ACK reached Meta: {seen:?}");
+    let status = tokio::task::spawn_blocking(move || sipp.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "SIPp completed the outbound call");
+    let call = e.call_where(|c| !c["hangup_by"].is_null()).await;
+    assert_eq!(call["direction"], "outbound");
+    assert_eq!(call["caller"], NUMBER);
+    assert_eq!(call["final_status"], 200);
+    assert_eq!(call["hangup_by"], "business");
+    e.app.stop().await;
+}
+
+/// A new certificate is used for new connections after a reload; established connections keep working.
+async fn certificate_reload_keeps_connections(db: Db) {
+    let e = start(db, "127.0.0.2/32").await;
+    let mut old = e.caller().await;
+    let old_cert = std::fs::read(&e.certs.edge_cert).unwrap();
+    let dir = e.certs.edge_cert.parent().unwrap().to_path_buf();
+    tls::write_dev_pair("sip.test", &dir).unwrap();
+    assert_ne!(std::fs::read(&e.certs.edge_cert).unwrap(), old_cert);
+    e.app.svc.edge.as_ref().unwrap().reload_certificate().unwrap();
+    let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKrl\r\n\
+                   From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: rl1\r\nCSeq: 1 OPTIONS\r\n\
+                   Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    old.send(options).await;
+    old.expect(200).await;
+    // A client that trusts only the new certificate gets in.
+    let mut new = e.caller().await;
+    new.send(options).await;
+    new.expect(200).await;
+    // Broken files are refused and the current certificate stays.
+    std::fs::write(&e.certs.edge_key, "garbage").unwrap();
+    assert!(e.app.svc.edge.as_ref().unwrap().reload_certificate().is_err());
+    let mut again = e.caller().await;
+    again.send(options).await;
+    again.expect(200).await;
+    e.app.stop().await;
+}
+
 both_databases!(
+    outbound_call_to_whatsapp,
+    certificate_reload_keeps_connections,
     answered_call_meta_hangs_up,
     answered_call_business_hangs_up_over_tcp,
     busy_and_cancel,
