@@ -145,6 +145,13 @@ fn every_command_has_help() {
         &["portal"],
         &["portal", "list"],
         &["portal", "show"],
+        &["calling"],
+        &["calling", "enable"],
+        &["calling", "disable"],
+        &["calling", "status"],
+        &["certs"],
+        &["certs", "dev"],
+        &["asterisk-config"],
     ];
     for c in commands {
         let out = Command::new(BIN).args(*c).arg("--help").output().unwrap();
@@ -153,6 +160,68 @@ fn every_command_has_help() {
         assert!(text.contains("Usage:"), "{c:?}: {text}");
     }
 }
+
+#[test]
+fn certs_dev_writes_a_usable_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "dev", "--host", "sip.example.test", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cert = dir.path().join("sip-cert.pem");
+    let key = dir.path().join("sip-key.pem");
+    wabridge::edge::tls::ReloadableCert::load(&cert, &key).expect("the pair loads");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
+async fn asterisk_config_for_calling_phones(kind: Db) {
+    let db = TestDb::new(kind).await;
+    // No phone with calling: a clear error.
+    let e = fails(&db, &["asterisk-config", "--edge-host", "10.0.0.2"]);
+    assert!(e.contains("calling"), "{e}");
+    ok(
+        &db,
+        &[
+            "app",
+            "add",
+            "--meta-app-id",
+            "777000111",
+            "--domain",
+            "wb.example.com",
+            "--app-secret",
+            "0123456789abcdef0123",
+        ],
+    );
+    ok(&db, &["waba", "add", "--waba-id", "555000", "--app", "1"]);
+    ok(&db, &["phone", "add", "--number", "+5511930001234", "--phone-number-id", "888000", "--waba", "1"]);
+    let store = wabridge::store::Store::connect(&{
+        let mut c = db.config();
+        c.master_key = Some(KEY.into());
+        c
+    })
+    .await
+    .unwrap();
+    let mut p = store.get_phone(1).await.unwrap().unwrap();
+    p.calling_enabled = true;
+    p.sip_password = Some("meta-generated-password".into());
+    store.update_phone(&p).await.unwrap();
+    store.close().await;
+    let out = ok(&db, &["asterisk-config", "--edge-host", "10.0.0.2"]);
+    assert!(out.contains("[wa-5511930001234]") && out.contains("rewrite_contact=no"), "{out}");
+    assert!(out.contains("exten => +5511930001234,1,"), "{out}");
+    assert!(!out.contains("meta-generated-password"), "secrets only on request");
+    let out = ok(&db, &["asterisk-config", "--edge-host", "10.0.0.2", "--with-secrets"]);
+    assert!(out.contains("password=meta-generated-password"));
+    db.drop_db().await;
+}
+
+both_databases!(asterisk_config_for_calling_phones);
 
 #[test]
 fn bad_configuration_is_one_clear_line() {
