@@ -411,35 +411,7 @@ mod tests {
     use super::*;
 
     fn phone() -> Phone {
-        Phone {
-            id: 1,
-            number: "+5511930001234".into(),
-            phone_number_id: "106540352242922".into(),
-            waba_id: 1,
-            portal_id: None,
-            channel: "meta".into(),
-            sms_service: false,
-            file_proxy: false,
-            line_id: None,
-            calling_enabled: false,
-            calling_status: None,
-            sip_host: None,
-            sip_port: None,
-            srtp_key_exchange: None,
-            calling_last_error: None,
-            sip_password: None,
-            asterisk_target: None,
-            sip_status: None,
-            call_icon_visibility: None,
-            callback_permission: None,
-            sip_digest: None,
-            calling_error_code: None,
-            calling_error_details: None,
-            calling_error_trace: None,
-            calling_error_at: None,
-            created_at: 0,
-            updated_at: 0,
-        }
+        Phone { id: 1, ..Phone::new("+5511930001234".into(), "106540352242922".into(), 1, 0) }
     }
 
     fn input(v: Value) -> CallingInput {

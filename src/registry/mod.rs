@@ -439,33 +439,11 @@ pub async fn create_phone(store: &Store, input: &PhoneInput) -> Result<Phone, Re
     }
     let now = now_ms();
     let mut p = Phone {
-        id: 0,
-        number: number.clone(),
-        phone_number_id: pnid.into(),
-        waba_id: input.waba.unwrap_or_default(),
         portal_id: input.portal.flatten(),
-        channel: "meta".into(),
         sms_service: input.sms_service.unwrap_or(false),
         file_proxy: input.file_proxy.unwrap_or(false),
-        line_id: None,
-        calling_enabled: false,
-        calling_status: None,
-        sip_host: None,
-        sip_port: None,
-        srtp_key_exchange: None,
-        calling_last_error: None,
-        sip_password: None,
         asterisk_target: input.asterisk_target.clone().flatten(),
-        sip_status: None,
-        call_icon_visibility: None,
-        callback_permission: None,
-        sip_digest: None,
-        calling_error_code: None,
-        calling_error_details: None,
-        calling_error_trace: None,
-        calling_error_at: None,
-        created_at: now,
-        updated_at: now,
+        ..Phone::new(number.clone(), pnid.into(), input.waba.unwrap_or_default(), now)
     };
     p.id = store.insert_phone(&p).await.map_err(|e| match e {
         StoreError::Db(ref d) if is_unique_violation(d) => {

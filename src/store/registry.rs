@@ -99,6 +99,39 @@ impl Phone {
         self.sip_digest.unwrap_or(self.sip_password.is_some())
     }
 
+    /// A new phone (not stored yet): no portal, flags off, calling not configured.
+    pub fn new(number: String, phone_number_id: String, waba_id: i64, now: i64) -> Phone {
+        Phone {
+            id: 0,
+            number,
+            phone_number_id,
+            waba_id,
+            portal_id: None,
+            channel: "meta".into(),
+            sms_service: false,
+            file_proxy: false,
+            line_id: None,
+            calling_enabled: false,
+            calling_status: None,
+            sip_host: None,
+            sip_port: None,
+            srtp_key_exchange: None,
+            calling_last_error: None,
+            sip_password: None,
+            asterisk_target: None,
+            sip_status: None,
+            call_icon_visibility: None,
+            callback_permission: None,
+            sip_digest: None,
+            calling_error_code: None,
+            calling_error_details: None,
+            calling_error_trace: None,
+            calling_error_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// True when calling is wanted and Meta accepted it: Meta sends this number's calls to the SIP edge.
     pub fn calling_active(&self) -> bool {
         self.calling_enabled && self.calling_status.as_deref() == Some("ENABLED")
