@@ -26,7 +26,8 @@ use crate::http::metrics::{Metrics, OutcomeLabels};
 use crate::sip::acl::Acl;
 use crate::sip::digest::Challenger;
 use crate::sip::message::{
-    self, call_duration_secs, call_id_key, cseq, header_elements, header_value, request_bytes, response_bytes,
+    self, call_duration_secs, call_id_key, cseq, header_elements, header_value, header_values, request_bytes,
+    response_bytes,
 };
 use crate::sip::proxy::{self, Decision, EdgeConfig, NextHop, PhoneTarget, ResponseDecision, Side, Source, Transport};
 use crate::store::calls::NewCall;
@@ -442,7 +443,7 @@ impl Inner {
     }
 
     async fn resolve(&self, hop: &NextHop) -> Option<SocketAddr> {
-        if hop.transport == Transport::Tls && self.proxy.meta_domains.iter().any(|d| hop.host.ends_with(d.as_str())) {
+        if hop.transport == Transport::Tls && addr_is_meta(self, hop) {
             if let Some(a) = self.meta_address {
                 return Some(a);
             }
@@ -859,5 +860,3 @@ fn ack_for(invite: &Request, to: &str) -> Vec<u8> {
     out.push_str(&format!("CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
     out.into_bytes()
 }
-
-use crate::sip::message::header_values;
