@@ -349,27 +349,42 @@ impl Inner {
     }
 
     /// Reads framed messages from a stream until it closes, idles out, or sends something unframeable.
-    /// Boxed with an explicit `Send` so the recursion (a message on one stream may open another) type-checks.
-    fn run_stream<S>(self: Arc<Self>, stream: S, remote: SocketAddr, transport: Transport, side: Side) -> StreamFuture
-    where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        Box::pin(self.stream_loop(stream, remote, transport, side))
-    }
-
-    async fn stream_loop<S>(self: Arc<Self>, stream: S, remote: SocketAddr, transport: Transport, side: Side)
-    where
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
+    /// Registers a connection (so responses and requests can be routed to it at once) and returns its id and
+    /// the receiving end of its write queue.
+    fn register(&self, transport: Transport, remote: SocketAddr) -> (u64, mpsc::Receiver<Vec<u8>>) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (mut reader, mut writer) = tokio::io::split(stream);
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
         if let Ok(mut c) = self.conns.lock() {
             c.insert(id, Conn { tx });
         }
         if let Ok(mut r) = self.by_remote.lock() {
             r.insert((transport, remote), id);
         }
+        (id, rx)
+    }
+
+    /// Registers the stream and serves it. Boxed with an explicit `Send` so the recursion (a message on one
+    /// stream may open another) type-checks.
+    fn run_stream<S>(self: Arc<Self>, stream: S, remote: SocketAddr, transport: Transport, side: Side) -> StreamFuture
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (id, rx) = self.register(transport, remote);
+        Box::pin(self.stream_loop(stream, remote, transport, side, id, rx))
+    }
+
+    async fn stream_loop<S>(
+        self: Arc<Self>,
+        stream: S,
+        remote: SocketAddr,
+        transport: Transport,
+        side: Side,
+        id: u64,
+        mut rx: mpsc::Receiver<Vec<u8>>,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let writer_task = tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if writer.write_all(&bytes).await.is_err() {
@@ -469,27 +484,20 @@ impl Inner {
                     .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
                 let _ = tcp.set_nodelay(true);
                 let side = if transport == Transport::Tls && addr_is_meta(self, hop) { Side::Meta } else { Side::Pbx };
-                let id_before = self.next_conn.load(Ordering::Relaxed);
-                if transport == Transport::Tls {
+                let stream: StreamFuture = if transport == Transport::Tls {
                     let name = ServerName::try_from(hop.host.clone()).map_err(|e| format!("bad TLS name: {e}"))?;
                     let tls = tokio::time::timeout(self.handshake, self.tls_client.connect(name, tcp))
                         .await
                         .map_err(|_| format!("TLS handshake with {addr} timed out"))?
                         .map_err(|e| format!("TLS with {addr}: {e}"))?;
-                    tokio::spawn(self.clone().run_stream(tls, addr, Transport::Tls, side));
+                    self.clone().run_stream(tls, addr, Transport::Tls, side)
                 } else {
-                    tokio::spawn(self.clone().run_stream(tcp, addr, Transport::Tcp, side));
-                }
-                // The connection registers itself; wait for it (it does so before its first read).
-                for _ in 0..100 {
-                    if let Some(id) = self.by_remote.lock().ok().and_then(|r| r.get(&(transport, addr)).copied()) {
-                        if id >= id_before {
-                            return Ok(Route::Conn(id));
-                        }
-                    }
-                    tokio::task::yield_now().await;
-                }
-                Err(format!("connection to {addr} closed at once"))
+                    self.clone().run_stream(tcp, addr, Transport::Tcp, side)
+                };
+                // run_stream registered the connection before returning: it is routable now.
+                let id = self.by_remote.lock().ok().and_then(|r| r.get(&(transport, addr)).copied());
+                tokio::spawn(stream);
+                id.map(Route::Conn).ok_or_else(|| format!("connection to {addr} could not be registered"))
             }
         }
     }
