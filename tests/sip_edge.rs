@@ -175,6 +175,10 @@ struct Edge {
 }
 
 async fn start(db: Db, trusted: &str) -> Edge {
+    start_with(db, trusted, |_| {}).await
+}
+
+async fn start_with(db: Db, trusted: &str, tweak: impl FnOnce(&mut wabridge::Config) + Send + 'static) -> Edge {
     let certs = certs();
     let (meta_addr, meta_rx) = fake_meta(&certs).await;
     let testdb = TestDb::new(db).await;
@@ -193,6 +197,7 @@ async fn start(db: Db, trusted: &str) -> Edge {
         c.sip_meta_address = Some(meta_addr.to_string());
         c.sip_timer_t1_ms = 50;
         c.sip_timer_b_ms = 1500;
+        tweak(c);
     })
     .await;
     let edge = app.svc.edge.as_ref().expect("edge running");
@@ -216,7 +221,8 @@ impl Edge {
         id
     }
 
-    async fn caller(&self) -> Caller {
+    /// A TLS client that trusts only the edge's current certificate.
+    fn tls_client(&self) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         for c in tls::load_certs(&self.certs.edge_cert).unwrap() {
             roots.add(c).unwrap();
@@ -226,12 +232,21 @@ impl Edge {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        // Meta's side speaks from 127.0.0.2 (trusted), the PBX from 127.0.0.1 (not Meta).
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// A TCP connection from Meta's (trusted) address 127.0.0.2; the PBX is on 127.0.0.1.
+    async fn connect_from_meta(&self) -> TcpStream {
         let sock = tokio::net::TcpSocket::new_v4().unwrap();
         sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        let tcp = sock.connect(self.tls).await.unwrap();
+        sock.connect(self.tls).await.unwrap()
+    }
+
+    async fn caller(&self) -> Caller {
+        let tcp = self.connect_from_meta().await;
         let local = tcp.local_addr().unwrap();
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+        let stream = self
+            .tls_client()
             .connect(ServerName::try_from("sip.test").unwrap(), tcp)
             .await
             .expect("TLS with the edge, verifying its certificate");
@@ -648,7 +663,39 @@ async fn certificate_reload_keeps_connections(db: Db) {
     e.app.stop().await;
 }
 
+/// One source may hold only so many connections; the next one is closed before any TLS handshake.
+async fn per_source_connection_limit(db: Db) {
+    let e = start_with(db, "127.0.0.2/32", |c| c.sip_max_connections_per_source = 2).await;
+    let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKlim\r\n\
+                   From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: lim\r\nCSeq: 1 OPTIONS\r\n\
+                   Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let mut a = e.caller().await;
+    let mut b = e.caller().await;
+    a.send(options).await;
+    a.expect(200).await;
+    b.send(options).await;
+    b.expect(200).await;
+    let mut third = e.connect_from_meta().await;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(5), third.read(&mut byte)).await.expect("closed promptly");
+    assert!(matches!(closed, Ok(0) | Err(_)), "the third connection is refused");
+    drop(a);
+    // A slot is free again once a connection closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tcp = e.connect_from_meta().await;
+        let ok = e.tls_client().connect(ServerName::try_from("sip.test").unwrap(), tcp).await.is_ok();
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the freed slot was never reused");
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling with a deadline
+    }
+    e.app.stop().await;
+}
+
 both_databases!(
+    per_source_connection_limit,
     outbound_call_to_whatsapp,
     certificate_reload_keeps_connections,
     answered_call_meta_hangs_up,
