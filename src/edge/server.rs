@@ -393,8 +393,10 @@ impl Inner {
             }
             let _ = writer.shutdown().await;
         });
-        let mut buf: Vec<u8> = Vec::with_capacity(8192);
-        let mut chunk = vec![0u8; 16 * 1024];
+        // Small and lazily grown so that an idle connection costs little: `buf` holds no memory until bytes
+        // arrive and gives a large allocation back once drained; `chunk` is one read's worth.
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 2 * 1024];
         let mut stop = self.stop.clone();
         'read: loop {
             let n = tokio::select! {
@@ -426,6 +428,9 @@ impl Inner {
                         break 'read;
                     }
                 }
+            }
+            if buf.is_empty() && buf.capacity() > 8192 {
+                buf = Vec::new();
             }
         }
         if let Ok(mut c) = self.conns.lock() {
