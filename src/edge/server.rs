@@ -136,9 +136,7 @@ impl Edge {
         let tls_addr = tls_listener.local_addr().map_err(|e| EdgeError::Setup(e.to_string()))?;
         let udp = match config.sip_pbx_udp_listen.trim() {
             "" => None,
-            addr => Some(Arc::new(
-                UdpSocket::bind(addr).await.map_err(|e| EdgeError::Setup(format!("cannot bind UDP {addr}: {e}")))?,
-            )),
+            addr => Some(Arc::new(bind_udp(addr).map_err(|e| EdgeError::Setup(format!("cannot bind UDP {addr}: {e}")))?)),
         };
         let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
         let tcp_listener = match config.sip_pbx_tcp_listen.trim() {
@@ -254,6 +252,35 @@ impl Edge {
         }
         self.inner.conns.lock().map(|mut c| c.clear()).unwrap_or(());
     }
+}
+
+/// Socket buffers asked for on the PBX-side UDP socket. The kernel's default (about 208 KiB) drops datagrams
+/// under call bursts, and a lost 180 or BYE answer is never re-sent by a stateful proxy's peer; the kernel
+/// caps the request at `net.core.rmem_max` / `wmem_max`.
+const UDP_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+fn bind_udp(addr: &str) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "sip_pbx_udp_listen must be ip:port"))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    for (what, result) in [
+        ("receive", socket.set_recv_buffer_size(UDP_BUFFER_BYTES)),
+        ("send", socket.set_send_buffer_size(UDP_BUFFER_BYTES)),
+    ] {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "SIP edge: cannot enlarge the UDP {what} buffer");
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tracing::info!(
+        receive_buffer = socket.recv_buffer_size().unwrap_or(0),
+        send_buffer = socket.send_buffer_size().unwrap_or(0),
+        "SIP edge: PBX-side UDP socket buffers (raise net.core.rmem_max/wmem_max for more)"
+    );
+    UdpSocket::from_std(socket.into())
 }
 
 fn parse_target(t: &str) -> Option<(Transport, String, u16)> {
