@@ -136,7 +136,9 @@ impl Edge {
         let tls_addr = tls_listener.local_addr().map_err(|e| EdgeError::Setup(e.to_string()))?;
         let udp = match config.sip_pbx_udp_listen.trim() {
             "" => None,
-            addr => Some(Arc::new(bind_udp(addr).map_err(|e| EdgeError::Setup(format!("cannot bind UDP {addr}: {e}")))?)),
+            addr => {
+                Some(Arc::new(bind_udp(addr).map_err(|e| EdgeError::Setup(format!("cannot bind UDP {addr}: {e}")))?))
+            }
         };
         let udp_addr = udp.as_ref().and_then(|u| u.local_addr().ok());
         let tcp_listener = match config.sip_pbx_tcp_listen.trim() {
