@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Db, TestDb};
-use serde_json::{json, Value};
 use sqlx::Row;
 use wabridge::sandbox::meta::MetaWebhookSender;
 use wabridge::sandbox::payloads as p;
@@ -63,24 +62,7 @@ async fn acknowledged_webhooks_survive_kill_9(db: Db) {
     // 1. Workers off: everything acknowledged is committed but not processed when the process dies.
     let mut first = serve(&testdb, false);
     let token = first.token.clone().expect("first start prints the admin token");
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{}/admin/api/v1{path}", first.url)).bearer_auth(&token).json(&body).send()
-    };
-    let a: Value =
-        post("/apps", json!({"meta_app_id": "1234567890", "domain": "wb.example.com", "app_secret": SECRET}))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let w: Value =
-        post("/wabas", json!({"waba_id": "102290129340398", "app": a["id"]})).await.unwrap().json().await.unwrap();
-    let ph =
-        post("/phones", json!({"number": "+5511930001234", "phone_number_id": "106540352242922", "waba": w["id"]}))
-            .await
-            .unwrap();
-    assert_eq!(ph.status(), 201);
+    common::seed_over_http(&first.url, &token, SECRET).await;
     let sender = MetaWebhookSender::new(format!("{}/api/waba/?app_id=1234567890", first.url), SECRET);
     let mut tasks = Vec::new();
     for i in 0..60 {

@@ -469,19 +469,7 @@ async fn two_instances_process_each_job_once(db: Db) {
     let one = wabridge::Service::start(config.clone()).await.unwrap();
     let two = wabridge::Service::start(config).await.unwrap();
     let token = one.new_admin_token.clone().unwrap();
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{}/admin/api/v1{path}", one.url())).bearer_auth(&token).json(&body).send()
-    };
-    let a: Value =
-        post("/apps", json!({"meta_app_id": "1234567890", "domain": "wb.example.com", "app_secret": SECRET}))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let w: Value = post("/wabas", json!({"waba_id": WABA, "app": a["id"]})).await.unwrap().json().await.unwrap();
-    post("/phones", json!({"number": "+5511930001234", "phone_number_id": PNID, "waba": w["id"]})).await.unwrap();
+    common::seed_over_http(&one.url(), &token, SECRET).await;
     let senders = [
         MetaWebhookSender::new(format!("{}/api/waba/?app_id=1234567890", one.url()), SECRET),
         MetaWebhookSender::new(format!("{}/api/waba/?app_id=1234567890", two.url()), SECRET),

@@ -146,31 +146,40 @@ impl TestApp {
 
     /// Registers app → WABA → phone, returning (app, waba, phone) JSON views.
     pub async fn seed(&self, secret: &str) -> (Value, Value, Value) {
-        let (s, app) = self
-            .admin(
-                "POST",
-                "/apps",
-                Some(json!({"meta_app_id": "1234567890", "domain": "wb.example.com", "app_secret": secret,
-                            "access_token": "EAAG-system-user-token-0001"})),
-            )
-            .await;
-        assert_eq!(s, 201, "{app}");
-        let (s, waba) =
-            self.admin("POST", "/wabas", Some(json!({"waba_id": "102290129340398", "app": app["id"]}))).await;
-        assert_eq!(s, 201, "{waba}");
-        let (s, phone) = self
-            .admin(
-                "POST",
-                "/phones",
-                Some(json!({"number": "+55 11 93000-1234", "phone_number_id": "106540352242922", "waba": waba["id"]})),
-            )
-            .await;
-        assert_eq!(s, 201, "{phone}");
-        (app, waba, phone)
+        seed_over_http(&self.svc.url(), &self.token, secret).await
     }
 
     pub async fn stop(self) {
         self.svc.stop().await.expect("clean stop");
         self.db.drop_db().await;
     }
+}
+
+/// Registers app 1234567890 (host wb.example.com) → WABA 102290129340398 → phone +5511930001234
+/// (phone_number_id 106540352242922) through the admin API of a service at `base`.
+pub async fn seed_over_http(base: &str, token: &str, secret: &str) -> (Value, Value, Value) {
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let req = http.post(format!("{base}/admin/api/v1{path}")).bearer_auth(token).json(&body);
+        async move {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.expect("JSON answer");
+            assert_eq!(status, 201, "{body}");
+            body
+        }
+    };
+    let app = post(
+        "/apps",
+        json!({"meta_app_id": "1234567890", "domain": "wb.example.com", "app_secret": secret,
+               "access_token": "EAAG-system-user-token-0001"}),
+    )
+    .await;
+    let waba = post("/wabas", json!({"waba_id": "102290129340398", "app": app["id"]})).await;
+    let phone = post(
+        "/phones",
+        json!({"number": "+55 11 93000-1234", "phone_number_id": "106540352242922", "waba": waba["id"]}),
+    )
+    .await;
+    (app, waba, phone)
 }
