@@ -326,7 +326,35 @@ async fn health_metrics_openapi_and_limits(db: Db) {
     app.stop().await;
 }
 
+/// A registry change made from a copy loaded before an activation finished must not undo the activation.
+async fn registry_updates_keep_calling_state(db: Db) {
+    let app = TestApp::start(db).await;
+    let (_, _, p) = app.seed(SECRET).await;
+    let store = &app.svc.store;
+    let id = p["id"].as_i64().unwrap();
+    let stale = store.get_phone(id).await.unwrap().unwrap();
+    let mut activated = stale.clone();
+    activated.calling_enabled = true;
+    activated.calling_status = Some("ENABLED".into());
+    activated.sip_password = Some("meta-generated-sip-password".into());
+    store.update_phone_calling(&activated).await.unwrap();
+    let mut patched = stale;
+    patched.sms_service = true;
+    store.update_phone(&patched).await.unwrap();
+    let now = store.get_phone(id).await.unwrap().unwrap();
+    assert!(now.sms_service, "the registry change is applied");
+    assert!(now.calling_enabled && now.calling_status.as_deref() == Some("ENABLED"), "calling state kept");
+    assert_eq!(now.sip_password.as_deref(), Some("meta-generated-sip-password"));
+    // And through the admin API as well.
+    let (s, view) = app.admin("PATCH", &format!("/phones/{id}"), Some(json!({"file_proxy": true}))).await;
+    assert_eq!(s, 200, "{view}");
+    assert_eq!(view["calling"]["enabled"], true);
+    assert_eq!(view["calling"]["sip_password"], "meta…word");
+    app.stop().await;
+}
+
 both_databases!(
+    registry_updates_keep_calling_state,
     admin_token_is_required,
     create_app_waba_phone_portal,
     validation_names_the_field,

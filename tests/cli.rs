@@ -210,7 +210,7 @@ async fn asterisk_config_for_calling_phones(kind: Db) {
     let mut p = store.get_phone(1).await.unwrap().unwrap();
     p.calling_enabled = true;
     p.sip_password = Some("meta-generated-password".into());
-    store.update_phone(&p).await.unwrap();
+    store.update_phone_calling(&p).await.unwrap();
     store.close().await;
     let out = ok(&db, &["asterisk-config", "--edge-host", "10.0.0.2"]);
     assert!(out.contains("[wa-5511930001234]") && out.contains("rewrite_contact=no"), "{out}");

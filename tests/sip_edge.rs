@@ -217,6 +217,7 @@ impl Edge {
         phone.asterisk_target = Some(target.into());
         phone.sip_password = password.map(String::from);
         store.update_phone(&phone).await.unwrap();
+        store.update_phone_calling(&phone).await.unwrap();
         self.app.svc.edge.as_ref().unwrap().refresh_phones().await;
         id
     }

@@ -650,6 +650,7 @@ async fn start_wabridge(c: &Certs, sipp_port: u16, data: &Path) -> anyhow::Resul
     phone.calling_status = Some("ENABLED".into());
     phone.asterisk_target = Some(format!("udp:127.0.0.1:{sipp_port}"));
     svc.store.update_phone(&phone).await?;
+    svc.store.update_phone_calling(&phone).await?;
     let edge = svc.edge.as_ref().ok_or_else(|| anyhow::anyhow!("edge not running"))?;
     edge.refresh_phones().await;
     let addr = edge.tls_addr;

@@ -468,14 +468,13 @@ impl Store {
         Ok(row.try_get("id")?)
     }
 
+    /// Writes only the registry columns of a phone (WABA, portal, flags, line, Asterisk target). The calling
+    /// columns belong to [`Store::update_phone_calling`], so an admin change made while an activation waits on
+    /// Meta cannot put back a stale SIP password or calling status.
     pub async fn update_phone(&self, p: &Phone) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE phones SET waba_id = $2, portal_id = $3, sms_service = $4, file_proxy = $5, line_id = $6, \
-             calling_enabled = $7, calling_status = $8, sip_host = $9, sip_port = $10, srtp_key_exchange = $11, \
-             calling_last_error = $12, sip_password = $13, asterisk_target = $14, updated_at = $15, \
-             sip_status = $16, call_icon_visibility = $17, callback_permission = $18, sip_digest = $19, \
-             calling_error_code = $20, calling_error_details = $21, calling_error_trace = $22, calling_error_at = $23 \
-             WHERE id = $1",
+             asterisk_target = $7, updated_at = $8 WHERE id = $1",
         )
         .bind(p.id)
         .bind(p.waba_id)
@@ -483,23 +482,8 @@ impl Store {
         .bind(p.sms_service)
         .bind(p.file_proxy)
         .bind(&p.line_id)
-        .bind(p.calling_enabled)
-        .bind(&p.calling_status)
-        .bind(&p.sip_host)
-        .bind(p.sip_port)
-        .bind(&p.srtp_key_exchange)
-        .bind(&p.calling_last_error)
-        .bind(p.sip_password.as_deref().map(|t| self.seal("phones.sip_password", t)))
         .bind(&p.asterisk_target)
         .bind(p.updated_at)
-        .bind(&p.sip_status)
-        .bind(&p.call_icon_visibility)
-        .bind(&p.callback_permission)
-        .bind(p.sip_digest)
-        .bind(p.calling_error_code)
-        .bind(&p.calling_error_details)
-        .bind(&p.calling_error_trace)
-        .bind(p.calling_error_at)
         .execute(&self.pool)
         .await?;
         Ok(())
