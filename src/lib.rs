@@ -2,6 +2,8 @@
 //! See `shared/DESIGN.md` beside the project for the architecture.
 
 pub mod admin_token;
+pub mod bitrix;
+pub mod bridge;
 pub mod calling;
 pub mod cli;
 pub mod config;

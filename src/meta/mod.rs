@@ -1,5 +1,6 @@
 //! Meta's WhatsApp Cloud API: webhook payloads and signatures, and the Graph API client.
 
+pub mod errors;
 pub mod graph;
 pub mod signature;
 pub mod webhook;

@@ -1,0 +1,1 @@
+//! Classification of Graph API errors for sends. (being written)
