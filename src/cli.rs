@@ -243,6 +243,9 @@ pub enum PhoneCmd {
         /// Asterisk target for calls: udp|tcp|tls:host:port.
         #[arg(long)]
         asterisk_target: Option<String>,
+        /// Meta's throughput for the number, messages per second (default 80, up to 1000).
+        #[arg(long)]
+        throughput_mps: Option<i64>,
     },
     /// List phones.
     List,
@@ -265,6 +268,9 @@ pub enum PhoneCmd {
         file_proxy: Option<bool>,
         #[arg(long)]
         asterisk_target: Option<String>,
+        /// Meta's throughput for the number, messages per second (1-1000).
+        #[arg(long)]
+        throughput_mps: Option<i64>,
     },
     /// Remove a phone.
     Remove { id: i64 },
@@ -401,7 +407,16 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             }
         },
         Command::Phone(cmd) => match cmd {
-            PhoneCmd::Add { number, phone_number_id, waba, portal, sms_service, file_proxy, asterisk_target } => {
+            PhoneCmd::Add {
+                number,
+                phone_number_id,
+                waba,
+                portal,
+                sms_service,
+                file_proxy,
+                asterisk_target,
+                throughput_mps,
+            } => {
                 let input = PhoneInput {
                     number: Some(number),
                     phone_number_id: Some(phone_number_id),
@@ -410,6 +425,7 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                     sms_service: Some(sms_service),
                     file_proxy: Some(file_proxy),
                     asterisk_target: asterisk_target.map(Some),
+                    throughput_mps,
                 };
                 print_json(&PhoneView::from(&registry::create_phone(store, &input).await?))?
             }
@@ -424,7 +440,16 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                 }
             }
             PhoneCmd::Show { id } => print_json(&PhoneView::from(&registry::get_phone(store, id).await?))?,
-            PhoneCmd::Update { id, waba, portal, unbind_portal, sms_service, file_proxy, asterisk_target } => {
+            PhoneCmd::Update {
+                id,
+                waba,
+                portal,
+                unbind_portal,
+                sms_service,
+                file_proxy,
+                asterisk_target,
+                throughput_mps,
+            } => {
                 let input = PhoneInput {
                     number: None,
                     phone_number_id: None,
@@ -433,6 +458,7 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                     sms_service,
                     file_proxy,
                     asterisk_target: asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
+                    throughput_mps,
                 };
                 print_json(&PhoneView::from(&registry::update_phone(store, id, &input).await?))?
             }

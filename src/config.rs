@@ -90,6 +90,30 @@ pub struct Config {
     pub sip_idle_timeout_seconds: u64,
     /// TLS handshakes that take longer are abandoned.
     pub sip_tls_handshake_timeout_ms: u64,
+    /// Bitrix24 app `client_id` (from the portal's developer resources or the vendor console).
+    pub bitrix_client_id: String,
+    /// Bitrix24 app `client_secret`; only ever sent to the OAuth server.
+    pub bitrix_client_secret: Option<String>,
+    /// Bitrix24 OAuth server (the sandbox's URL in tests and demos).
+    pub bitrix_oauth_url: String,
+    /// The connector id registered in every portal (lowercase letters, digits, `_`).
+    pub bitrix_connector_id: String,
+    /// Sustained REST calls per second per portal (Bitrix24 allows 2; 5 on Enterprise plans).
+    pub bitrix_rate_per_sec: f64,
+    /// Burst of REST calls per portal before pacing (Bitrix24 allows 50; 250 on Enterprise plans).
+    pub bitrix_burst: u32,
+    /// Signed media links handed to the CRM expire after this many seconds.
+    pub media_url_ttl_seconds: u64,
+    /// Media kept locally (phones without `file_proxy`) is removed after this many days.
+    pub media_retention_days: u64,
+    /// A Graph send that has not answered after this many milliseconds is abandoned (its state is unknown).
+    pub send_timeout_ms: u64,
+    /// A send whose outcome is unknown waits this long for a status webhook before it is tried again.
+    pub send_reconcile_seconds: u64,
+    /// Meta's pair rate: one message to the same customer per this many milliseconds...
+    pub send_pair_interval_ms: u64,
+    /// ...with bursts up to this many messages.
+    pub send_pair_burst: u32,
 }
 
 impl Default for Config {
@@ -132,6 +156,18 @@ impl Default for Config {
             sip_max_connections_per_source: 200,
             sip_idle_timeout_seconds: 900,
             sip_tls_handshake_timeout_ms: 5_000,
+            bitrix_client_id: String::new(),
+            bitrix_client_secret: None,
+            bitrix_oauth_url: "https://oauth.bitrix.info".into(),
+            bitrix_connector_id: "wabridge_whatsapp".into(),
+            bitrix_rate_per_sec: 2.0,
+            bitrix_burst: 50,
+            media_url_ttl_seconds: 24 * 3600,
+            media_retention_days: 30,
+            send_timeout_ms: 20_000,
+            send_reconcile_seconds: 300,
+            send_pair_interval_ms: 6_000,
+            send_pair_burst: 45,
         }
     }
 }

@@ -39,6 +39,10 @@ pub enum JobError {
     /// Will never succeed; the job is marked dead at once with this reason.
     #[error("{0}")]
     Permanent(String),
+    /// Not now, and not a failure: run again after `after` without counting an attempt (a rate limit we pace
+    /// ourselves to, an earlier message to the same customer still in flight, a paused WABA).
+    #[error("{message}")]
+    Defer { message: String, after: Duration },
 }
 
 impl JobError {
@@ -102,6 +106,7 @@ pub struct Drained {
     pub done: usize,
     pub retried: usize,
     pub dead: usize,
+    pub deferred: usize,
 }
 
 /// `max_attempts` may be NULL (jobs created by database triggers): the engine's default applies.
@@ -198,6 +203,7 @@ impl Engine {
             Outcome::Done => "done",
             Outcome::Retried => "retried",
             Outcome::Dead => "dead",
+            Outcome::Deferred => "deferred",
         };
         self.metrics.jobs_finished.get_or_create(&KindLabels { kind: job.kind.clone(), outcome: label.into() }).inc();
         outcome
@@ -218,10 +224,25 @@ impl Engine {
                 .await?;
                 Ok(Outcome::Done)
             }
+            Err(JobError::Defer { message, after }) => {
+                sqlx::query(
+                    "UPDATE jobs SET run_at = $3, attempts = attempts - 1, last_error = $4, lease_owner = NULL, \
+                     lease_expires_at = NULL, updated_at = $5 WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind(job.id)
+                .bind(&self.owner)
+                .bind(now + after.as_millis() as i64)
+                .bind(truncate(&message, 2000))
+                .bind(now)
+                .execute(&self.store.pool)
+                .await?;
+                Ok(Outcome::Deferred)
+            }
             Err(err) => {
                 let (dead, after) = match &err {
                     JobError::Permanent(_) => (true, None),
                     JobError::Retry { after, .. } => (job.attempts >= job.max_attempts, *after),
+                    JobError::Defer { .. } => (false, None),
                 };
                 let delay = backoff::delay(job.attempts, after, &mut rand::thread_rng());
                 let message = err.to_string();
@@ -260,6 +281,7 @@ impl Engine {
                     Outcome::Done => d.done += 1,
                     Outcome::Retried => d.retried += 1,
                     Outcome::Dead => d.dead += 1,
+                    Outcome::Deferred => d.deferred += 1,
                 }
             }
         }
@@ -425,6 +447,8 @@ pub enum Outcome {
     Done,
     Retried,
     Dead,
+    /// Put off without counting an attempt ([`JobError::Defer`]).
+    Deferred,
 }
 
 fn job_from(r: &AnyRow) -> Result<Job, StoreError> {

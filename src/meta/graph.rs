@@ -36,6 +36,8 @@ pub struct GraphError {
     pub subcode: Option<i64>,
     /// Meta's trace id; quote it when asking Meta's support.
     pub fbtrace_id: Option<String>,
+    /// The answer's `Retry-After`, in seconds, when it had one.
+    pub retry_after_secs: Option<u64>,
 }
 
 impl std::fmt::Display for GraphError {
@@ -58,6 +60,9 @@ pub enum Error {
     /// The request never got an answer: DNS, connection refused, TLS, timeout.
     #[error("could not reach the Graph API at {url}: {reason}")]
     Connection { url: String, reason: String },
+    /// The request was sent but no answer came (timeout, connection lost): Meta may or may not have acted.
+    #[error("no answer from the Graph API at {url} after the request was sent: {reason}")]
+    Unknown { url: String, reason: String },
     /// An answer that is neither a success nor Meta's error envelope (a proxy's error page, say).
     #[error("unexpected answer from the Graph API (HTTP {http_status}): {message}")]
     Protocol { http_status: u16, message: String },
@@ -97,7 +102,30 @@ pub fn parse_error(http_status: u16, body: &[u8]) -> Option<GraphError> {
         details: e.error_data.and_then(|d| d.details),
         subcode: e.error_subcode,
         fbtrace_id: e.fbtrace_id,
+        retry_after_secs: None,
     })
+}
+
+/// Meta's answer to an accepted `POST /{phone-number-id}/messages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub wamid: String,
+    /// `contacts[0].wa_id`: the recipient's WhatsApp id as Meta resolved it.
+    pub wa_id: Option<String>,
+    /// `messages[0].message_status` (only for paced templates: `accepted`, `held_for_quality_assessment`, ...).
+    pub message_status: Option<String>,
+}
+
+/// `GET /{media-id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MediaInfo {
+    pub url: String,
+    pub mime_type: Option<String>,
+    pub sha256: Option<String>,
+    /// A string in Meta's answers; a number is accepted too.
+    #[serde(default)]
+    pub file_size: Option<Value>,
+    pub id: Option<String>,
 }
 
 /// One shared connection pool for every [`Client`], whatever its base URL.
@@ -175,16 +203,100 @@ impl Client {
         self.send(&url, req).await
     }
 
+    /// `POST /{phone-number-id}/messages` with a complete body (`messaging_product`, `to`, `type`, ...).
+    /// `timeout` bounds the whole request; a timeout after the request went out is [`Error::Unknown`].
+    pub async fn send_message(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Accepted, Error> {
+        let url = self.url(&format!("{phone_number_id}/messages"));
+        let req = self.http.post(&url).bearer_auth(token).json(body).timeout(timeout);
+        let answer = self.send(&url, req).await?;
+        let wamid = answer["messages"][0]["id"].as_str().map(String::from).ok_or_else(|| Error::Protocol {
+            http_status: 200,
+            message: "the answer names no messages[0].id".into(),
+        })?;
+        Ok(Accepted {
+            wamid,
+            wa_id: answer["contacts"][0]["wa_id"].as_str().map(String::from),
+            message_status: answer["messages"][0]["message_status"].as_str().map(String::from),
+        })
+    }
+
+    /// `GET /{media-id}?phone_number_id=…`: where to download the media (the URL lives 5 minutes).
+    pub async fn media_info(&self, media_id: &str, phone_number_id: &str, token: &str) -> Result<MediaInfo, Error> {
+        let url = self.url(media_id);
+        let req = self.http.get(&url).bearer_auth(token).query(&[("phone_number_id", phone_number_id)]);
+        let answer = self.send(&url, req).await?;
+        serde_json::from_value(answer)
+            .map_err(|e| Error::Protocol { http_status: 200, message: format!("unexpected media answer: {e}") })
+    }
+
+    /// Downloads a media URL from [`Client::media_info`] (needs the bearer token). The response is returned
+    /// unread so callers can stream it.
+    pub async fn download(&self, media_url: &str, token: &str) -> Result<reqwest::Response, Error> {
+        let resp = self
+            .http
+            .get(media_url)
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(300))
+            .send()
+            .await
+            .map_err(|e| connection(media_url, &e))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        Err(match parse_error(status, &bytes) {
+            Some(e) => Error::Graph(e),
+            None => Error::Protocol { http_status: status, message: "media download refused".into() },
+        })
+    }
+
+    /// Every template of a WABA: `GET /{waba-id}/message_templates`, following the `after` cursors.
+    pub async fn list_templates(&self, waba_id: &str, token: &str) -> Result<Vec<Value>, Error> {
+        let url = self.url(&format!("{waba_id}/message_templates"));
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _page in 0..1000 {
+            let mut req = self.http.get(&url).bearer_auth(token).query(&[("limit", "100")]);
+            if let Some(a) = &after {
+                req = req.query(&[("after", a.as_str())]);
+            }
+            let answer = self.send(&url, req).await?;
+            let data = answer["data"].as_array().cloned().unwrap_or_default();
+            let empty = data.is_empty();
+            out.extend(data);
+            // Meta gives `paging.next` only when there is a next page; the cursor alone is not enough.
+            let next = answer["paging"]["cursors"]["after"].as_str().map(String::from);
+            if empty || answer["paging"].get("next").is_none() || next.is_none() || next == after {
+                break;
+            }
+            after = next;
+        }
+        Ok(out)
+    }
+
     /// Sends, and turns the answer into JSON (2xx) or an [`Error`].
     async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<Value, Error> {
-        let resp = req.send().await.map_err(|e| connection(url, &e))?;
+        let resp = req.send().await.map_err(|e| sent_error(url, &e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| connection(url, &e))?;
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let bytes = resp.bytes().await.map_err(|e| sent_error(url, &e))?;
         if (200..300).contains(&status) {
             return serde_json::from_slice(&bytes)
                 .map_err(|e| Error::Protocol { http_status: status, message: format!("the body is not JSON: {e}") });
         }
-        if let Some(e) = parse_error(status, &bytes) {
+        if let Some(mut e) = parse_error(status, &bytes) {
+            e.retry_after_secs = retry_after;
             tracing::debug!(http_status = status, code = e.code, fbtrace_id = ?e.fbtrace_id, "Graph API refused a request");
             return Err(Error::Graph(e));
         }
@@ -192,6 +304,16 @@ impl Client {
         let excerpt: String = text.chars().take(200).collect();
         Err(Error::Protocol { http_status: status, message: format!("not Meta's error envelope: {excerpt}") })
     }
+}
+
+/// A failure of a request that may have been sent: before the connection was made it is a
+/// [`Error::Connection`] (nothing reached Meta), afterwards an [`Error::Unknown`].
+fn sent_error(url: &str, e: &reqwest::Error) -> Error {
+    if e.is_connect() || e.is_builder() {
+        return connection(url, e);
+    }
+    let reason = if e.is_timeout() { "timed out".to_string() } else { root_cause(e) };
+    Error::Unknown { url: url.split('?').next().unwrap_or(url).to_string(), reason }
 }
 
 fn connection(url: &str, e: &reqwest::Error) -> Error {

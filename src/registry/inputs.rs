@@ -62,6 +62,8 @@ pub struct PhoneInput {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub asterisk_target: Option<Option<String>>,
+    /// Meta's throughput for this number, messages per second (1–1000; default 80). Sends are paced to it.
+    pub throughput_mps: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]

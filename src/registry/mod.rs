@@ -443,6 +443,7 @@ pub async fn create_phone(store: &Store, input: &PhoneInput) -> Result<Phone, Re
         sms_service: input.sms_service.unwrap_or(false),
         file_proxy: input.file_proxy.unwrap_or(false),
         asterisk_target: input.asterisk_target.clone().flatten(),
+        throughput_mps: input.throughput_mps.unwrap_or(80),
         ..Phone::new(number.clone(), pnid.into(), input.waba.unwrap_or_default(), now)
     };
     p.id = store.insert_phone(&p).await.map_err(|e| match e {
@@ -470,6 +471,11 @@ async fn check_phone_refs(store: &Store, c: &mut Check, input: &PhoneInput) -> R
     if let Some(Some(t)) = &input.asterisk_target {
         if let Err(e) = crate::registry::parse_sip_target(t) {
             c.fail("asterisk_target", e);
+        }
+    }
+    if let Some(t) = input.throughput_mps {
+        if !(1..=1000).contains(&t) {
+            c.fail("throughput_mps", "must be between 1 and 1000 messages per second (Meta's default is 80)");
         }
     }
     Ok(())
@@ -526,6 +532,9 @@ pub async fn update_phone(store: &Store, id: i64, input: &PhoneInput) -> Result<
     }
     if let Some(t) = &input.asterisk_target {
         p.asterisk_target = t.clone();
+    }
+    if let Some(t) = input.throughput_mps {
+        p.throughput_mps = t;
     }
     p.updated_at = now_ms();
     store.update_phone(&p).await?;

@@ -182,6 +182,12 @@ pub struct PhoneView {
     pub file_proxy: bool,
     pub line_id: Option<String>,
     pub asterisk_target: Option<String>,
+    /// Sends to WhatsApp are paced to this many messages per second.
+    pub throughput_mps: i64,
+    /// The CRM contact-centre line of this number.
+    pub connector: ConnectorView,
+    /// The CRM SMS-provider registration of this number.
+    pub sms: SmsView,
     pub calling: CallingView,
     pub created_at: String,
     pub updated_at: String,
@@ -200,11 +206,38 @@ impl From<&Phone> for PhoneView {
             file_proxy: p.file_proxy,
             line_id: p.line_id.clone(),
             asterisk_target: p.asterisk_target.clone(),
+            throughput_mps: p.throughput_mps,
+            connector: ConnectorView {
+                status: p.connector_status.clone(),
+                error: p.connector_error.clone(),
+                line_id: p.line_id.clone(),
+            },
+            sms: SmsView { status: p.sms_status.clone(), code: p.sms_code.clone(), error: p.sms_error.clone() },
             calling: CallingView::from(p),
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
         }
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectorView {
+    /// `pending` (binding queued), `ok`, `error`, `line_deleted` (deleted in the portal; re-bind to recreate),
+    /// `disabled` (connector switched off on the line), or null when the phone is not bound.
+    pub status: Option<String>,
+    /// The portal's error message when `status` is `error`.
+    pub error: Option<String>,
+    /// The open line's id in the portal.
+    pub line_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SmsView {
+    /// `pending`, `registered`, `removed` or `error`; null when never offered.
+    pub status: Option<String>,
+    /// The sender code in the portal (`wabridge_<digits>`).
+    pub code: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

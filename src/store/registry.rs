@@ -88,6 +88,17 @@ pub struct Phone {
     /// Meta's `fbtrace_id` of the last failed activation.
     pub calling_error_trace: Option<String>,
     pub calling_error_at: Option<i64>,
+    /// Meta's throughput for this number in messages per second (80 by default, up to 1,000).
+    pub throughput_mps: i64,
+    /// The CRM line's state: `pending`, `ok`, `error`, `line_deleted` or `disabled` (written by the binder).
+    pub connector_status: Option<String>,
+    /// The portal's message when `connector_status` is `error`.
+    pub connector_error: Option<String>,
+    /// The SMS-provider code registered in the portal (`None` when not registered).
+    pub sms_code: Option<String>,
+    /// `registered`, `removed` or `error` (written by the SMS-provider registration job).
+    pub sms_status: Option<String>,
+    pub sms_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -127,6 +138,12 @@ impl Phone {
             calling_error_details: None,
             calling_error_trace: None,
             calling_error_at: None,
+            throughput_mps: 80,
+            connector_status: None,
+            connector_error: None,
+            sms_code: None,
+            sms_status: None,
+            sms_error: None,
             created_at: now,
             updated_at: now,
         }
@@ -147,7 +164,8 @@ const PHONE_COLS: &str = "id, number, phone_number_id, waba_id, portal_id, chann
                           calling_enabled, calling_status, sip_host, sip_port, srtp_key_exchange, calling_last_error, \
                           sip_password, asterisk_target, sip_status, call_icon_visibility, callback_permission, \
                           sip_digest, calling_error_code, calling_error_details, calling_error_trace, \
-                          calling_error_at, created_at, updated_at";
+                          calling_error_at, throughput_mps, connector_status, connector_error, sms_code, \
+                          sms_status, sms_error, created_at, updated_at";
 
 /// Reads a nullable boolean column from either dialect.
 fn get_opt_bool(r: &AnyRow, col: &str) -> Result<Option<bool>, sqlx::Error> {
@@ -231,6 +249,12 @@ impl Store {
             calling_error_details: r.try_get("calling_error_details")?,
             calling_error_trace: r.try_get("calling_error_trace")?,
             calling_error_at: r.try_get("calling_error_at")?,
+            throughput_mps: r.try_get("throughput_mps")?,
+            connector_status: r.try_get("connector_status")?,
+            connector_error: r.try_get("connector_error")?,
+            sms_code: r.try_get("sms_code")?,
+            sms_status: r.try_get("sms_status")?,
+            sms_error: r.try_get("sms_error")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })
@@ -433,9 +457,9 @@ impl Store {
              line_id, calling_enabled, calling_status, sip_host, sip_port, srtp_key_exchange, calling_last_error, \
              sip_password, asterisk_target, created_at, updated_at, sip_status, call_icon_visibility, \
              callback_permission, sip_digest, calling_error_code, calling_error_details, calling_error_trace, \
-             calling_error_at) \
+             calling_error_at, throughput_mps) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, \
-             $22, $23, $24, $25, $26) RETURNING id",
+             $22, $23, $24, $25, $26, $27) RETURNING id",
         )
         .bind(&p.number)
         .bind(&p.phone_number_id)
@@ -463,6 +487,7 @@ impl Store {
         .bind(&p.calling_error_details)
         .bind(&p.calling_error_trace)
         .bind(p.calling_error_at)
+        .bind(p.throughput_mps)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.try_get("id")?)
@@ -474,7 +499,7 @@ impl Store {
     pub async fn update_phone(&self, p: &Phone) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE phones SET waba_id = $2, portal_id = $3, sms_service = $4, file_proxy = $5, line_id = $6, \
-             asterisk_target = $7, updated_at = $8 WHERE id = $1",
+             asterisk_target = $7, updated_at = $8, throughput_mps = $9 WHERE id = $1",
         )
         .bind(p.id)
         .bind(p.waba_id)
@@ -484,6 +509,7 @@ impl Store {
         .bind(&p.line_id)
         .bind(&p.asterisk_target)
         .bind(p.updated_at)
+        .bind(p.throughput_mps)
         .execute(&self.pool)
         .await?;
         Ok(())
