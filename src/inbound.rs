@@ -110,6 +110,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, payload: &webhook::Payloa
                     .rows_affected();
                     if new == 1 {
                         applied.template_events += 1;
+                        crate::templates::request_sync_on(&mut **tx, waba_id).await?;
                         // Only a newer event moves the template's status.
                         sqlx::query(
                             "INSERT INTO templates (waba_id, template_id, name, language, category, status, reason, updated_at) \
@@ -202,6 +203,9 @@ async fn apply_messages(
         .await?
         .rows_affected();
         applied.messages_new += new as usize;
+        if new == 1 {
+            crate::crm::deliver::enqueue_on(tx, phone_id, &m.id).await?;
+        }
     }
     for s in &v.statuses {
         applied.statuses_new += apply_status(tx, s).await?;
@@ -286,6 +290,9 @@ async fn apply_status(tx: &mut Transaction<'static, Any>, s: &Status) -> Result<
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
+        let error = err.map(|e| (e.code, e.details.clone().or_else(|| e.title.clone()).unwrap_or_default()));
+        let opaque = s.biz_opaque_callback_data.as_deref();
+        crate::outbound::on_status(tx, &s.id, opaque, s.status.as_str(), s.status.rank() as i64, error).await?;
     }
     Ok(new as usize)
 }

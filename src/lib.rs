@@ -2,17 +2,20 @@
 //! See `shared/DESIGN.md` beside the project for the architecture.
 
 pub mod admin_token;
+pub mod apikeys;
 pub mod bitrix;
 pub mod bridge;
 pub mod calling;
 pub mod cli;
 pub mod config;
+pub mod crm;
 pub mod edge;
 pub mod http;
 pub mod inbound;
 pub mod intake;
 pub mod jobs;
 pub mod meta;
+pub mod outbound;
 pub mod phone;
 pub mod registry;
 pub mod sandbox;
@@ -21,6 +24,7 @@ pub mod service;
 pub mod sip;
 pub mod store;
 pub mod telemetry;
+pub mod templates;
 
 pub use config::Config;
 pub use service::Service;

@@ -31,11 +31,22 @@ pub struct Service {
 }
 
 /// The job engine with every kind's handler registered.
-pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>) -> Engine {
+pub fn build_engine(
+    store: &Store,
+    config: &Config,
+    metrics: Arc<Metrics>,
+    bridge: Arc<crate::crm::Bridge>,
+) -> Engine {
     let mut engine =
         Engine::new(store.clone(), Duration::from_secs(config.job_lease_seconds), config.job_max_attempts, metrics);
     let s = store.clone();
     engine.register(INBOX_PROCESS, move |job| crate::inbound::process_job(s.clone(), job));
+    let sender = crate::outbound::sender::Sender::new(store.clone(), config);
+    engine.register(crate::outbound::WA_SEND, move |job| sender.clone().handle(job));
+    let (s, g) = (store.clone(), crate::meta::graph::Client::from_config(config));
+    engine.register(crate::templates::SYNC, move |job| crate::templates::run(s.clone(), g.clone(), job));
+    crate::crm::register(&mut engine, bridge);
+    let media_days = config.media_retention_days;
     let (s, retention, debug) = (
         store.clone(),
         Duration::from_secs(config.retention_days * 86_400),
@@ -45,7 +56,9 @@ pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>) -> En
         let s = s.clone();
         async move {
             let (inbox, jobs) = crate::jobs::prune(&s, retention, debug).await.map_err(JobError::from)?;
-            tracing::info!(inbox_rows = inbox, jobs, "pruned old inbox rows and finished jobs");
+            let media = crate::crm::media::prune(&s, media_days).await.map_err(JobError::from)?;
+            tracing::info!(inbox_rows = inbox, jobs, media, "pruned old inbox rows, finished jobs and media");
+            crate::templates::schedule_hourly(&s).await.map_err(JobError::from)?;
             Ok(())
         }
     });
@@ -63,15 +76,19 @@ impl Service {
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
         let metrics = Metrics::new();
-        let engine = Arc::new(build_engine(&store, &config, metrics.clone()));
+        let config = Arc::new(config);
+        let public_base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let bridge = crate::crm::Bridge::new(store.clone(), config.clone(), public_base);
+        let engine = Arc::new(build_engine(&store, &config, metrics.clone(), bridge.clone()));
         let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max);
         let state = AppState {
             store: store.clone(),
-            config: Arc::new(config),
+            config,
             metrics,
             engine: engine.clone(),
             intake,
             apps: Arc::new(AppCache::new(store.clone(), 5_000)),
+            bridge,
         };
         let (shutdown, rx) = watch::channel(false);
         let workers = state.config.workers_enabled.then(|| {

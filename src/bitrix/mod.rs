@@ -3,3 +3,5 @@
 
 pub mod client;
 pub mod form;
+pub mod limiter;
+pub mod oauth;

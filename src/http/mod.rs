@@ -1,6 +1,8 @@
 //! The HTTP face: axum routers composed in one place.
 
 pub mod admin;
+pub mod bitrix;
+pub mod bridge_admin;
 pub mod calling;
 pub mod calls;
 pub mod error;
@@ -8,12 +10,13 @@ pub mod health;
 pub mod jobs;
 pub mod json;
 pub mod metrics;
+pub mod notify;
 pub mod webhook;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Router};
 
 use crate::config::Config;
@@ -31,6 +34,7 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub intake: Intake,
     pub apps: Arc<webhook::AppCache>,
+    pub bridge: Arc<crate::crm::Bridge>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -39,7 +43,18 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
     let waba =
         get(webhook::handshake).post(webhook::receive).layer(DefaultBodyLimit::max(state.config.webhook_body_limit));
+    let bitrix_limit = DefaultBodyLimit::max(state.config.admin_body_limit);
+    let tenant = Router::new()
+        .route("/notifications", post(notify::notify))
+        .route("/sends/{id}", get(notify::get_send))
+        .route_layer(middleware::from_fn_with_state(state.clone(), notify::require_key))
+        .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
     Router::new()
+        .route("/api/bitrix/install", post(bitrix::install).layer(bitrix_limit))
+        .route("/api/bitrix/events", post(bitrix::event).layer(bitrix_limit))
+        .route("/api/bitrix/placement", get(bitrix::placement).post(bitrix::placement))
+        .route("/api/sms/{code}", post(bitrix::sms).layer(bitrix_limit))
+        .route("/media/{phone}/{media}", get(bitrix::media))
         .route("/api/waba/", waba.clone())
         .route("/api/waba", waba)
         .route("/healthz", get(health::healthz))
@@ -47,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::handler))
         .route("/admin/api/v1/openapi.json", get(admin::openapi_json))
         .nest("/admin/api/v1", admin)
+        .nest("/api/v1", tenant)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)

@@ -333,14 +333,38 @@ impl Engine {
             if leased == free && free > 0 {
                 continue; // there may be more due right now
             }
+            // Sleep until the next job is due (deferred sends are due within milliseconds), at most `poll`.
+            let wait = match self.next_due().await {
+                Ok(Some(t)) => Duration::from_millis((t - now_ms()).clamp(0, poll.as_millis() as i64) as u64),
+                _ => poll,
+            };
+            if wait.is_zero() && free == 0 {
+                // Everything is busy: wait for a worker to finish or a wake-up.
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             tokio::select! {
                 _ = self.notify.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
         }
         // Stop leasing; let running jobs finish.
         let _ = permits.acquire_many(concurrency as u32).await;
+    }
+
+    /// When the next unleased job is due (ms), if any.
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL",
+        )
+        .fetch_one(&self.store.pool)
+        .await?;
+        Ok(row.try_get::<Option<i64>, _>("t")?)
     }
 
     /// Periodic work is jobs too: one `maintenance.prune` per hour across all processes (dedup key).

@@ -556,7 +556,8 @@ fn parse_contact(v: &Value) -> Option<Contact> {
     })
 }
 
-fn parse_message(v: Value) -> Result<InboundMessage, Value> {
+/// Parses one `messages[]` item (as stored in `messages.raw`); `Err` gives the value back when it has no id.
+pub fn parse_message(v: Value) -> Result<InboundMessage, Value> {
     let Value::Object(obj) = &v else { return Err(v) };
     let Some(id) = id_of(obj.get("id")) else { return Err(v) };
     let msg = InboundMessage {

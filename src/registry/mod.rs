@@ -210,6 +210,12 @@ pub async fn update_app(store: &Store, id: i64, input: &AppInput) -> Result<App,
     }
     app.updated_at = now_ms();
     store.update_app(&app).await?;
+    if input.access_token.is_some() {
+        // A new token lifts a pause caused by Meta refusing the old one.
+        for w in store.list_wabas().await?.iter().filter(|w| w.app_id == app.id) {
+            crate::outbound::sender::resume_waba(store, w.id).await?;
+        }
+    }
     Ok(app)
 }
 
@@ -292,6 +298,9 @@ pub async fn update_waba(store: &Store, id: i64, input: &WabaInput) -> Result<Wa
     }
     w.updated_at = now_ms();
     store.update_waba(&w).await?;
+    if input.access_token.is_some() {
+        crate::outbound::sender::resume_waba(store, w.id).await?;
+    }
     Ok(w)
 }
 
@@ -452,7 +461,8 @@ pub async fn create_phone(store: &Store, input: &PhoneInput) -> Result<Phone, Re
         }
         e => e.into(),
     })?;
-    Ok(p)
+    crate::crm::after_phone_change(store, None, &p).await?;
+    get_phone(store, p.id).await
 }
 
 async fn check_phone_refs(store: &Store, c: &mut Check, input: &PhoneInput) -> Result<(), RegistryError> {
@@ -504,6 +514,7 @@ pub async fn get_phone(store: &Store, id: i64) -> Result<Phone, RegistryError> {
 
 pub async fn update_phone(store: &Store, id: i64, input: &PhoneInput) -> Result<Phone, RegistryError> {
     let mut p = get_phone(store, id).await?;
+    let before = p.clone();
     let mut c = Check::default();
     if let Some(n) = &input.number {
         if normalize_e164(n).ok().as_deref() != Some(p.number.as_str()) {
@@ -538,7 +549,13 @@ pub async fn update_phone(store: &Store, id: i64, input: &PhoneInput) -> Result<
     }
     p.updated_at = now_ms();
     store.update_phone(&p).await?;
-    Ok(p)
+    // Re-binding (PATCH with the same portal) runs the binding again: it is idempotent and recreates a line
+    // deleted in the portal.
+    let rebind = input.portal.is_some() || input.sms_service.is_some();
+    if rebind || before.portal_id != p.portal_id || before.sms_service != p.sms_service {
+        crate::crm::after_phone_change(store, Some(&before), &p).await?;
+    }
+    get_phone(store, p.id).await
 }
 
 pub async fn delete_phone(store: &Store, id: i64) -> Result<(), RegistryError> {

@@ -12,22 +12,43 @@
 //!   answered with Meta's error envelope and the HTTP status of the troubleshooting table.
 //!
 //! It listens on 127.0.0.1 with a port of its own; [`GraphSandbox::base_url`] is what `graph_base_url` takes.
+//!
+//! The same server emulates the messaging side (`shared/reference/meta-messaging.md` §5–§9, §14); each part lives
+//! in a module of its own, with its test helpers as further `impl GraphSandbox` blocks:
+//!
+//! - [`graph_messages`](super::graph_messages): `POST /{version}/{phone-number-id}/messages` (validation in
+//!   [`graph_validate`](super::graph_validate), limits in [`graph_limits`](super::graph_limits)), signed status
+//!   webhooks, the customer service window, fault injection;
+//! - [`graph_media`](super::graph_media): upload, lookup, download and deletion of media;
+//! - [`graph_templates`](super::graph_templates): `/{version}/{waba-id}/message_templates` and template status
+//!   webhooks.
+//!
+//! Routes: `/{version}/{id}/settings`, `/{version}/{id}/messages`, `/{version}/{id}/media`,
+//! `/{version}/{id}/message_templates`, `/{version}/{id}` (a media id, or a template id for GET) and the media
+//! download path `/whatsapp_business/attachments/?mid=…` (static segments win over `{…}` ones, so they do not
+//! clash). [`GraphSandbox::refuse_next`] concerns the settings endpoint only; sends have
+//! [`GraphSandbox::fail_next_send`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::meta::graph::is_version;
+use crate::sandbox::graph_media::{self, MediaStore};
+use crate::sandbox::graph_messages::{self, Messaging, Number, WebhookRecord};
+use crate::sandbox::graph_templates::{self, TemplateStore};
+use crate::sandbox::meta::MetaWebhookSender;
 use crate::seal::random_token;
 
 /// One request as the sandbox received it.
@@ -199,6 +220,239 @@ pub const DOCUMENTED_ERRORS: &[DocumentedError] = &[
         title: "Permissions error",
         details: "The user has not granted the permission needed",
     },
+    // Messaging (meta-messaging.md §8; HTTP statuses from the older official table).
+    DocumentedError {
+        code: 1,
+        http_status: 400,
+        title: "API Unknown",
+        details: "Invalid request or possible server error",
+    },
+    DocumentedError {
+        code: 2,
+        http_status: 503,
+        title: "API Service",
+        details: "Temporary due to downtime or due to being overloaded",
+    },
+    DocumentedError { code: 3, http_status: 500, title: "API Method", details: "Capability or permissions issue" },
+    DocumentedError {
+        code: 4,
+        http_status: 400,
+        title: "API Too Many Calls",
+        details: "The app has reached its API call rate limit",
+    },
+    DocumentedError {
+        code: 33,
+        http_status: 400,
+        title: "Parameter value is not valid",
+        details: "This business phone number has been deleted",
+    },
+    DocumentedError {
+        code: 368,
+        http_status: 403,
+        title: "Temporarily blocked for policies violations",
+        details: "The WhatsApp Business Account is restricted for violating a platform policy",
+    },
+    DocumentedError {
+        code: 80007,
+        http_status: 400,
+        title: "Rate limit issues",
+        details: "The WhatsApp Business Account has reached its rate limit",
+    },
+    DocumentedError {
+        code: 130403,
+        http_status: 400,
+        title: "Business has blocked this user",
+        details: "The business has blocked this user",
+    },
+    DocumentedError {
+        code: 130429,
+        http_status: 400,
+        title: "Rate limit hit",
+        details: "Cloud API message throughput has been reached.",
+    },
+    DocumentedError {
+        code: 130472,
+        http_status: 400,
+        title: "User's number is part of an experiment",
+        details: "Failed to send message because this user's phone number is part of an experiment",
+    },
+    DocumentedError {
+        code: 130497,
+        http_status: 403,
+        title: "Business account is restricted from messaging users in this country",
+        details: "The business is restricted from messaging users in this country",
+    },
+    DocumentedError {
+        code: 131000,
+        http_status: 500,
+        title: "Something went wrong",
+        details: "Message failed to send due to an unknown error.",
+    },
+    DocumentedError {
+        code: 131005,
+        http_status: 403,
+        title: "Access denied",
+        details: "Permission is either not granted or has been removed.",
+    },
+    DocumentedError {
+        code: 131008,
+        http_status: 400,
+        title: "Required parameter is missing",
+        details: "The request is missing a required parameter.",
+    },
+    DocumentedError {
+        code: 131016,
+        http_status: 503,
+        title: "Service unavailable",
+        details: "A service is temporarily unavailable.",
+    },
+    DocumentedError {
+        code: 131021,
+        http_status: 400,
+        title: "Recipient cannot be sender",
+        details: "Sender and recipient phone number is the same.",
+    },
+    DocumentedError {
+        code: 131026,
+        http_status: 400,
+        title: "Message undeliverable",
+        details: "Unable to deliver message.",
+    },
+    DocumentedError {
+        code: 131031,
+        http_status: 403,
+        title: "Business Account locked",
+        details: "The WhatsApp Business Account has been restricted or disabled.",
+    },
+    DocumentedError {
+        code: 131037,
+        http_status: 400,
+        title: "WhatsApp provided number needs display name approval before message can be sent",
+        details: "The 555 business phone number needs an approved display name.",
+    },
+    DocumentedError {
+        code: 131042,
+        http_status: 400,
+        title: "Business eligibility payment issue",
+        details: "There was an error related to your payment method.",
+    },
+    DocumentedError {
+        code: 131045,
+        http_status: 500,
+        title: "Incorrect certificate",
+        details: "Message failed to send due to a phone number registration error.",
+    },
+    DocumentedError {
+        code: 131047,
+        http_status: 400,
+        title: "Re-engagement message",
+        details: "Message failed to send because more than 24 hours have passed since the customer last replied to \
+                  this number.",
+    },
+    DocumentedError {
+        code: 131048,
+        http_status: 400,
+        title: "Spam rate limit hit",
+        details: "Message failed to send because there are restrictions on how many messages can be sent from this \
+                  phone number.",
+    },
+    DocumentedError {
+        code: 131049,
+        http_status: 400,
+        title: "This message was not delivered to maintain healthy ecosystem engagement.",
+        details: "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+    },
+    DocumentedError {
+        code: 131050,
+        http_status: 400,
+        title: "User has stopped marketing messages",
+        details: "The user has stopped marketing messages from this business.",
+    },
+    DocumentedError {
+        code: 131051,
+        http_status: 400,
+        title: "Unsupported message type",
+        details: "Unsupported message type.",
+    },
+    DocumentedError {
+        code: 131052,
+        http_status: 400,
+        title: "Media download error",
+        details: "Unable to download the media sent by the user.",
+    },
+    DocumentedError {
+        code: 131053,
+        http_status: 400,
+        title: "Media upload error",
+        details: "Unable to upload the media used in the message.",
+    },
+    DocumentedError {
+        code: 131056,
+        http_status: 400,
+        title: "(Business Account, Consumer Account) pair rate limit hit",
+        details: "Message failed to send because there were too many messages sent from this phone number to the \
+                  same phone number in a short period of time.",
+    },
+    DocumentedError {
+        code: 131057,
+        http_status: 500,
+        title: "Account in maintenance mode",
+        details: "Business Account is in maintenance mode.",
+    },
+    DocumentedError {
+        code: 132000,
+        http_status: 400,
+        title: "Number of parameters does not match the expected number of params",
+        details: "The number of variable parameter values does not match the number of variables in the template.",
+    },
+    DocumentedError {
+        code: 132001,
+        http_status: 404,
+        title: "Template name does not exist in the translation",
+        details: "The template does not exist in the specified language or the template has not been approved.",
+    },
+    DocumentedError {
+        code: 132005,
+        http_status: 400,
+        title: "Translated text too long",
+        details: "Translated text is too long.",
+    },
+    DocumentedError {
+        code: 132007,
+        http_status: 400,
+        title: "Template Format Character Policy Violated",
+        details: "Template content violates a WhatsApp policy.",
+    },
+    DocumentedError {
+        code: 132012,
+        http_status: 400,
+        title: "Parameter format does not match format in the created template",
+        details: "Variable parameter values formatted incorrectly.",
+    },
+    DocumentedError {
+        code: 132015,
+        http_status: 400,
+        title: "Template is Paused",
+        details: "Template is paused due to low quality so it cannot be sent in a template message.",
+    },
+    DocumentedError {
+        code: 132016,
+        http_status: 400,
+        title: "Template is Disabled",
+        details: "Template has been paused too many times due to low quality and is now permanently disabled.",
+    },
+    DocumentedError {
+        code: 133004,
+        http_status: 503,
+        title: "Server Temporarily Unavailable",
+        details: "Server is temporarily unavailable.",
+    },
+    DocumentedError {
+        code: 133010,
+        http_status: 400,
+        title: "Phone number Not Registered",
+        details: "The phone number is not registered on the WhatsApp Business Platform.",
+    },
 ];
 
 /// The documented error for `code`, or a generic one for an undocumented code.
@@ -211,7 +465,7 @@ pub fn documented(code: i64) -> DocumentedError {
     })
 }
 
-fn fbtrace_id() -> String {
+pub(super) fn fbtrace_id() -> String {
     format!("A{}", random_token(22))
 }
 
@@ -231,19 +485,19 @@ pub fn envelope(e: &DocumentedError, details: Option<&str>) -> Value {
     json!({ "error": error })
 }
 
-fn error_response(http_status: u16, body: Value) -> Response {
+pub(super) fn error_response(http_status: u16, body: Value) -> Response {
     let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::BAD_REQUEST);
     let trace = body.pointer("/error/fbtrace_id").and_then(Value::as_str).unwrap_or_default().to_string();
     (status, [("x-fb-trace-id", trace), ("www-authenticate", "OAuth \"Facebook Platform\"".into())], Json(body))
         .into_response()
 }
 
-fn refuse(code: i64, details: Option<&str>) -> Response {
+pub(super) fn refuse(code: i64, details: Option<&str>) -> Response {
     let e = documented(code);
     error_response(e.http_status, envelope(&e, details))
 }
 
-fn invalid(details: String) -> Response {
+pub(super) fn invalid(details: String) -> Response {
     refuse(100, Some(&details))
 }
 
@@ -301,24 +555,35 @@ impl PhoneState {
 }
 
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     /// token → app id.
     tokens: HashMap<String, String>,
     phones: HashMap<String, PhoneState>,
     refusals: HashMap<String, VecDeque<(i64, Option<String>)>>,
     requests: Vec<RecordedRequest>,
+    /// `http://127.0.0.1:PORT` (media URLs and paging links point here).
+    pub(super) base_url: String,
+    /// Business numbers registered with [`GraphSandbox::add_number`]: display number and WABA.
+    pub(super) numbers: HashMap<String, Number>,
+    /// Where status and template webhooks go.
+    pub(super) webhook: Option<MetaWebhookSender>,
+    /// Every webhook sent, with its delivery.
+    pub(super) webhooks: Vec<WebhookRecord>,
+    pub(super) messaging: Messaging,
+    pub(super) media: MediaStore,
+    pub(super) templates: TemplateStore,
 }
 
-type Shared = Arc<Mutex<Inner>>;
+pub(super) type Shared = Arc<Mutex<Inner>>;
 
-fn lock(s: &Shared) -> MutexGuard<'_, Inner> {
+pub(super) fn lock(s: &Shared) -> MutexGuard<'_, Inner> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A running Graph settings emulator. Stops when dropped.
 pub struct GraphSandbox {
     addr: SocketAddr,
-    inner: Shared,
+    pub(super) inner: Shared,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -329,8 +594,20 @@ impl GraphSandbox {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let inner: Shared = Arc::default();
+        lock(&inner).base_url = format!("http://{addr}");
         let app = Router::new()
-            .route("/{version}/{phone_number_id}/settings", get(get_settings).post(post_settings))
+            .route("/{version}/{id}/settings", get(get_settings).post(post_settings))
+            .route("/{version}/{id}/messages", post(graph_messages::post_messages))
+            .route(
+                "/{version}/{id}/media",
+                post(graph_media::upload).layer(DefaultBodyLimit::max(graph_media::MAX_UPLOAD_BODY)),
+            )
+            .route(
+                "/{version}/{id}/message_templates",
+                get(graph_templates::list).post(graph_templates::create).delete(graph_templates::delete),
+            )
+            .route("/{version}/{id}", get(graph_media::get_object).delete(graph_media::delete_object))
+            .route(graph_media::DOWNLOAD_PATH, get(graph_media::download))
             .fallback(|method: Method| async move {
                 refuse(100, Some(&format!("Unsupported {method} request: unknown path components")))
             })
@@ -440,37 +717,29 @@ impl Drop for GraphSandbox {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("OAuth ")).map(|t| t.trim().to_string())
 }
 
-/// The checks every request goes through, in Meta's order: version, token, object id, queued refusals.
-/// Gives the asking app's id, or the answer to send.
-fn admit(
+/// Records a request as received.
+pub(super) fn record(
     inner: &mut Inner,
     method: &str,
-    version: &str,
-    pnid: &str,
+    path: String,
     query: &Option<String>,
-    headers: &HeaderMap,
+    token: Option<String>,
     body: Option<Value>,
-) -> Result<String, Box<Response>> {
-    let token = bearer(headers);
-    inner.requests.push(RecordedRequest {
-        method: method.into(),
-        path: format!("/{version}/{pnid}/settings"),
-        query: query.clone(),
-        token: token.clone(),
-        body,
-    });
-    if !is_version(version) {
-        return Err(Box::new(invalid(format!("Unknown Graph API version {version}"))));
-    }
+) {
+    inner.requests.push(RecordedRequest { method: method.into(), path, query: query.clone(), token, body });
+}
+
+/// The answer to a missing (200) or unknown (190, HTTP 401) token; the asking app's id otherwise.
+pub(super) fn check_token(inner: &Inner, token: Option<&str>) -> Result<String, Box<Response>> {
     let Some(token) = token else {
         return Err(Box::new(refuse(200, Some("An access token is required to request this resource"))));
     };
-    let Some(app) = inner.tokens.get(&token).cloned() else {
+    let Some(app) = inner.tokens.get(token).cloned() else {
         let e = DocumentedError {
             code: 190,
             http_status: 401,
@@ -483,14 +752,60 @@ fn admit(
         }
         return Err(Box::new(error_response(401, body)));
     };
-    if pnid.is_empty() || !pnid.bytes().all(|b| b.is_ascii_digit()) {
-        let message = format!(
-            "Unsupported {method} request. Object with ID '{pnid}' does not exist, cannot be loaded due to missing \
-             permissions, or does not support this operation"
-        );
-        let body = json!({"error": {"message": message, "type": "GraphMethodException", "code": 100,
-                                    "error_subcode": 33, "fbtrace_id": fbtrace_id()}});
-        return Err(Box::new(error_response(400, body)));
+    Ok(app)
+}
+
+/// What every Graph request goes through first: it is recorded (`path` as received), then the version and the
+/// token are checked. Gives `(token, app id)`, or the answer to send.
+pub(super) fn gate(
+    inner: &mut Inner,
+    method: &str,
+    version: &str,
+    path: String,
+    query: &Option<String>,
+    headers: &HeaderMap,
+    body: Option<Value>,
+) -> Result<(String, String), Box<Response>> {
+    let token = bearer(headers);
+    record(inner, method, path, query, token.clone(), body);
+    if !is_version(version) {
+        return Err(Box::new(invalid(format!("Unknown Graph API version {version}"))));
+    }
+    let app = check_token(inner, token.as_deref())?;
+    Ok((token.unwrap_or_default(), app))
+}
+
+/// True for a Graph object id (decimal digits).
+pub(super) fn is_object_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Meta's answer for an object that does not exist (or is not visible): `GraphMethodException` 100/33, HTTP 400.
+pub(super) fn no_such_object(method: &str, id: &str) -> Response {
+    let message = format!(
+        "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, \
+         or does not support this operation",
+        method.to_ascii_lowercase()
+    );
+    let body = json!({"error": {"message": message, "type": "GraphMethodException", "code": 100,
+                                "error_subcode": 33, "fbtrace_id": fbtrace_id()}});
+    error_response(400, body)
+}
+
+/// The checks every settings request goes through, in Meta's order: version, token, object id, queued refusals.
+/// Gives the asking app's id, or the answer to send.
+fn admit(
+    inner: &mut Inner,
+    method: &str,
+    version: &str,
+    pnid: &str,
+    query: &Option<String>,
+    headers: &HeaderMap,
+    body: Option<Value>,
+) -> Result<String, Box<Response>> {
+    let (_, app) = gate(inner, method, version, format!("/{version}/{pnid}/settings"), query, headers, body)?;
+    if !is_object_id(pnid) {
+        return Err(Box::new(no_such_object(method, pnid)));
     }
     if let Some((code, details)) = inner.refusals.get_mut(pnid).and_then(VecDeque::pop_front) {
         return Err(Box::new(refuse(code, details.as_deref())));
@@ -498,7 +813,7 @@ fn admit(
     Ok(app)
 }
 
-fn ok_headers(version: &str) -> [(&'static str, String); 2] {
+pub(super) fn ok_headers(version: &str) -> [(&'static str, String); 2] {
     [("x-fb-trace-id", fbtrace_id()), ("facebook-api-version", version.to_string())]
 }
 

@@ -3,5 +3,10 @@
 
 pub mod bitrix;
 pub mod graph;
+pub mod graph_limits;
+pub mod graph_media;
+pub mod graph_messages;
+pub mod graph_templates;
+pub mod graph_validate;
 pub mod meta;
 pub mod payloads;

@@ -4,6 +4,7 @@
 //! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
 
 pub mod calls;
+pub mod portals;
 pub mod registry;
 pub mod settings;
 

@@ -5,6 +5,8 @@
 //! PostgreSQL variants are skipped with a note, unless `CI=true`, where a missing PostgreSQL fails the test.
 #![allow(dead_code)]
 
+pub mod bridge;
+
 use std::path::PathBuf;
 
 use serde_json::{json, Value};

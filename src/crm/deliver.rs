@@ -1,0 +1,209 @@
+//! `crm.deliver`: one inbound WhatsApp message into the phone's contact-centre line with
+//! `imconnector.send.messages` (bitrix24.md §2.5). One chat per customer per line: `user.id = chat.id =` the
+//! customer's key (WhatsApp id, or business-scoped user id when the number is hidden). The portal's chat id
+//! and session are stored against the customer, and its message ids against the `wamid`.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::{media, set_connector, Bridge, BIND};
+use crate::bitrix::client::Error as BitrixError;
+use crate::bridge::render;
+use crate::jobs::{Job, JobError};
+use crate::meta::webhook;
+use crate::store::{now_ms, StoreError};
+
+pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
+    let message_id = serde_json::from_str::<Value>(&job.payload)
+        .ok()
+        .and_then(|v| v["message_id"].as_i64())
+        .ok_or_else(|| JobError::Permanent("payload names no message_id".into()))?;
+    let row = sqlx::query(
+        "SELECT m.wamid, m.phone_id, m.raw, m.context_wamid, m.crm_message_id, m.sent_at, \
+         c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
+         WHERE m.id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&b.store.pool)
+    .await?
+    .ok_or_else(|| JobError::Permanent(format!("message {message_id} is gone")))?;
+    if row.try_get::<Option<String>, _>("crm_message_id")?.is_some() {
+        return Ok(()); // already in the portal
+    }
+    let wamid: String = row.try_get("wamid")?;
+    let phone_id: i64 = row.try_get("phone_id")?;
+    let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
+    let Some(portal_id) = phone.portal_id else { return Ok(()) };
+    let portal = b.store.get_portal(portal_id).await?;
+    if !portal.as_ref().is_some_and(|p| p.active) {
+        return Ok(()); // uninstalled: traffic for this portal stops
+    }
+    let (Some(line), Some("ok")) = (phone.line_id.clone(), phone.connector_status.as_deref()) else {
+        return Err(JobError::retry("the phone's contact-centre line is not ready yet"));
+    };
+    let Some(key) = row.try_get::<Option<String>, _>("contact_key")? else {
+        return Err(JobError::Permanent("the message has no sender to show".into()));
+    };
+    let raw: Option<String> = row.try_get("raw")?;
+    let parsed = raw
+        .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+        .and_then(|v| webhook::parse_message(v).ok())
+        .ok_or_else(|| JobError::Permanent("the stored message cannot be read".into()))?;
+    let quoted = match row.try_get::<Option<String>, _>("context_wamid")? {
+        Some(q) => quoted_text(&b, &q).await?,
+        None => None,
+    };
+    let text = render::crm_text(&parsed, quoted.as_deref());
+    let mut files = Vec::new();
+    if let Some((m, kind)) = render::media_of(&parsed.content) {
+        let name = m.filename.clone().unwrap_or_else(|| default_name(&m.id, kind.as_str(), m.mime_type.as_deref()));
+        if !phone.file_proxy {
+            let token = super::reply::token_for(&b.store, phone.waba_id).await?;
+            media::keep_local(
+                &b.store,
+                &b.graph,
+                &b.config.data_dir,
+                phone_id,
+                &phone.phone_number_id,
+                &token,
+                &m.id,
+                &name,
+            )
+            .await
+            .map_err(|e| JobError::retry(format!("downloading the media from Meta: {e}")))?;
+        }
+        let url = media::link(&b.public_base, &b.media_key, phone_id, &m.id, &name, b.config.media_url_ttl_seconds);
+        files.push(json!({"url": url, "name": name}));
+    }
+    let wa_id: Option<String> = row.try_get("wa_id")?;
+    let mut user = json!({"id": key, "skip_phone_validate": "Y"});
+    if let Some(name) = row.try_get::<Option<String>, _>("profile_name")? {
+        user["name"] = json!(name);
+    }
+    if let Some(w) = &wa_id {
+        user["phone"] = json!(format!("+{w}"));
+    }
+    let mut message = json!({"id": wamid, "date": parsed.timestamp.max(row.try_get::<i64, _>("sent_at")? / 1000)});
+    if !text.is_empty() || files.is_empty() {
+        message["text"] = json!(text);
+    }
+    if !files.is_empty() {
+        message["files"] = Value::Array(files);
+    }
+    let chat_name = match &wa_id {
+        Some(w) => format!("WhatsApp +{w}"),
+        None => "WhatsApp".to_string(),
+    };
+    let params = json!({
+        "CONNECTOR": b.connector(),
+        "LINE": line,
+        "MESSAGES": [{"user": user, "message": message, "chat": {"id": key, "name": chat_name}}],
+    });
+    let answer = match b.bitrix.call(portal_id, "imconnector.send.messages", &params).await {
+        Ok(a) => a,
+        Err(BitrixError::Api { code, description, .. }) if code == "NOT_ACTIVE_LINE" => {
+            // The line or the connector on it went away: show it and bind again.
+            set_connector(&b.store, phone_id, "error", Some(&format!("{code}: {description}"))).await?;
+            crate::jobs::enqueue_on(&b.store.pool, BIND, &json!({"phone_id": phone_id}), None, 12, now_ms()).await?;
+            return Err(JobError::retry("the portal says the line is not active; binding it again"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let first = &answer["result"]["DATA"]["RESULT"][0];
+    let chat_id = id_text(&first["session"]["CHAT_ID"]);
+    let session_id = id_text(&first["session"]["ID"]);
+    let crm_message = match &first["message"]["id"] {
+        Value::Array(ids) => ids.first().and_then(id_text),
+        other => id_text(other),
+    }
+    .unwrap_or_else(|| "sent".to_string());
+    let now = now_ms();
+    let mut tx = b.store.begin_write().await?;
+    sqlx::query("UPDATE messages SET crm_chat_id = $2, crm_message_id = $3, updated_at = $4 WHERE id = $1")
+        .bind(message_id)
+        .bind(&chat_id)
+        .bind(&crm_message)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO crm_chats (phone_id, contact_key, portal_id, line_id, chat_id, session_id, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone_id, contact_key) DO UPDATE SET \
+         portal_id = excluded.portal_id, line_id = excluded.line_id, \
+         chat_id = COALESCE(excluded.chat_id, crm_chats.chat_id), \
+         session_id = COALESCE(excluded.session_id, crm_chats.session_id), updated_at = excluded.updated_at",
+    )
+    .bind(phone_id)
+    .bind(&key)
+    .bind(portal_id)
+    .bind(&line)
+    .bind(&chat_id)
+    .bind(&session_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT body, msg_type FROM messages WHERE wamid = $1")
+        .bind(wamid)
+        .fetch_optional(&b.store.pool)
+        .await?;
+    Ok(match row {
+        Some(r) => Some(r.try_get::<Option<String>, _>("body")?.unwrap_or_else(|| {
+            format!("[{}]", r.try_get::<String, _>("msg_type").unwrap_or_default())
+        })),
+        None => {
+            // A message we sent: its text is in the send's request.
+            let r = sqlx::query("SELECT request FROM outbound WHERE wamid = $1")
+                .bind(wamid)
+                .fetch_optional(&b.store.pool)
+                .await?;
+            r.and_then(|r| r.try_get::<String, _>("request").ok())
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .map(|v| match v["text"]["body"].as_str() {
+                    Some(t) => t.to_string(),
+                    None => format!("[{}]", v["type"].as_str().unwrap_or("message")),
+                })
+        }
+    })
+}
+
+fn default_name(id: &str, kind: &str, mime: Option<&str>) -> String {
+    let ext = mime
+        .and_then(|m| mime_guess::get_mime_extensions_str(m.split(';').next().unwrap_or(m).trim()))
+        .and_then(|e| e.first())
+        .map(|e| format!(".{e}"))
+        .unwrap_or_default();
+    format!("{kind}-{id}{ext}")
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Queues delivery of a new inbound message when its phone is bound to a portal (called inside the inbox
+/// transaction, so a message is queued for the CRM exactly when it is first stored).
+pub async fn enqueue_on(tx: &mut sqlx::Transaction<'static, sqlx::Any>, phone_id: i64, wamid: &str) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "SELECT m.id FROM messages m JOIN phones p ON p.id = m.phone_id JOIN portals o ON o.id = p.portal_id \
+         WHERE m.wamid = $1 AND p.id = $2",
+    )
+    .bind(wamid)
+    .bind(phone_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(r) = row {
+        let id: i64 = r.try_get("id")?;
+        crate::jobs::enqueue_on(&mut **tx, super::DELIVER, &json!({"message_id": id}), None, 24, now_ms()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! What portals post to us: the install callback, events, and the SMS provider's sends. Each request is
+//! parsed (nested-bracket form or JSON), checked against the portal's stored `application_token` in
+//! constant time, and turned into committed work before it is acknowledged.
+
+use serde_json::{json, Value};
+use sqlx::Row;
+use subtle::ConstantTimeEq;
+
+use crate::store::registry::Portal;
+use crate::store::{now_ms, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for EventError {
+    fn from(e: sqlx::Error) -> Self {
+        EventError::Store(e.into())
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The portal a request claims to come from, if its `auth[application_token]` matches (constant time).
+pub async fn authenticate(store: &Store, body: &Value) -> Result<Portal, EventError> {
+    let auth = &body["auth"];
+    let member = text(&auth["member_id"])
+        .ok_or_else(|| EventError::Unauthorized("the request carries no auth[member_id]".into()))?;
+    let token = text(&auth["application_token"])
+        .ok_or_else(|| EventError::Unauthorized("the request carries no auth[application_token]".into()))?;
+    let portal = store
+        .find_portal_by_member_id(&member)
+        .await?
+        .ok_or_else(|| EventError::Unauthorized("unknown portal (member_id); install the app first".into()))?;
+    let stored = portal.application_token.clone().unwrap_or_default();
+    if stored.is_empty() || !bool::from(stored.as_bytes().ct_eq(token.as_bytes())) {
+        tracing::warn!(portal = portal.id, "refused a request whose application_token does not match the portal's");
+        return Err(EventError::Unauthorized("application_token does not match this portal's".into()));
+    }
+    Ok(portal)
+}
+
+/// `ONAPPINSTALL` (or the install callback): stores the portal keyed by `member_id` with sealed tokens.
+/// A portal that is installed and active keeps its `application_token`: a second install must carry the same
+/// one (Bitrix24 re-sends it when the app is reinstalled after an uninstall, which deactivated the portal).
+pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), EventError> {
+    let a = &body["auth"];
+    // The iframe install form carries the same fields under other names (bitrix24.md §1.2b).
+    let pick = |k: &str, alt: &str| text(&a[k]).or_else(|| text(&body[alt]));
+    let missing = |f: &str| EventError::Unprocessable(format!("the install request has no {f}"));
+    let member = pick("member_id", "member_id").ok_or_else(|| missing("auth[member_id]"))?;
+    let app_token = pick("application_token", "APPLICATION_TOKEN").ok_or_else(|| missing("auth[application_token]"))?;
+    let access = pick("access_token", "AUTH_ID").ok_or_else(|| missing("auth[access_token]"))?;
+    let refresh = pick("refresh_token", "REFRESH_ID").ok_or_else(|| missing("auth[refresh_token]"))?;
+    let domain = pick("domain", "DOMAIN").ok_or_else(|| missing("auth[domain]"))?;
+    let endpoint = pick("client_endpoint", "client_endpoint").unwrap_or_else(|| format!("https://{domain}/rest/"));
+    if url::Url::parse(&endpoint).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
+        return Err(EventError::Unprocessable(format!("auth[client_endpoint] {endpoint:?} is not an http(s) URL")));
+    }
+    let expires_in = pick("expires_in", "AUTH_EXPIRES").and_then(|e| e.parse::<i64>().ok()).unwrap_or(3600);
+    let now = now_ms();
+    let existing = store.find_portal_by_member_id(&member).await?;
+    let mut p = match existing {
+        Some(p) => {
+            let same = p.application_token.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(app_token.as_bytes())));
+            if p.active && !same {
+                return Err(EventError::Unauthorized(
+                    "this portal is installed with another application_token; uninstall the app first".into(),
+                ));
+            }
+            p
+        }
+        None => Portal {
+            id: 0,
+            kind: "bitrix24".into(),
+            member_id: member.clone(),
+            domain: domain.clone(),
+            client_endpoint: endpoint.clone(),
+            access_token: None,
+            refresh_token: None,
+            token_expires_at: None,
+            application_token: None,
+            active: true,
+            uninstalled_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+    };
+    let new = p.id == 0;
+    p.domain = domain;
+    p.client_endpoint = endpoint;
+    p.access_token = Some(access);
+    p.refresh_token = Some(refresh);
+    p.token_expires_at = Some(now + expires_in * 1000);
+    p.application_token = Some(app_token);
+    p.active = true;
+    p.uninstalled_at = None;
+    p.updated_at = now;
+    if new {
+        p.id = store.insert_portal(&p).await?;
+    } else {
+        store.update_portal(&p).await?;
+    }
+    sqlx::query("UPDATE portals SET scope = $2, last_error = NULL WHERE id = $1")
+        .bind(p.id)
+        .bind(text(&a["scope"]))
+        .execute(&store.pool)
+        .await?;
+    tracing::info!(portal = p.id, new, "Bitrix24 portal installed");
+    Ok((p, new))
+}
+
+/// What an event did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    Queued(usize),
+    Duplicate,
+    Noted,
+    Ignored,
+}
+
+/// An event from an authenticated portal: durable effects before the answer.
+pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handled, EventError> {
+    let name = text(&body["event"]).unwrap_or_default().to_ascii_uppercase();
+    let data = &body["data"];
+    match name.as_str() {
+        "ONAPPUNINSTALL" => {
+            sqlx::query("UPDATE portals SET active = $2, uninstalled_at = $3, updated_at = $3 WHERE id = $1")
+                .bind(portal.id)
+                .bind(false)
+                .bind(now_ms())
+                .execute(&store.pool)
+                .await?;
+            tracing::info!(portal = portal.id, "Bitrix24 portal uninstalled the app; its traffic stops");
+            Ok(Handled::Noted)
+        }
+        "ONIMCONNECTORMESSAGEADD" => {
+            if !portal.active {
+                return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
+            }
+            let line = text(&data["LINE"]).ok_or_else(|| EventError::Unprocessable("data[LINE] is missing".into()))?;
+            let items = match &data["MESSAGES"] {
+                Value::Array(a) => a.clone(),
+                Value::Object(m) => m.values().cloned().collect(),
+                _ => Vec::new(),
+            };
+            if items.is_empty() {
+                return Err(EventError::Unprocessable("data[MESSAGES] is missing or empty".into()));
+            }
+            let mut tx = store.begin_write().await?;
+            let mut queued = 0;
+            for item in &items {
+                let reply = super::reply::from_event(portal.id, &line, item).ok_or_else(|| {
+                    EventError::Unprocessable("a message lacks im[chat_id], im[message_id] or chat[id]".into())
+                })?;
+                let key = format!("msgadd:{}:{}:{}", portal.id, reply.im_chat_id, reply.im_message_id);
+                let new = sqlx::query(
+                    "INSERT INTO portal_events (dedup_key, portal_id, received_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (dedup_key) DO NOTHING",
+                )
+                .bind(&key)
+                .bind(portal.id)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if new == 1 {
+                    let payload = serde_json::to_value(&reply).unwrap_or(Value::Null);
+                    crate::jobs::enqueue_on(&mut *tx, super::REPLY, &payload, None, 12, now_ms()).await?;
+                    queued += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(if queued == 0 { Handled::Duplicate } else { Handled::Queued(queued) })
+        }
+        "ONIMCONNECTORLINEDELETE" => {
+            let line = text(data).or_else(|| text(&data["LINE"])).or_else(|| text(&data["line"]));
+            if let Some(line) = line {
+                super::bind::line_deleted(store, portal.id, &line).await?;
+            }
+            Ok(Handled::Noted)
+        }
+        "ONIMCONNECTORSTATUSDELETE" => {
+            let connector = text(&data["connector"]).or_else(|| text(&data["CONNECTOR"])).unwrap_or_default();
+            let line = text(&data["line"]).or_else(|| text(&data["LINE"]));
+            if let Some(line) = line {
+                let ours = sqlx::query("SELECT 1 AS one FROM phones WHERE portal_id = $1 AND line_id = $2")
+                    .bind(portal.id)
+                    .bind(&line)
+                    .fetch_optional(&store.pool)
+                    .await?
+                    .is_some();
+                if ours && !connector.is_empty() {
+                    super::bind::connector_disabled(store, portal.id, &line).await?;
+                }
+            }
+            Ok(Handled::Noted)
+        }
+        _ => Ok(Handled::Ignored),
+    }
+}
+
+/// The SMS provider's send (bitrix24.md §3): commits the send (or its failure) and its status report.
+pub async fn sms(
+    b: &super::Bridge,
+    code: &str,
+    body: &Value,
+) -> Result<(i64, Option<String>), EventError> {
+    let portal = authenticate(&b.store, body).await?;
+    if !portal.active {
+        return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
+    }
+    let row = sqlx::query("SELECT id FROM phones WHERE sms_code = $1 AND portal_id = $2")
+        .bind(code)
+        .bind(portal.id)
+        .fetch_optional(&b.store.pool)
+        .await?
+        .ok_or_else(|| EventError::NotFound(format!("no SMS sender {code:?} is registered for this portal")))?;
+    let phone_id: i64 = row.try_get("id")?;
+    let phone = b.store.get_phone(phone_id).await?.ok_or_else(|| EventError::NotFound("the phone is gone".into()))?;
+    let message_id =
+        text(&body["message_id"]).ok_or_else(|| EventError::Unprocessable("message_id is missing".into()))?;
+    let to = text(&body["message_to"])
+        .or_else(|| text(&body["properties"]["phone_number"]))
+        .ok_or_else(|| EventError::Unprocessable("message_to is missing".into()))?;
+    let recipient = crate::phone::normalize_e164(&to)
+        .map(|n| super::digits(&n))
+        .map_err(|e| EventError::Unprocessable(format!("message_to {to:?} is not a phone number: {e}")))?;
+    let text_body = text(&body["message_body"])
+        .or_else(|| text(&body["properties"]["message_text"]))
+        .ok_or_else(|| EventError::Unprocessable("message_body is missing".into()))?;
+    let decision = decide_sms(&b.store, &phone, &recipient, &text_body).await?;
+    let origin_ref = json!({"portal_id": portal.id, "code": code, "message_id": message_id});
+    let key = format!("sms:{}:{message_id}", portal.id);
+    let mut tx = b.store.begin_write().await?;
+    let (id, failure) = match decision {
+        Ok(request) => {
+            let send = crate::outbound::NewSend {
+                phone_id,
+                recipient,
+                origin: crate::outbound::Origin::Sms,
+                origin_ref,
+                request,
+                idempotency_key: Some(key),
+                api_key_id: None,
+            };
+            (crate::outbound::enqueue_on(&mut tx, &send, b.config.job_max_attempts).await?.id, None)
+        }
+        Err(reason) => {
+            // Refused before Meta: recorded as a failed send, and the portal is told why.
+            let existing = sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1")
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let id = match existing {
+                Some(r) => r.try_get("id")?,
+                None => {
+                    let r = sqlx::query(
+                        "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, error_text, \
+                         idempotency_key, created_at, updated_at) VALUES ($1, $2, 'sms', $3, $4, 'failed', $5, $6, $7, $7) \
+                         RETURNING id",
+                    )
+                    .bind(phone_id)
+                    .bind(&recipient)
+                    .bind(origin_ref.to_string())
+                    .bind(json!({"message_body": text_body}).to_string())
+                    .bind(&reason)
+                    .bind(&key)
+                    .bind(now_ms())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let id: i64 = r.try_get("id")?;
+                    crate::outbound::report_on(&mut *tx, id, "failed", Some(&reason)).await?;
+                    id
+                }
+            };
+            (id, Some(reason))
+        }
+    };
+    tx.commit().await?;
+    Ok((id, failure))
+}
+
+/// The SMS body → a Graph request, or why it cannot be sent.
+async fn decide_sms(
+    store: &Store,
+    phone: &crate::store::registry::Phone,
+    recipient: &str,
+    body: &str,
+) -> Result<Result<Value, String>, EventError> {
+    use crate::bridge::command::{parse_sms, SmsBody};
+    Ok(match parse_sms(body) {
+        Ok(SmsBody::Template(cmd)) => {
+            let defs = crate::templates::load(store, phone.waba_id).await?;
+            match crate::bridge::template::from_command(&defs, &cmd) {
+                Ok(t) => Ok(json!({"type": "template", "template": t})),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Ok(SmsBody::Text(t)) => {
+            let last = sqlx::query("SELECT last_inbound_at FROM contacts WHERE phone_id = $1 AND (contact_key = $2 OR wa_id = $2)")
+                .bind(phone.id)
+                .bind(recipient)
+                .fetch_optional(&store.pool)
+                .await?
+                .map(|r| r.try_get::<Option<i64>, _>("last_inbound_at"))
+                .transpose()?
+                .flatten();
+            let now = now_ms();
+            let w = crate::bridge::window::window(last, now);
+            if matches!(w, crate::bridge::window::Window::Open { .. }) {
+                Ok(json!({"type": "text", "text": {"body": t, "preview_url": true}}))
+            } else {
+                Err(crate::bridge::window::refusal(&w, now))
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    })
+}

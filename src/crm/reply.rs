@@ -1,0 +1,180 @@
+//! `crm.reply`: an operator's message in a contact-centre line (`ONIMCONNECTORMESSAGEADD`, bitrix24.md §2.8)
+//! becomes sends to WhatsApp. A template command (`template-NAME+LANG+v1|v2 ...`) sends that approved
+//! template; anything else is free-form text and files, allowed only inside the customer's 24-hour window.
+//! A refusal is explained in the chat as a system message, and nothing reaches Meta.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::Bridge;
+use crate::bridge::{bbcode, command, media_kind, template, window};
+use crate::jobs::{Job, JobError};
+use crate::outbound::{self, NewSend, Origin};
+use crate::store::{now_ms, Store};
+
+/// The Graph token of a WABA: its own, else its app's.
+pub async fn token_for(store: &Store, waba_id: i64) -> Result<String, JobError> {
+    let waba = store.get_waba(waba_id).await?.ok_or_else(|| JobError::Permanent(format!("WABA {waba_id} is gone")))?;
+    if let Some(t) = waba.access_token {
+        return Ok(t);
+    }
+    let app = store.get_app(waba.app_id).await?.ok_or_else(|| JobError::Permanent("the WABA's app is gone".into()))?;
+    app.access_token.ok_or_else(|| JobError::Permanent("no access token is configured for this WABA or its app".into()))
+}
+
+/// One operator message as the event carried it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Reply {
+    pub portal_id: i64,
+    pub line: String,
+    pub im_chat_id: String,
+    pub im_message_id: String,
+    /// Our external chat id (`chat.id`): the customer's key.
+    pub chat_id: String,
+    pub user_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub files: Vec<File>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct File {
+    pub name: String,
+    pub link: String,
+    pub mime: Option<String>,
+}
+
+pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
+    let r: Reply = serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+    if r.user_id == "0" {
+        return Ok(()); // a system or automatic message of the portal, not for the customer
+    }
+    let Some(portal) = b.store.get_portal(r.portal_id).await? else { return Ok(()) };
+    if !portal.active {
+        return Ok(());
+    }
+    let phone = sqlx::query("SELECT id FROM phones WHERE portal_id = $1 AND line_id = $2")
+        .bind(r.portal_id)
+        .bind(&r.line)
+        .fetch_optional(&b.store.pool)
+        .await?;
+    let Some(phone_id) = phone.map(|p| p.try_get::<i64, _>("id")).transpose()? else {
+        return Err(JobError::Permanent(format!("no phone is bound to line {} of this portal", r.line)));
+    };
+    let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
+    let contact = sqlx::query("SELECT wa_id, last_inbound_at FROM contacts WHERE phone_id = $1 AND contact_key = $2")
+        .bind(phone_id)
+        .bind(&r.chat_id)
+        .fetch_optional(&b.store.pool)
+        .await?;
+    let (wa_id, last_inbound) = match contact {
+        Some(c) => (c.try_get::<Option<String>, _>("wa_id")?, c.try_get::<Option<i64>, _>("last_inbound_at")?),
+        None => (None, None),
+    };
+    let recipient = wa_id.unwrap_or_else(|| r.chat_id.clone());
+    let (_, body) = bbcode::split_signature(&r.text);
+    let text = bbcode::to_whatsapp(body).trim().to_string();
+
+    let mut requests: Vec<Value> = Vec::new();
+    match command::parse_chat(&text) {
+        Some(Ok(cmd)) => {
+            let defs = crate::templates::load(&b.store, phone.waba_id).await?;
+            match template::from_command(&defs, &cmd) {
+                Ok(t) => requests.push(json!({"type": "template", "template": t})),
+                Err(e) => return refuse(&b, &r, &format!("The template was not sent: {e}")).await,
+            }
+        }
+        Some(Err(e)) => return refuse(&b, &r, &format!("The template command was not understood: {e}")).await,
+        None => {
+            let now = now_ms();
+            let w = window::window(last_inbound, now);
+            if !matches!(w, window::Window::Open { .. }) {
+                return refuse(&b, &r, &window::refusal(&w, now)).await;
+            }
+            if !text.is_empty() {
+                requests.push(json!({"type": "text", "text": {"body": text, "preview_url": true}}));
+            }
+            for f in &r.files {
+                let kind = media_kind::media_kind(f.mime.as_deref(), &f.name);
+                let mut media = json!({"link": f.link});
+                if kind == media_kind::MediaKind::Document {
+                    media["filename"] = json!(f.name);
+                }
+                requests.push(json!({"type": kind.as_str(), kind.as_str(): media}));
+            }
+        }
+    }
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let origin_ref = json!({
+        "portal_id": r.portal_id, "line": r.line, "im_chat_id": r.im_chat_id,
+        "im_message_id": r.im_message_id, "chat_id": r.chat_id,
+    });
+    let mut tx = b.store.begin_write().await?;
+    for (i, request) in requests.into_iter().enumerate() {
+        let send = NewSend {
+            phone_id,
+            recipient: recipient.clone(),
+            origin: Origin::Crm,
+            origin_ref: origin_ref.clone(),
+            request,
+            idempotency_key: Some(format!("crm:{}:{}:{}:{i}", r.portal_id, r.im_chat_id, r.im_message_id)),
+            api_key_id: None,
+        };
+        outbound::enqueue_on(&mut tx, &send, b.config.job_max_attempts).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Tells the operator, in the chat, why their message did not go out.
+async fn refuse(b: &Bridge, r: &Reply, text: &str) -> Result<(), JobError> {
+    tracing::info!(portal = r.portal_id, line = %r.line, "operator message refused; explained in the chat");
+    system_message(b, r.portal_id, &r.im_chat_id, text).await
+}
+
+/// A system message in an open-line chat (visible to operators; not sent to the customer).
+pub async fn system_message(b: &Bridge, portal_id: i64, im_chat_id: &str, text: &str) -> Result<(), JobError> {
+    let params = json!({"DIALOG_ID": format!("chat{im_chat_id}"), "MESSAGE": text, "SYSTEM": "Y"});
+    b.bitrix.call(portal_id, "im.message.add", &params).await?;
+    Ok(())
+}
+
+/// Reads a reply from an `ONIMCONNECTORMESSAGEADD` message item.
+pub fn from_event(portal_id: i64, line: &str, item: &Value) -> Option<Reply> {
+    let text_of = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let files = match &item["message"]["files"] {
+        Value::Array(fs) => fs.clone(),
+        Value::Object(m) => m.values().cloned().collect(),
+        _ => Vec::new(),
+    };
+    Some(Reply {
+        portal_id,
+        line: line.to_string(),
+        im_chat_id: text_of(&item["im"]["chat_id"])?,
+        im_message_id: text_of(&item["im"]["message_id"])?,
+        chat_id: text_of(&item["chat"]["id"])?,
+        user_id: text_of(&item["message"]["user_id"]).unwrap_or_default(),
+        text: text_of(&item["message"]["text"]).unwrap_or_default(),
+        files: files
+            .iter()
+            .filter_map(|f| {
+                // `name/type/link` per Bitrix's source; `downloadLink/mime` per one third-party app (UNCONFIRMED).
+                let link = text_of(&f["link"]).or_else(|| text_of(&f["downloadLink"]))?;
+                Some(File {
+                    name: text_of(&f["name"]).unwrap_or_else(|| "file".into()),
+                    link,
+                    mime: text_of(&f["mime"]).or_else(|| text_of(&f["type"]).filter(|t| t.contains('/'))),
+                })
+            })
+            .collect(),
+    })
+}
+

@@ -1,0 +1,74 @@
+//! `outbound.report`: tells whoever asked for a send what became of it.
+//! - CRM chat: accepted or delivered → `imconnector.send.status.delivery` (clears the operator's spinner and
+//!   stores our wamid as the message's external id), read → `imconnector.send.status.reading`, failed → a
+//!   short system message in the chat saying why.
+//! - SMS provider: `messageservice.message.status.update` with `sent`, `delivered` or `failed`
+//!   (Bitrix24 has no `read`; a read message is `delivered`).
+//! - API: nothing to call; the caller reads the send back.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::Bridge;
+use crate::jobs::{Job, JobError};
+use crate::outbound;
+use crate::store::now_ms;
+
+pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
+    let p: Value = serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+    let (Some(id), Some(event)) = (p["outbound_id"].as_i64(), p["event"].as_str()) else {
+        return Err(JobError::Permanent("payload names no outbound_id/event".into()));
+    };
+    let reason = p["reason"].as_str();
+    let Some(out) = outbound::get(&b.store, id).await? else { return Ok(()) };
+    let r = &out.origin_ref;
+    let Some(portal_id) = r["portal_id"].as_i64() else { return Ok(()) };
+    match b.store.get_portal(portal_id).await? {
+        Some(p) if p.active => {}
+        _ => return Ok(()), // uninstalled: nothing goes to that portal any more
+    }
+    match out.origin.as_str() {
+        "crm" => {
+            let msg = |with_date: bool| {
+                let mut message = json!({"id": [out.wamid.clone().unwrap_or_else(|| format!("wb-{id}"))]});
+                if with_date {
+                    message["date"] = json!(now_ms() / 1000);
+                }
+                json!({
+                    "CONNECTOR": b.connector(),
+                    "LINE": r["line"],
+                    "MESSAGES": [{"im": {"chat_id": r["im_chat_id"], "message_id": r["im_message_id"]},
+                                  "message": message, "chat": {"id": r["chat_id"]}}],
+                })
+            };
+            match event {
+                "accepted" | "delivered" => {
+                    b.bitrix.call(portal_id, "imconnector.send.status.delivery", &msg(true)).await?;
+                }
+                "read" => {
+                    b.bitrix.call(portal_id, "imconnector.send.status.reading", &msg(false)).await?;
+                }
+                "failed" => {
+                    let text = format!("Not delivered to WhatsApp: {}", reason.unwrap_or("Meta reported a failure"));
+                    let chat = r["im_chat_id"].as_str().map(String::from).unwrap_or_else(|| r["im_chat_id"].to_string());
+                    super::reply::system_message(&b, portal_id, &chat, &text).await?;
+                }
+                _ => {}
+            }
+        }
+        "sms" => {
+            let status = match event {
+                "accepted" | "sent" => "sent",
+                "delivered" | "read" => "delivered",
+                "failed" => "failed",
+                "queued" => "queued",
+                _ => return Ok(()),
+            };
+            let params = json!({"CODE": r["code"], "MESSAGE_ID": r["message_id"], "STATUS": status});
+            b.bitrix.call(portal_id, "messageservice.message.status.update", &params).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

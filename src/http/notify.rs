@@ -1,0 +1,158 @@
+//! The tenant API under `/api/v1` (API keys from the admin API): template notifications in the recipient's
+//! language, and reading a send back.
+//!
+//! `POST /api/v1/notifications` picks the template's language by a fallback chain (e.g. `pt_BR` → `pt` →
+//! `en` → the template's first approved language), checks the parameters against the synced definition,
+//! and commits the send before answering 202.
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::AppState;
+use crate::apikeys::Caller;
+use crate::bridge::template::{self, Params};
+use crate::outbound::{self, NewSend, Origin};
+
+/// Middleware: requires `Authorization: Bearer <API key>`.
+pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("missing 'Authorization: Bearer <API key>' header"))?;
+    let caller = crate::apikeys::authenticate(&state.store, presented)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the API key is not valid or was revoked"))?;
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationInput {
+    /// Our WhatsApp number to send from (E.164), as registered in wabridge.
+    pub from: String,
+    /// The recipient's number (E.164).
+    pub to: String,
+    /// Template name.
+    pub template: String,
+    /// The recipient's locale, e.g. `pt_BR` or `pt-BR`. Default `en`.
+    pub locale: Option<String>,
+    /// Positional values (`["Anna", "42"]`) or named ones (`{"first_name": "Anna"}`).
+    #[schema(value_type = Object)]
+    pub parameters: Option<Value>,
+    /// Link of the header's document, image or video, for templates with a media header.
+    pub header_link: Option<String>,
+    /// Suffix of the template's dynamic URL button.
+    pub button_param: Option<String>,
+    /// The same key sends once (a retried request returns the first send).
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationAccepted {
+    /// The send's id, for `GET /api/v1/sends/{id}`.
+    pub id: i64,
+    /// The template language chosen.
+    pub language: String,
+    /// True when this idempotency key had already been used: nothing new was queued.
+    pub duplicate: bool,
+}
+
+fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::field(field, message)
+}
+
+#[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications", request_body = NotificationInput,
+    responses((status = 202, body = NotificationAccepted), (status = 422, body = super::error::ErrorBody),
+              (status = 401, body = super::error::ErrorBody)))]
+pub async fn notify(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(input): ApiJson<NotificationInput>,
+) -> Result<(StatusCode, Json<NotificationAccepted>), ApiError> {
+    let from = crate::phone::normalize_e164(&input.from).map_err(|e| unprocessable("from", e.to_string()))?;
+    let to = crate::phone::normalize_e164(&input.to).map_err(|e| unprocessable("to", e.to_string()))?;
+    let phone = s
+        .store
+        .find_phone_by(crate::store::registry::PhoneKey::Number, &from)
+        .await?
+        .filter(|p| caller.waba.is_none_or(|w| w == p.waba_id))
+        .ok_or_else(|| unprocessable("from", format!("{from} is not a number this API key may send from")))?;
+    let defs = crate::templates::load(&s.store, phone.waba_id).await?;
+    let approved: Vec<&str> = defs
+        .iter()
+        .filter(|d| d.name == input.template && d.status.eq_ignore_ascii_case("APPROVED"))
+        .map(|d| d.language.as_str())
+        .collect();
+    if approved.is_empty() {
+        let known = defs.iter().any(|d| d.name == input.template);
+        return Err(unprocessable(
+            "template",
+            if known {
+                format!("template {:?} has no approved language", input.template)
+            } else {
+                format!("no template {:?} is synced for this number's WABA", input.template)
+            },
+        ));
+    }
+    let locale = input.locale.clone().unwrap_or_else(|| "en".into());
+    let language = crate::bridge::locale::pick_language(&locale, &approved).ok_or_else(|| {
+        unprocessable("locale", format!("no approved language of {:?} fits {locale:?}", input.template))
+    })?;
+    let def = template::select(&defs, &input.template, &language).map_err(|e| unprocessable("template", e.to_string()))?;
+    let params = match &input.parameters {
+        None | Some(Value::Null) => Params::Positional(Vec::new()),
+        Some(Value::Array(items)) => Params::Positional(items.iter().map(value_text).collect()),
+        Some(Value::Object(map)) => Params::Named(map.iter().map(|(k, v)| (k.clone(), value_text(v))).collect()),
+        Some(_) => return Err(unprocessable("parameters", "must be a list of values or an object of named values")),
+    };
+    let t = template::build(def, &params, input.header_link.as_deref(), input.button_param.as_deref())
+        .map_err(|e| unprocessable("parameters", e.to_string()))?;
+    let send = NewSend {
+        phone_id: phone.id,
+        recipient: crate::crm::digits(&to),
+        origin: Origin::Api,
+        origin_ref: json!({"api_key": caller.key_id}),
+        request: json!({"type": "template", "template": t}),
+        idempotency_key: input.idempotency_key.as_ref().map(|k| format!("api:{}:{k}", caller.key_id)),
+        api_key_id: Some(caller.key_id),
+    };
+    let mut tx = s.store.begin_write().await.map_err(|e| ApiError::internal(e))?;
+    let e = outbound::enqueue_on(&mut tx, &send, s.config.job_max_attempts).await?;
+    tx.commit().await.map_err(|e| ApiError::internal(e))?;
+    s.engine.wake();
+    Ok((StatusCode::ACCEPTED, Json(NotificationAccepted { id: e.id, language, duplicate: e.duplicate })))
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/sends/{id}", tag = "notifications",
+    responses((status = 200, body = outbound::Outbound), (status = 404, body = super::error::ErrorBody)))]
+pub async fn get_send(
+    State(s): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<i64>,
+) -> Result<Json<outbound::Outbound>, ApiError> {
+    let out = outbound::get(&s.store, id)
+        .await?
+        .filter(|o| o.api_key_id == Some(caller.key_id))
+        .ok_or_else(|| ApiError::not_found(format!("no send {id} made with this API key")))?;
+    Ok(Json(out))
+}

@@ -1,0 +1,266 @@
+//! Every message wabridge sends to WhatsApp: operator replies, SMS-provider sends, API sends and
+//! notifications. A send is an `outbound` row plus its `wa.send` job, committed together before the first
+//! attempt ([`enqueue_on`]); the job engine runs it through the one sender ([`sender`]).
+//!
+//! States of an outbound row: `queued` → `sending` → `accepted` (Meta gave a wamid) or `failed` (a permanent
+//! error, with its reason); `unknown` when a request went out and no answer came (it may have reached Meta):
+//! it waits `send_reconcile_seconds` for a status webhook carrying its `biz_opaque_callback_data` before it is
+//! tried again. `status` follows Meta's status webhooks (`sent`, `delivered`, `read`, `failed`).
+
+pub mod pace;
+pub mod sender;
+
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::{Any, Row};
+use utoipa::ToSchema;
+
+use crate::store::{now_ms, rfc3339, Store, StoreError};
+
+/// Job kind of a send.
+pub const WA_SEND: &str = "wa.send";
+/// Job kind of telling the requester (CRM chat, SMS provider) what became of a send.
+pub const REPORT: &str = "outbound.report";
+/// Prefix of our `biz_opaque_callback_data`: `wb:<outbound id>`; Meta echoes it in status webhooks.
+pub const OPAQUE_PREFIX: &str = "wb:";
+
+/// Who asked for a send; decides where its outcome is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// An operator's reply in a CRM open line: outcomes go back to the chat.
+    Crm,
+    /// The CRM's SMS provider: outcomes go back with `messageservice.message.status.update`.
+    Sms,
+    /// `POST /api/v1/notifications`: outcomes are read back by the caller.
+    Api,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Crm => "crm",
+            Origin::Sms => "sms",
+            Origin::Api => "api",
+        }
+    }
+}
+
+/// A send to commit.
+#[derive(Debug, Clone)]
+pub struct NewSend {
+    pub phone_id: i64,
+    /// The customer's WhatsApp id / number, digits only.
+    pub recipient: String,
+    pub origin: Origin,
+    /// What the reporter needs (portal, chat and message ids, SMS message id, ...).
+    pub origin_ref: Value,
+    /// The Graph `/messages` body without `messaging_product`, `recipient_type` and `to` (added by the sender).
+    pub request: Value,
+    /// Requests with the same key are one send (a duplicated CRM event, a retried API call).
+    pub idempotency_key: Option<String>,
+    pub api_key_id: Option<i64>,
+}
+
+/// The result of committing a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: i64,
+    /// True when the idempotency key named an existing send; nothing new was queued.
+    pub duplicate: bool,
+}
+
+/// Commits a send and its job on `tx` (part of the caller's transaction).
+pub async fn enqueue_on(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    send: &NewSend,
+    max_attempts: i64,
+) -> Result<Enqueued, StoreError> {
+    let now = now_ms();
+    if let Some(key) = &send.idempotency_key {
+        if let Some(r) =
+            sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1").bind(key).fetch_optional(&mut **tx).await?
+        {
+            return Ok(Enqueued { id: r.try_get("id")?, duplicate: true });
+        }
+    }
+    let row = sqlx::query(
+        "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, idempotency_key, api_key_id, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $8) RETURNING id",
+    )
+    .bind(send.phone_id)
+    .bind(&send.recipient)
+    .bind(send.origin.as_str())
+    .bind(send.origin_ref.to_string())
+    .bind(send.request.to_string())
+    .bind(&send.idempotency_key)
+    .bind(send.api_key_id)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    let id: i64 = row.try_get("id")?;
+    crate::jobs::enqueue_on(
+        &mut **tx,
+        WA_SEND,
+        &serde_json::json!({ "outbound_id": id }),
+        Some(&format!("wa.send:{id}")),
+        max_attempts,
+        now,
+    )
+    .await?;
+    Ok(Enqueued { id, duplicate: false })
+}
+
+/// Commits a report job (deduplicated per send and event).
+pub async fn report_on<'c, E>(conn: E, outbound_id: i64, event: &str, reason: Option<&str>) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let payload = serde_json::json!({ "outbound_id": outbound_id, "event": event, "reason": reason });
+    crate::jobs::enqueue_on(conn, REPORT, &payload, Some(&format!("report:{outbound_id}:{event}")), 12, now_ms())
+        .await?;
+    Ok(())
+}
+
+/// An outbound row as stored.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Outbound {
+    pub id: i64,
+    pub phone_id: i64,
+    pub recipient: String,
+    pub origin: String,
+    #[schema(value_type = Object)]
+    pub origin_ref: Value,
+    #[schema(value_type = Object)]
+    pub request: Value,
+    /// `queued`, `sending`, `unknown`, `accepted` or `failed`.
+    pub state: String,
+    pub wamid: Option<String>,
+    /// Meta's latest status: `sent`, `delivered`, `read` or `failed`.
+    pub status: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_text: Option<String>,
+    pub attempts: i64,
+    #[serde(skip)]
+    pub unknown_since: Option<i64>,
+    #[serde(skip)]
+    pub api_key_id: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip)]
+    pub updated_at_ms: i64,
+}
+
+const COLS: &str = "id, phone_id, recipient, origin, origin_ref, request, state, wamid, status, error_code, \
+                    error_text, attempts, unknown_since, api_key_id, created_at, updated_at";
+
+fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
+    let updated: i64 = r.try_get("updated_at")?;
+    Ok(Outbound {
+        id: r.try_get("id")?,
+        phone_id: r.try_get("phone_id")?,
+        recipient: r.try_get("recipient")?,
+        origin: r.try_get("origin")?,
+        origin_ref: serde_json::from_str(&r.try_get::<String, _>("origin_ref")?).unwrap_or(Value::Null),
+        request: serde_json::from_str(&r.try_get::<String, _>("request")?).unwrap_or(Value::Null),
+        state: r.try_get("state")?,
+        wamid: r.try_get("wamid")?,
+        status: r.try_get("status")?,
+        error_code: r.try_get("error_code")?,
+        error_text: r.try_get("error_text")?,
+        attempts: r.try_get("attempts")?,
+        unknown_since: r.try_get("unknown_since")?,
+        api_key_id: r.try_get("api_key_id")?,
+        created_at: rfc3339(r.try_get("created_at")?),
+        updated_at: rfc3339(updated),
+        updated_at_ms: updated,
+    })
+}
+
+pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError> {
+    let q = format!("SELECT {COLS} FROM outbound WHERE id = $1");
+    sqlx::query(&q).bind(id).fetch_optional(&store.pool).await?.as_ref().map(from_row).transpose()
+}
+
+/// Recent sends, newest first (admin API).
+pub async fn list(store: &Store, limit: i64) -> Result<Vec<Outbound>, StoreError> {
+    let q = format!("SELECT {COLS} FROM outbound ORDER BY id DESC LIMIT $1");
+    sqlx::query(&q).bind(limit).fetch_all(&store.pool).await?.iter().map(from_row).collect()
+}
+
+/// Called inside the transaction that records a status webhook: ties the status to our send (by wamid, or
+/// by `biz_opaque_callback_data` when the send's answer never came), moves its status forward and queues
+/// the report. Returns true when the status belonged to one of our sends.
+pub async fn on_status(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    wamid: &str,
+    opaque: Option<&str>,
+    status: &str,
+    rank: i64,
+    error: Option<(i64, String)>,
+) -> Result<bool, StoreError> {
+    let by_opaque = opaque.and_then(|o| o.strip_prefix(OPAQUE_PREFIX)).and_then(|id| id.parse::<i64>().ok());
+    let row = match sqlx::query("SELECT id, state, status FROM outbound WHERE wamid = $1")
+        .bind(wamid)
+        .fetch_optional(&mut **tx)
+        .await?
+    {
+        Some(r) => Some(r),
+        None => match by_opaque {
+            Some(id) => {
+                sqlx::query("SELECT id, state, status FROM outbound WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?
+            }
+            None => None,
+        },
+    };
+    let Some(row) = row else { return Ok(false) };
+    let id: i64 = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let current: Option<String> = row.try_get("status")?;
+    let now = now_ms();
+    if state == "unknown" || state == "sending" {
+        // The answer to our request was lost, but Meta took the message: reconciled, never resent.
+        sqlx::query(
+            "UPDATE outbound SET state = 'accepted', wamid = $2, unknown_since = NULL, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(wamid)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        tracing::info!(outbound = id, "a send whose answer was lost is confirmed by a status webhook");
+    }
+    let current_rank = current.as_deref().map(status_rank).unwrap_or(0);
+    if current.as_deref() == Some("failed") || rank <= current_rank {
+        return Ok(true);
+    }
+    let (code, text) = match &error {
+        Some((c, t)) => (Some(*c), Some(t.clone())),
+        None => (None, None),
+    };
+    sqlx::query(
+        "UPDATE outbound SET status = $2, error_code = COALESCE($3, error_code), error_text = COALESCE($4, error_text), \
+         updated_at = $5 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(code)
+    .bind(text.clone())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let reason = error.as_ref().map(|(c, t)| format!("{} ({c}: {t})", crate::meta::errors::explain(*c)));
+    report_on(&mut **tx, id, status, reason.as_deref()).await?;
+    Ok(true)
+}
+
+fn status_rank(s: &str) -> i64 {
+    match s {
+        "sent" => 1,
+        "delivered" => 2,
+        "read" => 3,
+        "played" => 4,
+        "failed" => 5,
+        _ => 0,
+    }
+}

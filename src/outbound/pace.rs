@@ -1,0 +1,204 @@
+//! Pacing sends to Meta's limits (`shared/reference/meta-messaging.md` §9), as pure state machines over a
+//! clock in milliseconds so they can be tested without time passing.
+//!
+//! - Per phone number, [`PhonePacer`]: sends are spaced `1000 / mps` ms apart (a GCRA reservation: every
+//!   send gets the next free slot), and a hard cap of `mps` per calendar second guards against slots that ran
+//!   late piling into the next second. Meta's throughput is "messages per second", so no second ever carries
+//!   more than `mps` sends.
+//! - Per customer, [`PairPacer`]: one message per `interval` with bursts up to `burst` (GCRA), as Meta's pair
+//!   rate allows. A message that does not conform waits (it is queued, not failed).
+//!
+//! Both live in one process. Several processes on one database each pace their own sends; see
+//! `docs/operations.md` for what that means for throughput.
+
+use std::collections::HashMap;
+
+/// What a pacer says about a send now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send now.
+    Go,
+    /// Not before this time (ms).
+    WaitUntil(i64),
+}
+
+#[derive(Debug, Default)]
+struct PhoneState {
+    /// Theoretical arrival time of the next free slot (ms, fractional to keep 1000/mps exact).
+    tat: f64,
+    second: i64,
+    count: u32,
+}
+
+/// Per phone-number throughput pacing. Key: phone id.
+#[derive(Debug, Default)]
+pub struct PhonePacer {
+    phones: HashMap<i64, PhoneState>,
+    /// Reserved slots of deferred sends (outbound id → slot ms), so a deferred send keeps its place.
+    reserved: HashMap<i64, i64>,
+}
+
+/// How early a reserved slot may be used, and how long a send may wait in place instead of being deferred.
+pub const SLACK_MS: i64 = 2;
+
+impl PhonePacer {
+    /// Asks for a send of outbound `id` on `phone` at `mps` messages per second at time `now`.
+    pub fn ask(&mut self, phone: i64, id: i64, mps: u32, now: i64) -> Verdict {
+        let mps = mps.max(1);
+        let slot = match self.reserved.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                let st = self.phones.entry(phone).or_default();
+                let spacing = 1000.0 / mps as f64;
+                let slot = st.tat.max(now as f64);
+                st.tat = slot + spacing;
+                let slot = slot.floor() as i64;
+                if slot > now + SLACK_MS {
+                    self.reserved.insert(id, slot);
+                }
+                slot
+            }
+        };
+        if slot > now + SLACK_MS {
+            return Verdict::WaitUntil(slot);
+        }
+        // The calendar-second cap.
+        let st = self.phones.entry(phone).or_default();
+        let second = now.div_euclid(1000);
+        if st.second != second {
+            st.second = second;
+            st.count = 0;
+        }
+        if st.count >= mps {
+            let next = (second + 1) * 1000;
+            self.reserved.insert(id, next);
+            return Verdict::WaitUntil(next);
+        }
+        st.count += 1;
+        self.reserved.remove(&id);
+        Verdict::Go
+    }
+
+    /// Meta said the number is over its throughput (130429): push every next slot back by `by_ms`.
+    pub fn back_off(&mut self, phone: i64, now: i64, by_ms: i64) {
+        let st = self.phones.entry(phone).or_default();
+        st.tat = st.tat.max(now as f64) + by_ms as f64;
+    }
+
+    /// Forgets the reservation of a send that will not use it (failed, cancelled).
+    pub fn forget(&mut self, id: i64) {
+        self.reserved.remove(&id);
+    }
+}
+
+/// Per (phone, customer) pair-rate pacing.
+#[derive(Debug, Default)]
+pub struct PairPacer {
+    tat: HashMap<(i64, String), i64>,
+}
+
+impl PairPacer {
+    /// One send per `interval_ms`, bursts up to `burst`. Consumes a slot only when it answers [`Verdict::Go`].
+    pub fn ask(&mut self, phone: i64, recipient: &str, interval_ms: i64, burst: u32, now: i64) -> Verdict {
+        let key = (phone, recipient.to_string());
+        let tat = self.tat.get(&key).copied().unwrap_or(now).max(now);
+        let tolerance = interval_ms * (burst.max(1) as i64 - 1);
+        if tat - now > tolerance {
+            return Verdict::WaitUntil(tat - tolerance);
+        }
+        self.tat.insert(key, tat + interval_ms);
+        if self.tat.len() > 100_000 {
+            self.tat.retain(|_, t| *t > now);
+        }
+        Verdict::Go
+    }
+
+    /// Meta said the pair is over its rate (131056): no send to this customer before `until`.
+    pub fn hold(&mut self, phone: i64, recipient: &str, until: i64, interval_ms: i64, burst: u32) {
+        let tolerance = interval_ms * (burst.max(1) as i64 - 1);
+        let e = self.tat.entry((phone, recipient.to_string())).or_insert(until);
+        *e = (*e).max(until + tolerance);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Simulates senders asking as soon as allowed; returns the send times.
+    fn run(p: &mut PhonePacer, mps: u32, n: i64, start: i64) -> Vec<i64> {
+        let mut pending: Vec<(i64, i64)> = (0..n).map(|id| (id, start)).collect();
+        let mut sent = Vec::new();
+        while let Some((id, at)) = pending.first().copied() {
+            pending.remove(0);
+            match p.ask(1, id, mps, at) {
+                Verdict::Go => sent.push(at),
+                Verdict::WaitUntil(t) => {
+                    assert!(t > at);
+                    let pos = pending.iter().position(|(_, a)| *a > t).unwrap_or(pending.len());
+                    pending.insert(pos, (id, t));
+                }
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn no_second_carries_more_than_the_rate_and_the_rate_is_reached() {
+        for mps in [1u32, 80, 1000] {
+            let mut p = PhonePacer::default();
+            let sent = run(&mut p, mps, mps as i64 * 5, 10_500);
+            let mut per_second: HashMap<i64, u32> = HashMap::new();
+            for t in &sent {
+                *per_second.entry(t.div_euclid(1000)).or_default() += 1;
+            }
+            assert!(per_second.values().all(|c| *c <= mps), "{mps}: {per_second:?}");
+            let span = (sent.last().unwrap() - sent.first().unwrap()) as f64 / 1000.0;
+            let rate = (sent.len() - 1) as f64 / span.max(0.001);
+            assert!(rate > mps as f64 * 0.95, "{mps}/s reached only {rate}");
+        }
+    }
+
+    #[test]
+    fn a_deferred_send_keeps_its_slot() {
+        let mut p = PhonePacer::default();
+        assert_eq!(p.ask(1, 1, 10, 0), Verdict::Go);
+        let Verdict::WaitUntil(slot) = p.ask(1, 2, 10, 0) else { panic!() };
+        assert_eq!(slot, 100);
+        // Another send asks in between: it gets the slot after.
+        assert_eq!(p.ask(1, 3, 10, 50), Verdict::WaitUntil(200));
+        assert_eq!(p.ask(1, 2, 10, 100), Verdict::Go);
+        assert_eq!(p.ask(1, 3, 10, 200), Verdict::Go);
+    }
+
+    #[test]
+    fn phones_do_not_share_slots() {
+        let mut p = PhonePacer::default();
+        assert_eq!(p.ask(1, 1, 1, 0), Verdict::Go);
+        assert_eq!(p.ask(2, 2, 1, 0), Verdict::Go);
+        assert!(matches!(p.ask(1, 3, 1, 0), Verdict::WaitUntil(1000)));
+    }
+
+    #[test]
+    fn pair_rate_allows_the_burst_then_one_per_interval() {
+        let mut p = PairPacer::default();
+        for _ in 0..45 {
+            assert_eq!(p.ask(1, "551199", 6000, 45, 0), Verdict::Go);
+        }
+        let Verdict::WaitUntil(t) = p.ask(1, "551199", 6000, 45, 0) else { panic!() };
+        assert_eq!(t, 6000);
+        assert_eq!(p.ask(1, "551199", 6000, 45, 6000), Verdict::Go);
+        // Another customer is not affected.
+        assert_eq!(p.ask(1, "551100", 6000, 45, 0), Verdict::Go);
+    }
+
+    #[test]
+    fn meta_refusals_push_back() {
+        let mut p = PairPacer::default();
+        p.hold(1, "x", 10_000, 6000, 1);
+        assert_eq!(p.ask(1, "x", 6000, 1, 0), Verdict::WaitUntil(10_000));
+        let mut ph = PhonePacer::default();
+        ph.back_off(1, 0, 500);
+        assert_eq!(ph.ask(1, 9, 10, 0), Verdict::WaitUntil(500));
+    }
+}

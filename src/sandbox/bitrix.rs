@@ -1,1 +1,0 @@
-//! Bitrix24 portal and OAuth emulator. (being written)
