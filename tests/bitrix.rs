@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::bridge::{Bridged, CUSTOMER, PNID};
+use common::bridge::{now_s, Bridged, CUSTOMER, PNID};
 use common::Db;
-use serde_json::json;
+use serde_json::{json, Value};
+use wabridge::sandbox::payloads as p;
 
 async fn install_and_bind_make_an_active_line(db: Db) {
     let b = Bridged::start(db).await;
@@ -73,4 +74,196 @@ async fn an_operator_reply_reaches_meta_and_the_marks_come_back(db: Db) {
     b.stop().await;
 }
 
-both_databases!(install_and_bind_make_an_active_line, an_operator_reply_reaches_meta_and_the_marks_come_back);
+async fn inbound_types_arrive_readable_and_media_links_are_signed(db: Db) {
+    let b = Bridged::start(db).await;
+    let first = b.customer_text("Quero saber do pedido 77").await;
+    let jpeg = b"\xFF\xD8\xFF\xE0 a tiny jpeg".to_vec();
+    let image = b.graph.add_media(&jpeg, "image/jpeg", PNID);
+    let pdf = b"%PDF-1.4 invoice".to_vec();
+    let doc = b.graph.add_media(&pdf, "application/pdf", PNID);
+    let t = now_s();
+    b.customer_says(vec![
+        p::image_message(CUSTOMER, &p::new_wamid(), t, &image, "image/jpeg", Some("a foto")),
+        p::location_message(CUSTOMER, &p::new_wamid(), t, -23.5505, -46.6333, Some("Loja Centro"), Some("Av. Paulista 1000")),
+        p::reaction_message(CUSTOMER, &p::new_wamid(), t, &first, Some("👍")),
+    ])
+    .await;
+    b.until("four messages in the portal", |b| async move { b.bitrix.chat_messages().len() == 4 }).await;
+    let msgs = b.bitrix.chat_messages();
+    assert!(msgs.iter().all(|m| m.external_chat_id == CUSTOMER && m.line == b.line));
+    let img = msgs.iter().find(|m| !m.files.is_empty()).expect("the image");
+    assert_eq!(img.text.as_deref(), Some("a foto"));
+    let url = img.files[0]["url"].as_str().expect("file url").to_string();
+    // Kept locally (no file_proxy): downloaded from Meta once, at delivery.
+    assert_eq!(b.graph.media_downloads(&image), 1);
+    let got = reqwest::get(&url).await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/jpeg");
+    assert_eq!(got.bytes().await.unwrap().to_vec(), jpeg);
+    assert_eq!(b.graph.media_downloads(&image), 1, "served from the local copy");
+    // Tampered links are refused.
+    let tampered = url.replace("exp=", "exp=9");
+    assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
+    let other = url.replace(&format!("/{image}?"), "/999?");
+    assert_eq!(reqwest::get(&other).await.unwrap().status(), 403);
+    let loc = msgs.iter().find(|m| m.text.as_deref().is_some_and(|t| t.contains("Loja Centro"))).expect("location");
+    let loc_text = loc.text.clone().unwrap();
+    assert!(loc_text.contains("Av. Paulista 1000") && loc_text.contains("-23.5505"), "{loc_text}");
+    let reaction = msgs.iter().find(|m| m.text.as_deref().is_some_and(|t| t.contains("👍"))).expect("reaction");
+    assert!(reaction.text.as_deref().unwrap().contains("Quero saber do pedido 77"), "{:?}", reaction.text);
+
+    // With file_proxy the bytes are streamed from Meta on each request.
+    let (s, _) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"file_proxy": true}))).await;
+    assert_eq!(s, 200);
+    b.settle().await;
+    b.customer_says(vec![p::document_message(CUSTOMER, &p::new_wamid(), now_s(), &doc, "application/pdf", "inv-77.pdf", None)])
+        .await;
+    b.until("the document in the portal", |b| async move { b.bitrix.chat_messages().len() == 5 }).await;
+    let m = b.bitrix.chat_messages().pop().unwrap();
+    assert_eq!(m.files[0]["name"], "inv-77.pdf");
+    assert_eq!(b.graph.media_downloads(&doc), 0, "nothing downloaded before someone asks");
+    let url = m.files[0]["url"].as_str().unwrap().to_string();
+    let got = reqwest::get(&url).await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().to_vec(), pdf);
+    reqwest::get(&url).await.unwrap();
+    assert_eq!(b.graph.media_downloads(&doc), 2);
+    b.stop().await;
+}
+
+async fn media_links_expire(db: Db) {
+    let b = Bridged::start_with(db, |c| c.media_url_ttl_seconds = 0).await;
+    let image = b.graph.add_media(b"\xFF\xD8\xFF", "image/jpeg", PNID);
+    b.customer_says(vec![p::image_message(CUSTOMER, &p::new_wamid(), now_s(), &image, "image/jpeg", None)]).await;
+    b.until("the image in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    let url = b.bitrix.chat_messages()[0].files[0]["url"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = reqwest::get(&url).await.unwrap();
+        if r.status() == 403 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["message"], "the link has expired");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the link never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.stop().await;
+}
+
+async fn outside_the_window_nothing_reaches_meta_and_the_operator_is_told(db: Db) {
+    let b = Bridged::start(db).await;
+    let old = now_s() - 25 * 3600;
+    b.customer_says(vec![p::text_message(CUSTOMER, &p::new_wamid(), old, "ontem")]).await;
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    b.operator("Olá de novo!").await;
+    b.until("the refusal in the chat", |b| async move { !b.system_messages().is_empty() }).await;
+    let text = b.system_messages().pop().unwrap();
+    assert!(text.contains("24 hours") && text.contains("template-NAME+LANG"), "{text}");
+    b.settle().await;
+    assert!(b.graph.sent_messages(PNID).is_empty());
+    // A template command still goes out outside the window.
+    b.operator("template-hello+en_US").await;
+    b.until("the template sent", |b| async move { b.graph.sent_messages(PNID).len() == 1 }).await;
+    b.stop().await;
+}
+
+async fn template_commands_send_exact_payloads_and_explain_mistakes(db: Db) {
+    let b = Bridged::start(db).await;
+    b.customer_text("oi").await;
+    b.until("templates synced", |b| async move {
+        let (_, t) = b.app.admin("GET", "/wabas/1/templates", None).await;
+        t.as_array().is_some_and(|a| a.len() == 6)
+    })
+    .await;
+    let cases: Vec<(&str, Value)> = vec![
+        ("template-hello+en_US", json!({"name": "hello", "language": {"code": "en_US"}})),
+        (
+            "template-order_ready+pt_BR+Anna|12 500",
+            json!({"name": "order_ready", "language": {"code": "pt_BR"}, "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "Anna"}, {"type": "text", "text": "12 500"}]}]}),
+        ),
+        (
+            "template-invoice+en_US+Anna file_link:https://files.example.com/inv-77.pdf",
+            json!({"name": "invoice", "language": {"code": "en_US"}, "components": [
+                {"type": "header", "parameters": [{"type": "document", "document": {
+                    "link": "https://files.example.com/inv-77.pdf", "filename": "inv-77.pdf"}}]},
+                {"type": "body", "parameters": [{"type": "text", "text": "Anna"}]}]}),
+        ),
+        (
+            "template-tracking+en+Anna button_param:AB12345",
+            json!({"name": "tracking", "language": {"code": "en"}, "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": "Anna"}]},
+                {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "AB12345"}]}]}),
+        ),
+    ];
+    for (i, (command, expected)) in cases.iter().enumerate() {
+        b.operator(command).await;
+        b.until(command, |b| async move { b.graph.sent_messages(PNID).len() == i + 1 }).await;
+        let sent = b.graph.sent_messages(PNID).pop().unwrap();
+        assert_eq!(sent.body["type"], "template", "{command}");
+        let mut got = sent.body["template"].clone();
+        if got["components"] == json!([]) {
+            got.as_object_mut().unwrap().remove("components");
+        }
+        assert_eq!(&got, expected, "{command}");
+    }
+    let mistakes = [
+        ("template-nosuch+en_US", "nosuch"),
+        ("template-order_ready+de", "de"),
+        ("template-pending_one+en_US", "PENDING"),
+        ("template-order_ready+pt_BR+Anna", "2"),
+        ("template-invoice+en_US+Anna", "file_link"),
+        ("template-tracking+en+Anna", "button_param"),
+        ("template-hello+en_US file_link:https://x.example.com/a.pdf", "header"),
+        ("template-hello", "template-hello+LANG"),
+    ];
+    for (i, (command, needle)) in mistakes.iter().enumerate() {
+        b.operator(command).await;
+        b.until(command, |b| async move { b.system_messages().len() == i + 1 }).await;
+        let text = b.system_messages().pop().unwrap();
+        assert!(text.contains(needle), "{command}: {text}");
+    }
+    b.settle().await;
+    assert_eq!(b.graph.sent_messages(PNID).len(), cases.len(), "no invalid command reached Meta");
+    b.stop().await;
+}
+
+async fn tokens_forgeries_duplicates(db: Db) {
+    let b = Bridged::start(db).await;
+    b.customer_text("oi").await;
+    b.until("in the portal", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;
+    // An expired access token is refreshed transparently, once.
+    b.bitrix.expire_access_tokens();
+    b.customer_text("tudo bem?").await;
+    b.until("in the portal after a refresh", |b| async move { b.bitrix.chat_messages().len() == 2 }).await;
+    assert!(b.bitrix.refresh_count() >= 1);
+    assert_eq!(b.bitrix.double_spent_refresh(), 0);
+    // A forged application_token is refused and does nothing.
+    let forged = b.bitrix.with_application_token("forged-token").operator_reply(b.line, CUSTOMER, "pwned", vec![]).await;
+    assert_eq!(forged.unwrap().status, 401);
+    // A duplicated event sends once.
+    b.operator("uma vez só").await;
+    assert_eq!(b.bitrix.repost_last().await.unwrap(), 200);
+    b.until("sent", |b| async move { !b.graph.sent_messages(PNID).is_empty() }).await;
+    b.settle().await;
+    let sent = b.graph.sent_messages(PNID);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].body["text"]["body"].as_str().unwrap().contains("uma vez só"));
+    // A forged uninstall is refused: the portal stays active.
+    let forged_uninstall = b.bitrix.with_application_token("forged-token").uninstall(&b.app.url("/api/bitrix/events")).await;
+    assert_eq!(forged_uninstall.unwrap(), 401);
+    let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
+    assert_eq!(portal["active"], true);
+    b.stop().await;
+}
+
+both_databases!(
+    install_and_bind_make_an_active_line,
+    an_operator_reply_reaches_meta_and_the_marks_come_back,
+    inbound_types_arrive_readable_and_media_links_are_signed,
+    media_links_expire,
+    outside_the_window_nothing_reaches_meta_and_the_operator_is_told,
+    template_commands_send_exact_payloads_and_explain_mistakes,
+    tokens_forgeries_duplicates,
+);

@@ -51,7 +51,12 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
         .and_then(|v| webhook::parse_message(v).ok())
         .ok_or_else(|| JobError::Permanent("the stored message cannot be read".into()))?;
-    let quoted = match row.try_get::<Option<String>, _>("context_wamid")? {
+    // A reply quotes the message it answers; a reaction names the message it reacts to.
+    let quoted_wamid = match &parsed.content {
+        webhook::Content::Reaction { message_id, .. } => Some(message_id.clone()),
+        _ => row.try_get::<Option<String>, _>("context_wamid")?,
+    };
+    let quoted = match quoted_wamid {
         Some(q) => quoted_text(&b, &q).await?,
         None => None,
     };

@@ -340,7 +340,7 @@ fn check_media(m: &Map<String, Value>, kind: &str, path: &str) -> Checked<()> {
         }
         _ => no_member(m, "caption", path)?,
     }
-    if kind == "document" {
+    if kind == "document" || kind == "header-document" {
         if let Some(name) = opt_str(m, "filename", path)? {
             if name.trim().is_empty() {
                 return Err(not_valid(&child(path, "filename"), "must not be empty."));
@@ -641,7 +641,8 @@ pub fn check_template_send(def: &Value, req: &Value) -> Checked<()> {
             let checked = if kind == "location" {
                 check_location(object, "header location")
             } else {
-                check_media(object, "header", &format!("header {kind}"))
+                // A template header's media takes no caption; a document may name its file (`filename`).
+                check_media(object, if kind == "document" { "header-document" } else { "header" }, &format!("header {kind}"))
             };
             checked.map_err(|e| format_mismatch(format!("header: {}", e.details)))?;
         }

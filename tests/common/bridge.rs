@@ -107,7 +107,7 @@ impl Bridged {
             if cond(self).await {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            assert!(Instant::now() < deadline, "timed out waiting until {what}; chat notes: {:?}", self.system_messages());
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

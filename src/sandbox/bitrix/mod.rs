@@ -475,7 +475,7 @@ impl Inner {
         unix_now() + self.opts.access_token_lifetime.as_secs()
     }
 
-    fn next_message_id(&mut self) -> u64 {
+    pub(super) fn next_message_id(&mut self) -> u64 {
         let id = self.next_message;
         self.next_message += 1;
         id

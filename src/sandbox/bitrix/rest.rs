@@ -543,6 +543,20 @@ fn call_method(inner: &mut Inner, method: &str, params: &Value) -> Result<Value,
                 Err(config_not_found())
             }
         }
+        // A message in a chat, e.g. a system note for operators (`SYSTEM=Y`): `DIALOG_ID` is `chat<id>` for
+        // a group/open-line chat or a user id. Answers the new message id.
+        "im.message.add" => {
+            let dialog = required_text(params, "DIALOG_ID")?;
+            let message = required_text(params, "MESSAGE")?;
+            let chat_ok = dialog.strip_prefix("chat").is_some_and(|id| id.parse::<u64>().is_ok());
+            if !chat_ok && dialog.parse::<u64>().is_err() {
+                return Err(RestError::new(400, "DIALOG_ID_EMPTY", "Dialog ID can't be empty"));
+            }
+            if message.trim().is_empty() {
+                return Err(RestError::new(400, "MESSAGE_EMPTY", "Message can't be empty"));
+            }
+            Ok(json!(inner.next_message_id()))
+        }
         "messageservice.sender.add" => sender_add(inner, params),
         "messageservice.sender.update" => sender_update(inner, params),
         "messageservice.sender.list" => Ok(json!(inner.senders.keys().collect::<Vec<_>>())),
