@@ -31,12 +31,7 @@ pub struct Service {
 }
 
 /// The job engine with every kind's handler registered.
-pub fn build_engine(
-    store: &Store,
-    config: &Config,
-    metrics: Arc<Metrics>,
-    bridge: Arc<crate::crm::Bridge>,
-) -> Engine {
+pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridge: Arc<crate::crm::Bridge>) -> Engine {
     let mut engine =
         Engine::new(store.clone(), Duration::from_secs(config.job_lease_seconds), config.job_max_attempts, metrics);
     let s = store.clone();

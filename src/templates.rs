@@ -55,10 +55,7 @@ pub async fn run(store: Store, graph: graph::Client, job: Job) -> Result<(), Job
     let mut tx = store.begin_write().await?;
     sqlx::query("DELETE FROM templates WHERE waba_id = $1").bind(waba_id).execute(&mut *tx).await?;
     for (t, raw) in defs.iter().zip(list.iter().filter(|v| def_of(v).is_some())) {
-        let problem = problems
-            .iter()
-            .find(|(n, l, _)| n == &t.name && l == &t.language)
-            .map(|(_, _, p)| p.clone());
+        let problem = problems.iter().find(|(n, l, _)| n == &t.name && l == &t.language).map(|(_, _, p)| p.clone());
         sqlx::query(
             "INSERT INTO templates (waba_id, template_id, name, language, category, status, components, \
              parameter_format, variant_problem, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -77,10 +74,18 @@ pub async fn run(store: Store, graph: graph::Client, job: Job) -> Result<(), Job
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE wabas SET templates_synced_at = $2 WHERE id = $1").bind(waba_id).bind(now).execute(&mut *tx).await?;
+    sqlx::query("UPDATE wabas SET templates_synced_at = $2 WHERE id = $1")
+        .bind(waba_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     if !problems.is_empty() {
-        tracing::warn!(waba = waba_id, variants = problems.len(), "template language variants disagree on their parameters");
+        tracing::warn!(
+            waba = waba_id,
+            variants = problems.len(),
+            "template language variants disagree on their parameters"
+        );
     }
     tracing::info!(waba = waba_id, templates = defs.len(), "templates synced");
     Ok(())

@@ -84,7 +84,15 @@ async fn inbound_types_arrive_readable_and_media_links_are_signed(db: Db) {
     let t = now_s();
     b.customer_says(vec![
         p::image_message(CUSTOMER, &p::new_wamid(), t, &image, "image/jpeg", Some("a foto")),
-        p::location_message(CUSTOMER, &p::new_wamid(), t, -23.5505, -46.6333, Some("Loja Centro"), Some("Av. Paulista 1000")),
+        p::location_message(
+            CUSTOMER,
+            &p::new_wamid(),
+            t,
+            -23.5505,
+            -46.6333,
+            Some("Loja Centro"),
+            Some("Av. Paulista 1000"),
+        ),
         p::reaction_message(CUSTOMER, &p::new_wamid(), t, &first, Some("👍")),
     ])
     .await;
@@ -116,8 +124,16 @@ async fn inbound_types_arrive_readable_and_media_links_are_signed(db: Db) {
     let (s, _) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"file_proxy": true}))).await;
     assert_eq!(s, 200);
     b.settle().await;
-    b.customer_says(vec![p::document_message(CUSTOMER, &p::new_wamid(), now_s(), &doc, "application/pdf", "inv-77.pdf", None)])
-        .await;
+    b.customer_says(vec![p::document_message(
+        CUSTOMER,
+        &p::new_wamid(),
+        now_s(),
+        &doc,
+        "application/pdf",
+        "inv-77.pdf",
+        None,
+    )])
+    .await;
     b.until("the document in the portal", |b| async move { b.bitrix.chat_messages().len() == 5 }).await;
     let m = b.bitrix.chat_messages().pop().unwrap();
     assert_eq!(m.files[0]["name"], "inv-77.pdf");
@@ -171,11 +187,7 @@ async fn outside_the_window_nothing_reaches_meta_and_the_operator_is_told(db: Db
 async fn template_commands_send_exact_payloads_and_explain_mistakes(db: Db) {
     let b = Bridged::start(db).await;
     b.customer_text("oi").await;
-    b.until("templates synced", |b| async move {
-        let (_, t) = b.app.admin("GET", "/wabas/1/templates", None).await;
-        t.as_array().is_some_and(|a| a.len() == 6)
-    })
-    .await;
+    b.templates_synced().await;
     let cases: Vec<(&str, Value)> = vec![
         ("template-hello+en_US", json!({"name": "hello", "language": {"code": "en_US"}})),
         (
@@ -240,7 +252,8 @@ async fn tokens_forgeries_duplicates(db: Db) {
     assert!(b.bitrix.refresh_count() >= 1);
     assert_eq!(b.bitrix.double_spent_refresh(), 0);
     // A forged application_token is refused and does nothing.
-    let forged = b.bitrix.with_application_token("forged-token").operator_reply(b.line, CUSTOMER, "pwned", vec![]).await;
+    let forged =
+        b.bitrix.with_application_token("forged-token").operator_reply(b.line, CUSTOMER, "pwned", vec![]).await;
     assert_eq!(forged.unwrap().status, 401);
     // A duplicated event sends once.
     b.operator("uma vez só").await;
@@ -251,10 +264,67 @@ async fn tokens_forgeries_duplicates(db: Db) {
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(sent[0].body["text"]["body"].as_str().unwrap().contains("uma vez só"));
     // A forged uninstall is refused: the portal stays active.
-    let forged_uninstall = b.bitrix.with_application_token("forged-token").uninstall(&b.app.url("/api/bitrix/events")).await;
+    let forged_uninstall =
+        b.bitrix.with_application_token("forged-token").uninstall(&b.app.url("/api/bitrix/events")).await;
     assert_eq!(forged_uninstall.unwrap(), 401);
     let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
     assert_eq!(portal["active"], true);
+    b.stop().await;
+}
+
+async fn uninstall_stops_traffic_for_that_portal_only(db: Db) {
+    use wabridge::sandbox::bitrix::{BitrixOptions, BitrixSandbox};
+    let b = Bridged::start(db).await;
+    // A second portal with its own number.
+    let other = BitrixSandbox::start(BitrixOptions {
+        client_id: b.bitrix.options().client_id,
+        client_secret: b.bitrix.options().client_secret,
+        ..BitrixOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(other.install(&b.app.url("/api/bitrix/install")).await.unwrap(), 201);
+    let (_, portals) = b.app.admin("GET", "/portals", None).await;
+    let second = portals.as_array().unwrap().iter().find(|p| p["id"] != b.portal_id).unwrap()["id"].as_i64().unwrap();
+    b.graph.add_number("106540352242999", "5511930005678", common::bridge::WABA);
+    let (s, phone2) = b
+        .app
+        .admin(
+            "POST",
+            "/phones",
+            Some(json!({"number": "+5511930005678", "phone_number_id": "106540352242999",
+                                             "waba": 1, "portal": second})),
+        )
+        .await;
+    assert_eq!(s, 201, "{phone2}");
+    let id2 = phone2["id"].as_i64().unwrap();
+    b.until("second line bound", |b| async move {
+        b.app.admin("GET", &format!("/phones/{id2}"), None).await.1["connector"]["status"] == "ok"
+    })
+    .await;
+
+    // The first portal uninstalls the app.
+    assert_eq!(b.bitrix.uninstall(&b.app.url("/api/bitrix/events")).await.unwrap(), 200);
+    let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
+    assert_eq!(portal["active"], false);
+    let before = b.bitrix.calls().len();
+    b.customer_text("alguém aí?").await;
+    let value = p::messages_value(
+        "5511930005678",
+        "106540352242999",
+        vec![p::contact(CUSTOMER, "Maria")],
+        vec![p::text_message(CUSTOMER, &p::new_wamid(), now_s(), "para a loja 2")],
+    );
+    let sender = wabridge::sandbox::meta::MetaWebhookSender::new(
+        b.app.url("/api/waba?app_id=1234567890"),
+        common::bridge::SECRET,
+    );
+    assert!(sender.deliver(&p::envelope(common::bridge::WABA, "messages", value)).await.delivered);
+    b.until("the second portal got its message", |_| async { !other.chat_messages().is_empty() }).await;
+    b.settle().await;
+    assert_eq!(other.chat_messages()[0].text.as_deref(), Some("para a loja 2"));
+    assert_eq!(b.bitrix.calls().len(), before, "nothing more went to the uninstalled portal");
+    other.stop().await;
     b.stop().await;
 }
 
@@ -266,4 +336,5 @@ both_databases!(
     outside_the_window_nothing_reaches_meta_and_the_operator_is_told,
     template_commands_send_exact_payloads_and_explain_mistakes,
     tokens_forgeries_duplicates,
+    uninstall_stops_traffic_for_that_portal_only,
 );

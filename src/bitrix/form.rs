@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn json_bodies_are_accepted_and_non_objects_refused() {
         assert_eq!(parse(None, br#" {"event":"X"}"#).unwrap()["event"], "X");
-        assert_eq!(parse(Some("application/json"), b"[1]"), Err(FormError::Malformed("JSON body is not an object".into())));
+        assert_eq!(
+            parse(Some("application/json"), b"[1]"),
+            Err(FormError::Malformed("JSON body is not an object".into()))
+        );
         assert!(parse(Some("application/json"), b"{").is_err());
     }
 
@@ -153,7 +156,10 @@ mod tests {
         let v = json!({"event": "ONAPPINSTALL", "auth": {"member_id": "m1", "domain": "p.bitrix24.com"},
                        "data": {"MESSAGES": [{"im": {"chat_id": "1"}}, {"im": {"chat_id": "2"}}]}});
         assert_eq!(parse(None, encode(&v).as_bytes()).unwrap(), v);
-        assert_eq!(parse(None, encode(&json!({"n": 5, "b": true})).as_bytes()).unwrap(), json!({"n": "5", "b": "true"}));
+        assert_eq!(
+            parse(None, encode(&json!({"n": 5, "b": true})).as_bytes()).unwrap(),
+            json!({"n": "5", "b": "true"})
+        );
     }
 
     #[test]

@@ -114,12 +114,17 @@ async fn bind(b: &Bridge, portal_id: i64, number: &str) -> Result<String, Bitrix
                 .bitrix
                 .call(portal_id, "imopenlines.config.add", &json!({"PARAMS": {"LINE_NAME": name, "ACTIVE": "Y"}}))
                 .await?;
-            id_text(&added["result"]).ok_or_else(|| api_error("config.add", "NO_LINE_ID", "no line id in the answer"))?
+            id_text(&added["result"])
+                .ok_or_else(|| api_error("config.add", "NO_LINE_ID", "no line id in the answer"))?
         }
     };
     let d = digits(number);
     let cmds = vec![
-        ("activate".to_string(), "imconnector.activate".to_string(), json!({"CONNECTOR": connector, "LINE": line, "ACTIVE": "1"})),
+        (
+            "activate".to_string(),
+            "imconnector.activate".to_string(),
+            json!({"CONNECTOR": connector, "LINE": line, "ACTIVE": "1"}),
+        ),
         (
             "data".to_string(),
             "imconnector.connector.data.set".to_string(),

@@ -66,18 +66,9 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         let name = m.filename.clone().unwrap_or_else(|| default_name(&m.id, kind.as_str(), m.mime_type.as_deref()));
         if !phone.file_proxy {
             let token = super::reply::token_for(&b.store, phone.waba_id).await?;
-            media::keep_local(
-                &b.store,
-                &b.graph,
-                &b.config.data_dir,
-                phone_id,
-                &phone.phone_number_id,
-                &token,
-                &m.id,
-                &name,
-            )
-            .await
-            .map_err(|e| JobError::retry(format!("downloading the media from Meta: {e}")))?;
+            media::keep_local(&b, &phone, &token, &m.id, &name)
+                .await
+                .map_err(|e| JobError::retry(format!("downloading the media from Meta: {e}")))?;
         }
         let url = media::link(&b.public_base, &b.media_key, phone_id, &m.id, &name, b.config.media_url_ttl_seconds);
         files.push(json!({"url": url, "name": name}));
@@ -159,9 +150,10 @@ async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreErr
         .fetch_optional(&b.store.pool)
         .await?;
     Ok(match row {
-        Some(r) => Some(r.try_get::<Option<String>, _>("body")?.unwrap_or_else(|| {
-            format!("[{}]", r.try_get::<String, _>("msg_type").unwrap_or_default())
-        })),
+        Some(r) => Some(
+            r.try_get::<Option<String>, _>("body")?
+                .unwrap_or_else(|| format!("[{}]", r.try_get::<String, _>("msg_type").unwrap_or_default())),
+        ),
         None => {
             // A message we sent: its text is in the send's request.
             let r = sqlx::query("SELECT request FROM outbound WHERE wamid = $1")
@@ -197,7 +189,11 @@ fn id_text(v: &Value) -> Option<String> {
 
 /// Queues delivery of a new inbound message when its phone is bound to a portal (called inside the inbox
 /// transaction, so a message is queued for the CRM exactly when it is first stored).
-pub async fn enqueue_on(tx: &mut sqlx::Transaction<'static, sqlx::Any>, phone_id: i64, wamid: &str) -> Result<(), StoreError> {
+pub async fn enqueue_on(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    phone_id: i64,
+    wamid: &str,
+) -> Result<(), StoreError> {
     let row = sqlx::query(
         "SELECT m.id FROM messages m JOIN phones p ON p.id = m.phone_id JOIN portals o ON o.id = p.portal_id \
          WHERE m.wamid = $1 AND p.id = $2",

@@ -80,7 +80,8 @@ pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), Even
     let existing = store.find_portal_by_member_id(&member).await?;
     let mut p = match existing {
         Some(p) => {
-            let same = p.application_token.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(app_token.as_bytes())));
+            let same =
+                p.application_token.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(app_token.as_bytes())));
             if p.active && !same {
                 return Err(EventError::Unauthorized(
                     "this portal is installed with another application_token; uninstall the app first".into(),
@@ -219,11 +220,7 @@ pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handl
 }
 
 /// The SMS provider's send (bitrix24.md §3): commits the send (or its failure) and its status report.
-pub async fn sms(
-    b: &super::Bridge,
-    code: &str,
-    body: &Value,
-) -> Result<(i64, Option<String>), EventError> {
+pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Option<String>), EventError> {
     let portal = authenticate(&b.store, body).await?;
     if !portal.active {
         return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
@@ -316,14 +313,16 @@ async fn decide_sms(
             }
         }
         Ok(SmsBody::Text(t)) => {
-            let last = sqlx::query("SELECT last_inbound_at FROM contacts WHERE phone_id = $1 AND (contact_key = $2 OR wa_id = $2)")
-                .bind(phone.id)
-                .bind(recipient)
-                .fetch_optional(&store.pool)
-                .await?
-                .map(|r| r.try_get::<Option<i64>, _>("last_inbound_at"))
-                .transpose()?
-                .flatten();
+            let last = sqlx::query(
+                "SELECT last_inbound_at FROM contacts WHERE phone_id = $1 AND (contact_key = $2 OR wa_id = $2)",
+            )
+            .bind(phone.id)
+            .bind(recipient)
+            .fetch_optional(&store.pool)
+            .await?
+            .map(|r| r.try_get::<Option<i64>, _>("last_inbound_at"))
+            .transpose()?
+            .flatten();
             let now = now_ms();
             let w = crate::bridge::window::window(last, now);
             if matches!(w, crate::bridge::window::Window::Open { .. }) {

@@ -22,7 +22,15 @@ pub fn sign(key: &[u8; 32], phone_id: i64, media_id: &str, exp: i64, name: &str)
 }
 
 /// Checks a link's signature in constant time, then its expiry (unix seconds).
-pub fn verify(key: &[u8; 32], phone_id: i64, media_id: &str, exp: i64, name: &str, sig: &str, now_s: i64) -> Result<(), &'static str> {
+pub fn verify(
+    key: &[u8; 32],
+    phone_id: i64,
+    media_id: &str,
+    exp: i64,
+    name: &str,
+    sig: &str,
+    now_s: i64,
+) -> Result<(), &'static str> {
     let Ok(sig) = hex::decode(sig) else { return Err("the link's signature is malformed") };
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(signed_text(phone_id, media_id, exp, name).as_bytes());
@@ -60,15 +68,14 @@ pub enum MediaError {
 
 /// Downloads a media item from Meta into the local media directory (once) and records it.
 pub async fn keep_local(
-    store: &Store,
-    graph: &graph::Client,
-    data_dir: &std::path::Path,
-    phone_id: i64,
-    phone_number_id: &str,
+    b: &super::Bridge,
+    phone: &crate::store::registry::Phone,
     token: &str,
     media_id: &str,
     file_name: &str,
 ) -> Result<(), MediaError> {
+    let (store, graph, data_dir) = (&b.store, &b.graph, b.config.data_dir.as_path());
+    let (phone_id, phone_number_id) = (phone.id, phone.phone_number_id.as_str());
     let known = sqlx::query("SELECT path FROM media_files WHERE phone_id = $1 AND media_id = $2")
         .bind(phone_id)
         .bind(media_id)
@@ -110,7 +117,11 @@ pub async fn keep_local(
 }
 
 /// A local copy's MIME type and path, if kept.
-pub async fn local(store: &Store, phone_id: i64, media_id: &str) -> Result<Option<(Option<String>, String)>, StoreError> {
+pub async fn local(
+    store: &Store,
+    phone_id: i64,
+    media_id: &str,
+) -> Result<Option<(Option<String>, String)>, StoreError> {
     let row = sqlx::query("SELECT mime_type, path FROM media_files WHERE phone_id = $1 AND media_id = $2")
         .bind(phone_id)
         .bind(media_id)

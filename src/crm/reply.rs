@@ -177,4 +177,3 @@ pub fn from_event(portal_id: i64, line: &str, item: &Value) -> Option<Reply> {
             .collect(),
     })
 }
-

@@ -51,7 +51,8 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
                 }
                 "failed" => {
                     let text = format!("Not delivered to WhatsApp: {}", reason.unwrap_or("Meta reported a failure"));
-                    let chat = r["im_chat_id"].as_str().map(String::from).unwrap_or_else(|| r["im_chat_id"].to_string());
+                    let chat =
+                        r["im_chat_id"].as_str().map(String::from).unwrap_or_else(|| r["im_chat_id"].to_string());
                     super::reply::system_message(&b, portal_id, &chat, &text).await?;
                 }
                 _ => {}

@@ -32,7 +32,8 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
 
 fn is_install(body: &Value) -> bool {
     body["event"].as_str().is_some_and(|e| e.eq_ignore_ascii_case("ONAPPINSTALL"))
-        || (body.get("event").is_none() && (body.get("AUTH_ID").is_some() || body["auth"].get("refresh_token").is_some()))
+        || (body.get("event").is_none()
+            && (body.get("AUTH_ID").is_some() || body["auth"].get("refresh_token").is_some()))
 }
 
 pub async fn install(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {

@@ -61,7 +61,10 @@ pub async fn get_send(State(s): State<AppState>, Path(id): Path<i64>) -> Result<
 /// A WABA's synced templates, with language variants whose parameters disagree flagged.
 #[utoipa::path(get, path = "/admin/api/v1/wabas/{id}/templates", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 200, body = [TemplateView]), (status = 404, body = ErrorBody)))]
-pub async fn list_templates(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Vec<TemplateView>>, ApiError> {
+pub async fn list_templates(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Vec<TemplateView>>, ApiError> {
     crate::registry::get_waba(&s.store, id).await?;
     Ok(Json(crate::templates::list_views(&s.store, id).await?))
 }

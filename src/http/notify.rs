@@ -111,7 +111,8 @@ pub async fn notify(
     let language = crate::bridge::locale::pick_language(&locale, &approved).ok_or_else(|| {
         unprocessable("locale", format!("no approved language of {:?} fits {locale:?}", input.template))
     })?;
-    let def = template::select(&defs, &input.template, &language).map_err(|e| unprocessable("template", e.to_string()))?;
+    let def =
+        template::select(&defs, &input.template, &language).map_err(|e| unprocessable("template", e.to_string()))?;
     let params = match &input.parameters {
         None | Some(Value::Null) => Params::Positional(Vec::new()),
         Some(Value::Array(items)) => Params::Positional(items.iter().map(value_text).collect()),
@@ -129,9 +130,9 @@ pub async fn notify(
         idempotency_key: input.idempotency_key.as_ref().map(|k| format!("api:{}:{k}", caller.key_id)),
         api_key_id: Some(caller.key_id),
     };
-    let mut tx = s.store.begin_write().await.map_err(|e| ApiError::internal(e))?;
+    let mut tx = s.store.begin_write().await.map_err(ApiError::internal)?;
     let e = outbound::enqueue_on(&mut tx, &send, s.config.job_max_attempts).await?;
-    tx.commit().await.map_err(|e| ApiError::internal(e))?;
+    tx.commit().await.map_err(ApiError::internal)?;
     s.engine.wake();
     Ok((StatusCode::ACCEPTED, Json(NotificationAccepted { id: e.id, language, duplicate: e.duplicate })))
 }

@@ -359,11 +359,10 @@ impl Engine {
 
     /// When the next unleased job is due (ms), if any.
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL",
-        )
-        .fetch_one(&self.store.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL")
+                .fetch_one(&self.store.pool)
+                .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?)
     }
 

@@ -78,8 +78,10 @@ pub async fn enqueue_on(
 ) -> Result<Enqueued, StoreError> {
     let now = now_ms();
     if let Some(key) = &send.idempotency_key {
-        if let Some(r) =
-            sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1").bind(key).fetch_optional(&mut **tx).await?
+        if let Some(r) = sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1")
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?
         {
             return Ok(Enqueued { id: r.try_get("id")?, duplicate: true });
         }
@@ -208,7 +210,10 @@ pub async fn on_status(
         Some(r) => Some(r),
         None => match by_opaque {
             Some(id) => {
-                sqlx::query("SELECT id, state, status FROM outbound WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?
+                sqlx::query("SELECT id, state, status FROM outbound WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await?
             }
             None => None,
         },

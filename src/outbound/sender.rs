@@ -74,7 +74,10 @@ impl Sender {
         }
         let ctx = load_context(&self.store, out.phone_id).await?;
         if let Some(reason) = &ctx.paused {
-            return Err(JobError::Defer { message: format!("sends of this WABA are paused: {reason}"), after: PAUSE_WAIT });
+            return Err(JobError::Defer {
+                message: format!("sends of this WABA are paused: {reason}"),
+                after: PAUSE_WAIT,
+            });
         }
         // Messages to one customer keep their order.
         let earlier = sqlx::query(
@@ -87,7 +90,10 @@ impl Sender {
         .fetch_optional(&self.store.pool)
         .await?;
         if earlier.is_some() {
-            return Err(JobError::Defer { message: "an earlier message to this customer is still queued".into(), after: ORDER_WAIT });
+            return Err(JobError::Defer {
+                message: "an earlier message to this customer is still queued".into(),
+                after: ORDER_WAIT,
+            });
         }
         // Pair rate, then the number's throughput.
         let verdict = lock(&self.pairs).ask(out.phone_id, &out.recipient, self.pair_interval_ms, self.pair_burst, now);
@@ -99,7 +105,9 @@ impl Sender {
             let verdict = lock(&self.phones).ask(out.phone_id, id, ctx.mps, now);
             match verdict {
                 Verdict::Go => break,
-                Verdict::WaitUntil(t) if t - now <= 20 => tokio::time::sleep(Duration::from_millis((t - now) as u64)).await,
+                Verdict::WaitUntil(t) if t - now <= 20 => {
+                    tokio::time::sleep(Duration::from_millis((t - now) as u64)).await
+                }
                 Verdict::WaitUntil(t) => return Err(defer_until("paced to the number's throughput", t, now)),
             }
         }
@@ -162,7 +170,13 @@ impl Sender {
                         }
                         if g.code == 131056 {
                             let until = now + after.map(|d| d.as_millis() as i64).unwrap_or(self.pair_interval_ms);
-                            lock(&self.pairs).hold(out.phone_id, &out.recipient, until, self.pair_interval_ms, self.pair_burst);
+                            lock(&self.pairs).hold(
+                                out.phone_id,
+                                &out.recipient,
+                                until,
+                                self.pair_interval_ms,
+                                self.pair_burst,
+                            );
                         }
                         self.retry(out, job, Some(g.code), &format!("{reason} ({g})"), after).await
                     }
@@ -178,8 +192,8 @@ impl Sender {
                         Err(JobError::Defer { message: format!("sends paused: {reason}"), after: PAUSE_WAIT })
                     }
                     SendClass::Permanent { code, reason } => {
-                        let detail = g.details.clone().map(|d| format!(" — Meta: {d}")).unwrap_or_default();
-                        self.fail(out, Some(code), &format!("{reason}{detail}")).await
+                        let detail = g.details.clone().map(|d| format!(": {d}")).unwrap_or_default();
+                        self.fail(out, Some(code), &format!("{reason} (Meta error {code}{detail})")).await
                     }
                 }
             }
@@ -189,18 +203,27 @@ impl Sender {
         }
     }
 
-    async fn retry(&self, out: &Outbound, job: &Job, code: Option<i64>, reason: &str, after: Option<Duration>) -> Result<(), JobError> {
+    async fn retry(
+        &self,
+        out: &Outbound,
+        job: &Job,
+        code: Option<i64>,
+        reason: &str,
+        after: Option<Duration>,
+    ) -> Result<(), JobError> {
         if job.attempts >= job.max_attempts {
             self.fail(out, code, &format!("gave up after {} attempts: {reason}", job.attempts)).await?;
             return Err(JobError::Permanent(reason.to_string()));
         }
-        sqlx::query("UPDATE outbound SET state = 'queued', error_code = $2, error_text = $3, updated_at = $4 WHERE id = $1")
-            .bind(out.id)
-            .bind(code)
-            .bind(reason)
-            .bind(now_ms())
-            .execute(&self.store.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE outbound SET state = 'queued', error_code = $2, error_text = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(out.id)
+        .bind(code)
+        .bind(reason)
+        .bind(now_ms())
+        .execute(&self.store.pool)
+        .await?;
         Err(JobError::Retry { message: reason.to_string(), after })
     }
 
@@ -208,13 +231,15 @@ impl Sender {
     async fn fail(&self, out: &Outbound, code: Option<i64>, reason: &str) -> Result<(), JobError> {
         lock(&self.phones).forget(out.id);
         let mut tx = self.store.begin_write().await?;
-        sqlx::query("UPDATE outbound SET state = 'failed', error_code = $2, error_text = $3, updated_at = $4 WHERE id = $1")
-            .bind(out.id)
-            .bind(code)
-            .bind(reason)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE outbound SET state = 'failed', error_code = $2, error_text = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(out.id)
+        .bind(code)
+        .bind(reason)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         super::report_on(&mut *tx, out.id, "failed", Some(reason)).await?;
         tx.commit().await?;
         tracing::info!(outbound = out.id, code, "send failed permanently");
@@ -270,7 +295,8 @@ async fn load_context(store: &Store, phone_id: i64) -> Result<Context, JobError>
         mps: row.try_get::<i64, _>("throughput_mps")?.clamp(1, 1000) as u32,
         waba_id: row.try_get("waba_id")?,
         token,
-        paused: paused_at.map(|_| row.try_get::<Option<String>, _>("sends_paused_reason").ok().flatten().unwrap_or_default()),
+        paused: paused_at
+            .map(|_| row.try_get::<Option<String>, _>("sends_paused_reason").ok().flatten().unwrap_or_default()),
     })
 }
 

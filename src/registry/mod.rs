@@ -258,6 +258,7 @@ pub async fn create_waba(store: &Store, input: &WabaInput) -> Result<Waba, Regis
         app_id,
         name: non_empty(&input.name).unwrap_or_default(),
         access_token: non_empty(&input.access_token),
+        sends_paused_reason: None,
         created_at: now,
         updated_at: now,
     };
@@ -300,6 +301,7 @@ pub async fn update_waba(store: &Store, id: i64, input: &WabaInput) -> Result<Wa
     store.update_waba(&w).await?;
     if input.access_token.is_some() {
         crate::outbound::sender::resume_waba(store, w.id).await?;
+        w.sends_paused_reason = None;
     }
     Ok(w)
 }

@@ -75,6 +75,8 @@ pub struct WabaView {
     pub name: String,
     /// Masked; `null` when the app's token is used.
     pub access_token: Option<String>,
+    /// Set when Meta refused the access token: sends of this WABA wait until a new token is set.
+    pub sends_paused: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -87,6 +89,7 @@ impl From<&Waba> for WabaView {
             app: w.app_id,
             name: w.name.clone(),
             access_token: w.access_token.as_deref().map(mask),
+            sends_paused: w.sends_paused_reason.clone(),
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
         }

@@ -642,7 +642,11 @@ pub fn check_template_send(def: &Value, req: &Value) -> Checked<()> {
                 check_location(object, "header location")
             } else {
                 // A template header's media takes no caption; a document may name its file (`filename`).
-                check_media(object, if kind == "document" { "header-document" } else { "header" }, &format!("header {kind}"))
+                check_media(
+                    object,
+                    if kind == "document" { "header-document" } else { "header" },
+                    &format!("header {kind}"),
+                )
             };
             checked.map_err(|e| format_mismatch(format!("header: {}", e.details)))?;
         }

@@ -28,6 +28,8 @@ pub struct Waba {
     pub app_id: i64,
     pub name: String,
     pub access_token: Option<String>,
+    /// Why sends are paused (Meta refused the token), when they are. Written by the sender only.
+    pub sends_paused_reason: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -157,7 +159,7 @@ impl Phone {
 
 const APP_COLS: &str = "id, meta_app_id, name, domain, app_secret, access_token, verify_token, keep_raw_events, \
                         verify_signatures, created_at, updated_at";
-const WABA_COLS: &str = "id, waba_id, app_id, name, access_token, created_at, updated_at";
+const WABA_COLS: &str = "id, waba_id, app_id, name, access_token, sends_paused_reason, created_at, updated_at";
 const PORTAL_COLS: &str = "id, kind, member_id, domain, client_endpoint, access_token, refresh_token, \
                            token_expires_at, application_token, active, uninstalled_at, created_at, updated_at";
 const PHONE_COLS: &str = "id, number, phone_number_id, waba_id, portal_id, channel, sms_service, file_proxy, line_id, \
@@ -199,6 +201,7 @@ impl Store {
             app_id: r.try_get("app_id")?,
             name: r.try_get("name")?,
             access_token: self.open_opt("wabas.access_token", r.try_get("access_token")?)?,
+            sends_paused_reason: r.try_get("sends_paused_reason")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
         })

@@ -46,6 +46,13 @@ pub fn templates() -> Vec<Value> {
                               {"type": "BUTTONS", "buttons": [{"type": "URL", "text": "Track", "url": "https://t.example.com/p/{{1}}"}]}]}),
         json!({"name": "pending_one", "language": "en_US", "status": "PENDING", "category": "MARKETING",
                "components": [body("Soon")]}),
+        json!({"name": "welcome", "language": "en", "status": "APPROVED", "category": "UTILITY",
+               "parameter_format": "named", "components": [body("Welcome {{first_name}}, your code is {{code}}.")]}),
+        // Language variants that disagree: the pt_BR text takes two parameters, the en_US one takes one.
+        json!({"name": "promo", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
+               "components": [body("Hi {{1}}, 10% off today.")]}),
+        json!({"name": "promo", "language": "pt_BR", "status": "APPROVED", "category": "MARKETING",
+               "components": [body("Oi {{1}}, {{2}}% de desconto hoje.")]}),
     ]
 }
 
@@ -107,7 +114,11 @@ impl Bridged {
             if cond(self).await {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting until {what}; chat notes: {:?}", self.system_messages());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting until {what}; chat notes: {:?}",
+                self.system_messages()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -147,6 +158,36 @@ impl Bridged {
         let r = self.bitrix.operator_reply(self.line, CUSTOMER, text, vec![]).await.expect("operator reply posted");
         assert_eq!(r.status, 200, "operator reply accepted");
         r.message_id
+    }
+
+    /// Creates an API key for `/api/v1`.
+    pub async fn api_key(&self) -> String {
+        let (s, body) = self.app.admin("POST", "/api-keys", Some(json!({"name": "shop"}))).await;
+        assert_eq!(s, 201, "{body}");
+        body["key"].as_str().expect("key").to_string()
+    }
+
+    /// `POST /api/v1/notifications`; returns status and body.
+    pub async fn notify(&self, key: &str, body: Value) -> (u16, Value) {
+        let resp = self.app.http.post(self.app.url("/api/v1/notifications")).bearer_auth(key).json(&body).send().await;
+        let resp = resp.expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON answer"))
+    }
+
+    /// A send as the admin API shows it.
+    pub async fn send(&self, id: i64) -> Value {
+        self.app.admin("GET", &format!("/sends/{id}"), None).await.1
+    }
+
+    /// Waits until the WABA's templates are synced (`n` of them).
+    pub async fn templates_synced(&self) {
+        let n = templates().len();
+        self.until("templates synced", |b| async move {
+            let (_, t) = b.app.admin("GET", "/wabas/1/templates", None).await;
+            t.as_array().is_some_and(|a| a.len() == n)
+        })
+        .await;
     }
 
     /// The system messages posted into open-line chats (`im.message.add`).

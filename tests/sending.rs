@@ -1,0 +1,331 @@
+//! Outbound delivery end to end, on both databases: the SMS provider, Meta's error classes, unanswered sends,
+//! pacing, template notifications with locale fallback, template variant checks, two processes sending once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::bridge::{Bridged, CUSTOMER, PNID, TOKEN};
+use common::Db;
+use serde_json::{json, Value};
+use wabridge::sandbox::graph_messages::Progression;
+
+const CODE: &str = "wabridge_5511930001234";
+
+async fn enable_sms(b: &Bridged) {
+    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"sms_service": true}))).await;
+    assert_eq!(s, 200, "{body}");
+    b.until("the SMS sender is registered", |b| async move { b.phone().await["sms"]["status"] == "registered" }).await;
+}
+
+async fn sms_provider_registers_sends_templates_and_reports_statuses(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    enable_sms(&b).await;
+    let senders = b.bitrix.sms_senders();
+    assert_eq!(senders.len(), 1);
+    assert_eq!(senders[0].code, CODE);
+    assert_eq!(senders[0].sender_type, "SMS");
+    assert!(senders[0].handler.ends_with(&format!("/api/sms/{CODE}")), "{}", senders[0].handler);
+    assert_eq!(senders[0].name, "WhatsApp +5511930001234");
+
+    // A robot sends `NAME+LANG+v1|v2`: the template reaches Meta with those parameters.
+    let (status, message_id) =
+        b.bitrix.robot_sms(CODE, "+55 11 98765-4321", "order_ready+pt_BR+Anna|77").await.unwrap();
+    assert_eq!(status, 200);
+    b.until("sent to Meta", |b| async move { b.graph.sent_messages(PNID).len() == 1 }).await;
+    let sent = b.graph.sent_messages(PNID).pop().unwrap();
+    assert_eq!(sent.body["to"], format!("+{CUSTOMER}"));
+    assert_eq!(
+        sent.body["template"],
+        json!({"name": "order_ready", "language": {"code": "pt_BR"}, "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "Anna"}, {"type": "text", "text": "77"}]}]})
+    );
+    let id = message_id.clone();
+    b.until("delivered reported", |b| {
+        let id = id.clone();
+        async move { b.bitrix.sms_statuses().iter().any(|(m, s)| *m == id && s == "delivered") }
+    })
+    .await;
+    assert!(b.bitrix.sms_statuses().iter().any(|(m, s)| *m == message_id && s == "sent"));
+
+    // A permanent refusal by Meta: `failed`, with the reason kept on the send.
+    b.graph.fail_next_send(PNID, 131026);
+    let (_, failing) = b.bitrix.robot_sms(CODE, "+5511987654321", "template-hello+en_US").await.unwrap();
+    let id = failing.clone();
+    b.until("failed reported", |b| {
+        let id = id.clone();
+        async move { b.bitrix.sms_statuses().iter().any(|(m, s)| *m == id && s == "failed") }
+    })
+    .await;
+    // Plain text outside the window fails with the reason, and nothing reaches Meta.
+    let before = b.graph.sent_messages(PNID).len();
+    let (status, text_id) = b.bitrix.robot_sms(CODE, "+5511987654321", "Olá, tudo bem?").await.unwrap();
+    assert_eq!(status, 422);
+    let id = text_id.clone();
+    b.until("text refused", |b| {
+        let id = id.clone();
+        async move { b.bitrix.sms_statuses().iter().any(|(m, s)| *m == id && s == "failed") }
+    })
+    .await;
+    assert_eq!(b.graph.sent_messages(PNID).len(), before);
+    // A forged application token is refused.
+    let forged = b.bitrix.with_application_token("nope").robot_sms(CODE, "+5511987654321", "hello+en_US").await;
+    assert_eq!(forged.unwrap().0, 401);
+
+    // Clearing the flag removes the sender from the portal.
+    let (s, _) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"sms_service": false}))).await;
+    assert_eq!(s, 200);
+    b.until("the SMS sender is removed", |b| async move { b.phone().await["sms"]["status"] == "removed" }).await;
+    assert!(b.bitrix.sms_senders().is_empty());
+    b.stop().await;
+}
+
+async fn permanent_errors_reach_whoever_asked(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    b.customer_text("oi").await;
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    // CRM chat: a short system message with the reason.
+    b.graph.fail_next_send(PNID, 131026);
+    b.operator("Olá!").await;
+    b.until("the failure in the chat", |b| async move { !b.system_messages().is_empty() }).await;
+    let note = b.system_messages().pop().unwrap();
+    assert!(note.starts_with("Not delivered to WhatsApp:") && note.contains("Meta error 131026"), "{note}");
+    assert!(note.contains("could not be delivered"), "{note}");
+    // API caller: the reason on the send.
+    let key = b.api_key().await;
+    b.graph.fail_next_send(PNID, 132001);
+    let (s, body) =
+        b.notify(&key, json!({"from": "+5511930001234", "to": "+5511987654321", "template": "hello"})).await;
+    assert_eq!(s, 202, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    b.until("the send failed", |b| async move { b.send(id).await["state"] == "failed" }).await;
+    let send = b.send(id).await;
+    assert_eq!(send["error_code"], 132001);
+    assert!(send["error_text"].as_str().unwrap().to_lowercase().contains("template"), "{send}");
+    let r = b.app.http.get(b.app.url(&format!("/api/v1/sends/{id}"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "failed");
+    b.stop().await;
+}
+
+async fn retryable_errors_are_retried_and_succeed(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let key = b.api_key().await;
+    for code in [131056, 130429, 131000] {
+        b.graph.fail_next_send(PNID, code);
+    }
+    let (s, body) =
+        b.notify(&key, json!({"from": "+5511930001234", "to": "+5511987654321", "template": "hello"})).await;
+    assert_eq!(s, 202, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    b.until("accepted after retries", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        b.send(id).await["state"] == "accepted"
+    })
+    .await;
+    let send = b.send(id).await;
+    assert_eq!(send["attempts"], 4, "{send}");
+    assert_eq!(b.graph.sent_messages(PNID).len(), 1);
+    b.stop().await;
+}
+
+async fn an_unanswered_send_is_reconciled_not_duplicated(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let key = b.api_key().await;
+    // Meta accepts, but answers after our 1 s timeout; its status webhooks say what happened.
+    b.graph.timeout_next_send(PNID, Duration::from_secs(3));
+    let (_, body) =
+        b.notify(&key, json!({"from": "+5511930001234", "to": "+5511987654321", "template": "hello"})).await;
+    let id = body["id"].as_i64().unwrap();
+    b.until("reconciled from the status webhook", |b| async move { b.send(id).await["state"] == "accepted" }).await;
+    b.until("delivered", |b| async move { b.send(id).await["status"] == "read" }).await;
+    // The deferred job runs (as it would when the reconcile window ends) and sends nothing more.
+    b.app.svc.engine().make_all_due().await.unwrap();
+    b.settle().await;
+    assert_eq!(b.graph.sent_messages(PNID).len(), 1);
+    b.stop().await;
+}
+
+async fn an_expired_token_pauses_the_waba_until_replaced(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let key = b.api_key().await;
+    b.graph.revoke_token(TOKEN);
+    let (_, body) =
+        b.notify(&key, json!({"from": "+5511930001234", "to": "+5511987654321", "template": "hello"})).await;
+    let id = body["id"].as_i64().unwrap();
+    b.until("paused", |b| async move { b.app.admin("GET", "/wabas/1", None).await.1["sends_paused"].is_string() })
+        .await;
+    let send = b.send(id).await;
+    assert_eq!(send["state"], "queued");
+    assert_eq!(send["error_code"], 190);
+    b.app.svc.engine().make_all_due().await.unwrap();
+    b.settle().await;
+    assert_eq!(b.send(id).await["attempts"], 1, "no retries burnt while paused");
+    // A new token lifts the pause and the message goes out.
+    b.graph.allow_token("EAAG-system-user-token-0002", "1234567890");
+    let (s, _) = b.app.admin("PATCH", "/wabas/1", Some(json!({"access_token": "EAAG-system-user-token-0002"}))).await;
+    assert_eq!(s, 200);
+    assert!(b.app.admin("GET", "/wabas/1", None).await.1["sends_paused"].is_null());
+    b.until("sent", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        b.send(id).await["state"] == "accepted"
+    })
+    .await;
+    b.stop().await;
+}
+
+async fn the_pair_rate_queues_and_keeps_order(db: Db) {
+    let b = Bridged::start_with(db, |c| {
+        c.send_pair_interval_ms = 300;
+        c.send_pair_burst = 2;
+    })
+    .await;
+    b.templates_synced().await;
+    b.graph.set_pair_rate(Duration::from_millis(300), 2);
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let key = b.api_key().await;
+    for i in 0..6 {
+        let (s, body) = b
+            .notify(
+                &key,
+                json!({"from": "+5511930001234", "to": "+5511987654321", "template": "order_ready",
+                                 "locale": "en_US", "parameters": ["Anna", format!("{i}")]}),
+            )
+            .await;
+        assert_eq!(s, 202, "{body}");
+    }
+    b.until("all six sent", |b| async move { b.graph.sent_messages(PNID).len() == 6 }).await;
+    let order: Vec<String> = b
+        .graph
+        .sent_messages(PNID)
+        .iter()
+        .map(|m| m.body["template"]["components"][0]["parameters"][1]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(order, ["0", "1", "2", "3", "4", "5"]);
+    let (_, sends) = b.app.admin("GET", "/sends", None).await;
+    assert!(sends.as_array().unwrap().iter().all(|s| s["state"] == "accepted" && s["error_code"].is_null()), "{sends}");
+    b.stop().await;
+}
+
+async fn notifications_fall_back_through_locales(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let key = b.api_key().await;
+    let cases = [
+        ("order_ready", "pt_BR", "pt_BR"),
+        ("order_ready", "pt-PT", "pt_BR"),
+        ("order_ready", "de_DE", "en_US"),
+        ("tracking", "fr", "en"),
+    ];
+    for (i, (template, locale, expected)) in cases.iter().enumerate() {
+        let params = if *template == "tracking" { json!(["Anna"]) } else { json!(["Anna", "9"]) };
+        let mut req = json!({"from": "+5511930001234", "to": "+5511987654321", "template": template,
+                             "locale": locale, "parameters": params});
+        if *template == "tracking" {
+            req["button_param"] = json!("XY1");
+        }
+        let (s, body) = b.notify(&key, req).await;
+        assert_eq!(s, 202, "{body}");
+        assert_eq!(body["language"], *expected, "{template} {locale}");
+        b.until("sent", |b| async move { b.graph.sent_messages(PNID).len() == i + 1 }).await;
+        assert_eq!(b.graph.sent_messages(PNID).pop().unwrap().body["template"]["language"]["code"], *expected);
+    }
+    // Named parameters.
+    let (s, body) = b
+        .notify(
+            &key,
+            json!({"from": "+5511930001234", "to": "+5511987654321", "template": "welcome",
+                             "parameters": {"code": "1234", "first_name": "Anna"}}),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
+    b.until("sent", |b| async move { b.graph.sent_messages(PNID).len() == 5 }).await;
+    let params = b.graph.sent_messages(PNID).pop().unwrap().body["template"]["components"][0]["parameters"].clone();
+    assert!(
+        params.as_array().unwrap().iter().any(|p| p["parameter_name"] == "first_name" && p["text"] == "Anna"),
+        "{params}"
+    );
+    // Clear errors.
+    let (s, body) =
+        b.notify(&key, json!({"from": "+5511930001234", "to": "+5511987654321", "template": "nosuch"})).await;
+    assert_eq!(s, 422);
+    assert!(body["error"]["message"].as_str().unwrap().contains("nosuch"), "{body}");
+    let (s, body) = b
+        .notify(
+            &key,
+            json!({"from": "+5511930001234", "to": "+5511987654321", "template": "order_ready", "parameters": ["x"]}),
+        )
+        .await;
+    assert_eq!(s, 422, "{body}");
+    let (s, _) = b.notify("wbk_forged", json!({})).await;
+    assert_eq!(s, 401);
+    b.stop().await;
+}
+
+async fn mismatched_template_variants_are_flagged(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let (_, list) = b.app.admin("GET", "/wabas/1/templates", None).await;
+    let flagged: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["variant_problem"].is_string())
+        .map(|t| (t["name"].as_str().unwrap().into(), t["language"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(flagged.len(), 1, "{list}");
+    assert_eq!(flagged[0].0, "promo");
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "order_ready")
+        .all(|t| t["variant_problem"].is_null()));
+    b.stop().await;
+}
+
+async fn two_processes_send_each_message_once(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    // A second wabridge process on the same database.
+    let mut config = b.app.db.config();
+    config.graph_base_url = b.graph.base_url();
+    let other = wabridge::Service::start(config).await.expect("second instance");
+    let key = b.api_key().await;
+    let n = 60;
+    for i in 0..n {
+        let to = format!("+55119876{:05}", i);
+        let (s, body) = b.notify(&key, json!({"from": "+5511930001234", "to": to, "template": "hello"})).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let (a, c) = tokio::join!(b.app.svc.engine().drain(), other.engine().drain());
+    a.unwrap();
+    c.unwrap();
+    b.until("all sent", |b| async move { b.graph.sent_messages(PNID).len() >= n }).await;
+    b.settle().await;
+    let sent = b.graph.sent_messages(PNID);
+    assert_eq!(sent.len(), n, "each message sent once");
+    let mut to: Vec<String> = sent.iter().map(|m| m.to.clone()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), n);
+    other.stop().await.unwrap();
+    b.stop().await;
+}
+
+both_databases!(
+    sms_provider_registers_sends_templates_and_reports_statuses,
+    permanent_errors_reach_whoever_asked,
+    retryable_errors_are_retried_and_succeed,
+    an_unanswered_send_is_reconciled_not_duplicated,
+    an_expired_token_pauses_the_waba_until_replaced,
+    the_pair_rate_queues_and_keeps_order,
+    notifications_fall_back_through_locales,
+    mismatched_template_variants_are_flagged,
+    two_processes_send_each_message_once,
+);
