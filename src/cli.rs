@@ -57,6 +57,15 @@ pub enum Command {
     /// WhatsApp calling of a phone at Meta: enable with SIP, disable, compare with Meta.
     #[command(subcommand)]
     Calling(CallingCmd),
+    /// API keys for the tenant API (/api/v1/notifications).
+    #[command(subcommand)]
+    ApiKey(ApiKeyCmd),
+    /// Message templates synced from Meta, per WABA.
+    #[command(subcommand)]
+    Templates(TemplatesCmd),
+    /// Messages sent (or being sent) to WhatsApp.
+    #[command(subcommand)]
+    Sends(SendsCmd),
     /// TLS certificates for the SIP edge.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -284,6 +293,51 @@ pub enum PortalCmd {
     Show { id: i64 },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCmd {
+    /// Create a key (printed once; only its hash is stored).
+    Create {
+        /// Who uses the key (tenant, integration).
+        #[arg(long)]
+        name: String,
+        /// Limit the key to this WABA (wabridge id).
+        #[arg(long)]
+        waba: Option<i64>,
+    },
+    /// List keys (without the keys themselves).
+    List,
+    /// Revoke a key.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplatesCmd {
+    /// List a WABA's synced templates; variants whose parameters disagree are flagged.
+    List {
+        /// wabridge id of the WABA.
+        #[arg(long)]
+        waba: i64,
+    },
+    /// Queue a sync of a WABA's templates from Meta (run by the service's workers).
+    Sync {
+        /// wabridge id of the WABA.
+        #[arg(long)]
+        waba: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SendsCmd {
+    /// The latest sends, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One send, with its request, state, status and error.
+    Show { id: i64 },
+}
+
 impl Cli {
     pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
         let listen = match &self.command {
@@ -475,6 +529,58 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                 }
             }
             PortalCmd::Show { id } => print_json(&PortalView::from(&registry::get_portal(store, id).await?))?,
+        },
+        Command::ApiKey(cmd) => match cmd {
+            ApiKeyCmd::Create { name, waba } => {
+                if let Some(w) = waba {
+                    registry::get_waba(store, w).await?;
+                }
+                let k = crate::apikeys::create(store, name.trim(), waba).await?;
+                print_json(&k)?;
+                eprintln!("Keep the key now: it is not shown again.");
+            }
+            ApiKeyCmd::List => {
+                println!("{:<6} {:<10} {:<6} {:<8} NAME", "ID", "PREFIX", "WABA", "REVOKED");
+                for k in crate::apikeys::list(store).await? {
+                    let waba = k.waba.map(|w| w.to_string()).unwrap_or_else(|| "-".into());
+                    println!("{:<6} {:<10} {:<6} {:<8} {}", k.id, k.prefix, waba, k.revoked, k.name);
+                }
+            }
+            ApiKeyCmd::Revoke { id } => {
+                if !crate::apikeys::revoke(store, id).await? {
+                    anyhow::bail!("no active API key with id {id}");
+                }
+                println!("API key {id} revoked.");
+            }
+        },
+        Command::Templates(cmd) => match cmd {
+            TemplatesCmd::List { waba } => {
+                registry::get_waba(store, waba).await?;
+                println!("{:<32} {:<8} {:<10} PROBLEM", "NAME", "LANGUAGE", "STATUS");
+                for t in crate::templates::list_views(store, waba).await? {
+                    let problem = t.variant_problem.unwrap_or_default();
+                    println!("{:<32} {:<8} {:<10} {}", t.name, t.language, t.status, problem);
+                }
+            }
+            TemplatesCmd::Sync { waba } => {
+                registry::get_waba(store, waba).await?;
+                crate::templates::request_sync(store, waba).await?;
+                println!("Template sync of WABA {waba} queued; the service's workers run it.");
+            }
+        },
+        Command::Sends(cmd) => match cmd {
+            SendsCmd::List { limit } => {
+                println!("{:<8} {:<6} {:<6} {:<9} {:<10} ERROR", "ID", "PHONE", "ORIGIN", "STATE", "STATUS");
+                for o in crate::outbound::list(store, limit.clamp(1, 1000)).await? {
+                    let status = o.status.unwrap_or_else(|| "-".into());
+                    let err = o.error_text.unwrap_or_default();
+                    println!("{:<8} {:<6} {:<6} {:<9} {:<10} {}", o.id, o.phone_id, o.origin, o.state, status, err);
+                }
+            }
+            SendsCmd::Show { id } => match crate::outbound::get(store, id).await? {
+                Some(o) => print_json(&o)?,
+                None => anyhow::bail!("no send with id {id}"),
+            },
         },
         Command::Serve { .. }
         | Command::Migrate

@@ -54,6 +54,7 @@ pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridg
             let media = crate::crm::media::prune(&s, media_days).await.map_err(JobError::from)?;
             tracing::info!(inbox_rows = inbox, jobs, media, "pruned old inbox rows, finished jobs and media");
             crate::templates::schedule_hourly(&s).await.map_err(JobError::from)?;
+            crate::crm::schedule_hourly(&s).await.map_err(JobError::from)?;
             Ok(())
         }
     });
@@ -74,6 +75,12 @@ impl Service {
         let config = Arc::new(config);
         let public_base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
         let bridge = crate::crm::Bridge::new(store.clone(), config.clone(), public_base);
+        if !config.bitrix_client_id.is_empty() && config.public_url.is_none() {
+            tracing::warn!(
+                "bitrix_client_id is set but public_url is not: portals will be given http://{addr}/... as handler \
+                 and media URLs; set public_url to the address the portals reach"
+            );
+        }
         let engine = Arc::new(build_engine(&store, &config, metrics.clone(), bridge.clone()));
         let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max);
         let state = AppState {

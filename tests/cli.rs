@@ -102,6 +102,20 @@ async fn registry_through_the_cli(kind: Db) {
     let e = fails(&db, &["portal", "show", "42"]);
     assert!(e.contains("not found"), "{e}");
 
+    // API keys: the key is printed once; the list shows its prefix only.
+    let key: Value = serde_json::from_str(&ok(&db, &["api-key", "create", "--name", "shop", "--waba", "1"])).unwrap();
+    let k = key["key"].as_str().unwrap();
+    assert!(k.starts_with("wbk_"), "{key}");
+    let list = ok(&db, &["api-key", "list"]);
+    assert!(list.contains("shop") && list.contains(&k[..8]) && !list.contains(k), "{list}");
+    ok(&db, &["api-key", "revoke", "1"]);
+    assert!(fails(&db, &["api-key", "revoke", "1"]).contains("no active API key"));
+    assert!(ok(&db, &["templates", "list", "--waba", "1"]).contains("LANGUAGE"));
+    assert!(ok(&db, &["templates", "sync", "--waba", "1"]).contains("queued"));
+    assert!(fails(&db, &["templates", "list", "--waba", "9"]).contains("not found"));
+    assert!(ok(&db, &["sends", "list"]).contains("STATE"));
+    assert!(fails(&db, &["sends", "show", "5"]).contains("no send"));
+
     ok(&db, &["phone", "remove", "1"]);
     ok(&db, &["waba", "remove", "1"]);
     ok(&db, &["app", "remove", "1"]);
@@ -152,6 +166,16 @@ fn every_command_has_help() {
         &["certs"],
         &["certs", "dev"],
         &["asterisk-config"],
+        &["api-key"],
+        &["api-key", "create"],
+        &["api-key", "list"],
+        &["api-key", "revoke"],
+        &["templates"],
+        &["templates", "list"],
+        &["templates", "sync"],
+        &["sends"],
+        &["sends", "list"],
+        &["sends", "show"],
     ];
     for c in commands {
         let out = Command::new(BIN).args(*c).arg("--help").output().unwrap();

@@ -38,6 +38,7 @@ CREATE TABLE outbound (
     updated_at      BIGINT NOT NULL
 );
 CREATE INDEX outbound_pair ON outbound (phone_id, recipient, id);
+CREATE INDEX outbound_pending ON outbound (state) WHERE state IN ('queued', 'sending', 'unknown');
 
 -- Which open-line chat of the portal carries a customer of a phone.
 CREATE TABLE crm_chats (

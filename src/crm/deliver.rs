@@ -21,7 +21,7 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         .and_then(|v| v["message_id"].as_i64())
         .ok_or_else(|| JobError::Permanent("payload names no message_id".into()))?;
     let row = sqlx::query(
-        "SELECT m.wamid, m.phone_id, m.raw, m.context_wamid, m.crm_message_id, m.sent_at, \
+        "SELECT m.wamid, m.phone_id, m.contact_id, m.created_at, m.raw, m.context_wamid, m.crm_message_id, m.sent_at, \
          c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
          WHERE m.id = $1",
     )
@@ -43,6 +43,25 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     let (Some(line), Some("ok")) = (phone.line_id.clone(), phone.connector_status.as_deref()) else {
         return Err(JobError::retry("the phone's contact-centre line is not ready yet"));
     };
+    // One customer's messages reach the chat in order: wait while an earlier one (of the last hour) still has
+    // its delivery pending.
+    let earlier = sqlx::query(
+        "SELECT 1 AS one FROM messages m JOIN jobs j ON j.kind = 'crm.deliver' \
+         AND j.payload = '{\"message_id\":' || m.id || '}' AND j.done_at IS NULL AND NOT j.dead \
+         WHERE m.phone_id = $1 AND m.contact_id = $2 AND m.id < $3 AND m.created_at > $4 LIMIT 1",
+    )
+    .bind(phone_id)
+    .bind(row.try_get::<Option<i64>, _>("contact_id")?)
+    .bind(message_id)
+    .bind(row.try_get::<i64, _>("created_at")? - 3_600_000)
+    .fetch_optional(&b.store.pool)
+    .await?;
+    if earlier.is_some() {
+        return Err(JobError::Defer {
+            message: "an earlier message of this customer is still on its way to the CRM".into(),
+            after: std::time::Duration::from_millis(200),
+        });
+    }
     let Some(key) = row.try_get::<Option<String>, _>("contact_key")? else {
         return Err(JobError::Permanent("the message has no sender to show".into()));
     };

@@ -25,6 +25,10 @@ pub const BIND: &str = "crm.bind";
 pub const DELIVER: &str = "crm.deliver";
 pub const REPLY: &str = "crm.reply";
 pub const SMS_REGISTER: &str = "sms.register";
+/// Hourly: refresh the tokens of portals that have been idle for a week, so their refresh token (180 days per
+/// Bitrix24's docs; 28 days in older ones) never lapses.
+pub const MAINTENANCE: &str = "crm.maintenance";
+const IDLE_MS: i64 = 7 * 86_400_000;
 
 /// What every CRM job needs.
 pub struct Bridge {
@@ -81,8 +85,33 @@ pub fn register(engine: &mut Engine, bridge: Arc<Bridge>) {
     engine.register(REPLY, move |job| reply::run(b.clone(), job));
     let b = bridge.clone();
     engine.register(SMS_REGISTER, move |job| sms::register_job(b.clone(), job));
-    let b = bridge;
+    let b = bridge.clone();
     engine.register(crate::outbound::REPORT, move |job| report::run(b.clone(), job));
+    let b = bridge;
+    engine.register(MAINTENANCE, move |_job| {
+        let b = b.clone();
+        async move { refresh_idle(&b).await }
+    });
+}
+
+/// Queues this hour's [`MAINTENANCE`] job (once across all processes).
+pub async fn schedule_hourly(store: &Store) -> Result<(), StoreError> {
+    let key = format!("{MAINTENANCE}:{}", now_ms() / 3_600_000);
+    enqueue_on(&store.pool, MAINTENANCE, &json!({}), Some(&key), 3, now_ms()).await?;
+    Ok(())
+}
+
+async fn refresh_idle(b: &Bridge) -> Result<(), crate::jobs::JobError> {
+    let cutoff = now_ms() - IDLE_MS;
+    for p in b.store.list_portals().await? {
+        if p.active && p.token_expires_at.is_some_and(|t| t < cutoff) {
+            match b.bitrix.refresh_tokens(p.id).await {
+                Ok(()) => tracing::info!(portal = p.id, "refreshed the tokens of an idle portal"),
+                Err(e) => tracing::warn!(portal = p.id, error = %e, "could not refresh an idle portal's tokens"),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The digits of an E.164 number.

@@ -58,6 +58,15 @@ pub struct Metrics {
     pub jobs_running: Gauge,
     pub calls: Family<OutcomeLabels, Counter>,
     pub calls_active: Gauge,
+    /// Sends not finished yet, by state (read from the database at scrape time).
+    pub sends_pending: Family<StateLabels, Gauge>,
+    /// WABAs whose sends are paused because Meta refused the token (alert on > 0).
+    pub wabas_sends_paused: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
 }
 
 impl Metrics {
@@ -87,8 +96,22 @@ impl Metrics {
         );
         let calls_active = Gauge::default();
         registry.register("calls_active", "Answered calls through the SIP edge not yet hung up", calls_active.clone());
+        let sends_pending = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "sends_pending",
+            "Sends to WhatsApp not finished, by state (queued, sending, unknown), across all processes",
+            sends_pending.clone(),
+        );
+        let wabas_sends_paused = Gauge::default();
+        registry.register(
+            "wabas_sends_paused",
+            "WABAs whose sends are paused because Meta refused the access token (alert when above 0)",
+            wabas_sends_paused.clone(),
+        );
         Arc::new(Metrics {
             registry,
+            sends_pending,
+            wabas_sends_paused,
             http_requests,
             http_latency,
             webhook_rejected,
@@ -123,5 +146,31 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
 }
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(e) = refresh_from_store(&state).await {
+        tracing::warn!(error = %e, "metrics: could not read send counts");
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
+}
+
+/// Gauges that describe shared state (all processes), read at scrape time.
+async fn refresh_from_store(state: &AppState) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let m = &state.metrics;
+    for st in ["queued", "sending", "unknown"] {
+        m.sends_pending.get_or_create(&StateLabels { state: st.into() }).set(0);
+    }
+    let rows = sqlx::query(
+        "SELECT state, COUNT(*) AS n FROM outbound WHERE state IN ('queued', 'sending', 'unknown') GROUP BY state",
+    )
+    .fetch_all(&state.store.pool)
+    .await?;
+    for r in rows {
+        let st: String = r.try_get("state")?;
+        m.sends_pending.get_or_create(&StateLabels { state: st }).set(r.try_get::<i64, _>("n")?);
+    }
+    let paused = sqlx::query("SELECT COUNT(*) AS n FROM wabas WHERE sends_paused_at IS NOT NULL")
+        .fetch_one(&state.store.pool)
+        .await?;
+    m.wabas_sends_paused.set(paused.try_get::<i64, _>("n")?);
+    Ok(())
 }
