@@ -263,6 +263,21 @@ async fn tokens_forgeries_duplicates(db: Db) {
     let sent = b.graph.sent_messages(PNID);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(sent[0].body["text"]["body"].as_str().unwrap().contains("uma vez só"));
+    // A forged install naming this portal's member_id with an endpoint of its own is refused.
+    let forged_install = json!({"event": "ONAPPINSTALL", "auth": {
+        "member_id": b.bitrix.member_id(), "domain": "evil.example.com", "client_endpoint": "http://127.0.0.1:9/rest/",
+        "access_token": "stolen", "refresh_token": "stolen", "expires_in": "3600", "application_token": "evil"}});
+    let status = b.bitrix.post_event_raw(&b.app.url("/api/bitrix/install"), &forged_install).await.unwrap();
+    assert_eq!(status, 401);
+    let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
+    assert_ne!(portal["domain"], "evil.example.com");
+    // Also once the portal is uninstalled (when its phones are still bound to it).
+    assert_eq!(b.bitrix.uninstall(&b.app.url("/api/bitrix/events")).await.unwrap(), 200);
+    let status = b.bitrix.post_event_raw(&b.app.url("/api/bitrix/install"), &forged_install).await.unwrap();
+    assert_eq!(status, 401);
+    let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
+    assert_eq!(portal["active"], false);
+    assert_eq!(b.bitrix.install(&b.app.url("/api/bitrix/install")).await.unwrap(), 200);
     // A forged uninstall is refused: the portal stays active.
     let forged_uninstall =
         b.bitrix.with_application_token("forged-token").uninstall(&b.app.url("/api/bitrix/events")).await;
@@ -324,6 +339,11 @@ async fn uninstall_stops_traffic_for_that_portal_only(db: Db) {
     b.settle().await;
     assert_eq!(other.chat_messages()[0].text.as_deref(), Some("para a loja 2"));
     assert_eq!(b.bitrix.calls().len(), before, "nothing more went to the uninstalled portal");
+    // Installing the app again (new tokens, confirmed with the portal) brings the portal and its line back.
+    assert_eq!(b.bitrix.install(&b.app.url("/api/bitrix/install")).await.unwrap(), 200);
+    let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
+    assert_eq!(portal["active"], true);
+    b.until("line bound again", |b| async move { b.phone().await["connector"]["status"] == "ok" }).await;
     other.stop().await;
     b.stop().await;
 }

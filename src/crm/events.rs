@@ -82,10 +82,17 @@ pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), Even
         Some(p) => {
             let same =
                 p.application_token.as_deref().is_some_and(|t| bool::from(t.as_bytes().ct_eq(app_token.as_bytes())));
-            if p.active && !same {
-                return Err(EventError::Unauthorized(
-                    "this portal is installed with another application_token; uninstall the app first".into(),
-                ));
+            if !same || p.client_endpoint != endpoint {
+                // A reinstall of a portal we know (or a forgery naming its member_id): the new access token must
+                // work on the portal's REST endpoint as we first stored it, or nothing changes. Otherwise anyone
+                // could post an install naming a known member_id and an endpoint of their own, and receive that
+                // portal's chats.
+                verify_with_portal(&p.client_endpoint, &access).await.map_err(|why| {
+                    tracing::warn!(portal = p.id, "refused a reinstall whose token the portal does not accept");
+                    EventError::Unauthorized(format!(
+                        "this portal is already known and the install could not be confirmed with it: {why}"
+                    ))
+                })?;
             }
             p
         }
@@ -127,6 +134,30 @@ pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), Even
         .await?;
     tracing::info!(portal = p.id, new, "Bitrix24 portal installed");
     Ok((p, new))
+}
+
+/// Asks the portal at `endpoint` (`.../rest/`) whether `access_token` is one of its tokens for our app
+/// (`app.info`, a call every app may make).
+async fn verify_with_portal(endpoint: &str, access_token: &str) -> Result<(), String> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{}/app.info", endpoint.trim_end_matches('/'));
+    let resp = http
+        .post(&url)
+        .json(&json!({"auth": access_token}))
+        .send()
+        .await
+        .map_err(|_| "the portal could not be reached".to_string())?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status == 200 && body.get("result").is_some() {
+        Ok(())
+    } else {
+        Err(format!("the portal answered HTTP {status} {}", body["error"].as_str().unwrap_or_default()))
+    }
 }
 
 /// What an event did.
