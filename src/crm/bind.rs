@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{digits, set_connector, Bridge};
+use super::{digits, id_text, set_connector, Bridge};
 use crate::bitrix::client::Error as BitrixError;
 use crate::jobs::{Job, JobError};
 use crate::store::{now_ms, StoreError};
@@ -144,43 +144,30 @@ async fn bind(b: &Bridge, portal_id: i64, number: &str) -> Result<String, Bitrix
     Ok(line)
 }
 
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 fn api_error(step: &str, code: &str, description: &str) -> BitrixError {
     BitrixError::Api { http: 200, code: code.to_string(), description: format!("{step}: {description}") }
 }
 
-/// The portal told us a line was deleted: every phone on it shows `line_deleted` until re-bound.
-pub async fn line_deleted(store: &crate::store::Store, portal_id: i64, line: &str) -> Result<u64, StoreError> {
+/// The portal told us a line was deleted (`line_deleted`) or our connector was switched off on it (`disabled`):
+/// every phone on that line shows it until bound again. Returns how many phones it concerned.
+pub async fn line_lost(
+    store: &crate::store::Store,
+    portal_id: i64,
+    line: &str,
+    status: &str,
+) -> Result<u64, StoreError> {
+    let why = match status {
+        "line_deleted" => "the open line was deleted in the portal; bind the phone again to recreate it",
+        _ => "the connector was switched off on the line in the portal; bind the phone again to switch it on",
+    };
     let n = sqlx::query(
-        "UPDATE phones SET connector_status = 'line_deleted', connector_error = $3, updated_at = $4 \
+        "UPDATE phones SET connector_status = $3, connector_error = $4, updated_at = $5 \
          WHERE portal_id = $1 AND line_id = $2",
     )
     .bind(portal_id)
     .bind(line)
-    .bind("the open line was deleted in the portal; bind the phone again to recreate it")
-    .bind(now_ms())
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    Ok(n)
-}
-
-/// The connector was switched off on a line in the portal.
-pub async fn connector_disabled(store: &crate::store::Store, portal_id: i64, line: &str) -> Result<u64, StoreError> {
-    let n = sqlx::query(
-        "UPDATE phones SET connector_status = 'disabled', connector_error = $3, updated_at = $4 \
-         WHERE portal_id = $1 AND line_id = $2",
-    )
-    .bind(portal_id)
-    .bind(line)
-    .bind("the connector was switched off on the line in the portal; bind the phone again to switch it on")
+    .bind(status)
+    .bind(why)
     .bind(now_ms())
     .execute(&store.pool)
     .await?

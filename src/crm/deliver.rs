@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::{media, set_connector, Bridge, BIND};
+use super::{id_text, media, set_connector, Bridge, BIND};
 use crate::bitrix::client::Error as BitrixError;
 use crate::bridge::render;
 use crate::jobs::{Job, JobError};
@@ -196,14 +196,6 @@ fn default_name(id: &str, kind: &str, mime: Option<&str>) -> String {
         .map(|e| format!(".{e}"))
         .unwrap_or_default();
     format!("{kind}-{id}{ext}")
-}
-
-fn id_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Queues delivery of a new inbound message when its phone is bound to a portal (called inside the inbox

@@ -31,13 +31,7 @@ impl From<sqlx::Error> for EventError {
     }
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
+use super::id_text as text;
 
 /// The portal a request claims to come from, if its `auth[application_token]` matches (constant time).
 pub async fn authenticate(store: &Store, body: &Value) -> Result<Portal, EventError> {
@@ -226,7 +220,7 @@ pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handl
         "ONIMCONNECTORLINEDELETE" => {
             let line = text(data).or_else(|| text(&data["LINE"])).or_else(|| text(&data["line"]));
             if let Some(line) = line {
-                super::bind::line_deleted(store, portal.id, &line).await?;
+                super::bind::line_lost(store, portal.id, &line, "line_deleted").await?;
             }
             Ok(Handled::Noted)
         }
@@ -241,7 +235,7 @@ pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handl
                     .await?
                     .is_some();
                 if ours && !connector.is_empty() {
-                    super::bind::connector_disabled(store, portal.id, &line).await?;
+                    super::bind::line_lost(store, portal.id, &line, "disabled").await?;
                 }
             }
             Ok(Handled::Noted)

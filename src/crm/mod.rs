@@ -114,6 +114,15 @@ async fn refresh_idle(b: &Bridge) -> Result<(), crate::jobs::JobError> {
     Ok(())
 }
 
+/// A non-empty text or a number from a Bitrix24 value (ids come as either), as text.
+pub fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// The digits of an E.164 number.
 pub fn digits(number: &str) -> String {
     number.chars().filter(char::is_ascii_digit).collect()

@@ -145,11 +145,7 @@ pub async fn system_message(b: &Bridge, portal_id: i64, im_chat_id: &str, text: 
 
 /// Reads a reply from an `ONIMCONNECTORMESSAGEADD` message item.
 pub fn from_event(portal_id: i64, line: &str, item: &Value) -> Option<Reply> {
-    let text_of = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
+    let text_of = super::id_text;
     let files = match &item["message"]["files"] {
         Value::Array(fs) => fs.clone(),
         Value::Object(m) => m.values().cloned().collect(),
