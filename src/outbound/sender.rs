@@ -29,8 +29,9 @@ pub struct Sender {
 
 /// How long a send waits behind an earlier message to the same customer before it looks again.
 const ORDER_WAIT: Duration = Duration::from_millis(250);
-/// How long sends of a WABA whose token Meta refused wait before they look again.
-const PAUSE_WAIT: Duration = Duration::from_secs(60);
+/// How long sends of a WABA whose token Meta refused wait before they look again (a new token makes them due
+/// at once, see [`resume_waba`]).
+const PAUSE_WAIT: Duration = Duration::from_secs(300);
 
 impl Sender {
     pub fn new(store: Store, config: &Config) -> Arc<Sender> {
@@ -149,12 +150,16 @@ impl Sender {
                 Ok(())
             }
             Err(graph::Error::Unknown { reason, .. }) => {
-                sqlx::query("UPDATE outbound SET state = 'unknown', unknown_since = $2, error_text = $3, updated_at = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(now)
-                    .bind(format!("no answer from Meta: {reason}"))
-                    .execute(&self.store.pool)
-                    .await?;
+                // Only from `sending`: a status webhook may already have confirmed it (`accepted`) while we waited.
+                sqlx::query(
+                    "UPDATE outbound SET state = 'unknown', unknown_since = $2, error_text = $3, updated_at = $2 \
+                     WHERE id = $1 AND state = 'sending'",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(format!("no answer from Meta: {reason}"))
+                .execute(&self.store.pool)
+                .await?;
                 tracing::warn!(outbound = id, %reason, "send unanswered; waiting for a status webhook before any retry");
                 Err(JobError::Defer {
                     message: format!("no answer from Meta ({reason}); reconciling from status webhooks"),
@@ -319,11 +324,26 @@ pub async fn pause_waba(store: &Store, waba_id: i64, reason: &str) -> Result<(),
     Ok(())
 }
 
-/// Lifts a pause (after a token change).
+/// Lifts a pause (after a token change) and makes the WABA's waiting sends due now.
 pub async fn resume_waba(store: &Store, waba_id: i64) -> Result<(), crate::store::StoreError> {
-    sqlx::query("UPDATE wabas SET sends_paused_at = NULL, sends_paused_reason = NULL WHERE id = $1")
+    let lifted = sqlx::query(
+        "UPDATE wabas SET sends_paused_at = NULL, sends_paused_reason = NULL WHERE id = $1 AND sends_paused_at IS NOT NULL",
+    )
+    .bind(waba_id)
+    .execute(&store.pool)
+    .await?
+    .rows_affected();
+    if lifted > 0 {
+        sqlx::query(
+            "UPDATE jobs SET run_at = $2 WHERE kind = 'wa.send' AND done_at IS NULL AND NOT dead AND lease_owner IS NULL \
+             AND dedup_key IN (SELECT 'wa.send:' || o.id FROM outbound o JOIN phones p ON p.id = o.phone_id \
+                               WHERE p.waba_id = $1 AND o.state = 'queued')",
+        )
         .bind(waba_id)
+        .bind(now_ms())
         .execute(&store.pool)
         .await?;
+        tracing::info!(waba = waba_id, "sends resumed after a token change");
+    }
     Ok(())
 }
