@@ -260,6 +260,11 @@ async fn notifications_fall_back_through_locales(db: Db) {
     assert_eq!(s, 422, "{body}");
     let (s, _) = b.notify("wbk_forged", json!({})).await;
     assert_eq!(s, 401);
+    // The API is in the OpenAPI document.
+    let doc: Value = reqwest::get(b.app.url("/admin/api/v1/openapi.json")).await.unwrap().json().await.unwrap();
+    for path in ["/api/v1/notifications", "/api/v1/sends/{id}", "/admin/api/v1/api-keys", "/admin/api/v1/sends"] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
     b.stop().await;
 }
 
