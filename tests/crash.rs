@@ -25,8 +25,14 @@ struct Running {
 /// The caller owns the child and waits for it (clippy cannot see that through the returned struct).
 #[allow(clippy::zombie_processes)]
 fn serve(db: &TestDb, workers: bool) -> Running {
+    serve_with(db, workers, &[])
+}
+
+#[allow(clippy::zombie_processes)]
+fn serve_with(db: &TestDb, workers: bool, env: &[(&str, String)]) -> Running {
     let mut child = Command::new(BIN)
         .arg("serve")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("WABRIDGE_DATABASE_URL", &db.url)
         .env("WABRIDGE_DATA_DIR", db.dir.path())
         .env("WABRIDGE_MASTER_KEY", KEY)
@@ -106,4 +112,83 @@ async fn acknowledged_webhooks_survive_kill_9(db: Db) {
     testdb.drop_db().await;
 }
 
-both_databases!(acknowledged_webhooks_survive_kill_9);
+fn stop(mut r: Running) {
+    let status = Command::new("kill").args(["-TERM", &r.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    assert!(r.child.wait().unwrap().success(), "clean exit on SIGTERM");
+}
+
+async fn acknowledged_sends_survive_kill_9_and_go_out_once(db: Db) {
+    use wabridge::sandbox::graph::GraphSandbox;
+    let testdb = TestDb::new(db).await;
+    let graph = GraphSandbox::start().await.unwrap();
+    graph.allow_token("EAAG-system-user-token-0001", "1234567890");
+    graph.add_number("106540352242922", "5511930001234", "102290129340398");
+    graph.set_status_progression("106540352242922", wabridge::sandbox::graph_messages::Progression::Silent);
+    for t in common::bridge::templates() {
+        graph.add_template("102290129340398", t);
+    }
+    let env = [("WABRIDGE_GRAPH_BASE_URL", graph.base_url())];
+    let http = reqwest::Client::new();
+    // 0. Register, sync the templates, create an API key.
+    let first = serve_with(&testdb, true, &env);
+    let token = first.token.clone().expect("first start prints the admin token");
+    common::seed_over_http(&first.url, &token, SECRET).await;
+    let admin = |m: reqwest::Method, path: &str| {
+        http.request(m, format!("{}/admin/api/v1{path}", first.url)).bearer_auth(&token)
+    };
+    assert_eq!(admin(reqwest::Method::POST, "/wabas/1/templates/sync").send().await.unwrap().status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t: serde_json::Value =
+            admin(reqwest::Method::GET, "/wabas/1/templates").send().await.unwrap().json().await.unwrap();
+        if t.as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "templates never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling with a deadline
+    }
+    let key: serde_json::Value = admin(reqwest::Method::POST, "/api-keys")
+        .json(&serde_json::json!({"name": "crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    stop(first);
+
+    // 1. Workers off: 30 notifications acknowledged (202), then kill -9.
+    let mut second = serve_with(&testdb, false, &env);
+    for i in 0..30 {
+        let r = http
+            .post(format!("{}/api/v1/notifications", second.url))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"from": "+5511930001234", "to": format!("+55119876{i:05}"), "template": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    second.child.kill().unwrap(); // SIGKILL
+    second.child.wait().unwrap();
+    let store = wabridge::store::Store::connect(&testdb.config()).await.unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM outbound WHERE state = 'queued'").await, 30);
+    assert!(graph.all_sent().is_empty());
+
+    // 2. Restart with workers on: every acknowledged send goes out, once.
+    let third = serve_with(&testdb, true, &env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&store, "SELECT COUNT(*) FROM outbound WHERE state = 'accepted'").await < 30 {
+        assert!(Instant::now() < deadline, "the sends did not go out after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the database with a deadline
+    }
+    assert_eq!(graph.all_sent().len(), 30);
+    stop(third);
+    store.close().await;
+    graph.stop().await;
+    testdb.drop_db().await;
+}
+
+both_databases!(acknowledged_webhooks_survive_kill_9, acknowledged_sends_survive_kill_9_and_go_out_once);
