@@ -81,3 +81,6 @@ CREATE TABLE media_files (
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (phone_id, media_id)
 );
+
+-- (SQLite replaces its jobs_due index here so the engine's `NOT dead` queries use it; PostgreSQL's already
+-- says `NOT dead`.)

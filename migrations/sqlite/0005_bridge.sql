@@ -81,3 +81,9 @@ CREATE TABLE media_files (
     created_at  BIGINT NOT NULL,
     PRIMARY KEY (phone_id, media_id)
 );
+
+-- The job engine's queries say `NOT dead`; SQLite uses a partial index only when the query's WHERE names the
+-- index's condition, and `dead = 0` is not `NOT dead` to it. With thousands of queued sends the lease and
+-- next-due queries scanned the whole table (found by bench_sender).
+DROP INDEX jobs_due;
+CREATE INDEX jobs_due ON jobs (run_at) WHERE done_at IS NULL AND NOT dead;
