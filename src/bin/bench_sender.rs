@@ -10,11 +10,19 @@
 //! Scenarios: `one-fast` 1 phone at 1,000/s, 20,000 messages; `one-slow` 1 phone at 80/s, 2,400 messages (30 s);
 //! `fifty` 50 phones at 80/s each, 80,000 messages (20 s per phone). The sandbox runs on its own 2-thread
 //! runtime, wabridge (and the bare client) on another; both share the machine's cores.
+//!
+//! Reported per scenario: the drain time, the achieved rate (mean of the whole seconds between the first and
+//! the last, both partial and left out), the most sends in one calendar second and in any sliding 1,000 ms (the
+//! sandbox's arrival times), seconds above the limit, 130429 refusals, and CPU per message from /proc (threads of
+//! wabridge's runtime and its SQLite connections, plus PostgreSQL's processes) beside the bare client's.
+//! Diagnostics (not the product's figures): `--sql-profile` times every statement, `--trace-queue` prints the
+//! jobs table once a second, `--diagnose-jobs-index` adds a `NOT dead` jobs index (SQLite; redundant since the
+//! product's own `jobs_due` index took that form).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Parser, ValueEnum};
 use serde_json::json;
@@ -76,8 +84,24 @@ struct Args {
     #[arg(long)]
     no_baseline: bool,
     /// Give up draining after this many times the ideal drain time, plus 30 s.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 15.0)]
     deadline_factor: f64,
+    /// Messages the bare client posts (at least the scenario's count), so its CPU figure is measurable.
+    #[arg(long, default_value_t = 20_000)]
+    baseline_messages: usize,
+    /// Diagnostic: count and time every SQL statement the service runs while draining (sqlx's statement
+    /// events; adds some overhead), and print the costliest.
+    #[arg(long)]
+    sql_profile: bool,
+    /// Diagnostic: on SQLite, add an index matching the job engine's `done_at IS NULL AND NOT dead` predicate
+    /// before draining, to measure what the lease scan costs. (It found the mismatch fixed in migration 0005;
+    /// since then the product's own `jobs_due` index has this form and the flag changes nothing.)
+    #[arg(long)]
+    diagnose_jobs_index: bool,
+    /// Diagnostic: once a second while draining, print the jobs table's state (queued and leased sends and
+    /// reports, how overdue the oldest due job is).
+    #[arg(long)]
+    trace_queue: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -249,6 +273,8 @@ struct PhoneStats {
     /// Seconds with more accepted sends than the limit.
     seconds_over: usize,
     middle_seconds: usize,
+    /// Most accepted sends in any sliding 1,000 ms window (arrival times at the sandbox).
+    max_sliding: usize,
 }
 
 /// `per_second` as the sandbox gives it (only seconds with at least one send), gaps filled with zeros.
@@ -262,6 +288,7 @@ fn phone_stats(per_second: &[(u64, u32)], limit: u32) -> PhoneStats {
             min_middle: 0,
             seconds_over: 0,
             middle_seconds: 0,
+            max_sliding: 0,
         };
     };
     let map: BTreeMap<u64, u32> = per_second.iter().copied().collect();
@@ -275,7 +302,21 @@ fn phone_stats(per_second: &[(u64, u32)], limit: u32) -> PhoneStats {
         min_middle: middle.iter().copied().min().unwrap_or(0),
         seconds_over: all.iter().filter(|n| **n > limit).count(),
         middle_seconds: if all.len() >= 3 { middle.len() } else { 0 },
+        max_sliding: 0,
     }
+}
+
+/// Most sends in any window of 1,000 ms: `[t, t + 1000)` for each send time `t`.
+fn max_sliding(times: &mut [SystemTime]) -> usize {
+    times.sort_unstable();
+    let (mut best, mut lo) = (0, 0);
+    for hi in 0..times.len() {
+        while secs_between(times[lo], times[hi]) >= 1.0 {
+            lo += 1;
+        }
+        best = best.max(hi - lo + 1);
+    }
+    best
 }
 
 /// Sum over phones per second.
@@ -291,6 +332,84 @@ fn aggregate(per_phone: &[Vec<(u64, u32)>]) -> Vec<(u64, u32)> {
 
 fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
     b.duration_since(a).map(|d| d.as_secs_f64()).unwrap_or_else(|e| -e.duration().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Diagnostic SQL profile: sqlx emits one `sqlx::query` event per statement with its execution time.
+
+type SqlTally = Arc<Mutex<HashMap<String, (u64, f64)>>>;
+
+struct SqlProfile(SqlTally);
+
+#[derive(Default)]
+struct SqlVisit {
+    summary: String,
+    statement: String,
+    elapsed: f64,
+}
+
+impl tracing::field::Visit for SqlVisit {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "summary" => self.summary = value.to_string(),
+            "db.statement" => self.statement = value.to_string(),
+            _ => {}
+        }
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed = value;
+        }
+    }
+    fn record_debug(&mut self, _field: &tracing::field::Field, _value: &dyn std::fmt::Debug) {}
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SqlProfile {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let mut v = SqlVisit::default();
+        event.record(&mut v);
+        let sql = if v.statement.trim().is_empty() { v.summary } else { v.statement };
+        let key: String = sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(150).collect();
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = t.entry(key).or_default();
+        e.0 += 1;
+        e.1 += v.elapsed;
+    }
+}
+
+fn install_sql_profile() -> SqlTally {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let tally = SqlTally::default();
+    let filter = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG);
+    tracing_subscriber::registry().with(SqlProfile(tally.clone()).with_filter(filter)).init();
+    tally
+}
+
+fn print_sql_profile(tally: &SqlTally, messages: usize) {
+    let mut rows: Vec<(String, u64, f64)> = {
+        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.drain().map(|(k, (n, s))| (k, n, s)).collect()
+    };
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let total: f64 = rows.iter().map(|r| r.2).sum();
+    println!(
+        "    SQL profile (statement execution time in SQLite/PostgreSQL as sqlx measures it; total {total:.2} s):"
+    );
+    for (sql, n, s) in rows.iter().take(12) {
+        println!(
+            "      {:>7} × {:>7.3} ms = {:>6.2} s ({:>4.1}%, {:.2} per message)  {sql}",
+            n,
+            s * 1000.0 / (*n).max(1) as f64,
+            s,
+            s / total.max(1e-9) * 100.0,
+            *n as f64 / messages.max(1) as f64
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -337,10 +456,9 @@ impl Baseline {
 }
 
 /// The ceiling: `concurrency` loops posting Graph bodies straight to the sandbox, throughput unlimited.
-fn baseline(rt: &Runtimes, sc: &Scenario, concurrency: usize) -> anyhow::Result<Baseline> {
+fn baseline(rt: &Runtimes, sc: &Scenario, concurrency: usize, n: usize) -> anyhow::Result<Baseline> {
     let g = start_sandbox(rt, sc, 1_000_000)?;
     let base = g.base_url();
-    let n = sc.messages;
     let phones = sc.phones;
     let before = cpu_snap();
     let t0 = Instant::now();
@@ -409,6 +527,8 @@ struct Run {
     timed_out: bool,
     per_phone: Vec<PhoneStats>,
     total: PhoneStats,
+    /// Accepted sends per second, all phones together, from the first second with one to the last.
+    series: Vec<u32>,
     requests: usize,
     attempts: i64,
     error_codes: Vec<(Option<i64>, i64)>,
@@ -450,7 +570,7 @@ async fn drop_pg(base: &str, scenario: &str) {
     }
 }
 
-fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
+fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> anyhow::Result<Run> {
     let g = start_sandbox(rt, sc, sc.mps)?;
     let dir = tempfile::tempdir()?;
     let database_url = rt.service.block_on(database_url(&a.postgres, dir.path(), sc.name))?;
@@ -497,6 +617,13 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
             &WabaInput { waba_id: Some(WABA_ID.into()), app: Some(app.id), ..Default::default() },
         )
         .await?;
+        if a.diagnose_jobs_index && a.postgres.is_none() {
+            sqlx::query(
+                "CREATE INDEX IF NOT EXISTS bench_jobs_due ON jobs (run_at) WHERE done_at IS NULL AND NOT dead",
+            )
+            .execute(&svc.store.pool)
+            .await?;
+        }
         let mut phone_ids = Vec::new();
         for i in 0..sc.phones {
             let p = registry::create_phone(
@@ -539,6 +666,9 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
     // 2. The clock starts: the service with its workers on drains the queue.
     let ideal = sc.messages as f64 / (sc.phones as f64 * f64::from(sc.mps));
     let deadline = Duration::from_secs_f64(ideal * a.deadline_factor + 30.0);
+    if let Some(t) = sql {
+        t.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
     let before = cpu_snap();
     let wall0 = SystemTime::now();
     let t0 = Instant::now();
@@ -546,10 +676,44 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
     let mut timed_out = false;
     let mut failed = 0i64;
     let mut last_check = Instant::now();
+    let mut last_trace = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let accepted: u64 =
             (0..sc.phones).map(|i| g.accepted_per_second(&pnid(i)).iter().map(|x| u64::from(x.1)).sum::<u64>()).sum();
+        if a.trace_queue && last_trace.elapsed() >= Duration::from_secs(1) {
+            last_trace = Instant::now();
+            let line = rt.service.block_on(async {
+                let rows = sqlx::query(
+                    "SELECT kind, SUM(CASE WHEN lease_owner IS NULL THEN 1 ELSE 0 END) AS waiting, \
+                     SUM(CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END) AS leased, \
+                     SUM(CASE WHEN lease_owner IS NULL AND run_at > $1 THEN 1 ELSE 0 END) AS later, \
+                     MIN(CASE WHEN lease_owner IS NULL THEN run_at END) AS oldest \
+                     FROM jobs WHERE done_at IS NULL AND dead = $2 GROUP BY kind ORDER BY kind",
+                )
+                .bind(wabridge::store::now_ms())
+                .bind(false)
+                .fetch_all(&svc.store.pool)
+                .await?;
+                let now = wabridge::store::now_ms();
+                let parts = rows
+                    .iter()
+                    .map(|r| {
+                        let oldest: Option<i64> = r.try_get("oldest")?;
+                        Ok(format!(
+                            "{}: waiting {} (not yet due {}), leased {}, oldest due {} ms ago",
+                            r.try_get::<String, _>("kind")?,
+                            r.try_get::<i64, _>("waiting")?,
+                            r.try_get::<i64, _>("later")?,
+                            r.try_get::<i64, _>("leased")?,
+                            oldest.map_or(0, |o| now - o)
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                anyhow::Ok(parts.join("; "))
+            })?;
+            println!("    t={:>5.1}s accepted {:>6}  {line}", t0.elapsed().as_secs_f64(), accepted);
+        }
         if last_check.elapsed() > Duration::from_secs(2) {
             last_check = Instant::now();
             failed = rt.service.block_on(async {
@@ -568,28 +732,15 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
         }
     }
     let cpu = cpu_delta(&before, &cpu_snap(), t0.elapsed().as_secs_f64());
+    if let Some(t) = sql {
+        print_sql_profile(t, sc.messages);
+    }
 
     // 3. What happened.
-    let sent = g.all_sent();
-    let first = sent.iter().map(|m| m.at).min().unwrap_or(wall0);
-    let last = sent.iter().map(|m| m.at).max().unwrap_or(wall0);
-    let per_phone_raw: Vec<Vec<(u64, u32)>> = (0..sc.phones).map(|i| g.accepted_per_second(&pnid(i))).collect();
-    let per_phone: Vec<PhoneStats> = per_phone_raw.iter().map(|p| phone_stats(p, sc.mps)).collect();
-    let total = phone_stats(&aggregate(&per_phone_raw), sc.mps * sc.phones as u32);
-    let requests = message_requests(&g);
-    let metrics = svc.state.metrics.clone();
-    let mut jobs = BTreeMap::new();
-    for kind in ["wa.send", "outbound.report"] {
-        for outcome in ["done", "deferred", "retried", "dead"] {
-            let n =
-                metrics.jobs_finished.get_or_create(&KindLabels { kind: kind.into(), outcome: outcome.into() }).get();
-            if n > 0 {
-                jobs.insert(format!("{kind} {outcome}"), n);
-            }
-        }
-    }
     let (attempts, failed_rows, error_codes) = rt.service.block_on(async {
-        let r = sqlx::query("SELECT COALESCE(SUM(attempts), 0) AS a FROM outbound").fetch_one(&svc.store.pool).await?;
+        let r = sqlx::query("SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) AS a FROM outbound")
+            .fetch_one(&svc.store.pool)
+            .await?;
         let attempts: i64 = r.try_get("a")?;
         let r = sqlx::query("SELECT COUNT(*) FROM outbound WHERE state = 'failed'").fetch_one(&svc.store.pool).await?;
         let failed: i64 = r.try_get(0)?;
@@ -605,7 +756,45 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
         anyhow::Ok((attempts, failed, codes))
     })?;
     failed = failed.max(failed_rows);
+    // Stop the workers before reading the sandbox, so no send lands between two of its figures.
+    let metrics = svc.state.metrics.clone();
     rt.service.block_on(svc.stop())?;
+    let mut jobs = BTreeMap::new();
+    for kind in ["wa.send", "outbound.report"] {
+        for outcome in ["done", "deferred", "retried", "dead"] {
+            let n =
+                metrics.jobs_finished.get_or_create(&KindLabels { kind: kind.into(), outcome: outcome.into() }).get();
+            if n > 0 {
+                jobs.insert(format!("{kind} {outcome}"), n);
+            }
+        }
+    }
+    let sent = g.all_sent();
+    let first = sent.iter().map(|m| m.at).min().unwrap_or(wall0);
+    let last = sent.iter().map(|m| m.at).max().unwrap_or(wall0);
+    let per_phone_raw: Vec<Vec<(u64, u32)>> = (0..sc.phones).map(|i| g.accepted_per_second(&pnid(i))).collect();
+    let mut times: HashMap<&str, Vec<SystemTime>> = HashMap::new();
+    for m in &sent {
+        times.entry(m.phone_number_id.as_str()).or_default().push(m.at);
+    }
+    let per_phone: Vec<PhoneStats> = per_phone_raw
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PhoneStats {
+            max_sliding: times.get_mut(pnid(i).as_str()).map_or(0, |t| max_sliding(t)),
+            ..phone_stats(p, sc.mps)
+        })
+        .collect();
+    let agg = aggregate(&per_phone_raw);
+    let total = phone_stats(&agg, sc.mps * sc.phones as u32);
+    let series: Vec<u32> = match (agg.first(), agg.last()) {
+        (Some(f), Some(l)) => {
+            let m: BTreeMap<u64, u32> = agg.iter().copied().collect();
+            (f.0..=l.0).map(|s| m.get(&s).copied().unwrap_or(0)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let requests = message_requests(&g);
     rt.sandbox.block_on(g.stop());
     if let Some(pg) = &a.postgres {
         rt.service.block_on(drop_pg(pg, sc.name));
@@ -619,6 +808,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario) -> anyhow::Result<Run> {
         timed_out,
         per_phone,
         total,
+        series,
         requests,
         attempts,
         error_codes,
@@ -644,6 +834,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    let sql = a.sql_profile.then(install_sql_profile);
     let rt = Runtimes {
         sandbox: tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -678,6 +869,12 @@ fn main() -> anyhow::Result<()> {
         loadavg()
     );
 
+    if a.diagnose_jobs_index {
+        println!("DIAGNOSTIC RUN: an extra index `jobs (run_at) WHERE done_at IS NULL AND NOT dead` is added (SQLite)");
+    }
+    if a.sql_profile {
+        println!("DIAGNOSTIC RUN: every SQL statement is timed through sqlx's statement events (some overhead)");
+    }
     let mut results = Vec::new();
     for sc in &scenarios {
         println!();
@@ -685,7 +882,7 @@ fn main() -> anyhow::Result<()> {
         let base = if a.no_baseline {
             None
         } else {
-            let b = baseline(&rt, sc, a.concurrency)?;
+            let b = baseline(&rt, sc, a.concurrency, a.baseline_messages.max(sc.messages))?;
             println!(
                 "  bare client:  {} of {} ok ({} errors) in {:.2} s = {:.0} msg/s, max {} in one second, \
                  client CPU {:.3} ms/msg; load {}",
@@ -701,7 +898,7 @@ fn main() -> anyhow::Result<()> {
             println!("    {}", b.cpu.describe());
             Some(b)
         };
-        let r = wabridge(&rt, &a, sc)?;
+        let r = wabridge(&rt, &a, sc, sql.as_ref())?;
         println!(
             "  wabridge:     queued in {:.2} s ({:.0} sends/s); {} accepted, {} failed{} in {:.2} s after start \
              (sending {:.2} s); load {}",
@@ -721,7 +918,7 @@ fn main() -> anyhow::Result<()> {
         for (i, p) in r.per_phone.iter().enumerate().take(if sc.phones > 3 { 0 } else { 3 }) {
             println!(
                 "    phone {}: {} accepted, {:.1}/s = {} of {} (middle {} s), max {} in a second, min {} (middle), \
-                 {} seconds over the limit",
+                 {} seconds over the limit, max {} in any sliding 1 s",
                 pnid(i),
                 p.accepted,
                 p.achieved,
@@ -730,7 +927,8 @@ fn main() -> anyhow::Result<()> {
                 p.middle_seconds,
                 p.max_second,
                 p.min_middle,
-                p.seconds_over
+                p.seconds_over,
+                p.max_sliding
             );
         }
         if sc.phones > 3 {
@@ -738,7 +936,7 @@ fn main() -> anyhow::Result<()> {
             let med = median(&mut rates);
             println!(
                 "    per phone: min {:.1}/s ({}), median {:.1}/s ({}), max {:.1}/s ({}); max in any second {}; \
-                 seconds over the limit {}",
+                 seconds over the limit {}; max in any sliding 1 s {}",
                 rates[0],
                 pct(rates[0] / f64::from(sc.mps)),
                 med,
@@ -746,7 +944,8 @@ fn main() -> anyhow::Result<()> {
                 rates[rates.len() - 1],
                 pct(rates[rates.len() - 1] / f64::from(sc.mps)),
                 r.per_phone.iter().map(|p| p.max_second).max().unwrap_or(0),
-                r.per_phone.iter().map(|p| p.seconds_over).sum::<usize>()
+                r.per_phone.iter().map(|p| p.seconds_over).sum::<usize>(),
+                r.per_phone.iter().map(|p| p.max_sliding).max().unwrap_or(0)
             );
         }
         println!(
@@ -757,6 +956,10 @@ fn main() -> anyhow::Result<()> {
             r.error_codes
         );
         println!("    jobs: {:?}", r.jobs);
+        println!(
+            "    accepted per second (all phones): {}",
+            r.series.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
+        );
         println!("    wabridge CPU (runtime + sqlite + postgres) {:.3} ms/msg", r.wabridge_ms());
         println!("    {}", r.cpu.describe());
         results.push((sc.clone(), base, r));
@@ -764,13 +967,18 @@ fn main() -> anyhow::Result<()> {
 
     // The report.
     println!();
-    println!("| scenario | limit | messages | drained in | achieved (middle s) | of limit | max in a second | min (middle) | seconds over | refused (130429) | wabridge CPU/msg | bare client rate | bare client CPU/msg |");
+    println!("| scenario | limit | messages | drained in | achieved (middle s) | of limit | max in a second (calendar / sliding) | min (middle) | seconds over | refused (130429) | wabridge CPU/msg | bare client rate | bare client CPU/msg |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (sc, base, r) in &results {
         let limit = if sc.phones == 1 { format!("{}/s", sc.mps) } else { format!("{} × {}/s", sc.phones, sc.mps) };
         let (achieved, of_limit, max_s, min_s) = if sc.phones == 1 {
             let p = &r.per_phone[0];
-            (format!("{:.1}/s", p.achieved), pct(p.achieved / f64::from(sc.mps)), p.max_second, p.min_middle)
+            (
+                format!("{:.1}/s", p.achieved),
+                pct(p.achieved / f64::from(sc.mps)),
+                format!("{} / {}", p.max_second, p.max_sliding),
+                p.min_middle,
+            )
         } else {
             let mut rates: Vec<f64> = r.per_phone.iter().map(|p| p.achieved).collect();
             let med = median(&mut rates);
@@ -788,7 +996,11 @@ fn main() -> anyhow::Result<()> {
                     pct(med / f64::from(sc.mps)),
                     pct(rates[rates.len() - 1] / f64::from(sc.mps))
                 ),
-                r.per_phone.iter().map(|p| p.max_second).max().unwrap_or(0),
+                format!(
+                    "{} / {}",
+                    r.per_phone.iter().map(|p| p.max_second).max().unwrap_or(0),
+                    r.per_phone.iter().map(|p| p.max_sliding).max().unwrap_or(0)
+                ),
                 r.per_phone.iter().map(|p| p.min_middle).min().unwrap_or(0),
             )
         };
