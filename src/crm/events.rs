@@ -310,7 +310,7 @@ pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Op
                     .fetch_one(&mut *tx)
                     .await?;
                     let id: i64 = r.try_get("id")?;
-                    crate::outbound::report_on(&mut *tx, id, "failed", Some(&reason)).await?;
+                    crate::outbound::report_on(&mut *tx, "sms", id, "failed", Some(&reason)).await?;
                     id
                 }
             };

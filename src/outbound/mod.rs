@@ -113,11 +113,21 @@ pub async fn enqueue_on(
     Ok(Enqueued { id, duplicate: false })
 }
 
-/// Commits a report job (deduplicated per send and event).
-pub async fn report_on<'c, E>(conn: E, outbound_id: i64, event: &str, reason: Option<&str>) -> Result<(), StoreError>
+/// Commits a report job (deduplicated per send and event) for sends whose requester wants to be told
+/// (CRM chats and the SMS provider); API sends are read back by their caller, so `origin == "api"` adds nothing.
+pub async fn report_on<'c, E>(
+    conn: E,
+    origin: &str,
+    outbound_id: i64,
+    event: &str,
+    reason: Option<&str>,
+) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
+    if origin == Origin::Api.as_str() {
+        return Ok(());
+    }
     let payload = serde_json::json!({ "outbound_id": outbound_id, "event": event, "reason": reason });
     crate::jobs::enqueue_on(conn, REPORT, &payload, Some(&format!("report:{outbound_id}:{event}")), 12, now_ms())
         .await?;
@@ -202,7 +212,7 @@ pub async fn on_status(
     error: Option<(i64, String)>,
 ) -> Result<bool, StoreError> {
     let by_opaque = opaque.and_then(|o| o.strip_prefix(OPAQUE_PREFIX)).and_then(|id| id.parse::<i64>().ok());
-    let row = match sqlx::query("SELECT id, state, status FROM outbound WHERE wamid = $1")
+    let row = match sqlx::query("SELECT id, origin, state, status FROM outbound WHERE wamid = $1")
         .bind(wamid)
         .fetch_optional(&mut **tx)
         .await?
@@ -210,7 +220,7 @@ pub async fn on_status(
         Some(r) => Some(r),
         None => match by_opaque {
             Some(id) => {
-                sqlx::query("SELECT id, state, status FROM outbound WHERE id = $1")
+                sqlx::query("SELECT id, origin, state, status FROM outbound WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut **tx)
                     .await?
@@ -255,7 +265,8 @@ pub async fn on_status(
     .execute(&mut **tx)
     .await?;
     let reason = error.as_ref().map(|(c, t)| format!("{} ({c}: {t})", crate::meta::errors::explain(*c)));
-    report_on(&mut **tx, id, status, reason.as_deref()).await?;
+    let origin: String = row.try_get("origin")?;
+    report_on(&mut **tx, &origin, id, status, reason.as_deref()).await?;
     Ok(true)
 }
 

@@ -45,8 +45,11 @@ impl PhonePacer {
     /// Asks for a send of outbound `id` on `phone` at `mps` messages per second at time `now`.
     pub fn ask(&mut self, phone: i64, id: i64, mps: u32, now: i64) -> Verdict {
         let mps = mps.max(1);
-        let slot = match self.reserved.get(&id) {
-            Some(&slot) => slot,
+        let spacing_ms = (1000 / mps as i64).max(1);
+        // A reservation whose time passed long ago (the send ran late) is dropped: using it now would put it in
+        // the same sliding second as the sends reserved after it.
+        let slot = match self.reserved.get(&id).copied().filter(|slot| *slot >= now - spacing_ms) {
+            Some(slot) => slot,
             None => {
                 let st = self.phones.entry(phone).or_default();
                 let spacing = 1000.0 / mps as f64;
@@ -79,10 +82,11 @@ impl PhonePacer {
         Verdict::Go
     }
 
-    /// Meta said the number is over its throughput (130429): push every next slot back by `by_ms`.
+    /// Meta said the number is over its throughput (130429): no new slot before `now + by_ms`. Several refusals
+    /// at once push to the same point, not one `by_ms` each.
     pub fn back_off(&mut self, phone: i64, now: i64, by_ms: i64) {
         let st = self.phones.entry(phone).or_default();
-        st.tat = st.tat.max(now as f64) + by_ms as f64;
+        st.tat = st.tat.max((now + by_ms) as f64);
     }
 
     /// Forgets the reservation of a send that will not use it (failed, cancelled).
@@ -190,6 +194,18 @@ mod tests {
         assert_eq!(p.ask(1, "551199", 6000, 45, 6000), Verdict::Go);
         // Another customer is not affected.
         assert_eq!(p.ask(1, "551100", 6000, 45, 0), Verdict::Go);
+    }
+
+    #[test]
+    fn refusals_do_not_add_up_and_stale_reservations_are_renewed() {
+        let mut p = PhonePacer::default();
+        for _ in 0..10 {
+            p.back_off(1, 0, 1000);
+        }
+        assert_eq!(p.ask(1, 1, 10, 0), Verdict::WaitUntil(1000));
+        // Send 1 comes back long after its slot: it gets a fresh one after the sends reserved meanwhile.
+        assert_eq!(p.ask(1, 2, 10, 0), Verdict::WaitUntil(1100));
+        assert_eq!(p.ask(1, 1, 10, 5000), Verdict::Go);
     }
 
     #[test]

@@ -137,16 +137,21 @@ impl Sender {
         let now = now_ms();
         match result {
             Ok(acc) => {
-                sqlx::query(
+                let accepted = sqlx::query(
                     "UPDATE outbound SET state = 'accepted', wamid = $2, unknown_since = NULL, error_code = NULL, \
                      error_text = NULL, updated_at = $3 WHERE id = $1 AND state = 'sending'",
                 )
                 .bind(id)
                 .bind(&acc.wamid)
-                .bind(now)
-                .execute(&self.store.pool)
-                .await?;
-                super::report_on(&self.store.pool, id, "accepted", None).await?;
+                .bind(now);
+                if out.origin == super::Origin::Api.as_str() {
+                    accepted.execute(&self.store.pool).await?;
+                } else {
+                    let mut tx = self.store.begin_write().await?;
+                    accepted.execute(&mut *tx).await?;
+                    super::report_on(&mut *tx, &out.origin, id, "accepted", None).await?;
+                    tx.commit().await?;
+                }
                 Ok(())
             }
             Err(graph::Error::Unknown { reason, .. }) => {
@@ -245,7 +250,7 @@ impl Sender {
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        super::report_on(&mut *tx, out.id, "failed", Some(reason)).await?;
+        super::report_on(&mut *tx, &out.origin, out.id, "failed", Some(reason)).await?;
         tx.commit().await?;
         tracing::info!(outbound = out.id, code, "send failed permanently");
         Ok(())
