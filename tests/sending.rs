@@ -196,6 +196,10 @@ async fn the_pair_rate_queues_and_keeps_order(db: Db) {
         assert_eq!(s, 202, "{body}");
     }
     b.until("all six sent", |b| async move { b.graph.sent_messages(PNID).len() == 6 }).await;
+    // A phone with sends on record is not removed: a clear 409, not a database error.
+    let (s, body) = b.app.admin("DELETE", &format!("/phones/{}", b.phone_id), None).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("cannot be removed"), "{body}");
     let order: Vec<String> = b
         .graph
         .sent_messages(PNID)

@@ -562,7 +562,16 @@ pub async fn update_phone(store: &Store, id: i64, input: &PhoneInput) -> Result<
 
 pub async fn delete_phone(store: &Store, id: i64) -> Result<(), RegistryError> {
     get_phone(store, id).await?;
-    store.delete_phone(id).await?;
+    store.delete_phone(id).await.map_err(|e| match e {
+        StoreError::Db(ref d) if crate::store::is_foreign_key_violation(d) => conflict(
+            None,
+            format!(
+                "phone {id} has conversations or sends on record and cannot be removed; unbind it from its portal \
+                 (and switch off sms_service) to stop its traffic instead"
+            ),
+        ),
+        e => e.into(),
+    })?;
     Ok(())
 }
 
