@@ -162,9 +162,13 @@ async fn an_expired_token_pauses_the_waba_until_replaced(db: Db) {
     let send = b.send(id).await;
     assert_eq!(send["state"], "queued");
     assert_eq!(send["error_code"], 190);
+    let requests = b.graph.requests().len();
     b.app.svc.engine().make_all_due().await.unwrap();
     b.settle().await;
-    assert_eq!(b.send(id).await["attempts"], 1, "no retries burnt while paused");
+    assert_eq!(b.send(id).await["attempts"], send["attempts"], "no retries burnt while paused");
+    assert_eq!(b.graph.requests().len(), requests, "nothing sent to Meta while paused");
+    let (_, jobs) = b.app.admin("GET", "/jobs?state=pending", None).await;
+    assert!(jobs.as_array().unwrap().iter().any(|j| j["kind"] == "wa.send" && j["attempts"] == 0), "{jobs}");
     // A new token lifts the pause and the message goes out.
     b.graph.allow_token("EAAG-system-user-token-0002", "1234567890");
     let (s, _) = b.app.admin("PATCH", "/wabas/1", Some(json!({"access_token": "EAAG-system-user-token-0002"}))).await;

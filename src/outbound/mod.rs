@@ -233,7 +233,9 @@ pub async fn on_status(
     let state: String = row.try_get("state")?;
     let current: Option<String> = row.try_get("status")?;
     let now = now_ms();
-    if state == "unknown" || state == "sending" {
+    // Any state before `accepted`: the request may still be waiting for its answer (`queued`), or its answer was
+    // lost (`unknown`); either way Meta took the message.
+    if state == "unknown" || state == "sending" || state == "queued" {
         // The answer to our request was lost, but Meta took the message: reconciled, never resent.
         sqlx::query(
             "UPDATE outbound SET state = 'accepted', wamid = $2, unknown_since = NULL, updated_at = $3 WHERE id = $1",

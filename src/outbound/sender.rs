@@ -73,6 +73,23 @@ impl Sender {
             }
             _ => {}
         }
+        // Every attempt that reached the request records its outcome (and counts it in `outbound.attempts`) in the
+        // same commit as its job's end. A lease of this job whose attempt left no outcome (the process died while
+        // the request was out) may have reached Meta: it is treated as unanswered.
+        if out.state == "queued" && job.attempts - 1 > out.attempts {
+            sqlx::query(
+                "UPDATE outbound SET state = 'unknown', unknown_since = $2, updated_at = $2 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&self.store.pool)
+            .await?;
+            tracing::warn!(outbound = id, "an earlier attempt left no outcome; waiting for a status webhook first");
+            return Err(JobError::Defer {
+                message: "an earlier attempt may have reached Meta; reconciling from status webhooks".into(),
+                after: Duration::from_millis(self.reconcile_ms as u64),
+            });
+        }
         let ctx = load_context(&self.store, out.phone_id).await?;
         if let Some(reason) = &ctx.paused {
             return Err(JobError::Defer {
@@ -117,18 +134,6 @@ impl Sender {
 
     async fn send(&self, out: &Outbound, ctx: &Context, job: &Job) -> Result<(), JobError> {
         let id = out.id;
-        let claimed = sqlx::query(
-            "UPDATE outbound SET state = 'sending', attempts = attempts + 1, updated_at = $2 \
-             WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-        )
-        .bind(id)
-        .bind(now_ms())
-        .execute(&self.store.pool)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            return Ok(()); // reconciled meanwhile
-        }
         let body = graph_body(out);
         let Some(token) = ctx.token.clone() else {
             return self.fail(out, None, "no access token is configured for this number's WABA or app").await;
@@ -137,28 +142,28 @@ impl Sender {
         let now = now_ms();
         match result {
             Ok(acc) => {
-                let accepted = sqlx::query(
+                // The outcome, its report and the job's end: one commit.
+                let mut tx = self.store.begin_write().await?;
+                sqlx::query(
                     "UPDATE outbound SET state = 'accepted', wamid = $2, unknown_since = NULL, error_code = NULL, \
-                     error_text = NULL, updated_at = $3 WHERE id = $1 AND state = 'sending'",
+                     error_text = NULL, attempts = attempts + 1, updated_at = $3 \
+                     WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
                 )
                 .bind(id)
                 .bind(&acc.wamid)
-                .bind(now);
-                if out.origin == super::Origin::Api.as_str() {
-                    accepted.execute(&self.store.pool).await?;
-                } else {
-                    let mut tx = self.store.begin_write().await?;
-                    accepted.execute(&mut *tx).await?;
-                    super::report_on(&mut *tx, &out.origin, id, "accepted", None).await?;
-                    tx.commit().await?;
-                }
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                super::report_on(&mut *tx, &out.origin, id, "accepted", None).await?;
+                crate::jobs::finish_on(&mut *tx, job.id, now).await?;
+                tx.commit().await?;
                 Ok(())
             }
             Err(graph::Error::Unknown { reason, .. }) => {
                 // Only from `sending`: a status webhook may already have confirmed it (`accepted`) while we waited.
                 sqlx::query(
-                    "UPDATE outbound SET state = 'unknown', unknown_since = $2, error_text = $3, updated_at = $2 \
-                     WHERE id = $1 AND state = 'sending'",
+                    "UPDATE outbound SET state = 'unknown', unknown_since = $2, error_text = $3, attempts = attempts + 1, \
+                     updated_at = $2 WHERE id = $1 AND state IN ('queued', 'sending')",
                 )
                 .bind(id)
                 .bind(now)
@@ -226,7 +231,8 @@ impl Sender {
             return Err(JobError::Permanent(reason.to_string()));
         }
         sqlx::query(
-            "UPDATE outbound SET state = 'queued', error_code = $2, error_text = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE outbound SET state = 'queued', error_code = $2, error_text = $3, attempts = attempts + 1, \
+             updated_at = $4 WHERE id = $1",
         )
         .bind(out.id)
         .bind(code)
@@ -242,7 +248,8 @@ impl Sender {
         lock(&self.phones).forget(out.id);
         let mut tx = self.store.begin_write().await?;
         sqlx::query(
-            "UPDATE outbound SET state = 'failed', error_code = $2, error_text = $3, updated_at = $4 WHERE id = $1",
+            "UPDATE outbound SET state = 'failed', error_code = $2, error_text = $3, attempts = attempts + 1, \
+             updated_at = $4 WHERE id = $1",
         )
         .bind(out.id)
         .bind(code)
