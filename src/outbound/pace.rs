@@ -2,9 +2,9 @@
 //! clock in milliseconds so they can be tested without time passing.
 //!
 //! - Per phone number, [`PhonePacer`]: sends are spaced `1000 / mps` ms apart (a GCRA reservation: every
-//!   send gets the next free slot), and a hard cap of `mps` per calendar second guards against slots that ran
-//!   late piling into the next second. Meta's throughput is "messages per second", so no second ever carries
-//!   more than `mps` sends.
+//!   send gets the next free slot), and a hard cap of `mps` sends in any 1,000 ms (a sliding window) guards
+//!   against sends that ran late going together. Meta's throughput is "messages per second", so no second,
+//!   calendar or sliding, ever carries more than `mps` sends.
 //! - Per customer, [`PairPacer`]: one message per `interval` with bursts up to `burst` (GCRA), as Meta's pair
 //!   rate allows. A message that does not conform waits (it is queued, not failed).
 //!
@@ -26,8 +26,8 @@ pub enum Verdict {
 struct PhoneState {
     /// Theoretical arrival time of the next free slot (ms, fractional to keep 1000/mps exact).
     tat: f64,
-    second: i64,
-    count: u32,
+    /// Times of the sends of the last 1,000 ms (at most `mps` of them).
+    recent: std::collections::VecDeque<i64>,
 }
 
 /// Per phone-number throughput pacing. Key: phone id.
@@ -45,10 +45,7 @@ impl PhonePacer {
     /// Asks for a send of outbound `id` on `phone` at `mps` messages per second at time `now`.
     pub fn ask(&mut self, phone: i64, id: i64, mps: u32, now: i64) -> Verdict {
         let mps = mps.max(1);
-        let spacing_ms = (1000 / mps as i64).max(1);
-        // A reservation whose time passed long ago (the send ran late) is dropped: using it now would put it in
-        // the same sliding second as the sends reserved after it.
-        let slot = match self.reserved.get(&id).copied().filter(|slot| *slot >= now - spacing_ms) {
+        let slot = match self.reserved.get(&id).copied() {
             Some(slot) => slot,
             None => {
                 let st = self.phones.entry(phone).or_default();
@@ -65,19 +62,18 @@ impl PhonePacer {
         if slot > now + SLACK_MS {
             return Verdict::WaitUntil(slot);
         }
-        // The calendar-second cap.
+        // The hard cap: never more than `mps` sends in any 1,000 ms (so in no calendar second either), even when
+        // sends that ran late go together.
         let st = self.phones.entry(phone).or_default();
-        let second = now.div_euclid(1000);
-        if st.second != second {
-            st.second = second;
-            st.count = 0;
+        while st.recent.front().is_some_and(|t| *t <= now - 1000) {
+            st.recent.pop_front();
         }
-        if st.count >= mps {
-            let next = (second + 1) * 1000;
+        if st.recent.len() >= mps as usize {
+            let next = st.recent.front().map_or(now + 1, |t| t + 1000);
             self.reserved.insert(id, next);
             return Verdict::WaitUntil(next);
         }
-        st.count += 1;
+        st.recent.push_back(now);
         self.reserved.remove(&id);
         Verdict::Go
     }
@@ -157,6 +153,8 @@ mod tests {
                 *per_second.entry(t.div_euclid(1000)).or_default() += 1;
             }
             assert!(per_second.values().all(|c| *c <= mps), "{mps}: {per_second:?}");
+            let sliding = sent.iter().map(|t| sent.iter().filter(|u| **u >= *t && **u < t + 1000).count()).max();
+            assert!(sliding.unwrap_or(0) <= mps as usize, "{mps}: {sliding:?} in a sliding second");
             let span = (sent.last().unwrap() - sent.first().unwrap()) as f64 / 1000.0;
             let rate = (sent.len() - 1) as f64 / span.max(0.001);
             assert!(rate > mps as f64 * 0.95, "{mps}/s reached only {rate}");
@@ -197,15 +195,20 @@ mod tests {
     }
 
     #[test]
-    fn refusals_do_not_add_up_and_stale_reservations_are_renewed() {
+    fn refusals_do_not_add_up_and_late_sends_are_capped_in_any_second() {
         let mut p = PhonePacer::default();
         for _ in 0..10 {
             p.back_off(1, 0, 1000);
         }
         assert_eq!(p.ask(1, 1, 10, 0), Verdict::WaitUntil(1000));
-        // Send 1 comes back long after its slot: it gets a fresh one after the sends reserved meanwhile.
         assert_eq!(p.ask(1, 2, 10, 0), Verdict::WaitUntil(1100));
-        assert_eq!(p.ask(1, 1, 10, 5000), Verdict::Go);
+        // Both come back late, together: they keep their slots, and the sliding window still caps them.
+        let mut q = PhonePacer::default();
+        for id in 0..10 {
+            q.ask(1, id, 5, 0);
+        }
+        let go = (0..10).filter(|id| q.ask(1, *id, 5, 5000) == Verdict::Go).count();
+        assert_eq!(go, 5, "at most mps in any 1,000 ms");
     }
 
     #[test]
