@@ -320,7 +320,9 @@ async fn health_metrics_openapi_and_limits(db: Db) {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
-    let r = app.http.get(app.url("/nope")).send().await.unwrap();
+    // A fresh client: the server closes the connection that carried the refused body, and a pooled client may
+    // try to reuse it.
+    let r = reqwest::Client::new().get(app.url("/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "not_found");
     app.stop().await;
