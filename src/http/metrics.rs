@@ -99,7 +99,7 @@ impl Metrics {
         let sends_pending = Family::<StateLabels, Gauge>::default();
         registry.register(
             "sends_pending",
-            "Sends to WhatsApp not finished, by state (queued, sending, unknown), across all processes",
+            "Sends to WhatsApp not finished, by state (queued, unknown), across all processes",
             sends_pending.clone(),
         );
         let wabas_sends_paused = Gauge::default();
@@ -156,14 +156,13 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
 async fn refresh_from_store(state: &AppState) -> Result<(), sqlx::Error> {
     use sqlx::Row;
     let m = &state.metrics;
-    for st in ["queued", "sending", "unknown"] {
+    for st in ["queued", "unknown"] {
         m.sends_pending.get_or_create(&StateLabels { state: st.into() }).set(0);
     }
-    let rows = sqlx::query(
-        "SELECT state, COUNT(*) AS n FROM outbound WHERE state IN ('queued', 'sending', 'unknown') GROUP BY state",
-    )
-    .fetch_all(&state.store.pool)
-    .await?;
+    let rows =
+        sqlx::query("SELECT state, COUNT(*) AS n FROM outbound WHERE state IN ('queued', 'unknown') GROUP BY state")
+            .fetch_all(&state.store.pool)
+            .await?;
     for r in rows {
         let st: String = r.try_get("state")?;
         m.sends_pending.get_or_create(&StateLabels { state: st }).set(r.try_get::<i64, _>("n")?);

@@ -2,10 +2,12 @@
 //! notifications. A send is an `outbound` row plus its `wa.send` job, committed together before the first
 //! attempt ([`enqueue_on`]); the job engine runs it through the one sender ([`sender`]).
 //!
-//! States of an outbound row: `queued` → `sending` → `accepted` (Meta gave a wamid) or `failed` (a permanent
-//! error, with its reason); `unknown` when a request went out and no answer came (it may have reached Meta):
-//! it waits `send_reconcile_seconds` for a status webhook carrying its `biz_opaque_callback_data` before it is
-//! tried again. `status` follows Meta's status webhooks (`sent`, `delivered`, `read`, `failed`).
+//! States of an outbound row: `queued` (also while its request is out) → `accepted` (Meta gave a wamid) or
+//! `failed` (a permanent error, with its reason); `unknown` when a request went out and no answer came (it may
+//! have reached Meta), or an earlier attempt left no outcome: it waits `send_reconcile_seconds` for a status
+//! webhook carrying its `biz_opaque_callback_data` before it is tried again. The outcome of an attempt commits
+//! together with its job's end. `status` follows Meta's status webhooks (`sent`, `delivered`, `read`,
+//! `failed`).
 
 pub mod pace;
 pub mod sender;
@@ -145,7 +147,7 @@ pub struct Outbound {
     pub origin_ref: Value,
     #[schema(value_type = Object)]
     pub request: Value,
-    /// `queued`, `sending`, `unknown`, `accepted` or `failed`.
+    /// `queued`, `unknown`, `accepted` or `failed`.
     pub state: String,
     pub wamid: Option<String>,
     /// Meta's latest status: `sent`, `delivered`, `read` or `failed`.
