@@ -31,6 +31,24 @@ fn sipp_available() -> bool {
     ok
 }
 
+/// Waits (with a deadline) until something listens on TCP `port` of this machine, read from /proc/net/tcp so
+/// that no test connection reaches SIPp: a call sent before SIPp listens would get 503 from the edge.
+fn wait_listening(port: u16) {
+    let needle = format!(":{port:04X} ");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let listening = table.lines().any(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            cols.len() > 3 && format!("{} ", cols[1]).contains(&needle) && cols[3] == "0A"
+        });
+        if listening || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // polling the socket table with a deadline
+    }
+}
+
 fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).unwrap_or(0)
 }
@@ -51,6 +69,9 @@ impl Sipp {
             .stderr(Stdio::piped())
             .spawn()
             .expect("sipp starts");
+        if transport.starts_with('t') {
+            wait_listening(port);
+        }
         Sipp { child, port }
     }
 
