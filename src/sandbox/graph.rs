@@ -612,14 +612,7 @@ impl GraphSandbox {
                 refuse(100, Some(&format!("Unsupported {method} request: unknown path components")))
             })
             .with_state(inner.clone());
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (stop, task) = crate::sandbox::spawn_server(listener, app);
         Ok(GraphSandbox { addr, inner, stop: Some(stop), task })
     }
 

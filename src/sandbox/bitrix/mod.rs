@@ -593,14 +593,7 @@ impl BitrixSandbox {
             .route("/rest/{method}", any(rest::rest))
             .fallback(rest::not_found)
             .with_state(shared.clone());
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let (stop, task) = crate::sandbox::spawn_server(listener, app);
         Ok(BitrixSandbox { addr, shared, stop: Some(stop), task })
     }
 
