@@ -29,6 +29,9 @@ pub struct Job {
     /// Attempts including the current one.
     pub attempts: i64,
     pub max_attempts: i64,
+    /// Set by [`finish_on`] when the handler ended the job in its own transaction; the engine then has nothing
+    /// left to write.
+    pub finished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +215,7 @@ impl Engine {
     async fn record(&self, job: &Job, result: Result<(), JobError>) -> Result<Outcome, StoreError> {
         let now = now_ms();
         match result {
+            Ok(()) if job.finished.load(std::sync::atomic::Ordering::Acquire) => Ok(Outcome::Done),
             Ok(()) => {
                 sqlx::query(
                     "UPDATE jobs SET done_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
@@ -481,6 +485,7 @@ fn job_from(r: &AnyRow) -> Result<Job, StoreError> {
         payload: r.try_get("payload")?,
         attempts: r.try_get("attempts")?,
         max_attempts: r.try_get("max_attempts")?,
+        finished: Arc::default(),
     })
 }
 
@@ -492,11 +497,14 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Marks a leased job done on the handler's own transaction, so its effect and its end commit together (one
-/// commit instead of two on the hot path). The engine's own "done" write then finds nothing left to change.
-pub async fn finish_on<'c, E>(conn: E, job_id: i64, now: i64) -> Result<(), StoreError>
+/// commit instead of two on the hot path). The engine then skips its own "done" write.
+pub async fn finish_on<'c, E>(conn: E, job: &Job, now: i64) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
+    // Set before the commit: if the commit fails the handler returns an error, and errors ignore the flag.
+    job.finished.store(true, std::sync::atomic::Ordering::Release);
+    let job_id = job.id;
     sqlx::query(
         "UPDATE jobs SET done_at = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
          WHERE id = $1 AND done_at IS NULL",

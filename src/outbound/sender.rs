@@ -155,7 +155,7 @@ impl Sender {
                 .execute(&mut *tx)
                 .await?;
                 super::report_on(&mut *tx, &out.origin, id, "accepted", None).await?;
-                crate::jobs::finish_on(&mut *tx, job.id, now).await?;
+                crate::jobs::finish_on(&mut *tx, job, now).await?;
                 tx.commit().await?;
                 Ok(())
             }
