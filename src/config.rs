@@ -114,6 +114,8 @@ pub struct Config {
     pub send_pair_interval_ms: u64,
     /// ...with bursts up to this many messages.
     pub send_pair_burst: u32,
+    /// Graph send requests in flight at once per process (all numbers together).
+    pub send_concurrency: usize,
 }
 
 impl Default for Config {
@@ -168,6 +170,7 @@ impl Default for Config {
             send_reconcile_seconds: 300,
             send_pair_interval_ms: 6_000,
             send_pair_burst: 45,
+            send_concurrency: 64,
         }
     }
 }
@@ -220,8 +223,10 @@ impl Config {
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(ConfigError(format!("listen must be host:port, got {:?}", self.listen)));
         }
-        if self.worker_concurrency == 0 || self.intake_batch_max == 0 {
-            return Err(ConfigError("worker_concurrency and intake_batch_max must be at least 1".into()));
+        if self.worker_concurrency == 0 || self.intake_batch_max == 0 || self.send_concurrency == 0 {
+            return Err(ConfigError(
+                "worker_concurrency, intake_batch_max and send_concurrency must be at least 1".into(),
+            ));
         }
         if !url::Url::parse(&self.graph_base_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(ConfigError(format!("graph_base_url must be an http(s) URL, got {:?}", self.graph_base_url)));

@@ -32,12 +32,24 @@ pub struct Service {
 
 /// The job engine with every kind's handler registered.
 pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridge: Arc<crate::crm::Bridge>) -> Engine {
-    let mut engine =
-        Engine::new(store.clone(), Duration::from_secs(config.job_lease_seconds), config.job_max_attempts, metrics);
+    let mut engine = Engine::new(
+        store.clone(),
+        Duration::from_secs(config.job_lease_seconds),
+        config.job_max_attempts,
+        metrics.clone(),
+    );
     let s = store.clone();
     engine.register(INBOX_PROCESS, move |job| crate::inbound::process_job(s.clone(), job));
-    let sender = crate::outbound::sender::Sender::new(store.clone(), config);
-    engine.register(crate::outbound::WA_SEND, move |job| sender.clone().handle(job));
+    // Sends have their own lane: the dispatcher leases, paces and group-commits them (`outbound::dispatch`).
+    let dispatcher = crate::outbound::dispatch::Dispatcher::new(
+        store.clone(),
+        Arc::new(crate::outbound::sender::Sender::new(config)),
+        engine.lane_leaser(),
+        engine.generic_waker(),
+        metrics,
+        config.send_concurrency,
+    );
+    engine.add_lane(Arc::new(dispatcher));
     let (s, g) = (store.clone(), crate::meta::graph::Client::from_config(config));
     engine.register(crate::templates::SYNC, move |job| crate::templates::run(s.clone(), g.clone(), job));
     crate::crm::register(&mut engine, bridge);

@@ -582,6 +582,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
             master_key: Some(MASTER_KEY.into()),
             workers_enabled: workers,
             worker_concurrency: a.concurrency,
+            send_concurrency: a.concurrency,
             log: "warn".into(),
             graph_base_url: g.base_url(),
             graph_version: GRAPH_VERSION.into(),

@@ -99,8 +99,22 @@ pub struct Engine {
     handlers: HashMap<&'static str, Handler>,
     lease: Duration,
     default_max_attempts: i64,
-    notify: Notify,
+    notify: Arc<Notify>,
     metrics: Arc<Metrics>,
+    lanes: Vec<Arc<dyn Lane>>,
+}
+
+/// A lane: jobs of one kind that carry a `lane` key (a send's phone) and are leased and run by their own
+/// dispatcher instead of the generic workers, because running them needs more than one job at a time (pacing a
+/// phone's sends to its throughput). The engine's generic workers never lease a job that has a lane; its
+/// [`Engine::drain`] drains the lanes too, and [`Engine::run_workers`] runs them.
+pub trait Lane: Send + Sync {
+    /// New jobs may be due (called by [`Engine::wake`]).
+    fn wake(&self);
+    /// Runs what is due now until nothing is (tests and tools).
+    fn drain(&self) -> Pin<Box<dyn Future<Output = Result<Drained, StoreError>> + Send + '_>>;
+    /// Runs until `stop` turns true, then returns its leased jobs to the queue and ends what it started.
+    fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
 /// Outcome counts of one [`Engine::drain`].
@@ -112,13 +126,64 @@ pub struct Drained {
     pub deferred: usize,
 }
 
+impl Drained {
+    pub fn add(&mut self, o: Drained) {
+        self.done += o.done;
+        self.retried += o.retried;
+        self.dead += o.dead;
+        self.deferred += o.deferred;
+    }
+
+    pub fn count(&mut self, o: Outcome) {
+        match o {
+            Outcome::Done => self.done += 1,
+            Outcome::Retried => self.retried += 1,
+            Outcome::Dead => self.dead += 1,
+            Outcome::Deferred => self.deferred += 1,
+        }
+    }
+}
+
 /// `max_attempts` may be NULL (jobs created by database triggers): the engine's default applies.
 const JOB_COLS: &str = "id, kind, payload, attempts, COALESCE(max_attempts, $5) AS max_attempts";
 
 impl Engine {
     pub fn new(store: Store, lease: Duration, default_max_attempts: i64, metrics: Arc<Metrics>) -> Self {
         let owner = format!("{}-{}", std::process::id(), crate::seal::random_token(8));
-        Engine { store, owner, handlers: HashMap::new(), lease, default_max_attempts, notify: Notify::new(), metrics }
+        Engine {
+            store,
+            owner,
+            handlers: HashMap::new(),
+            lease,
+            default_max_attempts,
+            notify: Arc::new(Notify::new()),
+            metrics,
+            lanes: Vec::new(),
+        }
+    }
+
+    /// Adds a lane (see [`Lane`]).
+    pub fn add_lane(&mut self, lane: Arc<dyn Lane>) {
+        self.lanes.push(lane);
+    }
+
+    /// What wakes the generic workers only (a lane that queued jobs for them).
+    pub fn generic_waker(&self) -> Arc<Notify> {
+        self.notify.clone()
+    }
+
+    /// How a lane leases its jobs as this engine would.
+    pub fn lane_leaser(&self) -> LaneLeaser {
+        LaneLeaser {
+            backend: self.store.backend,
+            owner: self.owner.clone(),
+            lease: self.lease,
+            default_max_attempts: self.default_max_attempts,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Registers the handler for a kind. Jobs of a kind without a handler die with a clear error.
@@ -138,6 +203,9 @@ impl Engine {
     pub fn wake(&self) {
         self.notify.notify_waiters();
         self.notify.notify_one();
+        for lane in &self.lanes {
+            lane.wake();
+        }
     }
 
     /// Adds a job. With a `dedup_key`, a second job with the same key is not added (returns `None`).
@@ -162,7 +230,7 @@ impl Engine {
         };
         let q = format!(
             "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE done_at IS NULL AND NOT dead AND run_at <= $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE done_at IS NULL AND NOT dead AND lane IS NULL AND run_at <= $3 \
                           AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
                           ORDER BY run_at, id LIMIT $4 {lock}) \
              RETURNING {JOB_COLS}"
@@ -202,74 +270,18 @@ impl Engine {
                 Outcome::Retried
             }
         };
-        let label = match outcome {
-            Outcome::Done => "done",
-            Outcome::Retried => "retried",
-            Outcome::Dead => "dead",
-            Outcome::Deferred => "deferred",
-        };
-        self.metrics.jobs_finished.get_or_create(&KindLabels { kind: job.kind.clone(), outcome: label.into() }).inc();
+        self.metrics
+            .jobs_finished
+            .get_or_create(&KindLabels { kind: job.kind.clone(), outcome: outcome.label().into() })
+            .inc();
         outcome
     }
 
     async fn record(&self, job: &Job, result: Result<(), JobError>) -> Result<Outcome, StoreError> {
-        let now = now_ms();
-        match result {
-            Ok(()) if job.finished.load(std::sync::atomic::Ordering::Acquire) => Ok(Outcome::Done),
-            Ok(()) => {
-                sqlx::query(
-                    "UPDATE jobs SET done_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                     WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(job.id)
-                .bind(&self.owner)
-                .bind(now)
-                .execute(&self.store.pool)
-                .await?;
-                Ok(Outcome::Done)
-            }
-            Err(JobError::Defer { message, after }) => {
-                sqlx::query(
-                    "UPDATE jobs SET run_at = $3, attempts = attempts - 1, last_error = $4, lease_owner = NULL, \
-                     lease_expires_at = NULL, updated_at = $5 WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(job.id)
-                .bind(&self.owner)
-                .bind(now + after.as_millis() as i64)
-                .bind(truncate(&message, 2000))
-                .bind(now)
-                .execute(&self.store.pool)
-                .await?;
-                Ok(Outcome::Deferred)
-            }
-            Err(err) => {
-                let (dead, after) = match &err {
-                    JobError::Permanent(_) => (true, None),
-                    JobError::Retry { after, .. } => (job.attempts >= job.max_attempts, *after),
-                    JobError::Defer { .. } => (false, None),
-                };
-                let delay = backoff::delay(job.attempts, after, &mut rand::thread_rng());
-                let message = err.to_string();
-                if dead {
-                    tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, error = %message, "job is dead");
-                } else {
-                    tracing::info!(job = job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "job will be retried");
-                }
-                sqlx::query(
-                    "UPDATE jobs SET dead = $3, run_at = $4, last_error = $5, lease_owner = NULL, \
-                     lease_expires_at = NULL, updated_at = $6 WHERE id = $1 AND lease_owner = $2",
-                )
-                .bind(job.id)
-                .bind(&self.owner)
-                .bind(dead)
-                .bind(now + delay.as_millis() as i64)
-                .bind(truncate(&message, 2000))
-                .bind(now)
-                .execute(&self.store.pool)
-                .await?;
-                Ok(if dead { Outcome::Dead } else { Outcome::Retried })
-            }
+        if result.is_ok() && job.finished.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(Outcome::Done);
         }
+        record_on(&self.store.pool, &self.owner, job, result, now_ms()).await
     }
 
     /// Runs every due job until none is due (jobs rescheduled into the future are left). For tests and tools.
@@ -277,16 +289,17 @@ impl Engine {
         let mut d = Drained::default();
         loop {
             let jobs = self.lease(64).await?;
-            if jobs.is_empty() {
+            let mut lanes_worked = false;
+            for lane in &self.lanes {
+                let l = lane.drain().await?;
+                lanes_worked |= l.done + l.retried + l.dead + l.deferred > 0;
+                d.add(l);
+            }
+            if jobs.is_empty() && !lanes_worked {
                 return Ok(d);
             }
             for job in jobs {
-                match self.run(job).await {
-                    Outcome::Done => d.done += 1,
-                    Outcome::Retried => d.retried += 1,
-                    Outcome::Dead => d.dead += 1,
-                    Outcome::Deferred => d.deferred += 1,
-                }
+                d.count(self.run(job).await);
             }
         }
     }
@@ -304,6 +317,7 @@ impl Engine {
     /// The worker loop: leases due jobs up to `concurrency` at a time until `stop` turns true, then waits
     /// for the jobs it is running to finish. New jobs are leased no later than `poll` after they are due.
     pub async fn run_workers(self: Arc<Self>, concurrency: usize, poll: Duration, mut stop: watch::Receiver<bool>) {
+        let lanes: Vec<_> = self.lanes.iter().map(|l| tokio::spawn(l.clone().run(stop.clone()))).collect();
         let permits = Arc::new(Semaphore::new(concurrency));
         let mut last_maintenance = 0i64;
         loop {
@@ -359,12 +373,15 @@ impl Engine {
         }
         // Stop leasing; let running jobs finish.
         let _ = permits.acquire_many(concurrency as u32).await;
+        for lane in lanes {
+            let _ = lane.await;
+        }
     }
 
     /// When the next unleased job is due (ms), if any.
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         let row =
-            sqlx::query("SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL")
+            sqlx::query("SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lane IS NULL AND lease_owner IS NULL")
                 .fetch_one(&self.store.pool)
                 .await?;
         Ok(row.try_get::<Option<i64>, _>("t")?)
@@ -478,6 +495,18 @@ pub enum Outcome {
     Deferred,
 }
 
+impl Outcome {
+    /// The `outcome` label of `wabridge_jobs_finished`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Done => "done",
+            Outcome::Retried => "retried",
+            Outcome::Dead => "dead",
+            Outcome::Deferred => "deferred",
+        }
+    }
+}
+
 fn job_from(r: &AnyRow) -> Result<Job, StoreError> {
     Ok(Job {
         id: r.try_get("id")?,
@@ -494,6 +523,131 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
+}
+
+/// Records the result of running a leased job on `conn`: done, put off without spending an attempt
+/// ([`JobError::Defer`]), retried with backoff, or dead. Only the lease's owner can record.
+pub async fn record_on<'c, E>(
+    conn: E,
+    owner: &str,
+    job: &Job,
+    result: Result<(), JobError>,
+    now: i64,
+) -> Result<Outcome, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    match result {
+        Ok(()) => {
+            sqlx::query(
+                "UPDATE jobs SET done_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
+                 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(job.id)
+            .bind(owner)
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(Outcome::Done)
+        }
+        Err(JobError::Defer { message, after }) => {
+            sqlx::query(
+                "UPDATE jobs SET run_at = $3, attempts = attempts - 1, last_error = $4, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $5 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(job.id)
+            .bind(owner)
+            .bind(now + after.as_millis() as i64)
+            .bind(truncate(&message, 2000))
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(Outcome::Deferred)
+        }
+        Err(err) => {
+            let (dead, after) = match &err {
+                JobError::Permanent(_) => (true, None),
+                JobError::Retry { after, .. } => (job.attempts >= job.max_attempts, *after),
+                JobError::Defer { .. } => (false, None),
+            };
+            let delay = backoff::delay(job.attempts, after, &mut rand::thread_rng());
+            let message = err.to_string();
+            if dead {
+                tracing::warn!(job = job.id, kind = %job.kind, attempts = job.attempts, error = %message, "job is dead");
+            } else {
+                tracing::info!(job = job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "job will be retried");
+            }
+            sqlx::query(
+                "UPDATE jobs SET dead = $3, run_at = $4, last_error = $5, lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $6 WHERE id = $1 AND lease_owner = $2",
+            )
+            .bind(job.id)
+            .bind(owner)
+            .bind(dead)
+            .bind(now + delay.as_millis() as i64)
+            .bind(truncate(&message, 2000))
+            .bind(now)
+            .execute(conn)
+            .await?;
+            Ok(if dead { Outcome::Dead } else { Outcome::Retried })
+        }
+    }
+}
+
+/// What a lane's dispatcher leases with: this process's lease owner and the engine's settings.
+#[derive(Debug, Clone)]
+pub struct LaneLeaser {
+    pub backend: Backend,
+    pub owner: String,
+    pub lease: Duration,
+    pub default_max_attempts: i64,
+}
+
+impl LaneLeaser {
+    /// Leases up to `n` due jobs of one lane, in queue order (`run_at`, then id).
+    pub async fn lease<'c, E>(&self, conn: E, lane: i64, n: usize, now: i64) -> Result<Vec<Job>, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let lock = match self.backend {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let q = format!(
+            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM jobs WHERE lane = $6 AND done_at IS NULL AND NOT dead AND lane IS NOT NULL \
+                          AND run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
+                          ORDER BY run_at, id LIMIT $4 {lock}) \
+             RETURNING {JOB_COLS}"
+        );
+        let rows = sqlx::query(&q)
+            .bind(&self.owner)
+            .bind(now + self.lease.as_millis() as i64)
+            .bind(now)
+            .bind(n as i64)
+            .bind(self.default_max_attempts)
+            .bind(lane)
+            .fetch_all(conn)
+            .await?;
+        let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| j.id);
+        Ok(jobs)
+    }
+}
+
+/// When the next job of a lane that nobody holds is due (ms), if any.
+pub async fn lane_next_due<'c, E>(conn: E, lane: i64) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let row = sqlx::query(
+        "SELECT MIN(run_at) AS t FROM jobs WHERE lane = $1 AND done_at IS NULL AND NOT dead AND lane IS NOT NULL \
+         AND lease_owner IS NULL",
+    )
+    .bind(lane)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get::<Option<i64>, _>("t")?)
 }
 
 /// Marks a leased job done on the handler's own transaction, so its effect and its end commit together (one
@@ -528,10 +682,26 @@ pub async fn enqueue_on<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
+    enqueue_lane_on(conn, kind, payload, dedup_key, max_attempts, run_at, None).await
+}
+
+/// [`enqueue_on`] for a job of a lane (see [`Lane`]).
+pub async fn enqueue_lane_on<'c, E>(
+    conn: E,
+    kind: &str,
+    payload: &serde_json::Value,
+    dedup_key: Option<&str>,
+    max_attempts: i64,
+    run_at: i64,
+    lane: Option<i64>,
+) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
     let now = now_ms();
     let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, 0, $4, $5, $6, $6) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING \
+        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane) \
+         VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING \
          RETURNING id",
     )
     .bind(kind)
@@ -540,6 +710,7 @@ where
     .bind(max_attempts)
     .bind(run_at)
     .bind(now)
+    .bind(lane)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)

@@ -1,6 +1,7 @@
 //! Every message wabridge sends to WhatsApp: operator replies, SMS-provider sends, API sends and
 //! notifications. A send is an `outbound` row plus its `wa.send` job, committed together before the first
-//! attempt ([`enqueue_on`]); the job engine runs it through the one sender ([`sender`]).
+//! attempt ([`enqueue_on`]); the send dispatcher
+//! ([`dispatch`], the job engine's lane for sends) paces it and sends it through the one sender ([`sender`]).
 //!
 //! States of an outbound row: `queued` (also while its request is out) → `accepted` (Meta gave a wamid) or
 //! `failed` (a permanent error, with its reason); `unknown` when a request went out and no answer came (it may
@@ -9,6 +10,7 @@
 //! together with its job's end. `status` follows Meta's status webhooks (`sent`, `delivered`, `read`,
 //! `failed`).
 
+pub mod dispatch;
 pub mod pace;
 pub mod sender;
 
@@ -103,13 +105,14 @@ pub async fn enqueue_on(
     .fetch_one(&mut **tx)
     .await?;
     let id: i64 = row.try_get("id")?;
-    crate::jobs::enqueue_on(
+    crate::jobs::enqueue_lane_on(
         &mut **tx,
         WA_SEND,
         &serde_json::json!({ "outbound_id": id }),
         Some(&format!("wa.send:{id}")),
         max_attempts,
         now,
+        Some(send.phone_id),
     )
     .await?;
     Ok(Enqueued { id, duplicate: false })
@@ -194,6 +197,30 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
 pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError> {
     let q = format!("SELECT {COLS} FROM outbound WHERE id = $1");
     sqlx::query(&q).bind(id).fetch_optional(&store.pool).await?.as_ref().map(from_row).transpose()
+}
+
+/// The rows of `ids` (in any order), each with the first earlier message to the same customer from the same
+/// number that is still pending (`queued`, `sending` or `unknown`), if any: messages to one customer keep
+/// their order. One query per 500 ids.
+pub async fn get_many_with_blocker(store: &Store, ids: &[i64]) -> Result<Vec<(Outbound, Option<i64>)>, StoreError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let q = format!(
+            "SELECT {COLS}, (SELECT MIN(o.id) FROM outbound o WHERE o.phone_id = b.phone_id \
+             AND o.recipient = b.recipient AND o.id < b.id AND o.state IN ('queued', 'sending', 'unknown')) AS blocker \
+             FROM outbound b WHERE b.id IN ({})",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&q);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&store.pool).await? {
+            out.push((from_row(&r)?, r.try_get::<Option<i64>, _>("blocker")?));
+        }
+    }
+    Ok(out)
 }
 
 /// Recent sends, newest first (admin API).

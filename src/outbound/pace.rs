@@ -2,7 +2,7 @@
 //! clock in milliseconds so they can be tested without time passing.
 //!
 //! - Per phone number, [`PhonePacer`]: sends are spaced `1000 / mps` ms apart (a GCRA reservation: every
-//!   send gets the next free slot), and a hard cap of `mps` sends in any 1,000 ms (a sliding window) guards
+//!   send gets the next free slot; slots missed by up to [`CATCH_UP_MS`] are still used), and a hard cap of `mps` sends in any 1,000 ms (a sliding window) guards
 //!   against sends that ran late going together. Meta's throughput is "messages per second", so no second,
 //!   calendar or sliding, ever carries more than `mps` sends.
 //! - Per customer, [`PairPacer`]: one message per `interval` with bursts up to `burst` (GCRA), as Meta's pair
@@ -40,6 +40,8 @@ pub struct PhonePacer {
 
 /// How early a reserved slot may be used, and how long a send may wait in place instead of being deferred.
 pub const SLACK_MS: i64 = 2;
+/// How old an unused slot may be and still be used (see [`PhonePacer::ask`]).
+pub const CATCH_UP_MS: i64 = 50;
 
 impl PhonePacer {
     /// Asks for a send of outbound `id` on `phone` at `mps` messages per second at time `now`.
@@ -50,7 +52,9 @@ impl PhonePacer {
             None => {
                 let st = self.phones.entry(phone).or_default();
                 let spacing = 1000.0 / mps as f64;
-                let slot = st.tat.max(now as f64);
+                // A send that comes late (a timer fires after its slot) may use slots up to CATCH_UP_MS old, so
+                // timer granularity does not lower the rate; the sliding cap below still bounds every second.
+                let slot = st.tat.max((now - CATCH_UP_MS) as f64);
                 st.tat = slot + spacing;
                 let slot = slot.floor() as i64;
                 if slot > now + SLACK_MS {
@@ -98,14 +102,25 @@ pub struct PairPacer {
 }
 
 impl PairPacer {
-    /// One send per `interval_ms`, bursts up to `burst`. Consumes a slot only when it answers [`Verdict::Go`].
-    pub fn ask(&mut self, phone: i64, recipient: &str, interval_ms: i64, burst: u32, now: i64) -> Verdict {
-        let key = (phone, recipient.to_string());
-        let tat = self.tat.get(&key).copied().unwrap_or(now).max(now);
+    /// What [`PairPacer::ask`] would answer now, without consuming anything.
+    pub fn peek(&self, phone: i64, recipient: &str, interval_ms: i64, burst: u32, now: i64) -> Verdict {
+        let tat = self.tat.get(&(phone, recipient.to_string())).copied().unwrap_or(now).max(now);
         let tolerance = interval_ms * (burst.max(1) as i64 - 1);
         if tat - now > tolerance {
-            return Verdict::WaitUntil(tat - tolerance);
+            Verdict::WaitUntil(tat - tolerance)
+        } else {
+            Verdict::Go
         }
+    }
+
+    /// One send per `interval_ms`, bursts up to `burst`. Consumes a slot only when it answers [`Verdict::Go`].
+    pub fn ask(&mut self, phone: i64, recipient: &str, interval_ms: i64, burst: u32, now: i64) -> Verdict {
+        let verdict = self.peek(phone, recipient, interval_ms, burst, now);
+        if verdict != Verdict::Go {
+            return verdict;
+        }
+        let key = (phone, recipient.to_string());
+        let tat = self.tat.get(&key).copied().unwrap_or(now).max(now);
         self.tat.insert(key, tat + interval_ms);
         if self.tat.len() > 100_000 {
             self.tat.retain(|_, t| *t > now);

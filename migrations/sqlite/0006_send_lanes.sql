@@ -1,0 +1,14 @@
+-- Sends get their own lane in the job engine: a wa.send job carries its phone's id in `lane`, and the send
+-- dispatcher (src/outbound/dispatch.rs) leases per phone only what the phone can send in the next second, instead
+-- of the generic workers leasing the whole backlog and putting most of it back (found by bench_sender). The
+-- generic workers lease only jobs without a lane.
+ALTER TABLE jobs ADD COLUMN lane INTEGER;
+UPDATE jobs SET lane = (SELECT o.phone_id FROM outbound o WHERE 'wa.send:' || o.id = jobs.dedup_key)
+ WHERE kind = 'wa.send';
+
+DROP INDEX jobs_due;
+CREATE INDEX jobs_due ON jobs (run_at, id) WHERE done_at IS NULL AND NOT dead AND lane IS NULL;
+CREATE INDEX jobs_lane_due ON jobs (lane, run_at, id) WHERE done_at IS NULL AND NOT dead AND lane IS NOT NULL;
+
+-- "Is an earlier message to this customer still pending?" for every leased send: only pending rows.
+CREATE INDEX outbound_pending_pair ON outbound (phone_id, recipient, id) WHERE state IN ('queued', 'sending', 'unknown');

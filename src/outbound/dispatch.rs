@@ -1,0 +1,630 @@
+//! The send dispatcher: the job engine's lane for `wa.send` (see [`crate::jobs::Lane`]).
+//!
+//! A generic worker runs one job at a time, so pacing a number's sends that way meant leasing its whole backlog
+//! and putting most of it back (a write per send per look, found by `bench_sender`). The dispatcher instead:
+//!
+//! - **leases per number only what the number can send in about a second** (`throughput_mps` jobs, topped up
+//!   when half is gone), in queue order, in one write transaction for every number that needs more; numbers
+//!   with nothing due are looked at again when their next job is due, at the latest after [`POLL_MS`], or when
+//!   new sends are committed ([`Lane::wake`]); a paused WABA's numbers are not leased at all;
+//! - **holds the leased sends in memory and sends each in its slot** ([`PhonePacer`]: spaced `1000 / mps` ms,
+//!   never more than `mps` in any 1,000 ms), keeping messages to one customer in order and within the pair rate
+//!   ([`PairPacer`]; a send whose pair slot is more than [`LOOKAHEAD_MS`] away goes back to the queue with its
+//!   due time);
+//! - **group-commits outcomes**: one writer task commits the outcome, report and job end of every send that
+//!   finished meanwhile in one transaction (like the webhook intake), instead of one commit per send.
+//!
+//! Nothing acknowledged is lost: a send's job is committed before it is leased, and stays leased (not done) until
+//! the writer commits its outcome. If the process dies first, the lease expires and the next lease sees an
+//! attempt without an outcome (`sender::admit`), which is reconciled from status webhooks, never blindly resent.
+//! Several processes lease disjoint sends (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::pace::{PairPacer, PhonePacer, Verdict};
+use super::sender::{self, admit, Context, Outcome, Sender, ORDER_WAIT, PAUSE_WAIT};
+use super::Outbound;
+use crate::http::metrics::{KindLabels, Metrics};
+use crate::jobs::{self, Drained, Job, JobError, LaneLeaser};
+use crate::store::{now_ms, Store, StoreError};
+
+/// How far ahead a number's sends are leased and held: about this many milliseconds of its throughput.
+pub const LOOKAHEAD_MS: i64 = 1000;
+/// A number with nothing due is looked at again at least this often (expired leases of a dead process, sends
+/// committed by another process).
+pub const POLL_MS: i64 = 500;
+/// Numbers' contexts (token, throughput, pause) are reloaded this often.
+const CONTEXT_MS: i64 = 1000;
+/// Wake-ups (new sends committed) are handled at most this often.
+const WAKE_MS: i64 = 20;
+/// How many held sends are looked through for one that may go (customers waiting on the pair rate or on an
+/// earlier message are skipped).
+const SCAN: usize = 256;
+/// The most outcomes one writer transaction commits.
+const WRITE_BATCH: usize = 512;
+/// The key a number's next slot is reserved under in [`PhonePacer`] (outbound ids are positive).
+fn slot_key(phone: i64) -> i64 {
+    -phone
+}
+
+pub struct Dispatcher {
+    store: Store,
+    sender: Arc<Sender>,
+    leaser: LaneLeaser,
+    /// Wakes the engine's generic workers after reports were queued.
+    generic: Arc<Notify>,
+    wake: Notify,
+    woken: AtomicBool,
+    metrics: Arc<Metrics>,
+    concurrency: usize,
+    /// The pacers outlive one run of the loop (tests drain many times); holding the lock is "the loop runs".
+    pacing: tokio::sync::Mutex<Pacing>,
+}
+
+#[derive(Default)]
+struct Pacing {
+    phones: PhonePacer,
+    pairs: PairPacer,
+}
+
+/// A leased send held in memory or in flight.
+struct Item {
+    job: Job,
+    out: Arc<Outbound>,
+}
+
+/// An outcome for the writer.
+struct Record {
+    job: Job,
+    out: Arc<Outbound>,
+    outcome: Outcome,
+}
+
+/// A finished attempt, back from its task.
+struct Finished {
+    phone: i64,
+    item: Item,
+    outcome: Outcome,
+}
+
+/// One number's sends in this process.
+#[derive(Default)]
+struct PhoneLane {
+    held: VecDeque<Item>,
+    /// Customers with a send in flight (their later messages wait).
+    inflight: HashMap<String, usize>,
+    /// When to lease again; `None`: unknown, look (a cheap read) first.
+    next_lease: Option<i64>,
+    /// The last look found sends due now (a drain is not over).
+    due: bool,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Store,
+        sender: Arc<Sender>,
+        leaser: LaneLeaser,
+        generic: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        concurrency: usize,
+    ) -> Dispatcher {
+        Dispatcher {
+            store,
+            sender,
+            leaser,
+            generic,
+            wake: Notify::new(),
+            woken: AtomicBool::new(false),
+            metrics,
+            concurrency: concurrency.max(1),
+            pacing: tokio::sync::Mutex::new(Pacing::default()),
+        }
+    }
+
+    /// Runs the loop: until `stop` turns true, or with `None` until nothing is due, held or in flight.
+    async fn run_loop(&self, stop: Option<watch::Receiver<bool>>) -> Result<Drained, StoreError> {
+        let mut pacing = self.pacing.lock().await;
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_outcomes(
+            self.store.clone(),
+            self.leaser.owner.clone(),
+            self.generic.clone(),
+            self.metrics.clone(),
+            self.sender.reconcile_ms,
+            wrx,
+        ));
+        let (ftx, mut frx) = mpsc::unbounded_channel();
+        let mut lp = Loop {
+            d: self,
+            pacing: &mut pacing,
+            ctx: HashMap::new(),
+            lanes: HashMap::new(),
+            known: HashSet::new(),
+            settled: HashMap::new(),
+            inflight: 0,
+            writer: wtx,
+            finished: ftx,
+            last_ctx: 0,
+            last_wake: 0,
+            wake_at: i64::MAX,
+        };
+        let draining = stop.is_none();
+        let mut stop = stop;
+        let mut failure = None;
+        loop {
+            if stop.as_ref().is_some_and(|s| *s.borrow()) {
+                break;
+            }
+            let now = now_ms();
+            lp.wake_at = i64::MAX;
+            if let Err(e) = lp.step(now).await {
+                if draining {
+                    failure = Some(e);
+                    break;
+                }
+                tracing::warn!(error = %e, "send dispatcher: database error; trying again shortly");
+                lp.wake_at = now + POLL_MS;
+            }
+            if draining && lp.idle() {
+                break;
+            }
+            let sleep = tokio::time::sleep(Duration::from_millis((lp.next_wake(now) - now).clamp(0, POLL_MS) as u64));
+            tokio::select! {
+                Some(f) = frx.recv() => {
+                    lp.finish(f);
+                    while let Ok(f) = frx.try_recv() {
+                        lp.finish(f);
+                    }
+                }
+                _ = sleep => {}
+                _ = self.wake.notified() => {}
+                _ = changed(&mut stop) => {}
+            }
+        }
+        // Wind down: held sends go back to the queue at once; sends in flight finish and are recorded.
+        lp.release_all();
+        while lp.inflight > 0 {
+            match frx.recv().await {
+                Some(f) => lp.finish(f),
+                None => break,
+            }
+        }
+        drop(lp);
+        let drained = writer.await.unwrap_or_default();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(drained),
+        }
+    }
+}
+
+async fn changed(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(s) => {
+            let _ = s.changed().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+impl jobs::Lane for Dispatcher {
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn drain(&self) -> Pin<Box<dyn Future<Output = Result<Drained, StoreError>> + Send + '_>> {
+        Box::pin(async move {
+            self.woken.store(true, Ordering::Release);
+            self.run_loop(None).await
+        })
+    }
+
+    fn run(self: Arc<Self>, stop: watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if let Err(e) = self.run_loop(Some(stop)).await {
+                tracing::error!(error = %e, "send dispatcher stopped");
+            }
+        })
+    }
+}
+
+/// The state of one run of the loop.
+struct Loop<'a> {
+    d: &'a Dispatcher,
+    pacing: &'a mut Pacing,
+    ctx: HashMap<i64, Arc<Context>>,
+    lanes: HashMap<i64, PhoneLane>,
+    /// Outbound ids held or in flight here.
+    known: HashSet<i64>,
+    /// Outbound ids whose send ended here (committed or about to be), with when: a later message to the same
+    /// customer need not wait for the commit.
+    settled: HashMap<i64, i64>,
+    inflight: usize,
+    writer: mpsc::UnboundedSender<Record>,
+    finished: mpsc::UnboundedSender<Finished>,
+    last_ctx: i64,
+    last_wake: i64,
+    /// The earliest time something held may go (a slot, a pair-rate wait).
+    wake_at: i64,
+}
+
+impl Loop<'_> {
+    fn target(mps: u32) -> usize {
+        ((mps as i64 * LOOKAHEAD_MS / 1000) as usize).max(8)
+    }
+
+    async fn step(&mut self, now: i64) -> Result<(), StoreError> {
+        let woken = now - self.last_wake >= WAKE_MS && self.d.woken.swap(false, Ordering::AcqRel);
+        if woken {
+            self.last_wake = now;
+        }
+        if woken || now - self.last_ctx >= CONTEXT_MS {
+            self.refresh(now, woken).await?;
+        }
+        self.lease(now).await?;
+        self.dispatch(now);
+        Ok(())
+    }
+
+    /// Reloads the numbers' contexts; after a wake-up, idle numbers are looked at again.
+    async fn refresh(&mut self, now: i64, woken: bool) -> Result<(), StoreError> {
+        self.ctx = sender::load_contexts(&self.d.store, &self.ctx).await?;
+        self.last_ctx = now;
+        for id in self.ctx.keys() {
+            self.lanes.entry(*id).or_default();
+        }
+        self.lanes.retain(|id, l| self.ctx.contains_key(id) || !l.held.is_empty() || !l.inflight.is_empty());
+        if woken {
+            for l in self.lanes.values_mut() {
+                if l.held.is_empty() && l.next_lease.is_some_and(|t| t > now) {
+                    l.next_lease = None;
+                }
+            }
+        }
+        self.settled.retain(|_, t| now - *t < 60_000);
+        Ok(())
+    }
+
+    /// Leases, for every number that has room, the sends it can send in about a second.
+    async fn lease(&mut self, now: i64) -> Result<(), StoreError> {
+        // Look (a read) where we do not know when the next send is due.
+        for (phone, lane) in self.lanes.iter_mut() {
+            if lane.next_lease.is_none() {
+                let next = jobs::lane_next_due(&self.d.store.pool, *phone).await?;
+                lane.due = next.is_some_and(|t| t <= now);
+                lane.next_lease = Some(next.unwrap_or(i64::MAX).min(now + POLL_MS));
+            }
+        }
+        let wants: Vec<(i64, usize)> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| l.next_lease.is_some_and(|t| t <= now))
+            .filter_map(|(phone, l)| {
+                let ctx = self.ctx.get(phone)?;
+                let target = Self::target(ctx.mps);
+                (ctx.paused.is_none() && l.held.len() <= target / 2).then(|| (*phone, target - l.held.len()))
+            })
+            .collect();
+        if wants.is_empty() {
+            return Ok(());
+        }
+        let mut leased = Vec::with_capacity(wants.len());
+        let mut tx = self.d.store.begin_write().await?;
+        for (phone, n) in &wants {
+            leased.push((*phone, *n, self.d.leaser.lease(&mut *tx, *phone, *n, now).await?));
+        }
+        tx.commit().await?;
+        let ids: Vec<i64> = leased.iter().flat_map(|(_, _, jobs)| jobs.iter().filter_map(outbound_id)).collect();
+        let rows: HashMap<i64, (Outbound, Option<i64>)> =
+            super::get_many_with_blocker(&self.d.store, &ids).await?.into_iter().map(|(o, b)| (o.id, (o, b))).collect();
+        let mut rows = rows;
+        for (phone, n, jobs) in leased {
+            let full = jobs.len() == n;
+            for job in jobs {
+                let row = outbound_id(&job).and_then(|id| rows.remove(&id));
+                self.hold(phone, job, row, now).await?;
+            }
+            let lane = self.lanes.entry(phone).or_default();
+            // A full lease: there may be more; lease again when half of it is sent. Otherwise look first.
+            lane.next_lease = if full { Some(now) } else { None };
+            lane.due = full;
+        }
+        // Look now at the numbers whose lease came back short.
+        for (phone, lane) in self.lanes.iter_mut() {
+            if lane.next_lease.is_none() {
+                let next = jobs::lane_next_due(&self.d.store.pool, *phone).await?;
+                lane.due = next.is_some_and(|t| t <= now);
+                lane.next_lease = Some(next.unwrap_or(i64::MAX).min(now + POLL_MS));
+            }
+        }
+        Ok(())
+    }
+
+    /// Holds a leased send, or records why it does not go now.
+    async fn hold(
+        &mut self,
+        phone: i64,
+        job: Job,
+        row: Option<(Outbound, Option<i64>)>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let Some((out, blocker)) = row else {
+            let reason = format!("payload {:?} names no existing outbound send", job.payload);
+            jobs::record_on(&self.d.store.pool, &self.d.leaser.owner, &job, Err(JobError::Permanent(reason)), now)
+                .await?;
+            return Ok(());
+        };
+        let out = Arc::new(out);
+        if let Some(outcome) = admit(&out, job.attempts, now, self.d.sender.reconcile_ms, None) {
+            self.record(job, out, outcome);
+            return Ok(());
+        }
+        if let Some(b) = blocker {
+            if !self.known.contains(&b) && !self.settled.contains_key(&b) {
+                let outcome = Outcome::Wait {
+                    message: "an earlier message to this customer is still queued".into(),
+                    after: ORDER_WAIT,
+                    unknown: false,
+                };
+                self.record(job, out, outcome);
+                return Ok(());
+            }
+        }
+        if out.state == "unknown" {
+            tracing::warn!(outbound = out.id, "no status webhook for an unanswered send; sending it again");
+        }
+        self.known.insert(out.id);
+        self.lanes.entry(phone).or_default().held.push_back(Item { job, out });
+        Ok(())
+    }
+
+    fn record(&mut self, job: Job, out: Arc<Outbound>, outcome: Outcome) {
+        // The writer outlives the loop's senders; a closed channel means the loop is gone and the lease expires.
+        let _ = self.writer.send(Record { job, out, outcome });
+    }
+
+    /// Sends every held send whose slot has come, as the pacers allow.
+    fn dispatch(&mut self, now: i64) {
+        let phones: Vec<i64> = self.lanes.iter().filter(|(_, l)| !l.held.is_empty()).map(|(p, _)| *p).collect();
+        for phone in phones {
+            let Some(ctx) = self.ctx.get(&phone).cloned() else { continue };
+            if let Some(reason) = &ctx.paused {
+                let message = format!("sends of this WABA are paused: {reason}");
+                self.release(phone, |_| true, &message, PAUSE_WAIT);
+                continue;
+            }
+            while self.inflight < self.d.concurrency {
+                let Some(i) = self.pick(phone, now) else { break };
+                match self.pacing.phones.ask(phone, slot_key(phone), ctx.mps, now) {
+                    Verdict::Go => self.start(phone, i, &ctx, now),
+                    Verdict::WaitUntil(t) => {
+                        self.wake_at = self.wake_at.min(t);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first held send of `phone` that may go now: its customer has nothing in flight and an earlier held
+    /// message, and is within the pair rate. Customers whose pair slot is far off go back to the queue.
+    fn pick(&mut self, phone: i64, now: i64) -> Option<usize> {
+        let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
+        let lane = self.lanes.get(&phone)?;
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut far: Vec<(String, i64)> = Vec::new();
+        let mut pick = None;
+        for (i, item) in lane.held.iter().enumerate().take(SCAN) {
+            let to = item.out.recipient.as_str();
+            if !seen.insert(to) || lane.inflight.contains_key(to) {
+                continue;
+            }
+            match self.pacing.pairs.peek(phone, to, interval, burst, now) {
+                Verdict::Go => {
+                    pick = Some(i);
+                    break;
+                }
+                Verdict::WaitUntil(t) if t - now > LOOKAHEAD_MS => far.push((to.to_string(), t)),
+                Verdict::WaitUntil(t) => self.wake_at = self.wake_at.min(t),
+            }
+        }
+        let pick_id = pick.and_then(|i| lane.held.get(i)).map(|it| it.out.id);
+        for (to, t) in far {
+            let after = Duration::from_millis((t - now).max(1) as u64);
+            self.release(
+                phone,
+                |it| it.out.recipient == to,
+                "pair rate: paced to Meta's limit for one customer",
+                after,
+            );
+        }
+        // Releasing may have moved the pick.
+        let lane = self.lanes.get(&phone)?;
+        pick_id.and_then(|id| lane.held.iter().position(|it| it.out.id == id))
+    }
+
+    /// Starts the attempt of held send `i` of `phone` in its own task.
+    fn start(&mut self, phone: i64, i: usize, ctx: &Arc<Context>, now: i64) {
+        let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
+        let Some(lane) = self.lanes.get_mut(&phone) else { return };
+        let Some(item) = lane.held.remove(i) else { return };
+        self.pacing.pairs.ask(phone, &item.out.recipient, interval, burst, now);
+        *lane.inflight.entry(item.out.recipient.clone()).or_default() += 1;
+        self.inflight += 1;
+        self.d.metrics.jobs_running.inc();
+        let (sender, ctx, tx) = (self.d.sender.clone(), ctx.clone(), self.finished.clone());
+        tokio::spawn(async move {
+            let outcome = sender.attempt(&item.out, &ctx, item.job.attempts).await;
+            let _ = tx.send(Finished { phone, item, outcome });
+        });
+    }
+
+    /// An attempt came back: the pacers learn from Meta's refusals, the customer's next message may go (or, if
+    /// this one is not over, waits in the queue behind it), and the outcome goes to the writer.
+    fn finish(&mut self, f: Finished) {
+        let Finished { phone, item, outcome } = f;
+        let now = now_ms();
+        self.inflight -= 1;
+        self.d.metrics.jobs_running.dec();
+        self.known.remove(&item.out.id);
+        let to = item.out.recipient.clone();
+        if let Some(lane) = self.lanes.get_mut(&phone) {
+            if let Some(n) = lane.inflight.get_mut(&to) {
+                *n -= 1;
+                if *n == 0 {
+                    lane.inflight.remove(&to);
+                }
+            }
+        }
+        let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
+        match &outcome {
+            Outcome::Retry { code: Some(130429), .. } => self.pacing.phones.back_off(phone, now, 1000),
+            Outcome::Retry { code: Some(131056), after, .. } => {
+                let until = now + after.map(|d| d.as_millis() as i64).unwrap_or(interval);
+                self.pacing.pairs.hold(phone, &to, until, interval, burst);
+            }
+            Outcome::Paused { reason, waba_id, .. } => {
+                for ctx in self.ctx.values_mut().filter(|c| c.waba_id == *waba_id) {
+                    let mut c = (**ctx).clone();
+                    c.paused = Some(reason.clone());
+                    *ctx = Arc::new(c);
+                }
+            }
+            _ => {}
+        }
+        if outcome.is_final() {
+            self.settled.insert(item.out.id, now);
+        } else {
+            self.release(
+                phone,
+                |it| it.out.recipient == to,
+                "an earlier message to this customer is still queued",
+                ORDER_WAIT,
+            );
+        }
+        self.record(item.job, item.out, outcome);
+    }
+
+    /// Puts held sends of `phone` that match back in the queue, due after `after`, without spending an attempt.
+    fn release(&mut self, phone: i64, matches: impl Fn(&Item) -> bool, message: &str, after: Duration) {
+        let Some(lane) = self.lanes.get_mut(&phone) else { return };
+        let (back, keep): (VecDeque<Item>, VecDeque<Item>) = lane.held.drain(..).partition(|it| matches(it));
+        lane.held = keep;
+        for it in back {
+            self.pacing.phones.forget(it.out.id);
+            self.known.remove(&it.out.id);
+            let outcome = Outcome::Wait { message: message.to_string(), after, unknown: false };
+            self.record(it.job, it.out, outcome);
+        }
+    }
+
+    fn release_all(&mut self) {
+        let phones: Vec<i64> = self.lanes.keys().copied().collect();
+        for phone in phones {
+            self.release(phone, |_| true, "returned to the queue: the dispatcher stopped", Duration::ZERO);
+        }
+    }
+
+    /// Nothing due (but sends of paused WABAs), held or in flight.
+    fn idle(&self) -> bool {
+        let paused = |phone: &i64| self.ctx.get(phone).is_none_or(|c| c.paused.is_some());
+        self.inflight == 0 && self.lanes.iter().all(|(p, l)| l.held.is_empty() && (!l.due || paused(p)))
+    }
+
+    /// When the loop must look again (ms).
+    fn next_wake(&self, now: i64) -> i64 {
+        let mut t = now + POLL_MS;
+        if self.inflight < self.d.concurrency {
+            t = t.min(self.wake_at);
+        }
+        for (phone, l) in &self.lanes {
+            let room =
+                self.ctx.get(phone).is_some_and(|c| c.paused.is_none() && l.held.len() <= Self::target(c.mps) / 2);
+            if room {
+                t = t.min(l.next_lease.unwrap_or(now));
+            }
+        }
+        t.min(self.last_ctx.saturating_add(CONTEXT_MS))
+    }
+}
+
+fn outbound_id(job: &Job) -> Option<i64> {
+    serde_json::from_str::<Value>(&job.payload).ok().and_then(|v| v["outbound_id"].as_i64())
+}
+
+/// The writer task: commits outcomes in batches (everything that finished since the last commit, up to
+/// [`WRITE_BATCH`]) until the loop is gone. A batch that fails is committed one outcome at a time, so one bad
+/// row holds back only itself; an outcome that cannot be committed leaves its job leased, and the expired
+/// lease makes it reconciled (never blindly resent).
+async fn write_outcomes(
+    store: Store,
+    owner: String,
+    generic: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    reconcile_ms: i64,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+) -> Drained {
+    let mut drained = Drained::default();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let outcomes = match commit(&store, &owner, &batch, reconcile_ms).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, sends = batch.len(), "could not commit send outcomes together; one by one");
+                let mut all = Vec::new();
+                for r in &batch {
+                    match commit(&store, &owner, std::slice::from_ref(r), reconcile_ms).await {
+                        Ok(o) => all.extend(o),
+                        Err(e) => {
+                            tracing::error!(outbound = r.out.id, error = %e, "could not record a send's outcome")
+                        }
+                    }
+                }
+                all
+            }
+        };
+        for o in &outcomes {
+            drained.count(*o);
+            metrics
+                .jobs_finished
+                .get_or_create(&KindLabels { kind: super::WA_SEND.into(), outcome: o.label().into() })
+                .inc();
+        }
+        if batch.iter().any(|r| r.out.origin != super::Origin::Api.as_str()) {
+            generic.notify_waiters();
+            generic.notify_one();
+        }
+    }
+    drained
+}
+
+async fn commit(
+    store: &Store,
+    owner: &str,
+    batch: &[Record],
+    reconcile_ms: i64,
+) -> Result<Vec<jobs::Outcome>, StoreError> {
+    let now = now_ms();
+    let mut tx = store.begin_write().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for r in batch {
+        outcomes.push(sender::record_on(&mut tx, owner, &r.job, &r.out, &r.outcome, reconcile_ms, now).await?);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
