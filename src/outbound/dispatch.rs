@@ -155,7 +155,10 @@ impl Dispatcher {
             last_ctx: 0,
             last_wake: 0,
             wake_at: i64::MAX,
+            feeding: false,
+            retry_at: 0,
         };
+        let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
         let draining = stop.is_none();
         let mut stop = stop;
         let mut failure = None;
@@ -165,14 +168,13 @@ impl Dispatcher {
             }
             let now = now_ms();
             lp.wake_at = i64::MAX;
-            if let Err(e) = lp.step(now).await {
-                if draining {
-                    failure = Some(e);
-                    break;
-                }
-                tracing::warn!(error = %e, "send dispatcher: database error; trying again shortly");
-                lp.wake_at = now + POLL_MS;
+            if let Some(req) = lp.plan(now) {
+                let (store, leaser, tx) = (self.store.clone(), self.leaser.clone(), feed_tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(feed(store, leaser, req).await);
+                });
             }
+            lp.dispatch(now);
             if draining && lp.idle() {
                 break;
             }
@@ -184,9 +186,24 @@ impl Dispatcher {
                         lp.finish(f);
                     }
                 }
+                Some(feed) = feed_rx.recv() => {
+                    if let Err(e) = lp.take(feed) {
+                        if draining {
+                            failure = Some(e);
+                            break;
+                        }
+                        tracing::warn!(error = %e, "send dispatcher: database error; trying again shortly");
+                    }
+                }
                 _ = sleep => {}
                 _ = self.wake.notified() => {}
                 _ = changed(&mut stop) => {}
+            }
+        }
+        // A feed still out: its leased sends are taken in, so they are released below.
+        if lp.feeding {
+            if let Some(feed) = feed_rx.recv().await {
+                let _ = lp.take(feed);
             }
         }
         // Wind down: held sends go back to the queue at once; sends in flight finish and are recorded.
@@ -255,6 +272,10 @@ struct Loop<'a> {
     last_wake: i64,
     /// The earliest time something held may go (a slot, a pair-rate wait).
     wake_at: i64,
+    /// A feed is out.
+    feeding: bool,
+    /// After a database error, no feed before this.
+    retry_at: i64,
 }
 
 impl Loop<'_> {
@@ -262,49 +283,25 @@ impl Loop<'_> {
         ((mps as i64 * LOOKAHEAD_MS / 1000) as usize).max(8)
     }
 
-    async fn step(&mut self, now: i64) -> Result<(), StoreError> {
+    /// What the feeder should do next, if anything and if it is not busy: reload the contexts (every
+    /// [`CONTEXT_MS`], or after a wake-up), look when idle numbers' next sends are due, and lease for the numbers
+    /// that have room.
+    fn plan(&mut self, now: i64) -> Option<FeedRequest> {
+        if self.feeding || now < self.retry_at {
+            return None;
+        }
         let woken = now - self.last_wake >= WAKE_MS && self.d.woken.swap(false, Ordering::AcqRel);
         if woken {
             self.last_wake = now;
-        }
-        if woken || now - self.last_ctx >= CONTEXT_MS {
-            self.refresh(now, woken).await?;
-        }
-        self.lease(now).await?;
-        self.dispatch(now);
-        Ok(())
-    }
-
-    /// Reloads the numbers' contexts; after a wake-up, idle numbers are looked at again.
-    async fn refresh(&mut self, now: i64, woken: bool) -> Result<(), StoreError> {
-        self.ctx = sender::load_contexts(&self.d.store, &self.ctx).await?;
-        self.last_ctx = now;
-        for id in self.ctx.keys() {
-            self.lanes.entry(*id).or_default();
-        }
-        self.lanes.retain(|id, l| self.ctx.contains_key(id) || !l.held.is_empty() || !l.inflight.is_empty());
-        if woken {
             for l in self.lanes.values_mut() {
                 if l.held.is_empty() && l.next_lease.is_some_and(|t| t > now) {
                     l.next_lease = None;
                 }
             }
         }
-        self.settled.retain(|_, t| now - *t < 60_000);
-        Ok(())
-    }
-
-    /// Leases, for every number that has room, the sends it can send in about a second.
-    async fn lease(&mut self, now: i64) -> Result<(), StoreError> {
-        // Look (a read) where we do not know when the next send is due.
-        for (phone, lane) in self.lanes.iter_mut() {
-            if lane.next_lease.is_none() {
-                let next = jobs::lane_next_due(&self.d.store.pool, *phone).await?;
-                lane.due = next.is_some_and(|t| t <= now);
-                lane.next_lease = Some(next.unwrap_or(i64::MAX).min(now + POLL_MS));
-            }
-        }
-        let wants: Vec<(i64, usize)> = self
+        let refresh = woken || now - self.last_ctx >= CONTEXT_MS;
+        let look: Vec<i64> = self.lanes.iter().filter(|(_, l)| l.next_lease.is_none()).map(|(p, _)| *p).collect();
+        let lease: Vec<(i64, usize)> = self
             .lanes
             .iter()
             .filter(|(_, l)| l.next_lease.is_some_and(|t| t <= now))
@@ -314,59 +311,60 @@ impl Loop<'_> {
                 (ctx.paused.is_none() && l.held.len() <= target / 2).then(|| (*phone, target - l.held.len()))
             })
             .collect();
-        if wants.is_empty() {
-            return Ok(());
+        if !refresh && look.is_empty() && lease.is_empty() {
+            return None;
         }
-        let mut leased = Vec::with_capacity(wants.len());
-        let mut tx = self.d.store.begin_write().await?;
-        for (phone, n) in &wants {
-            leased.push((*phone, *n, self.d.leaser.lease(&mut *tx, *phone, *n, now).await?));
-        }
-        tx.commit().await?;
-        let ids: Vec<i64> = leased.iter().flat_map(|(_, _, jobs)| jobs.iter().filter_map(outbound_id)).collect();
-        let rows: HashMap<i64, (Outbound, Option<i64>)> =
-            super::get_many_with_blocker(&self.d.store, &ids).await?.into_iter().map(|(o, b)| (o.id, (o, b))).collect();
-        let mut rows = rows;
-        for (phone, n, jobs) in leased {
-            let full = jobs.len() == n;
-            for job in jobs {
-                let row = outbound_id(&job).and_then(|id| rows.remove(&id));
-                self.hold(phone, job, row, now).await?;
+        self.feeding = true;
+        Some(FeedRequest { now, refresh, look, lease, previous: refresh.then(|| self.ctx.clone()) })
+    }
+
+    /// Takes in what the feeder brought: contexts, when numbers' next sends are due, and leased sends.
+    fn take(&mut self, feed: Result<Feed, StoreError>) -> Result<(), StoreError> {
+        self.feeding = false;
+        let feed = match feed {
+            Ok(f) => f,
+            Err(e) => {
+                self.retry_at = now_ms() + POLL_MS;
+                return Err(e);
             }
+        };
+        let now = feed.now;
+        if let Some(ctx) = feed.ctx {
+            self.ctx = ctx;
+            self.last_ctx = now;
+            for id in self.ctx.keys() {
+                self.lanes.entry(*id).or_default();
+            }
+            self.lanes.retain(|id, l| self.ctx.contains_key(id) || !l.held.is_empty() || !l.inflight.is_empty());
+            self.settled.retain(|_, t| now - *t < 60_000);
+        }
+        for (phone, n, items) in feed.leased {
+            let full = items.len() == n;
+            for (job, row) in items {
+                self.hold(phone, job, row, now);
+            }
+            // A full lease: there may be more; lease again when half of it is sent.
+            if full {
+                let lane = self.lanes.entry(phone).or_default();
+                lane.next_lease = Some(now);
+                lane.due = true;
+            }
+        }
+        for (phone, next) in feed.looked {
             let lane = self.lanes.entry(phone).or_default();
-            // A full lease: there may be more; lease again when half of it is sent. Otherwise look first.
-            lane.next_lease = if full { Some(now) } else { None };
-            lane.due = full;
-        }
-        // Look now at the numbers whose lease came back short.
-        for (phone, lane) in self.lanes.iter_mut() {
-            if lane.next_lease.is_none() {
-                let next = jobs::lane_next_due(&self.d.store.pool, *phone).await?;
-                lane.due = next.is_some_and(|t| t <= now);
-                lane.next_lease = Some(next.unwrap_or(i64::MAX).min(now + POLL_MS));
-            }
+            lane.due = next.is_some_and(|t| t <= now);
+            lane.next_lease = Some(next.unwrap_or(i64::MAX).min(now + POLL_MS));
         }
         Ok(())
     }
 
     /// Holds a leased send, or records why it does not go now.
-    async fn hold(
-        &mut self,
-        phone: i64,
-        job: Job,
-        row: Option<(Outbound, Option<i64>)>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let Some((out, blocker)) = row else {
-            let reason = format!("payload {:?} names no existing outbound send", job.payload);
-            jobs::record_on(&self.d.store.pool, &self.d.leaser.owner, &job, Err(JobError::Permanent(reason)), now)
-                .await?;
-            return Ok(());
-        };
+    fn hold(&mut self, phone: i64, job: Job, row: Option<(Outbound, Option<i64>)>, now: i64) {
+        let Some((out, blocker)) = row else { return };
         let out = Arc::new(out);
         if let Some(outcome) = admit(&out, job.attempts, now, self.d.sender.reconcile_ms, None) {
             self.record(job, out, outcome);
-            return Ok(());
+            return;
         }
         if let Some(b) = blocker {
             if !self.known.contains(&b) && !self.settled.contains_key(&b) {
@@ -376,7 +374,7 @@ impl Loop<'_> {
                     unknown: false,
                 };
                 self.record(job, out, outcome);
-                return Ok(());
+                return;
             }
         }
         if out.state == "unknown" {
@@ -384,7 +382,6 @@ impl Loop<'_> {
         }
         self.known.insert(out.id);
         self.lanes.entry(phone).or_default().held.push_back(Item { job, out });
-        Ok(())
     }
 
     fn record(&mut self, job: Job, out: Arc<Outbound>, outcome: Outcome) {
@@ -537,7 +534,10 @@ impl Loop<'_> {
     /// Nothing due (but sends of paused WABAs), held or in flight.
     fn idle(&self) -> bool {
         let paused = |phone: &i64| self.ctx.get(phone).is_none_or(|c| c.paused.is_some());
-        self.inflight == 0 && self.lanes.iter().all(|(p, l)| l.held.is_empty() && (!l.due || paused(p)))
+        self.last_ctx > 0
+            && !self.feeding
+            && self.inflight == 0
+            && self.lanes.iter().all(|(p, l)| l.held.is_empty() && l.next_lease.is_some() && (!l.due || paused(p)))
     }
 
     /// When the loop must look again (ms).
@@ -555,6 +555,73 @@ impl Loop<'_> {
         }
         t.min(self.last_ctx.saturating_add(CONTEXT_MS))
     }
+}
+
+/// What the loop asks the feeder for.
+struct FeedRequest {
+    now: i64,
+    refresh: bool,
+    /// Numbers whose next due send is unknown.
+    look: Vec<i64>,
+    /// Numbers to lease for, and how many.
+    lease: Vec<(i64, usize)>,
+    /// The contexts now (tokens unchanged are not opened again), when `refresh`.
+    previous: Option<HashMap<i64, Arc<Context>>>,
+}
+
+/// What the feeder brings back.
+struct Feed {
+    now: i64,
+    ctx: Option<HashMap<i64, Arc<Context>>>,
+    /// When each looked-at number's next send is due (numbers whose lease came back short are looked at too).
+    looked: Vec<(i64, Option<i64>)>,
+    /// Per number: how many were asked for, and the leased jobs with their rows and blockers.
+    leased: Vec<(i64, usize, LeasedSends)>,
+}
+
+type LeasedSends = Vec<(Job, Option<(Outbound, Option<i64>)>)>;
+
+/// The feeder: all the loop's database work, in its own task so sending never waits for the database.
+async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed, StoreError> {
+    let FeedRequest { now, refresh, mut look, lease, previous } = req;
+    let ctx = match (refresh, previous) {
+        (true, Some(prev)) => Some(sender::load_contexts(&store, &prev).await?),
+        (true, None) => Some(sender::load_contexts(&store, &HashMap::new()).await?),
+        _ => None,
+    };
+    let mut leased = Vec::with_capacity(lease.len());
+    if !lease.is_empty() {
+        let mut tx = store.begin_write().await?;
+        for (phone, n) in &lease {
+            leased.push((*phone, *n, leaser.lease(&mut *tx, *phone, *n, now).await?));
+        }
+        tx.commit().await?;
+    }
+    let ids: Vec<i64> = leased.iter().flat_map(|(_, _, jobs)| jobs.iter().filter_map(outbound_id)).collect();
+    let mut rows: HashMap<i64, (Outbound, Option<i64>)> =
+        super::get_many_with_blocker(&store, &ids).await?.into_iter().map(|(o, b)| (o.id, (o, b))).collect();
+    let mut out = Vec::with_capacity(leased.len());
+    for (phone, n, jobs) in leased {
+        if jobs.len() < n {
+            look.push(phone);
+        }
+        let mut items = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let row = outbound_id(&job).and_then(|id| rows.remove(&id));
+            if row.is_none() {
+                let reason = format!("payload {:?} names no existing outbound send", job.payload);
+                jobs::record_on(&store.pool, &leaser.owner, &job, Err(JobError::Permanent(reason)), now).await?;
+                continue;
+            }
+            items.push((job, row));
+        }
+        out.push((phone, n, items));
+    }
+    let mut looked = Vec::with_capacity(look.len());
+    for phone in look {
+        looked.push((phone, jobs::lane_next_due(&store.pool, phone).await?));
+    }
+    Ok(Feed { now, ctx, looked, leased: out })
 }
 
 fn outbound_id(job: &Job) -> Option<i64> {
