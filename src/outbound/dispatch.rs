@@ -29,7 +29,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::pace::{PairPacer, PhonePacer, Verdict};
+use super::pace::{PairPacer, PhonePacer, Verdict, SLACK_MS};
 use super::sender::{self, admit, Context, Outcome, Sender, ORDER_WAIT, PAUSE_WAIT};
 use super::Outbound;
 use crate::http::metrics::{KindLabels, Metrics};
@@ -105,6 +105,8 @@ struct PhoneLane {
     next_lease: Option<i64>,
     /// The last look found sends due now (a drain is not over).
     due: bool,
+    /// The number's next slot, as the pacer last said (ms); 0 when unknown.
+    slot_at: i64,
 }
 
 impl Dispatcher {
@@ -157,6 +159,7 @@ impl Dispatcher {
             wake_at: i64::MAX,
             feeding: false,
             retry_at: 0,
+            turn: 0,
         };
         let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
         let draining = stop.is_none();
@@ -276,6 +279,8 @@ struct Loop<'a> {
     feeding: bool,
     /// After a database error, no feed before this.
     retry_at: i64,
+    /// Which number goes first in [`Loop::dispatch`] (turns).
+    turn: usize,
 }
 
 impl Loop<'_> {
@@ -391,7 +396,27 @@ impl Loop<'_> {
 
     /// Sends every held send whose slot has come, as the pacers allow.
     fn dispatch(&mut self, now: i64) {
-        let phones: Vec<i64> = self.lanes.iter().filter(|(_, l)| !l.held.is_empty()).map(|(p, _)| *p).collect();
+        let mut phones: Vec<i64> = self
+            .lanes
+            .iter()
+            .filter(|(_, l)| !l.held.is_empty())
+            .filter(|(_, l)| {
+                // Not before the number's next slot (known from the pacer's last answer).
+                if l.slot_at > now + SLACK_MS {
+                    self.wake_at = self.wake_at.min(l.slot_at);
+                    return false;
+                }
+                true
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        // When the sends in flight are at the limit, no number is always first.
+        phones.sort_unstable();
+        self.turn = self.turn.wrapping_add(1);
+        if !phones.is_empty() {
+            let k = self.turn % phones.len();
+            phones.rotate_left(k);
+        }
         for phone in phones {
             let Some(ctx) = self.ctx.get(&phone).cloned() else { continue };
             if let Some(reason) = &ctx.paused {
@@ -405,6 +430,9 @@ impl Loop<'_> {
                     Verdict::Go => self.start(phone, i, &ctx, now),
                     Verdict::WaitUntil(t) => {
                         self.wake_at = self.wake_at.min(t);
+                        if let Some(l) = self.lanes.get_mut(&phone) {
+                            l.slot_at = t;
+                        }
                         break;
                     }
                 }
@@ -417,6 +445,13 @@ impl Loop<'_> {
     fn pick(&mut self, phone: i64, now: i64) -> Option<usize> {
         let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
         let lane = self.lanes.get(&phone)?;
+        // The usual case: the first held send may go.
+        let first = lane.held.front()?;
+        if !lane.inflight.contains_key(&first.out.recipient)
+            && self.pacing.pairs.peek(phone, &first.out.recipient, interval, burst, now) == Verdict::Go
+        {
+            return Some(0);
+        }
         let mut seen: HashSet<&str> = HashSet::new();
         let mut far: Vec<(String, i64)> = Vec::new();
         let mut pick = None;
@@ -484,7 +519,12 @@ impl Loop<'_> {
         }
         let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
         match &outcome {
-            Outcome::Retry { code: Some(130429), .. } => self.pacing.phones.back_off(phone, now, 1000),
+            Outcome::Retry { code: Some(130429), .. } => {
+                self.pacing.phones.back_off(phone, now, 1000);
+                if let Some(l) = self.lanes.get_mut(&phone) {
+                    l.slot_at = 0;
+                }
+            }
             Outcome::Retry { code: Some(131056), after, .. } => {
                 let until = now + after.map(|d| d.as_millis() as i64).unwrap_or(interval);
                 self.pacing.pairs.hold(phone, &to, until, interval, burst);
@@ -680,18 +720,64 @@ async fn write_outcomes(
     drained
 }
 
-async fn commit(
-    store: &Store,
-    owner: &str,
-    batch: &[Record],
-    reconcile_ms: i64,
-) -> Result<Vec<jobs::Outcome>, StoreError> {
+async fn commit(store: &Store, owner: &str, batch: &[Record], reconcile_ms: i64) -> Result<Vec<jobs::Outcome>, StoreError> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    for r in batch {
+    // The common case, accepted sends, in a few statements for the whole batch; the rest one by one.
+    let accepted: Vec<&Record> = batch.iter().filter(|r| matches!(r.outcome, Outcome::Accepted { .. })).collect();
+    for chunk in accepted.chunks(ACCEPTED_CHUNK) {
+        record_accepted(&mut tx, owner, chunk, now).await?;
+        outcomes.extend(chunk.iter().map(|_| jobs::Outcome::Done));
+    }
+    for r in batch.iter().filter(|r| !matches!(r.outcome, Outcome::Accepted { .. })) {
         outcomes.push(sender::record_on(&mut tx, owner, &r.job, &r.out, &r.outcome, reconcile_ms, now).await?);
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Accepted sends per statement (two binds each, within every database's limit).
+const ACCEPTED_CHUNK: usize = 400;
+
+/// What [`sender::record_on`] does for [`Outcome::Accepted`], for many sends at once: the rows become
+/// `accepted` with their wamids (not over a webhook's confirmation or a failure), reports are queued for the
+/// requesters that want one, and the jobs end.
+async fn record_accepted(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    owner: &str,
+    chunk: &[&Record],
+    now: i64,
+) -> Result<(), StoreError> {
+    let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+    let q = format!(
+        "UPDATE outbound SET state = 'accepted', wamid = v.column2, unknown_since = NULL, error_code = NULL, \
+         error_text = NULL, attempts = attempts + 1, updated_at = $1 FROM (VALUES {}) AS v \
+         WHERE outbound.id = v.column1 AND outbound.state IN ('queued', 'unknown', 'sending')",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&q).bind(now);
+    for r in chunk {
+        let wamid = match &r.outcome {
+            Outcome::Accepted { wamid } => wamid.as_str(),
+            _ => "",
+        };
+        query = query.bind(r.out.id).bind(wamid);
+    }
+    query.execute(&mut **tx).await?;
+    for r in chunk {
+        super::report_on(&mut **tx, &r.out.origin, r.out.id, "accepted", None).await?;
+    }
+    let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+    let q = format!(
+        "UPDATE jobs SET done_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
+         WHERE lease_owner = $2 AND id IN ({})",
+        marks.join(", ")
+    );
+    let mut query = sqlx::query(&q).bind(now).bind(owner);
+    for r in chunk {
+        query = query.bind(r.job.id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }

@@ -104,13 +104,19 @@ impl PhonePacer {
 /// Per (phone, customer) pair-rate pacing.
 #[derive(Debug, Default)]
 pub struct PairPacer {
-    tat: HashMap<(i64, String), i64>,
+    /// Phone → customer → theoretical arrival time of the customer's next message.
+    tat: HashMap<i64, HashMap<String, i64>>,
+    entries: usize,
 }
 
 impl PairPacer {
+    fn tat(&self, phone: i64, recipient: &str) -> Option<i64> {
+        self.tat.get(&phone).and_then(|m| m.get(recipient)).copied()
+    }
+
     /// What [`PairPacer::ask`] would answer now, without consuming anything.
     pub fn peek(&self, phone: i64, recipient: &str, interval_ms: i64, burst: u32, now: i64) -> Verdict {
-        let tat = self.tat.get(&(phone, recipient.to_string())).copied().unwrap_or(now).max(now);
+        let tat = self.tat(phone, recipient).unwrap_or(now).max(now);
         let tolerance = interval_ms * (burst.max(1) as i64 - 1);
         if tat - now > tolerance {
             Verdict::WaitUntil(tat - tolerance)
@@ -125,20 +131,34 @@ impl PairPacer {
         if verdict != Verdict::Go {
             return verdict;
         }
-        let key = (phone, recipient.to_string());
-        let tat = self.tat.get(&key).copied().unwrap_or(now).max(now);
-        self.tat.insert(key, tat + interval_ms);
-        if self.tat.len() > 100_000 {
-            self.tat.retain(|_, t| *t > now);
+        let tat = self.tat(phone, recipient).unwrap_or(now).max(now);
+        self.set(phone, recipient, tat + interval_ms);
+        if self.entries > 100_000 {
+            // Customers whose slot has passed behave as new ones: forget them.
+            for m in self.tat.values_mut() {
+                m.retain(|_, t| *t > now);
+            }
+            self.entries = self.tat.values().map(HashMap::len).sum();
         }
         Verdict::Go
+    }
+
+    fn set(&mut self, phone: i64, recipient: &str, tat: i64) {
+        let m = self.tat.entry(phone).or_default();
+        match m.get_mut(recipient) {
+            Some(t) => *t = tat,
+            None => {
+                m.insert(recipient.to_string(), tat);
+                self.entries += 1;
+            }
+        }
     }
 
     /// Meta said the pair is over its rate (131056): no send to this customer before `until`.
     pub fn hold(&mut self, phone: i64, recipient: &str, until: i64, interval_ms: i64, burst: u32) {
         let tolerance = interval_ms * (burst.max(1) as i64 - 1);
-        let e = self.tat.entry((phone, recipient.to_string())).or_insert(until);
-        *e = (*e).max(until + tolerance);
+        let tat = self.tat(phone, recipient).unwrap_or(until).max(until + tolerance);
+        self.set(phone, recipient, tat);
     }
 }
 
