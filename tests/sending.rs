@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::bridge::{Bridged, CUSTOMER, PNID, TOKEN};
+use common::bridge::{Bridged, CUSTOMER, PNID, TOKEN, WABA};
 use common::Db;
 use serde_json::{json, Value};
 use wabridge::sandbox::graph_messages::Progression;
@@ -328,7 +328,62 @@ async fn two_processes_send_each_message_once(db: Db) {
     b.stop().await;
 }
 
+/// The send dispatcher with the workers on, as in production: a number working through a backlog at its
+/// throughput neither holds back another number's send nor goes above its throughput in any second.
+async fn a_backlog_on_one_number_does_not_hold_back_another(db: Db) {
+    let b = Bridged::start_with(db, |c| {
+        c.workers_enabled = true;
+        c.send_pair_interval_ms = 1;
+        c.send_pair_burst = 1_000;
+    })
+    .await;
+    b.templates_synced().await;
+    const OTHER: &str = "106540352200002";
+    b.graph.add_number(OTHER, "5511930005678", WABA);
+    for pnid in [PNID, OTHER] {
+        b.graph.set_status_progression(pnid, Progression::Silent);
+    }
+    let (s, body) = b
+        .app
+        .admin("POST", "/phones", Some(json!({"number": "+55 11 93000-5678", "phone_number_id": OTHER, "waba": 1})))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
+    assert_eq!(s, 200, "{body}");
+    b.graph.set_throughput(PNID, 20);
+    let key = b.api_key().await;
+    let n = 100; // 5 s of sends at 20/s
+    for i in 0..n {
+        let to = format!("+55119876{:05}", i);
+        let (s, body) = b.notify(&key, json!({"from": "+5511930001234", "to": to, "template": "hello"})).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let (s, other) =
+        b.notify(&key, json!({"from": "+5511930005678", "to": "+5511987650000", "template": "hello"})).await;
+    assert_eq!(s, 202, "{other}");
+    let other_id = other["id"].as_i64().expect("send id");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while b.send(other_id).await["state"] != "accepted" {
+        assert!(std::time::Instant::now() < deadline, "the other number's send waited: {}", b.send(other_id).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent_then = b.graph.sent_messages(PNID).len();
+    assert!(sent_then < n, "the backlog was still going when the other number's send went ({sent_then} of {n})");
+    b.until("the backlog is sent", |b| async move { b.graph.sent_messages(PNID).len() >= n }).await;
+    let per_second = b.graph.accepted_per_second(PNID);
+    assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
+    let posts = b
+        .graph
+        .requests()
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
+        .count();
+    assert_eq!(posts, n + 1, "every message sent once, none refused");
+    b.stop().await;
+}
+
 both_databases!(
+    a_backlog_on_one_number_does_not_hold_back_another,
     sms_provider_registers_sends_templates_and_reports_statuses,
     permanent_errors_reach_whoever_asked,
     retryable_errors_are_retried_and_succeed,

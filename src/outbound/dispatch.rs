@@ -131,9 +131,14 @@ impl Dispatcher {
         }
     }
 
-    /// Runs the loop: until `stop` turns true, or with `None` until nothing is due, held or in flight.
+    /// Runs the loop: until `stop` turns true, or with `None` until nothing is due, held or in flight. A drain
+    /// while the loop already runs (the workers are on) returns at once: the running loop does the work.
     async fn run_loop(&self, stop: Option<watch::Receiver<bool>>) -> Result<Drained, StoreError> {
-        let mut pacing = self.pacing.lock().await;
+        let mut pacing = match (&stop, self.pacing.try_lock()) {
+            (_, Ok(p)) => p,
+            (None, Err(_)) => return Ok(Drained::default()),
+            (Some(_), Err(_)) => self.pacing.lock().await,
+        };
         let (wtx, wrx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_outcomes(
             self.store.clone(),
@@ -720,7 +725,12 @@ async fn write_outcomes(
     drained
 }
 
-async fn commit(store: &Store, owner: &str, batch: &[Record], reconcile_ms: i64) -> Result<Vec<jobs::Outcome>, StoreError> {
+async fn commit(
+    store: &Store,
+    owner: &str,
+    batch: &[Record],
+    reconcile_ms: i64,
+) -> Result<Vec<jobs::Outcome>, StoreError> {
     let now = now_ms();
     let mut tx = store.begin_write().await?;
     let mut outcomes = Vec::with_capacity(batch.len());

@@ -369,3 +369,78 @@ pub async fn resume_waba(store: &Store, waba_id: i64) -> Result<(), crate::store
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, attempts: i64, unknown_since: Option<i64>) -> Outbound {
+        Outbound {
+            id: 7,
+            phone_id: 1,
+            recipient: "5511987654321".into(),
+            origin: "api".into(),
+            origin_ref: Value::Null,
+            request: json!({"type": "text", "text": {"body": "hi"}}),
+            state: state.into(),
+            wamid: None,
+            status: None,
+            error_code: None,
+            error_text: None,
+            attempts,
+            unknown_since,
+            api_key_id: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_queued_send_with_an_outcome_for_every_earlier_attempt_goes() {
+        assert_eq!(admit(&row("queued", 0, None), 1, 1_000, 300_000, None), None);
+        assert_eq!(admit(&row("queued", 2, None), 3, 1_000, 300_000, None), None);
+    }
+
+    #[test]
+    fn an_attempt_that_left_no_outcome_is_reconciled_not_resent() {
+        // Leased for the second time, but the first attempt recorded nothing (the process died while sending).
+        let Some(Outcome::Wait { after, unknown, .. }) = admit(&row("queued", 0, None), 2, 1_000, 300_000, None) else {
+            panic!("must wait")
+        };
+        assert!(unknown);
+        assert_eq!(after, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_unanswered_send_waits_out_the_reconcile_window_then_goes() {
+        let r = row("unknown", 1, Some(10_000));
+        let Some(Outcome::Wait { after, unknown, .. }) = admit(&r, 2, 70_000, 300_000, None) else { panic!() };
+        assert!(!unknown);
+        assert_eq!(after, Duration::from_millis(240_000));
+        assert_eq!(admit(&r, 2, 310_000, 300_000, None), None);
+    }
+
+    #[test]
+    fn finished_sends_just_end_and_paused_wabas_wait() {
+        assert_eq!(admit(&row("accepted", 1, None), 2, 0, 300_000, None), Some(Outcome::Settled));
+        assert_eq!(admit(&row("failed", 1, None), 2, 0, 300_000, None), Some(Outcome::Settled));
+        let Some(Outcome::Wait { after, message, .. }) = admit(&row("queued", 0, None), 1, 0, 300_000, Some("190"))
+        else {
+            panic!()
+        };
+        assert_eq!(after, PAUSE_WAIT);
+        assert!(message.contains("paused"), "{message}");
+        assert!(Outcome::Accepted { wamid: "w".into() }.is_final());
+        assert!(!Outcome::Retry { code: Some(130429), reason: String::new(), after: None }.is_final());
+    }
+
+    #[test]
+    fn the_graph_body_carries_the_recipient_and_our_opaque_id() {
+        let b = graph_body(&row("queued", 0, None));
+        assert_eq!(b["to"], "+5511987654321");
+        assert_eq!(b["biz_opaque_callback_data"], "wb:7");
+        assert_eq!(b["messaging_product"], "whatsapp");
+        assert_eq!(b["text"]["body"], "hi");
+    }
+}
