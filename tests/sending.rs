@@ -5,10 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::bridge::{Bridged, CUSTOMER, PNID, TOKEN, WABA};
+use common::bridge::{Bridged, APP, CUSTOMER, DISPLAY, PNID, SECRET, TOKEN, WABA};
 use common::Db;
 use serde_json::{json, Value};
 use wabridge::sandbox::graph_messages::Progression;
+use wabridge::sandbox::meta::MetaWebhookSender;
+use wabridge::sandbox::payloads as p;
 
 const CODE: &str = "wabridge_5511930001234";
 
@@ -58,6 +60,23 @@ async fn sms_provider_registers_sends_templates_and_reports_statuses(db: Db) {
         async move { b.bitrix.sms_statuses().iter().any(|(m, s)| *m == id && s == "failed") }
     })
     .await;
+    // Meta took a send, then could not deliver it (a `failed` status webhook): `undelivered`.
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let (_, lost) = b.bitrix.robot_sms(CODE, "+5511987654321", "template-hello+en_US").await.unwrap();
+    b.until("sent to Meta", |b| async move { b.graph.sent_messages(PNID).len() == 2 }).await;
+    let wamid = b.graph.sent_messages(PNID).pop().unwrap().wamid;
+    let failed =
+        p::failed_status(&wamid, 1_700_000_000, CUSTOMER, 131026, "Message undeliverable", "Unable to deliver");
+    let sender = MetaWebhookSender::new(b.app.url(&format!("/api/waba?app_id={APP}")), SECRET);
+    let d = sender.deliver(&p::envelope(WABA, "messages", p::statuses_value(DISPLAY, PNID, vec![failed]))).await;
+    assert!(d.delivered, "{:?}", d.statuses);
+    let id = lost.clone();
+    b.until("undelivered reported", |b| {
+        let id = id.clone();
+        async move { b.bitrix.sms_statuses().iter().any(|(m, s)| *m == id && s == "undelivered") }
+    })
+    .await;
+    assert!(!b.bitrix.sms_statuses().iter().any(|(m, s)| *m == lost && s == "failed"));
     // Plain text outside the window fails with the reason, and nothing reaches Meta.
     let before = b.graph.sent_messages(PNID).len();
     let (status, text_id) = b.bitrix.robot_sms(CODE, "+5511987654321", "Olá, tudo bem?").await.unwrap();

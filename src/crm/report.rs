@@ -2,8 +2,10 @@
 //! - CRM chat: accepted or delivered → `imconnector.send.status.delivery` (clears the operator's spinner and
 //!   stores our wamid as the message's external id), read → `imconnector.send.status.reading`, failed → a
 //!   short system message in the chat saying why.
-//! - SMS provider: `messageservice.message.status.update` with `sent`, `delivered` or `failed`
-//!   (Bitrix24 has no `read`; a read message is `delivered`).
+//! - SMS provider: `messageservice.message.status.update` with `sent`, `delivered`, `undelivered` (Meta took
+//!   the message, then its status webhook said `failed`) or `failed` (Meta refused the send). Bitrix24 has no
+//!   `read` (a read message is `delivered`), and marks a message `sent` itself when it hands it to us, so
+//!   `queued` is never reported.
 //! - API: nothing to call; the caller reads the send back.
 
 use std::sync::Arc;
@@ -49,7 +51,7 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
                 "read" => {
                     b.bitrix.call(portal_id, "imconnector.send.status.reading", &msg(false)).await?;
                 }
-                "failed" => {
+                "failed" | "undelivered" => {
                     let text = format!("Not delivered to WhatsApp: {}", reason.unwrap_or("Meta reported a failure"));
                     let chat =
                         r["im_chat_id"].as_str().map(String::from).unwrap_or_else(|| r["im_chat_id"].to_string());
@@ -63,7 +65,7 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
                 "accepted" | "sent" => "sent",
                 "delivered" | "read" => "delivered",
                 "failed" => "failed",
-                "queued" => "queued",
+                "undelivered" => "undelivered",
                 _ => return Ok(()),
             };
             let params = json!({"CODE": r["code"], "MESSAGE_ID": r["message_id"], "STATUS": status});

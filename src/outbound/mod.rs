@@ -297,7 +297,9 @@ pub async fn on_status(
     .await?;
     let reason = error.as_ref().map(|(c, t)| format!("{} ({c}: {t})", crate::meta::errors::explain(*c)));
     let origin: String = row.try_get("origin")?;
-    report_on(&mut **tx, &origin, id, status, reason.as_deref()).await?;
+    // Meta took the message and then could not deliver it: `undelivered` (a send Meta refused is `failed`).
+    let event = if status == "failed" { "undelivered" } else { status };
+    report_on(&mut **tx, &origin, id, event, reason.as_deref()).await?;
     Ok(true)
 }
 
