@@ -29,9 +29,6 @@ pub struct Job {
     /// Attempts including the current one.
     pub attempts: i64,
     pub max_attempts: i64,
-    /// Set by [`finish_on`] when the handler ended the job in its own transaction; the engine then has nothing
-    /// left to write.
-    pub finished: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,31 +218,9 @@ impl Engine {
         Ok(id)
     }
 
-    /// Leases up to `n` due jobs for this process.
+    /// Leases up to `n` due jobs (of no lane) for this process.
     pub async fn lease(&self, n: usize) -> Result<Vec<Job>, StoreError> {
-        let now = now_ms();
-        let lock = match self.store.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let q = format!(
-            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE done_at IS NULL AND NOT dead AND lane IS NULL AND run_at <= $3 \
-                          AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
-                          ORDER BY run_at, id LIMIT $4 {lock}) \
-             RETURNING {JOB_COLS}"
-        );
-        let rows = sqlx::query(&q)
-            .bind(&self.owner)
-            .bind(now + self.lease.as_millis() as i64)
-            .bind(now)
-            .bind(n as i64)
-            .bind(self.default_max_attempts)
-            .fetch_all(&self.store.pool)
-            .await?;
-        let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+        self.lane_leaser().lease(&self.store.pool, None, n, now_ms()).await
     }
 
     /// Runs one leased job and records its outcome. Returns the outcome for counting.
@@ -278,9 +253,6 @@ impl Engine {
     }
 
     async fn record(&self, job: &Job, result: Result<(), JobError>) -> Result<Outcome, StoreError> {
-        if result.is_ok() && job.finished.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(Outcome::Done);
-        }
         record_on(&self.store.pool, &self.owner, job, result, now_ms()).await
     }
 
@@ -514,7 +486,6 @@ fn job_from(r: &AnyRow) -> Result<Job, StoreError> {
         payload: r.try_get("payload")?,
         attempts: r.try_get("attempts")?,
         max_attempts: r.try_get("max_attempts")?,
-        finished: Arc::default(),
     })
 }
 
@@ -604,8 +575,9 @@ pub struct LaneLeaser {
 }
 
 impl LaneLeaser {
-    /// Leases up to `n` due jobs of one lane, in queue order (`run_at`, then id).
-    pub async fn lease<'c, E>(&self, conn: E, lane: i64, n: usize, now: i64) -> Result<Vec<Job>, StoreError>
+    /// Leases up to `n` due jobs of `lane` (`None`: jobs of no lane, the generic workers'), in queue order
+    /// (`run_at`, then id).
+    pub async fn lease<'c, E>(&self, conn: E, lane: Option<i64>, n: usize, now: i64) -> Result<Vec<Job>, StoreError>
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
@@ -613,22 +585,28 @@ impl LaneLeaser {
             Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Each condition names its partial index's own condition (SQLite uses a partial index only then).
+        let which = match lane {
+            None => "lane IS NULL",
+            Some(_) => "lane = $6 AND lane IS NOT NULL",
+        };
         let q = format!(
             "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE lane = $6 AND done_at IS NULL AND NOT dead AND lane IS NOT NULL \
+             WHERE id IN (SELECT id FROM jobs WHERE {which} AND done_at IS NULL AND NOT dead \
                           AND run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
                           ORDER BY run_at, id LIMIT $4 {lock}) \
              RETURNING {JOB_COLS}"
         );
-        let rows = sqlx::query(&q)
+        let mut query = sqlx::query(&q)
             .bind(&self.owner)
             .bind(now + self.lease.as_millis() as i64)
             .bind(now)
             .bind(n as i64)
-            .bind(self.default_max_attempts)
-            .bind(lane)
-            .fetch_all(conn)
-            .await?;
+            .bind(self.default_max_attempts);
+        if let Some(lane) = lane {
+            query = query.bind(lane);
+        }
+        let rows = query.fetch_all(conn).await?;
         let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
         jobs.sort_by_key(|j| j.id);
         Ok(jobs)
@@ -648,26 +626,6 @@ where
     .fetch_one(conn)
     .await?;
     Ok(row.try_get::<Option<i64>, _>("t")?)
-}
-
-/// Marks a leased job done on the handler's own transaction, so its effect and its end commit together (one
-/// commit instead of two on the hot path). The engine then skips its own "done" write.
-pub async fn finish_on<'c, E>(conn: E, job: &Job, now: i64) -> Result<(), StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    // Set before the commit: if the commit fails the handler returns an error, and errors ignore the flag.
-    job.finished.store(true, std::sync::atomic::Ordering::Release);
-    let job_id = job.id;
-    sqlx::query(
-        "UPDATE jobs SET done_at = $2, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
-         WHERE id = $1 AND done_at IS NULL",
-    )
-    .bind(job_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.

@@ -638,7 +638,7 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     if !lease.is_empty() {
         let mut tx = store.begin_write().await?;
         for (phone, n) in &lease {
-            leased.push((*phone, *n, leaser.lease(&mut *tx, *phone, *n, now).await?));
+            leased.push((*phone, *n, leaser.lease(&mut *tx, Some(*phone), *n, now).await?));
         }
         tx.commit().await?;
     }

@@ -188,31 +188,14 @@ pub async fn record_on(
                 fail_on(tx, out, *code, &reason, now).await?;
                 Err(JobError::Permanent(reason))
             } else {
-                sqlx::query(
-                    "UPDATE outbound SET state = 'queued', error_code = $2, error_text = $3, attempts = attempts + 1, \
-                     updated_at = $4 WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-                )
-                .bind(id)
-                .bind(code)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                set_state_on(tx, id, "queued", *code, reason, 1, now).await?;
                 Err(JobError::Retry { message: reason.clone(), after: *after })
             }
         }
         Outcome::Paused { code, reason, waba_id } => {
             pause_waba_on(&mut **tx, *waba_id, &format!("{reason} (Meta error {code})")).await?;
-            sqlx::query(
-                "UPDATE outbound SET state = 'queued', error_code = $2, error_text = $3, updated_at = $4 \
-                 WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-            )
-            .bind(id)
-            .bind(code)
-            .bind(reason)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            // Not an attempt that counts: the token, not the message, was refused.
+            set_state_on(tx, id, "queued", Some(*code), reason, 0, now).await?;
             Err(JobError::Defer { message: format!("sends paused: {reason}"), after: PAUSE_WAIT })
         }
         Outcome::Failed { code, reason } => {
@@ -237,6 +220,32 @@ pub async fn record_on(
     jobs::record_on(&mut **tx, owner, job, result, now).await
 }
 
+/// Moves a send that is not over (`queued`, `unknown`) to `state` with Meta's code and the reason, counting
+/// `attempt` (0 or 1) attempts.
+async fn set_state_on(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    id: i64,
+    state: &str,
+    code: Option<i64>,
+    reason: &str,
+    attempt: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE outbound SET state = $5, error_code = $2, error_text = $3, attempts = attempts + $6, updated_at = $4 \
+         WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
+    )
+    .bind(id)
+    .bind(code)
+    .bind(reason)
+    .bind(now)
+    .bind(state)
+    .bind(attempt)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A permanent failure: recorded with its reason and reported to whoever asked.
 async fn fail_on(
     tx: &mut sqlx::Transaction<'static, Any>,
@@ -245,16 +254,7 @@ async fn fail_on(
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE outbound SET state = 'failed', error_code = $2, error_text = $3, attempts = attempts + 1, \
-         updated_at = $4 WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-    )
-    .bind(out.id)
-    .bind(code)
-    .bind(reason)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    set_state_on(tx, out.id, "failed", code, reason, 1, now).await?;
     super::report_on(&mut **tx, &out.origin, out.id, "failed", Some(reason)).await?;
     tracing::info!(outbound = out.id, code, "send failed permanently");
     Ok(())
