@@ -388,6 +388,16 @@ async fn a_backlog_on_one_number_does_not_hold_back_another(db: Db) {
     }
     let sent_then = b.graph.sent_messages(PNID).len();
     assert!(sent_then < n, "the backlog was still going when the other number's send went ({sent_then} of {n})");
+    // Other kinds of work do not queue behind the sends either: a customer's message reaches the CRM chat
+    // (webhook → inbox.process → crm.deliver) while the backlog is still going.
+    b.customer_text("Olá?").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while b.bitrix.chat_messages().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the inbound message waited behind the sends");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent_now = b.graph.sent_messages(PNID).len();
+    assert!(sent_now < n, "the backlog was still going when the inbound message arrived ({sent_now} of {n})");
     b.until("the backlog is sent", |b| async move { b.graph.sent_messages(PNID).len() >= n }).await;
     let per_second = b.graph.accepted_per_second(PNID);
     assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
