@@ -411,7 +411,50 @@ async fn a_backlog_on_one_number_does_not_hold_back_another(db: Db) {
     b.stop().await;
 }
 
+/// Two processes with their workers on, one database, one number: the number is paced in one place, so the two
+/// together stay within its throughput (no second above it, nothing refused) and send each message once.
+async fn two_processes_together_stay_within_the_numbers_throughput(db: Db) {
+    let pair = |c: &mut wabridge::config::Config| {
+        c.workers_enabled = true;
+        c.send_pair_interval_ms = 1;
+        c.send_pair_burst = 1_000;
+    };
+    let b = Bridged::start_with(db, pair).await;
+    b.templates_synced().await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
+    assert_eq!(s, 200, "{body}");
+    b.graph.set_throughput(PNID, 20);
+    let mut config = b.app.db.config();
+    config.graph_base_url = b.graph.base_url();
+    pair(&mut config);
+    let other = wabridge::Service::start(config).await.expect("second instance");
+    let key = b.api_key().await;
+    let n = 60; // 3 s at 20/s
+    for i in 0..n {
+        // Half the notifications reach each process.
+        let base = if i % 2 == 0 { b.app.url("") } else { other.url() };
+        let body = json!({"from": "+5511930001234", "to": format!("+55119876{:05}", i), "template": "hello"});
+        let resp = b.app.http.post(format!("{base}/api/v1/notifications")).bearer_auth(&key).json(&body).send().await;
+        assert_eq!(resp.expect("request").status().as_u16(), 202);
+    }
+    b.until("all sent", |b| async move { b.graph.sent_messages(PNID).len() >= n }).await;
+    b.settle().await;
+    let per_second = b.graph.accepted_per_second(PNID);
+    assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
+    let posts = b
+        .graph
+        .requests()
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
+        .count();
+    assert_eq!(posts, n, "every message sent once, none refused");
+    other.stop().await.expect("second instance stops");
+    b.stop().await;
+}
+
 both_databases!(
+    two_processes_together_stay_within_the_numbers_throughput,
     a_backlog_on_one_number_does_not_hold_back_another,
     sms_provider_registers_sends_templates_and_reports_statuses,
     permanent_errors_reach_whoever_asked,

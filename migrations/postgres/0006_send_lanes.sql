@@ -12,3 +12,12 @@ CREATE INDEX jobs_lane_due ON jobs (lane, run_at, id) WHERE done_at IS NULL AND 
 
 -- "Is an earlier message to this customer still pending?" for every leased send: only pending rows.
 CREATE INDEX outbound_pending_pair ON outbound (phone_id, recipient, id) WHERE state IN ('queued', 'sending', 'unknown');
+
+-- Which process paces a number's sends now. A process leases a number's sends only while it holds the number's
+-- claim (taken or renewed with every lease, expiring a few seconds later), so several processes on one database
+-- together stay within the number's throughput.
+CREATE TABLE lane_claims (
+    lane        BIGINT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);

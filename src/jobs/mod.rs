@@ -613,6 +613,55 @@ impl LaneLeaser {
     }
 }
 
+impl LaneLeaser {
+    /// Takes or renews this process's claim on `lane` until `until`. False when another process holds an
+    /// unexpired claim: only the claim's holder leases the lane's jobs (a lane is paced by one process at a time).
+    pub async fn claim<'c, E>(&self, conn: E, lane: i64, now: i64, until: i64) -> Result<bool, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let row = sqlx::query(
+            "INSERT INTO lane_claims (lane, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (lane) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE lane_claims.owner = excluded.owner OR lane_claims.expires_at < $4 RETURNING lane",
+        )
+        .bind(lane)
+        .bind(&self.owner)
+        .bind(until)
+        .bind(now)
+        .fetch_optional(conn)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Renews this process's claims on `lanes` until `until` (lanes it still holds or sends jobs of).
+    pub async fn renew<'c, E>(&self, conn: E, lanes: &[i64], until: i64) -> Result<(), StoreError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        if lanes.is_empty() {
+            return Ok(());
+        }
+        let marks: Vec<String> = (0..lanes.len()).map(|i| format!("${}", i + 3)).collect();
+        let q = format!("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND lane IN ({})", marks.join(", "));
+        let mut query = sqlx::query(&q).bind(&self.owner).bind(until);
+        for lane in lanes {
+            query = query.bind(*lane);
+        }
+        query.execute(conn).await?;
+        Ok(())
+    }
+
+    /// Gives up every claim of this process (it stops).
+    pub async fn release_claims<'c, E>(&self, conn: E) -> Result<(), StoreError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        sqlx::query("DELETE FROM lane_claims WHERE owner = $1").bind(&self.owner).execute(conn).await?;
+        Ok(())
+    }
+}
+
 /// When the next job of a lane that nobody holds is due (ms), if any.
 pub async fn lane_next_due<'c, E>(conn: E, lane: i64) -> Result<Option<i64>, StoreError>
 where

@@ -17,7 +17,10 @@
 //! Nothing acknowledged is lost: a send's job is committed before it is leased, and stays leased (not done) until
 //! the writer commits its outcome. If the process dies first, the lease expires and the next lease sees an
 //! attempt without an outcome (`sender::admit`), which is reconciled from status webhooks, never blindly resent.
-//! Several processes lease disjoint sends (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer).
+//! Several processes on one database lease disjoint sends (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has
+//! one writer), and a number is paced by one process at a time: a process leases a number's sends only while
+//! it holds the number's claim (`lane_claims`, taken with each lease, renewed while it holds sends of the number,
+//! expiring [`CLAIM_MS`] later, given up when it stops), so together they stay within the number's throughput.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -41,6 +44,9 @@ pub const LOOKAHEAD_MS: i64 = 1000;
 /// A number with nothing due is looked at again at least this often (expired leases of a dead process, sends
 /// committed by another process).
 pub const POLL_MS: i64 = 500;
+/// A number's claim (only its holder leases the number's sends) lasts this long after its last renewal; it is
+/// renewed with every lease and, while sends of the number are held or in flight, every [`CONTEXT_MS`].
+const CLAIM_MS: i64 = 3000;
 /// Numbers' contexts (token, throughput, pause) are reloaded this often.
 const CONTEXT_MS: i64 = 1000;
 /// Wake-ups (new sends committed) are handled at most this often.
@@ -224,6 +230,10 @@ impl Dispatcher {
         }
         drop(lp);
         let drained = writer.await.unwrap_or_default();
+        // The numbers are free for another process at once.
+        if let Err(e) = self.leaser.release_claims(&self.store.pool).await {
+            tracing::warn!(error = %e, "could not give up the send dispatcher's claims; they expire by themselves");
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(drained),
@@ -324,8 +334,17 @@ impl Loop<'_> {
         if !refresh && look.is_empty() && lease.is_empty() {
             return None;
         }
+        let renew: Vec<i64> = match refresh {
+            true => self
+                .lanes
+                .iter()
+                .filter(|(_, l)| !l.held.is_empty() || !l.inflight.is_empty())
+                .map(|(p, _)| *p)
+                .collect(),
+            false => Vec::new(),
+        };
         self.feeding = true;
-        Some(FeedRequest { now, refresh, look, lease, previous: refresh.then(|| self.ctx.clone()) })
+        Some(FeedRequest { now, refresh, look, lease, renew, previous: refresh.then(|| self.ctx.clone()) })
     }
 
     /// Takes in what the feeder brought: contexts, when numbers' next sends are due, and leased sends.
@@ -359,6 +378,12 @@ impl Loop<'_> {
                 lane.next_lease = Some(now);
                 lane.due = true;
             }
+        }
+        for phone in feed.elsewhere {
+            // Another process paces this number: look again later; a drain is not waiting for it.
+            let lane = self.lanes.entry(phone).or_default();
+            lane.next_lease = Some(now + POLL_MS);
+            lane.due = false;
         }
         for (phone, next) in feed.looked {
             let lane = self.lanes.entry(phone).or_default();
@@ -610,6 +635,8 @@ struct FeedRequest {
     look: Vec<i64>,
     /// Numbers to lease for, and how many.
     lease: Vec<(i64, usize)>,
+    /// Numbers whose claim to renew (sends held or in flight here).
+    renew: Vec<i64>,
     /// The contexts now (tokens unchanged are not opened again), when `refresh`.
     previous: Option<HashMap<i64, Arc<Context>>>,
 }
@@ -622,23 +649,31 @@ struct Feed {
     looked: Vec<(i64, Option<i64>)>,
     /// Per number: how many were asked for, and the leased jobs with their rows and blockers.
     leased: Vec<(i64, usize, LeasedSends)>,
+    /// Numbers another process paces now (it holds their claim).
+    elsewhere: Vec<i64>,
 }
 
 type LeasedSends = Vec<(Job, Option<(Outbound, Option<i64>)>)>;
 
 /// The feeder: all the loop's database work, in its own task so sending never waits for the database.
 async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed, StoreError> {
-    let FeedRequest { now, refresh, mut look, lease, previous } = req;
+    let FeedRequest { now, refresh, mut look, lease, renew, previous } = req;
     let ctx = match (refresh, previous) {
         (true, Some(prev)) => Some(sender::load_contexts(&store, &prev).await?),
         (true, None) => Some(sender::load_contexts(&store, &HashMap::new()).await?),
         _ => None,
     };
     let mut leased = Vec::with_capacity(lease.len());
-    if !lease.is_empty() {
+    let mut elsewhere = Vec::new();
+    if !lease.is_empty() || !renew.is_empty() {
         let mut tx = store.begin_write().await?;
+        leaser.renew(&mut *tx, &renew, now + CLAIM_MS).await?;
         for (phone, n) in &lease {
-            leased.push((*phone, *n, leaser.lease(&mut *tx, Some(*phone), *n, now).await?));
+            if leaser.claim(&mut *tx, *phone, now, now + CLAIM_MS).await? {
+                leased.push((*phone, *n, leaser.lease(&mut *tx, Some(*phone), *n, now).await?));
+            } else {
+                elsewhere.push(*phone);
+            }
         }
         tx.commit().await?;
     }
@@ -666,7 +701,7 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     for phone in look {
         looked.push((phone, jobs::lane_next_due(&store.pool, phone).await?));
     }
-    Ok(Feed { now, ctx, looked, leased: out })
+    Ok(Feed { now, ctx, looked, leased: out, elsewhere })
 }
 
 fn outbound_id(job: &Job) -> Option<i64> {

@@ -9,8 +9,8 @@
 //! - Per customer, [`PairPacer`]: one message per `interval` with bursts up to `burst` (GCRA), as Meta's pair
 //!   rate allows. A message that does not conform waits (it is queued, not failed).
 //!
-//! Both live in one process. Several processes on one database each pace their own sends; see
-//! `docs/operations.md` for what that means for throughput.
+//! Both live in the send dispatcher of the process that holds the number's claim (`dispatch.rs`): with several
+//! processes on one database, a number is still paced in one place.
 
 use std::collections::HashMap;
 
