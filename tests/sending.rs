@@ -453,7 +453,64 @@ async fn two_processes_together_stay_within_the_numbers_throughput(db: Db) {
     b.stop().await;
 }
 
+/// A process that stops gracefully puts the sends it held back in the queue and gives the number up, so another
+/// process sends the rest at once (not after the held jobs' leases expire), still within the throughput.
+async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
+    let pair = |c: &mut wabridge::config::Config| {
+        c.workers_enabled = true;
+        c.send_pair_interval_ms = 1;
+        c.send_pair_burst = 1_000;
+    };
+    let b = Bridged::start_with(db, pair).await;
+    b.templates_synced().await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
+    assert_eq!(s, 200, "{body}");
+    b.graph.set_throughput(PNID, 20);
+    let key = b.api_key().await;
+    let n = 60;
+    for i in 0..n {
+        let (s, body) = b
+            .notify(&key, json!({"from": "+5511930001234", "to": format!("+55119876{:05}", i), "template": "hello"}))
+            .await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.graph.sent_messages(PNID).len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "the first process did not start sending");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut config = b.app.db.config();
+    config.graph_base_url = b.graph.base_url();
+    pair(&mut config);
+    let other = wabridge::Service::start(config).await.expect("second instance");
+    let Bridged { app, graph, bitrix, .. } = b;
+    let common::TestApp { svc, db, .. } = app;
+    svc.stop().await.expect("the first process stops cleanly");
+    let left = n - graph.sent_messages(PNID).len();
+    assert!(left > 20, "the first process still held sends when it stopped ({left} left)");
+    // At 20/s the rest takes about left / 20 s; a held send stuck until its lease expired would take 60 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while graph.sent_messages(PNID).len() < n {
+        assert!(std::time::Instant::now() < deadline, "{} of {n} sent", graph.sent_messages(PNID).len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let per_second = graph.accepted_per_second(PNID);
+    assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
+    let posts = graph
+        .requests()
+        .iter()
+        .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
+        .count();
+    assert_eq!(posts, n, "every message sent once, none refused");
+    other.stop().await.expect("second instance stops");
+    graph.stop().await;
+    bitrix.stop().await;
+    db.drop_db().await;
+}
+
 both_databases!(
+    a_stopping_process_hands_its_sends_to_another,
     two_processes_together_stay_within_the_numbers_throughput,
     a_backlog_on_one_number_does_not_hold_back_another,
     sms_provider_registers_sends_templates_and_reports_statuses,

@@ -652,12 +652,16 @@ impl LaneLeaser {
         Ok(())
     }
 
-    /// Gives up every claim of this process (it stops).
-    pub async fn release_claims<'c, E>(&self, conn: E) -> Result<(), StoreError>
+    /// Gives up every claim of this process (it stops) as of `until`: another process may take the lanes then.
+    pub async fn release_claims<'c, E>(&self, conn: E, until: i64) -> Result<(), StoreError>
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        sqlx::query("DELETE FROM lane_claims WHERE owner = $1").bind(&self.owner).execute(conn).await?;
+        sqlx::query("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND expires_at > $2")
+            .bind(&self.owner)
+            .bind(until)
+            .execute(conn)
+            .await?;
         Ok(())
     }
 }

@@ -20,7 +20,8 @@
 //! Several processes on one database lease disjoint sends (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has
 //! one writer), and a number is paced by one process at a time: a process leases a number's sends only while
 //! it holds the number's claim (`lane_claims`, taken with each lease, renewed while it holds sends of the number,
-//! expiring [`CLAIM_MS`] later, given up when it stops), so together they stay within the number's throughput.
+//! expiring [`CLAIM_MS`] later, given up one pacing window after it stops), so together they stay within the
+//! number's throughput.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -230,8 +231,9 @@ impl Dispatcher {
         }
         drop(lp);
         let drained = writer.await.unwrap_or_default();
-        // The numbers are free for another process at once.
-        if let Err(e) = self.leaser.release_claims(&self.store.pool).await {
+        // The numbers are free for another process as soon as our last sends are out of every pacing window.
+        let free_at = now_ms() + super::pace::WINDOW_MS;
+        if let Err(e) = self.leaser.release_claims(&self.store.pool, free_at).await {
             tracing::warn!(error = %e, "could not give up the send dispatcher's claims; they expire by themselves");
         }
         match failure {
