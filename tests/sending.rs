@@ -503,6 +503,13 @@ async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
         .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
         .count();
     assert_eq!(posts, n, "every message sent once, none refused");
+    // Every started attempt has its outcome: sends held when the first process stopped were not left marked as
+    // maybe sent (which would have made them wait for a status webhook after a restart).
+    let unbalanced: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbound WHERE started <> attempts")
+        .fetch_one(&other.store.pool)
+        .await
+        .expect("count");
+    assert_eq!(unbalanced, 0);
     other.stop().await.expect("second instance stops");
     graph.stop().await;
     bitrix.stop().await;

@@ -21,3 +21,9 @@ CREATE TABLE lane_claims (
     owner       TEXT NOT NULL,
     expires_at  BIGINT NOT NULL
 );
+
+-- Attempts started: the dispatcher marks a send (in batches, a fraction of a second ahead) before its request
+-- may go out. A send whose started attempts outnumber its recorded outcomes may have reached Meta (the process
+-- died while it was out) and is reconciled from status webhooks; a send that was only leased is simply sent.
+ALTER TABLE outbound ADD COLUMN started BIGINT NOT NULL DEFAULT 0;
+UPDATE outbound SET started = attempts;

@@ -48,6 +48,9 @@ pub const POLL_MS: i64 = 500;
 /// A number's claim (only its holder leases the number's sends) lasts this long after its last renewal; it is
 /// renewed with every lease and, while sends of the number are held or in flight, every [`CONTEXT_MS`].
 const CLAIM_MS: i64 = 3000;
+/// Held sends are marked started (one statement for all numbers) this far ahead of their slots; only a marked
+/// send may go out.
+const MARK_AHEAD_MS: i64 = 250;
 /// Numbers' contexts (token, throughput, pause) are reloaded this often.
 const CONTEXT_MS: i64 = 1000;
 /// Wake-ups (new sends committed) are handled at most this often.
@@ -86,6 +89,8 @@ struct Pacing {
 struct Item {
     job: Job,
     out: Arc<Outbound>,
+    /// Marked started in the database: its request may go out.
+    marked: bool,
 }
 
 /// An outcome for the writer.
@@ -114,6 +119,8 @@ struct PhoneLane {
     due: bool,
     /// The number's next slot, as the pacer last said (ms); 0 when unknown.
     slot_at: i64,
+    /// How many held sends are marked started.
+    marked: usize,
 }
 
 impl Dispatcher {
@@ -172,6 +179,7 @@ impl Dispatcher {
             feeding: false,
             retry_at: 0,
             turn: 0,
+            unmark: Vec::new(),
         };
         let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
         let draining = stop.is_none();
@@ -298,6 +306,8 @@ struct Loop<'a> {
     retry_at: i64,
     /// Which number goes first in [`Loop::dispatch`] (turns).
     turn: usize,
+    /// Marks to take back with the next feed.
+    unmark: Vec<i64>,
 }
 
 impl Loop<'_> {
@@ -333,7 +343,9 @@ impl Loop<'_> {
                 (ctx.paused.is_none() && l.held.len() <= target / 2).then(|| (*phone, target - l.held.len()))
             })
             .collect();
-        if !refresh && look.is_empty() && lease.is_empty() {
+        let mark = self.marks_due();
+        let unmark = std::mem::take(&mut self.unmark);
+        if !refresh && look.is_empty() && lease.is_empty() && mark.is_empty() && unmark.is_empty() {
             return None;
         }
         let renew: Vec<i64> = match refresh {
@@ -346,7 +358,39 @@ impl Loop<'_> {
             false => Vec::new(),
         };
         self.feeding = true;
-        Some(FeedRequest { now, refresh, look, lease, renew, previous: refresh.then(|| self.ctx.clone()) })
+        Some(FeedRequest {
+            now,
+            refresh,
+            look,
+            lease,
+            renew,
+            mark,
+            unmark,
+            previous: refresh.then(|| self.ctx.clone()),
+        })
+    }
+
+    /// Per number, the held sends to mark started now: enough that the next [`MARK_AHEAD_MS`] of the number's
+    /// slots have marked sends, in queue order.
+    fn marks_due(&self) -> Vec<(i64, Vec<i64>)> {
+        let mut out = Vec::new();
+        for (phone, lane) in &self.lanes {
+            let Some(ctx) = self.ctx.get(phone) else { continue };
+            if ctx.paused.is_some() {
+                continue;
+            }
+            let want = mark_want(ctx.mps);
+            let marked = lane.marked;
+            if marked * 2 > want || marked == lane.held.len() {
+                continue; // more than half of what is wanted is still marked: not yet
+            }
+            let ids: Vec<i64> =
+                lane.held.iter().filter(|it| !it.marked).take(want - marked).map(|it| it.out.id).collect();
+            if !ids.is_empty() {
+                out.push((*phone, ids));
+            }
+        }
+        out
     }
 
     /// Takes in what the feeder brought: contexts, when numbers' next sends are due, and leased sends.
@@ -381,6 +425,23 @@ impl Loop<'_> {
                 lane.due = true;
             }
         }
+        for (phone, ids) in feed.marked {
+            let ids: HashSet<i64> = ids.into_iter().collect();
+            let mut found = 0;
+            if let Some(lane) = self.lanes.get_mut(&phone) {
+                for it in lane.held.iter_mut().filter(|it| ids.contains(&it.out.id)) {
+                    it.marked = true;
+                    found += 1;
+                }
+                lane.marked += found;
+            }
+            if found < ids.len() {
+                // Released while their mark was on its way: take the marks back with the next feed.
+                let held: HashSet<i64> =
+                    self.lanes.get(&phone).map(|l| l.held.iter().map(|it| it.out.id).collect()).unwrap_or_default();
+                self.unmark.extend(ids.iter().filter(|id| !held.contains(id)));
+            }
+        }
         for phone in feed.elsewhere {
             // Another process paces this number: look again later; a drain is not waiting for it.
             let lane = self.lanes.entry(phone).or_default();
@@ -399,7 +460,7 @@ impl Loop<'_> {
     fn hold(&mut self, phone: i64, job: Job, row: Option<(Outbound, Option<i64>)>, now: i64) {
         let Some((out, blocker)) = row else { return };
         let out = Arc::new(out);
-        if let Some(outcome) = admit(&out, job.attempts, now, self.d.sender.reconcile_ms, None) {
+        if let Some(outcome) = admit(&out, now, self.d.sender.reconcile_ms, None) {
             self.record(job, out, outcome);
             return;
         }
@@ -409,6 +470,7 @@ impl Loop<'_> {
                     message: "an earlier message to this customer is still queued".into(),
                     after: ORDER_WAIT,
                     unknown: false,
+                    unstart: false,
                 };
                 self.record(job, out, outcome);
                 return;
@@ -418,7 +480,7 @@ impl Loop<'_> {
             tracing::warn!(outbound = out.id, "no status webhook for an unanswered send; sending it again");
         }
         self.known.insert(out.id);
-        self.lanes.entry(phone).or_default().held.push_back(Item { job, out });
+        self.lanes.entry(phone).or_default().held.push_back(Item { job, out, marked: false });
     }
 
     fn record(&mut self, job: Job, out: Arc<Outbound>, outcome: Outcome) {
@@ -479,7 +541,8 @@ impl Loop<'_> {
         let lane = self.lanes.get(&phone)?;
         // The usual case: the first held send may go.
         let first = lane.held.front()?;
-        if !lane.inflight.contains_key(&first.out.recipient)
+        if first.marked
+            && !lane.inflight.contains_key(&first.out.recipient)
             && self.pacing.pairs.peek(phone, &first.out.recipient, interval, burst, now) == Verdict::Go
         {
             return Some(0);
@@ -489,7 +552,7 @@ impl Loop<'_> {
         let mut pick = None;
         for (i, item) in lane.held.iter().enumerate().take(SCAN) {
             let to = item.out.recipient.as_str();
-            if !seen.insert(to) || lane.inflight.contains_key(to) {
+            if !seen.insert(to) || lane.inflight.contains_key(to) || !item.marked {
                 continue;
             }
             match self.pacing.pairs.peek(phone, to, interval, burst, now) {
@@ -521,6 +584,7 @@ impl Loop<'_> {
         let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
         let Some(lane) = self.lanes.get_mut(&phone) else { return };
         let Some(item) = lane.held.remove(i) else { return };
+        lane.marked -= usize::from(item.marked);
         self.pacing.pairs.ask(phone, &item.out.recipient, interval, burst, now);
         *lane.inflight.entry(item.out.recipient.clone()).or_default() += 1;
         self.inflight += 1;
@@ -588,10 +652,11 @@ impl Loop<'_> {
         let Some(lane) = self.lanes.get_mut(&phone) else { return };
         let (back, keep): (VecDeque<Item>, VecDeque<Item>) = lane.held.drain(..).partition(|it| matches(it));
         lane.held = keep;
+        lane.marked -= back.iter().filter(|it| it.marked).count();
         for it in back {
             self.pacing.phones.forget(it.out.id);
             self.known.remove(&it.out.id);
-            let outcome = Outcome::Wait { message: message.to_string(), after, unknown: false };
+            let outcome = Outcome::Wait { message: message.to_string(), after, unknown: false, unstart: it.marked };
             self.record(it.job, it.out, outcome);
         }
     }
@@ -618,6 +683,15 @@ impl Loop<'_> {
         if self.inflight < self.d.concurrency {
             t = t.min(self.wake_at);
         }
+        if self.d.woken.load(Ordering::Acquire) {
+            t = t.min(self.last_wake + WAKE_MS);
+        }
+        if self.feeding {
+            return t; // the feed's arrival wakes the loop
+        }
+        if self.needs_marks() && now >= self.retry_at {
+            return now;
+        }
         for (phone, l) in &self.lanes {
             let room =
                 self.ctx.get(phone).is_some_and(|c| c.paused.is_none() && l.held.len() <= Self::target(c.mps) / 2);
@@ -625,7 +699,15 @@ impl Loop<'_> {
                 t = t.min(l.next_lease.unwrap_or(now));
             }
         }
-        t.min(self.last_ctx.saturating_add(CONTEXT_MS))
+        t.min(self.last_ctx.saturating_add(CONTEXT_MS)).max(self.retry_at)
+    }
+
+    /// Some number is running out of marked sends.
+    fn needs_marks(&self) -> bool {
+        self.lanes.iter().any(|(phone, l)| {
+            l.marked < l.held.len()
+                && self.ctx.get(phone).is_some_and(|c| c.paused.is_none() && l.marked * 2 <= mark_want(c.mps))
+        })
     }
 }
 
@@ -639,6 +721,10 @@ struct FeedRequest {
     lease: Vec<(i64, usize)>,
     /// Numbers whose claim to renew (sends held or in flight here).
     renew: Vec<i64>,
+    /// Held sends to mark started, per number.
+    mark: Vec<(i64, Vec<i64>)>,
+    /// Sends marked started that went back to the queue unsent before their mark was known: take it back.
+    unmark: Vec<i64>,
     /// The contexts now (tokens unchanged are not opened again), when `refresh`.
     previous: Option<HashMap<i64, Arc<Context>>>,
 }
@@ -653,13 +739,15 @@ struct Feed {
     leased: Vec<(i64, usize, LeasedSends)>,
     /// Numbers another process paces now (it holds their claim).
     elsewhere: Vec<i64>,
+    /// Sends marked started, per number.
+    marked: Vec<(i64, Vec<i64>)>,
 }
 
 type LeasedSends = Vec<(Job, Option<(Outbound, Option<i64>)>)>;
 
 /// The feeder: all the loop's database work, in its own task so sending never waits for the database.
 async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed, StoreError> {
-    let FeedRequest { now, refresh, mut look, lease, renew, previous } = req;
+    let FeedRequest { now, refresh, mut look, lease, renew, mark, unmark, previous } = req;
     let ctx = match (refresh, previous) {
         (true, Some(prev)) => Some(sender::load_contexts(&store, &prev).await?),
         (true, None) => Some(sender::load_contexts(&store, &HashMap::new()).await?),
@@ -667,9 +755,12 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     };
     let mut leased = Vec::with_capacity(lease.len());
     let mut elsewhere = Vec::new();
-    if !lease.is_empty() || !renew.is_empty() {
+    if !lease.is_empty() || !renew.is_empty() || !mark.is_empty() || !unmark.is_empty() {
         let mut tx = store.begin_write().await?;
         leaser.renew(&mut *tx, &renew, now + CLAIM_MS).await?;
+        let ids: Vec<i64> = mark.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
+        super::mark_started_on(&mut tx, &ids, 1).await?;
+        super::mark_started_on(&mut tx, &unmark, -1).await?;
         for (phone, n) in &lease {
             if leaser.claim(&mut *tx, *phone, now, now + CLAIM_MS).await? {
                 leased.push((*phone, *n, leaser.lease(&mut *tx, Some(*phone), *n, now).await?));
@@ -703,7 +794,12 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     for phone in look {
         looked.push((phone, jobs::lane_next_due(&store.pool, phone).await?));
     }
-    Ok(Feed { now, ctx, looked, leased: out, elsewhere })
+    Ok(Feed { now, ctx, looked, leased: out, elsewhere, marked: mark })
+}
+
+/// How many of a number's held sends to keep marked started: [`MARK_AHEAD_MS`] of its slots, at least 2.
+fn mark_want(mps: u32) -> usize {
+    ((mps as u64 * MARK_AHEAD_MS as u64).div_ceil(1000) as usize).max(2)
 }
 
 fn outbound_id(job: &Job) -> Option<i64> {

@@ -158,6 +158,10 @@ pub struct Outbound {
     pub error_code: Option<i64>,
     pub error_text: Option<String>,
     pub attempts: i64,
+    /// Attempts started (marked before their request may go out); more than `attempts` after a crash means an
+    /// attempt may have reached Meta without its outcome being recorded.
+    #[serde(skip)]
+    pub started: i64,
     #[serde(skip)]
     pub unknown_since: Option<i64>,
     #[serde(skip)]
@@ -169,7 +173,7 @@ pub struct Outbound {
 }
 
 const COLS: &str = "id, phone_id, recipient, origin, origin_ref, request, state, wamid, status, error_code, \
-                    error_text, attempts, unknown_since, api_key_id, created_at, updated_at";
+                    error_text, attempts, started, unknown_since, api_key_id, created_at, updated_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
     let updated: i64 = r.try_get("updated_at")?;
@@ -186,6 +190,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
         error_code: r.try_get("error_code")?,
         error_text: r.try_get("error_text")?,
         attempts: r.try_get("attempts")?,
+        started: r.try_get("started")?,
         unknown_since: r.try_get("unknown_since")?,
         api_key_id: r.try_get("api_key_id")?,
         created_at: rfc3339(r.try_get("created_at")?),
@@ -221,6 +226,25 @@ pub async fn get_many_with_blocker(store: &Store, ids: &[i64]) -> Result<Vec<(Ou
         }
     }
     Ok(out)
+}
+
+/// Adds `by` (1: marked started; -1: the mark taken back, the send never went out) to the started attempts of
+/// the sends `ids` that are not over, on `tx`.
+pub async fn mark_started_on(tx: &mut sqlx::Transaction<'static, Any>, ids: &[i64], by: i64) -> Result<(), StoreError> {
+    for chunk in ids.chunks(500) {
+        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let guard = if by < 0 { " AND started > attempts" } else { "" };
+        let q = format!(
+            "UPDATE outbound SET started = started + $1 WHERE id IN ({}) AND state IN ('queued', 'unknown'){guard}",
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&q).bind(by);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Recent sends, newest first (admin API).

@@ -44,8 +44,9 @@ pub enum Outcome {
     /// Will never succeed; reported to whoever asked.
     Failed { code: Option<i64>, reason: String },
     /// Not now, without spending an attempt. With `unknown`, an earlier attempt left no outcome, so the row
-    /// becomes `unknown` and waits for a status webhook first.
-    Wait { message: String, after: Duration, unknown: bool },
+    /// becomes `unknown` and waits for a status webhook first. With `unstart`, the send was marked started but
+    /// never went out: the mark is taken back.
+    Wait { message: String, after: Duration, unknown: bool, unstart: bool },
     /// Already accepted or failed (a webhook confirmed it, or another process finished it): the job just ends.
     Settled,
 }
@@ -57,9 +58,9 @@ impl Outcome {
     }
 }
 
-/// May a leased send go out now? `None`: yes. Pure: the row as stored, its job's attempt count (including this
-/// lease), the time, the reconcile window and the WABA's pause.
-pub fn admit(out: &Outbound, job_attempts: i64, now: i64, reconcile_ms: i64, paused: Option<&str>) -> Option<Outcome> {
+/// May a leased send go out now? `None`: yes. Pure: the row as stored, the time, the reconcile window and the
+/// WABA's pause.
+pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64, paused: Option<&str>) -> Option<Outcome> {
     match out.state.as_str() {
         "accepted" | "failed" => return Some(Outcome::Settled),
         // A request went out and its answer was lost: wait for a status webhook to say whether Meta took it before
@@ -72,17 +73,19 @@ pub fn admit(out: &Outbound, job_attempts: i64, now: i64, reconcile_ms: i64, pau
                     message: "waiting for a status webhook to tell whether an unanswered send reached Meta".into(),
                     after: Duration::from_millis(left as u64),
                     unknown: false,
+                    unstart: false,
                 });
             }
         }
-        // Every attempt that reached the request records its outcome (and counts it in `outbound.attempts`) in
-        // the same commit as its job's end. A lease whose attempt left no outcome (the process died while the
-        // request was out) may have reached Meta: it is treated as unanswered.
-        _ if job_attempts - 1 > out.attempts => {
+        // Every attempt is marked started before its request may go out, and records its outcome (counting it in
+        // `attempts`) in the same commit as its job's end. More started than recorded: the process died while a
+        // request may have been out, so it is treated as unanswered.
+        _ if out.started > out.attempts => {
             return Some(Outcome::Wait {
                 message: "an earlier attempt may have reached Meta; reconciling from status webhooks".into(),
                 after: Duration::from_millis(reconcile_ms.max(0) as u64),
                 unknown: true,
+                unstart: false,
             })
         }
         _ => {}
@@ -91,6 +94,7 @@ pub fn admit(out: &Outbound, job_attempts: i64, now: i64, reconcile_ms: i64, pau
         message: format!("sends of this WABA are paused: {reason}"),
         after: PAUSE_WAIT,
         unknown: false,
+        unstart: false,
     })
 }
 
@@ -194,15 +198,21 @@ pub async fn record_on(
         }
         Outcome::Paused { code, reason, waba_id } => {
             pause_waba_on(&mut **tx, *waba_id, &format!("{reason} (Meta error {code})")).await?;
-            // Not an attempt that counts: the token, not the message, was refused.
-            set_state_on(tx, id, "queued", Some(*code), reason, 0, now).await?;
+            // The attempt is recorded (it went out, Meta refused the token); the job spends none while paused.
+            set_state_on(tx, id, "queued", Some(*code), reason, 1, now).await?;
             Err(JobError::Defer { message: format!("sends paused: {reason}"), after: PAUSE_WAIT })
         }
         Outcome::Failed { code, reason } => {
             fail_on(tx, out, *code, reason, now).await?;
             Ok(())
         }
-        Outcome::Wait { message, after, unknown } => {
+        Outcome::Wait { message, after, unknown, unstart } => {
+            if *unstart {
+                sqlx::query("UPDATE outbound SET started = started - 1 WHERE id = $1 AND started > attempts")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             if *unknown {
                 sqlx::query(
                     "UPDATE outbound SET state = 'unknown', unknown_since = $2, updated_at = $2 WHERE id = $1 AND state = 'queued'",
@@ -388,6 +398,7 @@ mod tests {
             error_code: None,
             error_text: None,
             attempts,
+            started: attempts,
             unknown_since,
             api_key_id: None,
             created_at: String::new(),
@@ -396,16 +407,23 @@ mod tests {
         }
     }
 
+    fn started(mut r: Outbound, started: i64) -> Outbound {
+        r.started = started;
+        r
+    }
+
     #[test]
-    fn a_queued_send_with_an_outcome_for_every_earlier_attempt_goes() {
-        assert_eq!(admit(&row("queued", 0, None), 1, 1_000, 300_000, None), None);
-        assert_eq!(admit(&row("queued", 2, None), 3, 1_000, 300_000, None), None);
+    fn a_queued_send_with_an_outcome_for_every_started_attempt_goes() {
+        assert_eq!(admit(&row("queued", 0, None), 1_000, 300_000, None), None);
+        assert_eq!(admit(&started(row("queued", 2, None), 2), 1_000, 300_000, None), None);
     }
 
     #[test]
     fn an_attempt_that_left_no_outcome_is_reconciled_not_resent() {
-        // Leased for the second time, but the first attempt recorded nothing (the process died while sending).
-        let Some(Outcome::Wait { after, unknown, .. }) = admit(&row("queued", 0, None), 2, 1_000, 300_000, None) else {
+        // Marked started, but no outcome recorded (the process died while the request may have been out).
+        let Some(Outcome::Wait { after, unknown, .. }) =
+            admit(&started(row("queued", 0, None), 1), 1_000, 300_000, None)
+        else {
             panic!("must wait")
         };
         assert!(unknown);
@@ -414,19 +432,18 @@ mod tests {
 
     #[test]
     fn an_unanswered_send_waits_out_the_reconcile_window_then_goes() {
-        let r = row("unknown", 1, Some(10_000));
-        let Some(Outcome::Wait { after, unknown, .. }) = admit(&r, 2, 70_000, 300_000, None) else { panic!() };
+        let r = started(row("unknown", 1, Some(10_000)), 1);
+        let Some(Outcome::Wait { after, unknown, .. }) = admit(&r, 70_000, 300_000, None) else { panic!() };
         assert!(!unknown);
         assert_eq!(after, Duration::from_millis(240_000));
-        assert_eq!(admit(&r, 2, 310_000, 300_000, None), None);
+        assert_eq!(admit(&r, 310_000, 300_000, None), None);
     }
 
     #[test]
     fn finished_sends_just_end_and_paused_wabas_wait() {
-        assert_eq!(admit(&row("accepted", 1, None), 2, 0, 300_000, None), Some(Outcome::Settled));
-        assert_eq!(admit(&row("failed", 1, None), 2, 0, 300_000, None), Some(Outcome::Settled));
-        let Some(Outcome::Wait { after, message, .. }) = admit(&row("queued", 0, None), 1, 0, 300_000, Some("190"))
-        else {
+        assert_eq!(admit(&row("accepted", 1, None), 0, 300_000, None), Some(Outcome::Settled));
+        assert_eq!(admit(&row("failed", 1, None), 0, 300_000, None), Some(Outcome::Settled));
+        let Some(Outcome::Wait { after, message, .. }) = admit(&row("queued", 0, None), 0, 300_000, Some("190")) else {
             panic!()
         };
         assert_eq!(after, PAUSE_WAIT);
