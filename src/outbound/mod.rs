@@ -5,9 +5,10 @@
 //!
 //! States of an outbound row: `queued` (also while its request is out) → `accepted` (Meta gave a wamid) or
 //! `failed` (a permanent error, with its reason); `unknown` when a request went out and no answer came (it may
-//! have reached Meta), or an earlier attempt left no outcome: it waits `send_reconcile_seconds` for a status
-//! webhook carrying its `biz_opaque_callback_data` before it is tried again. The outcome of an attempt commits
-//! together with its job's end. `status` follows Meta's status webhooks (`sent`, `delivered`, `read`,
+//! have reached Meta), or an earlier attempt was started (`started`, marked before the request may go out) and
+//! left no outcome: it waits `send_reconcile_seconds` for a status webhook carrying its
+//! `biz_opaque_callback_data` before it is tried again. The outcome of an attempt commits together with its
+//! job's end. `status` follows Meta's status webhooks (`sent`, `delivered`, `read`,
 //! `failed`).
 
 pub mod dispatch;
