@@ -347,31 +347,52 @@ async fn two_processes_send_each_message_once(db: Db) {
     b.stop().await;
 }
 
+/// Workers on (the send dispatcher runs as in production) and the pair rate out of the way.
+fn workers_on(c: &mut wabridge::config::Config) {
+    c.workers_enabled = true;
+    c.send_pair_interval_ms = 1;
+    c.send_pair_burst = 1_000;
+}
+
+/// A bridged service with [`workers_on`], templates synced, no status webhooks, and the number paced at 20/s in
+/// wabridge and in the sandbox (which refuses anything faster with 130429).
+async fn paced_at_20(db: Db) -> Bridged {
+    let b = Bridged::start_with(db, workers_on).await;
+    b.templates_synced().await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
+    assert_eq!(s, 200, "{body}");
+    b.graph.set_throughput(PNID, 20);
+    b
+}
+
+/// A second wabridge process with [`workers_on`] on the same database and sandbox.
+async fn second_process(b: &Bridged) -> wabridge::Service {
+    let mut config = b.app.db.config();
+    config.graph_base_url = b.graph.base_url();
+    workers_on(&mut config);
+    wabridge::Service::start(config).await.expect("second instance")
+}
+
+/// `/messages` requests the sandbox received (accepted or refused).
+fn message_posts(g: &wabridge::sandbox::graph::GraphSandbox) -> usize {
+    g.requests().iter().filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages")).count()
+}
+
 /// The send dispatcher with the workers on, as in production: a number working through a backlog at its
 /// throughput neither holds back another number's send nor goes above its throughput in any second.
 async fn a_backlog_on_one_number_does_not_hold_back_another(db: Db) {
-    let b = Bridged::start_with(db, |c| {
-        c.workers_enabled = true;
-        c.send_pair_interval_ms = 1;
-        c.send_pair_burst = 1_000;
-    })
-    .await;
-    b.templates_synced().await;
+    let b = paced_at_20(db).await;
     const OTHER: &str = "106540352200002";
     b.graph.add_number(OTHER, "5511930005678", WABA);
-    for pnid in [PNID, OTHER] {
-        b.graph.set_status_progression(pnid, Progression::Silent);
-    }
+    b.graph.set_status_progression(OTHER, Progression::Silent);
     let (s, body) = b
         .app
         .admin("POST", "/phones", Some(json!({"number": "+55 11 93000-5678", "phone_number_id": OTHER, "waba": 1})))
         .await;
     assert_eq!(s, 201, "{body}");
-    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
-    assert_eq!(s, 200, "{body}");
-    b.graph.set_throughput(PNID, 20);
     let key = b.api_key().await;
-    let n = 100; // 5 s of sends at 20/s
+    let n = 140; // 7 s of sends at 20/s
     for i in 0..n {
         let to = format!("+55119876{:05}", i);
         let (s, body) = b.notify(&key, json!({"from": "+5511930001234", "to": to, "template": "hello"})).await;
@@ -401,34 +422,15 @@ async fn a_backlog_on_one_number_does_not_hold_back_another(db: Db) {
     b.until("the backlog is sent", |b| async move { b.graph.sent_messages(PNID).len() >= n }).await;
     let per_second = b.graph.accepted_per_second(PNID);
     assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
-    let posts = b
-        .graph
-        .requests()
-        .iter()
-        .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
-        .count();
-    assert_eq!(posts, n + 1, "every message sent once, none refused");
+    assert_eq!(message_posts(&b.graph), n + 1, "every message sent once, none refused");
     b.stop().await;
 }
 
 /// Two processes with their workers on, one database, one number: the number is paced in one place, so the two
 /// together stay within its throughput (no second above it, nothing refused) and send each message once.
 async fn two_processes_together_stay_within_the_numbers_throughput(db: Db) {
-    let pair = |c: &mut wabridge::config::Config| {
-        c.workers_enabled = true;
-        c.send_pair_interval_ms = 1;
-        c.send_pair_burst = 1_000;
-    };
-    let b = Bridged::start_with(db, pair).await;
-    b.templates_synced().await;
-    b.graph.set_status_progression(PNID, Progression::Silent);
-    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
-    assert_eq!(s, 200, "{body}");
-    b.graph.set_throughput(PNID, 20);
-    let mut config = b.app.db.config();
-    config.graph_base_url = b.graph.base_url();
-    pair(&mut config);
-    let other = wabridge::Service::start(config).await.expect("second instance");
+    let b = paced_at_20(db).await;
+    let other = second_process(&b).await;
     let key = b.api_key().await;
     let n = 60; // 3 s at 20/s
     for i in 0..n {
@@ -442,13 +444,7 @@ async fn two_processes_together_stay_within_the_numbers_throughput(db: Db) {
     b.settle().await;
     let per_second = b.graph.accepted_per_second(PNID);
     assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
-    let posts = b
-        .graph
-        .requests()
-        .iter()
-        .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
-        .count();
-    assert_eq!(posts, n, "every message sent once, none refused");
+    assert_eq!(message_posts(&b.graph), n, "every message sent once, none refused");
     other.stop().await.expect("second instance stops");
     b.stop().await;
 }
@@ -456,19 +452,9 @@ async fn two_processes_together_stay_within_the_numbers_throughput(db: Db) {
 /// A process that stops gracefully puts the sends it held back in the queue and gives the number up, so another
 /// process sends the rest at once (not after the held jobs' leases expire), still within the throughput.
 async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
-    let pair = |c: &mut wabridge::config::Config| {
-        c.workers_enabled = true;
-        c.send_pair_interval_ms = 1;
-        c.send_pair_burst = 1_000;
-    };
-    let b = Bridged::start_with(db, pair).await;
-    b.templates_synced().await;
-    b.graph.set_status_progression(PNID, Progression::Silent);
-    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 20}))).await;
-    assert_eq!(s, 200, "{body}");
-    b.graph.set_throughput(PNID, 20);
+    let b = paced_at_20(db).await;
     let key = b.api_key().await;
-    let n = 60;
+    let n = 100; // 5 s at 20/s
     for i in 0..n {
         let (s, body) = b
             .notify(&key, json!({"from": "+5511930001234", "to": format!("+55119876{:05}", i), "template": "hello"}))
@@ -480,15 +466,12 @@ async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
         assert!(std::time::Instant::now() < deadline, "the first process did not start sending");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut config = b.app.db.config();
-    config.graph_base_url = b.graph.base_url();
-    pair(&mut config);
-    let other = wabridge::Service::start(config).await.expect("second instance");
+    let other = second_process(&b).await;
     let Bridged { app, graph, bitrix, .. } = b;
     let common::TestApp { svc, db, .. } = app;
     svc.stop().await.expect("the first process stops cleanly");
     let left = n - graph.sent_messages(PNID).len();
-    assert!(left > 20, "the first process still held sends when it stopped ({left} left)");
+    assert!(left > 20, "the first process was still sending when it stopped ({left} left)");
     // At 20/s the rest takes about left / 20 s; a held send stuck until its lease expired would take 60 s.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while graph.sent_messages(PNID).len() < n {
@@ -497,19 +480,18 @@ async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
     }
     let per_second = graph.accepted_per_second(PNID);
     assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
-    let posts = graph
-        .requests()
-        .iter()
-        .filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages"))
-        .count();
-    assert_eq!(posts, n, "every message sent once, none refused");
-    // Every started attempt has its outcome: sends held when the first process stopped were not left marked as
-    // maybe sent (which would have made them wait for a status webhook after a restart).
-    let unbalanced: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbound WHERE started <> attempts")
-        .fetch_one(&other.store.pool)
-        .await
-        .expect("count");
-    assert_eq!(unbalanced, 0);
+    assert_eq!(message_posts(&graph), n, "every message sent once, none refused");
+    // Every started attempt has its outcome once all are recorded: sends held when the first process stopped
+    // were not left marked as maybe sent (which would have made them wait for a status webhook after a restart).
+    let count = |sql: &'static str| {
+        let pool = other.store.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.expect("count") }
+    };
+    while count("SELECT COUNT(*) FROM outbound WHERE state = 'accepted'").await < n as i64 {
+        assert!(std::time::Instant::now() < deadline, "the outcomes were not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(count("SELECT COUNT(*) FROM outbound WHERE started <> attempts").await, 0);
     other.stop().await.expect("second instance stops");
     graph.stop().await;
     bitrix.stop().await;
