@@ -237,8 +237,20 @@ impl Dispatcher {
                 None => break,
             }
         }
+        let unmark = std::mem::take(&mut lp.unmark);
         drop(lp);
         let drained = writer.await.unwrap_or_default();
+        if !unmark.is_empty() {
+            let taken_back = async {
+                let mut tx = self.store.begin_write().await?;
+                super::mark_started_on(&mut tx, &unmark, -1).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
+            };
+            if let Err(e) = taken_back.await {
+                tracing::warn!(error = %e, sends = unmark.len(), "could not take back the marks of unsent sends");
+            }
+        }
         // The numbers are free for another process as soon as our last sends are out of every pacing window.
         let free_at = now_ms() + super::pace::WINDOW_MS;
         if let Err(e) = self.leaser.release_claims(&self.store.pool, free_at).await {
@@ -411,7 +423,8 @@ impl Loop<'_> {
                 self.lanes.entry(*id).or_default();
             }
             self.lanes.retain(|id, l| self.ctx.contains_key(id) || !l.held.is_empty() || !l.inflight.is_empty());
-            self.settled.retain(|_, t| now - *t < 60_000);
+            // The writer commits within milliseconds; ten seconds is plenty.
+            self.settled.retain(|_, t| now - *t < 10_000);
         }
         for (phone, n, items) in feed.leased {
             let full = items.len() == n;
