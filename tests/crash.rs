@@ -118,25 +118,31 @@ fn stop(mut r: Running) {
     assert!(r.child.wait().unwrap().success(), "clean exit on SIGTERM");
 }
 
-async fn acknowledged_sends_survive_kill_9_and_go_out_once(db: Db) {
-    use wabridge::sandbox::graph::GraphSandbox;
-    let testdb = TestDb::new(db).await;
-    let graph = GraphSandbox::start().await.unwrap();
+const PNID: &str = "106540352242922";
+
+/// The Graph sandbox with our number and templates, no status webhooks.
+async fn graph_sandbox() -> wabridge::sandbox::graph::GraphSandbox {
+    let graph = wabridge::sandbox::graph::GraphSandbox::start().await.unwrap();
     graph.allow_token("EAAG-system-user-token-0001", "1234567890");
-    graph.add_number("106540352242922", "5511930001234", "102290129340398");
-    graph.set_status_progression("106540352242922", wabridge::sandbox::graph_messages::Progression::Silent);
+    graph.add_number(PNID, "5511930001234", "102290129340398");
+    graph.set_status_progression(PNID, wabridge::sandbox::graph_messages::Progression::Silent);
     for t in common::bridge::templates() {
         graph.add_template("102290129340398", t);
     }
-    let env = [("WABRIDGE_GRAPH_BASE_URL", graph.base_url())];
+    graph
+}
+
+/// Registers app, WABA and number through a first process, syncs the templates, applies `phone` to the number
+/// (`PATCH`), creates an API key and stops the process cleanly. Returns the key.
+async fn registered(testdb: &TestDb, env: &[(&str, String)], phone: serde_json::Value) -> String {
     let http = reqwest::Client::new();
-    // 0. Register, sync the templates, create an API key.
-    let first = serve_with(&testdb, true, &env);
+    let first = serve_with(testdb, true, env);
     let token = first.token.clone().expect("first start prints the admin token");
     common::seed_over_http(&first.url, &token, SECRET).await;
     let admin = |m: reqwest::Method, path: &str| {
         http.request(m, format!("{}/admin/api/v1{path}", first.url)).bearer_auth(&token)
     };
+    assert_eq!(admin(reqwest::Method::PATCH, "/phones/1").json(&phone).send().await.unwrap().status(), 200);
     assert_eq!(admin(reqwest::Method::POST, "/wabas/1/templates/sync").send().await.unwrap().status(), 202);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -156,20 +162,33 @@ async fn acknowledged_sends_survive_kill_9_and_go_out_once(db: Db) {
         .json()
         .await
         .unwrap();
-    let key = key["key"].as_str().unwrap().to_string();
     stop(first);
+    key["key"].as_str().unwrap().to_string()
+}
+
+async fn notify(http: &reqwest::Client, url: &str, key: &str, i: usize) {
+    let r = http
+        .post(format!("{url}/api/v1/notifications"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"from": "+5511930001234", "to": format!("+55119876{i:05}"), "template": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+}
+
+async fn acknowledged_sends_survive_kill_9_and_go_out_once(db: Db) {
+    let testdb = TestDb::new(db).await;
+    let graph = graph_sandbox().await;
+    let env = [("WABRIDGE_GRAPH_BASE_URL", graph.base_url())];
+    let http = reqwest::Client::new();
+    // 0. Register, sync the templates, create an API key.
+    let key = registered(&testdb, &env, serde_json::json!({})).await;
 
     // 1. Workers off: 30 notifications acknowledged (202), then kill -9.
     let mut second = serve_with(&testdb, false, &env);
     for i in 0..30 {
-        let r = http
-            .post(format!("{}/api/v1/notifications", second.url))
-            .bearer_auth(&key)
-            .json(&serde_json::json!({"from": "+5511930001234", "to": format!("+55119876{i:05}"), "template": "hello"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
+        notify(&http, &second.url, &key, i).await;
     }
     second.child.kill().unwrap(); // SIGKILL
     second.child.wait().unwrap();
@@ -191,4 +210,79 @@ async fn acknowledged_sends_survive_kill_9_and_go_out_once(db: Db) {
     testdb.drop_db().await;
 }
 
-both_databases!(acknowledged_webhooks_survive_kill_9, acknowledged_sends_survive_kill_9_and_go_out_once);
+/// `kill -9` while a number works through a backlog: nothing is lost; sends that were only leased (not marked
+/// started) go out as soon as their leases expire; only the few marked ones (a quarter second's worth and those
+/// in flight) wait out the reconcile window before they are sent again.
+async fn a_kill_while_sending_resends_only_what_may_have_gone(db: Db) {
+    let testdb = TestDb::new(db).await;
+    let graph = graph_sandbox().await;
+    graph.set_throughput(PNID, 20);
+    let env = [
+        ("WABRIDGE_GRAPH_BASE_URL", graph.base_url()),
+        ("WABRIDGE_SEND_RECONCILE_SECONDS", "8".to_string()),
+        ("WABRIDGE_SEND_PAIR_INTERVAL_MS", "1".to_string()),
+        ("WABRIDGE_SEND_PAIR_BURST", "1000".to_string()),
+    ];
+    let http = reqwest::Client::new();
+    let key = registered(&testdb, &env, serde_json::json!({"throughput_mps": 20})).await;
+    let n = 60; // 3 s at 20/s
+
+    // 1. Workers on; kill -9 once 10 sends reached Meta.
+    let mut first = serve_with(&testdb, true, &env);
+    for i in 0..n {
+        notify(&http, &first.url, &key, i).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while graph.all_sent().len() < 10 {
+        assert!(Instant::now() < deadline, "nothing was sent");
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling the sandbox with a deadline
+    }
+    first.child.kill().unwrap(); // SIGKILL
+    first.child.wait().unwrap();
+    let store = wabridge::store::Store::connect(&testdb.config()).await.unwrap();
+    let ids = |sql: &'static str| {
+        let pool = store.pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_all(&pool).await.unwrap() }
+    };
+    let maybe = ids("SELECT id FROM outbound WHERE state = 'queued' AND started > attempts").await;
+    let never = ids("SELECT id FROM outbound WHERE state = 'queued' AND started = attempts").await;
+    assert!(maybe.len() <= 10, "at most a quarter second's worth and those in flight were marked: {}", maybe.len());
+    assert!(never.len() > 20, "the kill came mid-backlog ({} never started)", never.len());
+
+    // 2. Restart: the never-started sends go once their 1 s leases expire, well within the 8 s reconcile window.
+    let second = serve_with(&testdb, true, &env);
+    let deadline = Instant::now() + Duration::from_secs(7);
+    let pending = |ids: &[i64]| {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        format!("SELECT COUNT(*) FROM outbound WHERE id IN ({list}) AND state <> 'accepted'")
+    };
+    let never_left = pending(&never);
+    while count(&store, &never_left).await > 0 {
+        assert!(Instant::now() < deadline, "never-started sends waited as if they might have been sent");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the database with a deadline
+    }
+    // 3. The maybe-sent ones go again after the window (no status webhook told us): all accepted, nothing lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&store, "SELECT COUNT(*) FROM outbound WHERE state = 'accepted'").await < n as i64 {
+        assert!(Instant::now() < deadline, "not every send went out after the restart");
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the database with a deadline
+    }
+    let sent = graph.all_sent().len();
+    assert!(
+        sent >= n && sent <= n + maybe.len(),
+        "{sent} sent for {n} messages ({} maybe sent at the kill)",
+        maybe.len()
+    );
+    let per_second = graph.accepted_per_second(PNID);
+    assert!(per_second.iter().all(|(_, c)| *c <= 20), "at most 20 in any second: {per_second:?}");
+    stop(second);
+    store.close().await;
+    graph.stop().await;
+    testdb.drop_db().await;
+}
+
+both_databases!(
+    acknowledged_webhooks_survive_kill_9,
+    acknowledged_sends_survive_kill_9_and_go_out_once,
+    a_kill_while_sending_resends_only_what_may_have_gone
+);
