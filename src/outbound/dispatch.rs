@@ -7,16 +7,18 @@
 //!   when half is gone), in queue order, in one write transaction for every number that needs more; numbers
 //!   with nothing due are looked at again when their next job is due, at the latest after [`POLL_MS`], or when
 //!   new sends are committed ([`Lane::wake`]); a paused WABA's numbers are not leased at all;
-//! - **holds the leased sends in memory and sends each in its slot** ([`PhonePacer`]: spaced `1000 / mps` ms,
-//!   never more than `mps` in any 1,000 ms), keeping messages to one customer in order and within the pair rate
+//! - **holds the leased sends in memory and sends each in its slot** ([`PhonePacer`]: spaced `1020 / mps` ms,
+//!   never more than `mps` started in any 1,020 ms); a send may go only once it is marked started in the
+//!   database (marks are written in batches [`MARK_AHEAD_MS`] ahead), keeping messages to one customer in order and within the pair rate
 //!   ([`PairPacer`]; a send whose pair slot is more than [`LOOKAHEAD_MS`] away goes back to the queue with its
 //!   due time);
 //! - **group-commits outcomes**: one writer task commits the outcome, report and job end of every send that
 //!   finished meanwhile in one transaction (like the webhook intake), instead of one commit per send.
 //!
 //! Nothing acknowledged is lost: a send's job is committed before it is leased, and stays leased (not done) until
-//! the writer commits its outcome. If the process dies first, the lease expires and the next lease sees an
-//! attempt without an outcome (`sender::admit`), which is reconciled from status webhooks, never blindly resent.
+//! the writer commits its outcome. If the process dies first, the lease expires: a send that was marked started
+//! but has no outcome (`sender::admit`) is reconciled from status webhooks, never blindly resent; a send that was
+//! only leased is simply sent.
 //! Several processes on one database lease disjoint sends (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has
 //! one writer), and a number is paced by one process at a time: a process leases a number's sends only while
 //! it holds the number's claim (`lane_claims`, taken with each lease, renewed while it holds sends of the number,
@@ -60,10 +62,6 @@ const WAKE_MS: i64 = 20;
 const SCAN: usize = 256;
 /// The most outcomes one writer transaction commits.
 const WRITE_BATCH: usize = 512;
-/// The key a number's next slot is reserved under in [`PhonePacer`] (outbound ids are positive).
-fn slot_key(phone: i64) -> i64 {
-    -phone
-}
 
 pub struct Dispatcher {
     store: Store,
@@ -322,11 +320,21 @@ struct Loop<'a> {
     unmark: Vec<i64>,
 }
 
-impl Loop<'_> {
-    fn target(mps: u32) -> usize {
-        ((mps as i64 * LOOKAHEAD_MS / 1000) as usize).max(8)
-    }
+/// How many sends to lease for a number now, if any: it is not paused and at most half of its
+/// [`LOOKAHEAD_MS`] of sends (at least 8) is held, so it is topped up to that.
+fn lease_room(l: &PhoneLane, ctx: &Context) -> Option<usize> {
+    let target = ((ctx.mps as i64 * LOOKAHEAD_MS / 1000) as usize).max(8);
+    (ctx.paused.is_none() && l.held.len() <= target / 2).then(|| target - l.held.len())
+}
 
+/// How many held sends of a number to mark started now, if any: it is not paused, it holds unmarked sends, and
+/// at most half of its [`MARK_AHEAD_MS`] of slots (at least 2) have marked sends, so it is topped up to that.
+fn marks_wanted(l: &PhoneLane, ctx: &Context) -> Option<usize> {
+    let want = ((ctx.mps as u64 * MARK_AHEAD_MS as u64).div_ceil(1000) as usize).max(2);
+    (ctx.paused.is_none() && l.marked < l.held.len() && l.marked * 2 <= want).then(|| want - l.marked)
+}
+
+impl Loop<'_> {
     /// What the feeder should do next, if anything and if it is not busy: reload the contexts (every
     /// [`CONTEXT_MS`], or after a wake-up), look when idle numbers' next sends are due, and lease for the numbers
     /// that have room.
@@ -349,11 +357,7 @@ impl Loop<'_> {
             .lanes
             .iter()
             .filter(|(_, l)| l.next_lease.is_some_and(|t| t <= now))
-            .filter_map(|(phone, l)| {
-                let ctx = self.ctx.get(phone)?;
-                let target = Self::target(ctx.mps);
-                (ctx.paused.is_none() && l.held.len() <= target / 2).then(|| (*phone, target - l.held.len()))
-            })
+            .filter_map(|(phone, l)| Some((*phone, lease_room(l, self.ctx.get(phone)?)?)))
             .collect();
         let mark = self.marks_due();
         let unmark = std::mem::take(&mut self.unmark);
@@ -387,17 +391,8 @@ impl Loop<'_> {
     fn marks_due(&self) -> Vec<(i64, Vec<i64>)> {
         let mut out = Vec::new();
         for (phone, lane) in &self.lanes {
-            let Some(ctx) = self.ctx.get(phone) else { continue };
-            if ctx.paused.is_some() {
-                continue;
-            }
-            let want = mark_want(ctx.mps);
-            let marked = lane.marked;
-            if marked * 2 > want || marked == lane.held.len() {
-                continue; // more than half of what is wanted is still marked: not yet
-            }
-            let ids: Vec<i64> =
-                lane.held.iter().filter(|it| !it.marked).take(want - marked).map(|it| it.out.id).collect();
+            let Some(n) = self.ctx.get(phone).and_then(|c| marks_wanted(lane, c)) else { continue };
+            let ids: Vec<i64> = lane.held.iter().filter(|it| !it.marked).take(n).map(|it| it.out.id).collect();
             if !ids.is_empty() {
                 out.push((*phone, ids));
             }
@@ -473,7 +468,7 @@ impl Loop<'_> {
     fn hold(&mut self, phone: i64, job: Job, row: Option<(Outbound, Option<i64>)>, now: i64) {
         let Some((out, blocker)) = row else { return };
         let out = Arc::new(out);
-        if let Some(outcome) = admit(&out, now, self.d.sender.reconcile_ms, None) {
+        if let Some(outcome) = admit(&out, now, self.d.sender.reconcile_ms) {
             self.record(job, out, outcome);
             return;
         }
@@ -533,7 +528,7 @@ impl Loop<'_> {
             }
             while self.inflight < self.d.concurrency {
                 let Some(i) = self.pick(phone, now) else { break };
-                match self.pacing.phones.ask(phone, slot_key(phone), ctx.mps, now) {
+                match self.pacing.phones.ask(phone, ctx.mps, now) {
                     Verdict::Go => self.start(phone, i, &ctx, now),
                     Verdict::WaitUntil(t) => {
                         self.wake_at = self.wake_at.min(t);
@@ -667,7 +662,6 @@ impl Loop<'_> {
         lane.held = keep;
         lane.marked -= back.iter().filter(|it| it.marked).count();
         for it in back {
-            self.pacing.phones.forget(it.out.id);
             self.known.remove(&it.out.id);
             let outcome = Outcome::Wait { message: message.to_string(), after, unknown: false, unstart: it.marked };
             self.record(it.job, it.out, outcome);
@@ -706,9 +700,7 @@ impl Loop<'_> {
             return now;
         }
         for (phone, l) in &self.lanes {
-            let room =
-                self.ctx.get(phone).is_some_and(|c| c.paused.is_none() && l.held.len() <= Self::target(c.mps) / 2);
-            if room {
+            if self.ctx.get(phone).and_then(|c| lease_room(l, c)).is_some() {
                 t = t.min(l.next_lease.unwrap_or(now));
             }
         }
@@ -717,10 +709,7 @@ impl Loop<'_> {
 
     /// Some number is running out of marked sends.
     fn needs_marks(&self) -> bool {
-        self.lanes.iter().any(|(phone, l)| {
-            l.marked < l.held.len()
-                && self.ctx.get(phone).is_some_and(|c| c.paused.is_none() && l.marked * 2 <= mark_want(c.mps))
-        })
+        self.lanes.iter().any(|(phone, l)| self.ctx.get(phone).and_then(|c| marks_wanted(l, c)).is_some())
     }
 }
 
@@ -808,11 +797,6 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
         looked.push((phone, jobs::lane_next_due(&store.pool, phone).await?));
     }
     Ok(Feed { now, ctx, looked, leased: out, elsewhere, marked: mark })
-}
-
-/// How many of a number's held sends to keep marked started: [`MARK_AHEAD_MS`] of its slots, at least 2.
-fn mark_want(mps: u32) -> usize {
-    ((mps as u64 * MARK_AHEAD_MS as u64).div_ceil(1000) as usize).max(2)
 }
 
 fn outbound_id(job: &Job) -> Option<i64> {

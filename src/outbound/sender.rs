@@ -58,9 +58,9 @@ impl Outcome {
     }
 }
 
-/// May a leased send go out now? `None`: yes. Pure: the row as stored, the time, the reconcile window and the
-/// WABA's pause.
-pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64, paused: Option<&str>) -> Option<Outcome> {
+/// May a leased send go out now? `None`: yes. Pure: the row as stored, the time and the reconcile window. (A
+/// paused WABA's sends are not leased at all; see `dispatch.rs`.)
+pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64) -> Option<Outcome> {
     match out.state.as_str() {
         "accepted" | "failed" => return Some(Outcome::Settled),
         // A request went out and its answer was lost: wait for a status webhook to say whether Meta took it before
@@ -90,12 +90,7 @@ pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64, paused: Option<&str>) 
         }
         _ => {}
     }
-    paused.map(|reason| Outcome::Wait {
-        message: format!("sends of this WABA are paused: {reason}"),
-        after: PAUSE_WAIT,
-        unknown: false,
-        unstart: false,
-    })
+    None
 }
 
 impl Sender {
@@ -414,15 +409,14 @@ mod tests {
 
     #[test]
     fn a_queued_send_with_an_outcome_for_every_started_attempt_goes() {
-        assert_eq!(admit(&row("queued", 0, None), 1_000, 300_000, None), None);
-        assert_eq!(admit(&started(row("queued", 2, None), 2), 1_000, 300_000, None), None);
+        assert_eq!(admit(&row("queued", 0, None), 1_000, 300_000), None);
+        assert_eq!(admit(&started(row("queued", 2, None), 2), 1_000, 300_000), None);
     }
 
     #[test]
     fn an_attempt_that_left_no_outcome_is_reconciled_not_resent() {
         // Marked started, but no outcome recorded (the process died while the request may have been out).
-        let Some(Outcome::Wait { after, unknown, .. }) =
-            admit(&started(row("queued", 0, None), 1), 1_000, 300_000, None)
+        let Some(Outcome::Wait { after, unknown, .. }) = admit(&started(row("queued", 0, None), 1), 1_000, 300_000)
         else {
             panic!("must wait")
         };
@@ -433,21 +427,16 @@ mod tests {
     #[test]
     fn an_unanswered_send_waits_out_the_reconcile_window_then_goes() {
         let r = started(row("unknown", 1, Some(10_000)), 1);
-        let Some(Outcome::Wait { after, unknown, .. }) = admit(&r, 70_000, 300_000, None) else { panic!() };
+        let Some(Outcome::Wait { after, unknown, .. }) = admit(&r, 70_000, 300_000) else { panic!() };
         assert!(!unknown);
         assert_eq!(after, Duration::from_millis(240_000));
-        assert_eq!(admit(&r, 310_000, 300_000, None), None);
+        assert_eq!(admit(&r, 310_000, 300_000), None);
     }
 
     #[test]
-    fn finished_sends_just_end_and_paused_wabas_wait() {
-        assert_eq!(admit(&row("accepted", 1, None), 0, 300_000, None), Some(Outcome::Settled));
-        assert_eq!(admit(&row("failed", 1, None), 0, 300_000, None), Some(Outcome::Settled));
-        let Some(Outcome::Wait { after, message, .. }) = admit(&row("queued", 0, None), 0, 300_000, Some("190")) else {
-            panic!()
-        };
-        assert_eq!(after, PAUSE_WAIT);
-        assert!(message.contains("paused"), "{message}");
+    fn finished_sends_just_end() {
+        assert_eq!(admit(&row("accepted", 1, None), 0, 300_000), Some(Outcome::Settled));
+        assert_eq!(admit(&row("failed", 1, None), 0, 300_000), Some(Outcome::Settled));
         assert!(Outcome::Accepted { wamid: "w".into() }.is_final());
         assert!(!Outcome::Retry { code: Some(130429), reason: String::new(), after: None }.is_final());
     }
