@@ -179,10 +179,6 @@ impl Engine {
         }
     }
 
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
     /// Registers the handler for a kind. Jobs of a kind without a handler die with a clear error.
     pub fn register<F, Fut>(&mut self, kind: &'static str, f: F)
     where
