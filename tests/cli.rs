@@ -261,3 +261,19 @@ fn bad_configuration_is_one_clear_line() {
     assert!(err.contains("database_url"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// The test harness itself: a test whose PostgreSQL or SIPp is missing fails with what to run, unless
+/// `WABRIDGE_TEST_SKIP` names it, and then it is a recorded skip, never a silent pass.
+#[test]
+fn a_missing_prerequisite_fails_unless_left_out_on_purpose() {
+    use common::{verdict, Prereq, Verdict};
+    let missing = || Err("`sipp -v` did not run".to_string());
+    assert_eq!(verdict(Prereq::Sipp, Ok(()), None), Verdict::Run);
+    assert_eq!(verdict(Prereq::Sipp, Ok(()), Some("sipp")), Verdict::Run, "available: runs even when listed");
+    let Verdict::Fail(message) = verdict(Prereq::Sipp, missing(), None) else { panic!("a missing SIPp must fail") };
+    assert!(message.contains("apt-get install sip-tester") && message.contains("WABRIDGE_TEST_SKIP=sipp"), "{message}");
+    assert!(matches!(verdict(Prereq::Sipp, missing(), Some("postgres")), Verdict::Fail(_)), "only what is named");
+    assert_eq!(verdict(Prereq::Sipp, missing(), Some("postgres, SIPP")), Verdict::Skip("`sipp -v` did not run".into()));
+    let pg = verdict(Prereq::Postgres, Err("refused".into()), Some(""));
+    assert!(matches!(pg, Verdict::Fail(m) if m.contains("WABRIDGE_TEST_POSTGRES")));
+}

@@ -227,17 +227,25 @@ async fn a_kill_while_sending_resends_only_what_may_have_gone(db: Db) {
     let key = registered(&testdb, &env, serde_json::json!({"throughput_mps": 20})).await;
     let n = 60; // 3 s at 20/s
 
-    // 1. Workers on; kill -9 once 10 sends reached Meta.
-    let mut first = serve_with(&testdb, true, &env);
+    // 1. The whole backlog is acknowledged first (workers off), however slowly this machine takes requests.
+    let queued = serve_with(&testdb, false, &env);
     for i in 0..n {
-        notify(&http, &first.url, &key, i).await;
+        notify(&http, &queued.url, &key, i).await;
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while graph.all_sent().len() < 10 {
-        assert!(Instant::now() < deadline, "nothing was sent");
-        tokio::time::sleep(Duration::from_millis(10)).await; // polling the sandbox with a deadline
-    }
-    first.child.kill().unwrap(); // SIGKILL
+    stop(queued);
+    // 2. Workers on; kill -9 at the moment Meta takes the 10th send (before it is answered): an event, not a poll.
+    //    The sandbox holds that request (and, under its lock, every other) until the kill has been delivered.
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel::<u32>();
+    let (killed_tx, killed_rx) = tokio::sync::oneshot::channel();
+    graph.on_accepted(10, move || {
+        let pid = pid_rx.recv_timeout(Duration::from_secs(30)).expect("the sender's pid");
+        let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().is_ok_and(|s| s.success());
+        let _ = killed_tx.send(killed);
+    });
+    let mut first = serve_with(&testdb, true, &env);
+    pid_tx.send(first.child.id()).unwrap();
+    let killed = tokio::time::timeout(Duration::from_secs(30), killed_rx).await.expect("10 sends reached Meta");
+    assert!(killed.unwrap(), "kill -9 was delivered");
     first.child.wait().unwrap();
     let store = wabridge::store::Store::connect(&testdb.config()).await.unwrap();
     let ids = |sql: &'static str| {
@@ -249,7 +257,7 @@ async fn a_kill_while_sending_resends_only_what_may_have_gone(db: Db) {
     assert!(maybe.len() <= 10, "at most a quarter second's worth and those in flight were marked: {}", maybe.len());
     assert!(never.len() > 20, "the kill came mid-backlog ({} never started)", never.len());
 
-    // 2. Restart: the never-started sends go once their 1 s leases expire, well within the 8 s reconcile window.
+    // 3. Restart: the never-started sends go once their 1 s leases expire, well within the 8 s reconcile window.
     let second = serve_with(&testdb, true, &env);
     let deadline = Instant::now() + Duration::from_secs(7);
     let pending = |ids: &[i64]| {
@@ -261,7 +269,7 @@ async fn a_kill_while_sending_resends_only_what_may_have_gone(db: Db) {
         assert!(Instant::now() < deadline, "never-started sends waited as if they might have been sent");
         tokio::time::sleep(Duration::from_millis(50)).await; // polling the database with a deadline
     }
-    // 3. The maybe-sent ones go again after the window (no status webhook told us): all accepted, nothing lost.
+    // 4. The maybe-sent ones go again after the window (no status webhook told us): all accepted, nothing lost.
     let deadline = Instant::now() + Duration::from_secs(30);
     while count(&store, "SELECT COUNT(*) FROM outbound WHERE state = 'accepted'").await < n as i64 {
         assert!(Instant::now() < deadline, "not every send went out after the restart");

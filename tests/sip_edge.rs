@@ -20,17 +20,6 @@ use wabridge::edge::tls;
 const NUMBER: &str = "+5511930001234";
 const SIPP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp");
 
-fn sipp_available() -> bool {
-    let ok = Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but sipp is not installed (Debian package sip-tester)");
-        }
-        eprintln!("SKIPPED: sipp not installed");
-    }
-    ok
-}
-
 /// Waits (with a deadline) until something listens on TCP `port` of this machine, read from /proc/net/tcp so
 /// that no test connection reaches SIPp: a call sent before SIPp listens would get 503 from the edge.
 fn wait_listening(port: u16) {
@@ -406,7 +395,7 @@ fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
 }
 
 async fn answered_call_meta_hangs_up(db: Db) {
-    if !sipp_available() {
+    if !common::sipp_available() {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
@@ -442,7 +431,7 @@ async fn answered_call_meta_hangs_up(db: Db) {
 }
 
 async fn answered_call_business_hangs_up_over_tcp(db: Db) {
-    if !sipp_available() {
+    if !common::sipp_available() {
         return;
     }
     let mut e = start(db, "127.0.0.2/32").await;
@@ -471,7 +460,7 @@ async fn answered_call_business_hangs_up_over_tcp(db: Db) {
 }
 
 async fn busy_and_cancel(db: Db) {
-    if !sipp_available() {
+    if !common::sipp_available() {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
@@ -509,7 +498,7 @@ async fn busy_and_cancel(db: Db) {
 }
 
 async fn digest_challenge(db: Db) {
-    if !sipp_available() {
+    if !common::sipp_available() {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
@@ -626,7 +615,7 @@ async fn unresponsive_and_unreachable_targets(db: Db) {
 
 /// The business calls a WhatsApp user: SIPp (Asterisk) → edge over UDP → wa.meta.vc over TLS, verified.
 async fn outbound_call_to_whatsapp(db: Db) {
-    if !sipp_available() {
+    if !common::sipp_available() {
         return;
     }
     let mut e = start(db, "127.0.0.2/32").await;

@@ -129,6 +129,18 @@ pub(super) struct Messaging {
     /// (number, wa_id) → the user's last message.
     windows: HashMap<(String, String), SystemTime>,
     status_delay: Duration,
+    on_accepted: AcceptHook,
+}
+
+/// A test's action, run at the moment a given number of sends has been accepted (see
+/// [`GraphSandbox::on_accepted`]).
+#[derive(Default)]
+struct AcceptHook(Option<(usize, Box<dyn FnOnce() + Send>)>);
+
+impl std::fmt::Debug for AcceptHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "AcceptHook(set)" } else { "AcceptHook(none)" })
+    }
 }
 
 impl Messaging {
@@ -356,6 +368,11 @@ fn handle_send(
     m.limits.count(pnid, wall.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
     m.by_wamid.insert(wamid.clone(), m.sent.len());
     m.sent.push(record.clone());
+    if m.on_accepted.0.as_ref().is_some_and(|(n, _)| m.sent.len() >= *n) {
+        if let Some((_, action)) = m.on_accepted.0.take() {
+            action(); // before this send is answered: the caller never learns that Meta took it
+        }
+    }
     let progression = m.progression.get(pnid).copied().unwrap_or_default();
     let steps = steps_for(&send.kind, outside, progression);
     let delay = m.status_delay;
@@ -455,6 +472,13 @@ impl GraphSandbox {
             (target, payload)
         };
         Some(post_webhook(&self.inner, &target.sender, payload).await)
+    }
+
+    /// Runs `action` once, when the `n`th send in all has been accepted and before it is answered (a test kills the
+    /// sender there, so the kill lands at a known point of a backlog rather than whenever a poll notices). The
+    /// action runs under the sandbox's lock: it must not call the sandbox.
+    pub fn on_accepted(&self, n: usize, action: impl FnOnce() + Send + 'static) {
+        lock(&self.inner).messaging.on_accepted = AcceptHook(Some((n, Box::new(action))));
     }
 
     /// The number's throughput in messages per second (default 80); past it sends get 130429.

@@ -1,8 +1,9 @@
 //! Test harness: starts the whole service on 127.0.0.1:0 against a fresh database (SQLite in a temporary
 //! directory, or a fresh PostgreSQL database), and talks to it over real HTTP.
 //!
-//! PostgreSQL is at `WABRIDGE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`). Without it the
-//! PostgreSQL variants are skipped with a note, unless `CI=true`, where a missing PostgreSQL fails the test.
+//! PostgreSQL is at `WABRIDGE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432`). A test whose
+//! PostgreSQL or SIPp is missing fails, saying what to run, unless `WABRIDGE_TEST_SKIP` leaves it out on purpose
+//! (then it is recorded for the summary `scripts/test` prints); see [`prerequisite`].
 #![allow(dead_code)]
 
 pub mod bridge;
@@ -38,22 +39,101 @@ fn pg_base() -> String {
     std::env::var("WABRIDGE_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// True when PostgreSQL answers. When it does not: panics under `CI=true`, otherwise says so and skips.
-pub async fn postgres_available() -> bool {
-    let url = format!("{}/postgres", pg_base());
-    match sqlx::PgConnection::connect(&url).await {
-        Ok(c) => {
-            let _ = c.close().await;
-            true
-        }
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true but PostgreSQL is unreachable at {url}: {e}");
-            }
-            eprintln!("SKIPPED: PostgreSQL variant (no PostgreSQL at {url}: {e})");
-            false
+/// What some tests need besides Rust: a PostgreSQL server and SIPp (the PBX side of the SIP edge tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prereq {
+    Postgres,
+    Sipp,
+}
+
+impl Prereq {
+    /// Its name in `WABRIDGE_TEST_SKIP` (a comma-separated list: `postgres`, `sipp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Prereq::Postgres => "postgres",
+            Prereq::Sipp => "sipp",
         }
     }
+
+    fn how_to_get(self) -> &'static str {
+        match self {
+            Prereq::Postgres => {
+                "start PostgreSQL (Debian: `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or point \
+                 WABRIDGE_TEST_POSTGRES at one; `scripts/test` does this for you"
+            }
+            Prereq::Sipp => "install SIPp (Debian: `apt-get install sip-tester`); `scripts/test` does this for you",
+        }
+    }
+}
+
+/// What becomes of a test that needs something.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Run,
+    /// Left out on purpose: the reason, for the summary.
+    Skip(String),
+    /// Missing and not left out: the test fails with this message.
+    Fail(String),
+}
+
+/// The decision, pure: `skip_list` is `WABRIDGE_TEST_SKIP` (comma-separated names, e.g. `postgres,sipp`).
+pub fn verdict(what: Prereq, available: Result<(), String>, skip_list: Option<&str>) -> Verdict {
+    let Err(why) = available else { return Verdict::Run };
+    let opted_out = skip_list.is_some_and(|v| v.split(',').any(|s| s.trim().eq_ignore_ascii_case(what.name())));
+    if opted_out {
+        return Verdict::Skip(why);
+    }
+    Verdict::Fail(format!(
+        "this test needs {}, which is not available ({why}): {}; or set WABRIDGE_TEST_SKIP={} to leave such tests \
+         out on purpose",
+        what.name(),
+        what.how_to_get(),
+        what.name()
+    ))
+}
+
+/// Decides whether a test that needs `what` runs (see [`verdict`]). Available: true. Missing and left out with
+/// `WABRIDGE_TEST_SKIP`: the skip is recorded in `target/tmp/skipped-tests.log` (which `scripts/test` prints as
+/// a summary) and false. Missing and not left out: the test fails, saying what to run. A test that did not run
+/// never looks passed by accident.
+pub fn prerequisite(what: Prereq, available: Result<(), String>) -> bool {
+    let why = match verdict(what, available, std::env::var("WABRIDGE_TEST_SKIP").ok().as_deref()) {
+        Verdict::Run => return true,
+        Verdict::Fail(message) => panic!("{message}"),
+        Verdict::Skip(why) => why,
+    };
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let line = format!("{}\t{}\t{test}\t{why}\n", what.name(), env!("CARGO_CRATE_NAME"));
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("skipped-tests.log");
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+        let _ = f.write_all(line.as_bytes());
+    }
+    eprintln!("SKIPPED on purpose (WABRIDGE_TEST_SKIP): {test} needs {}", what.name());
+    false
+}
+
+/// True when PostgreSQL answers; see [`prerequisite`] for what happens when it does not.
+pub async fn postgres_available() -> bool {
+    let url = format!("{}/postgres", pg_base());
+    let reached = match sqlx::PgConnection::connect(&url).await {
+        Ok(c) => {
+            let _ = c.close().await;
+            Ok(())
+        }
+        Err(e) => Err(format!("no PostgreSQL at {url}: {e}")),
+    };
+    prerequisite(Prereq::Postgres, reached)
+}
+
+/// True when SIPp runs; see [`prerequisite`] for what happens when it does not.
+pub fn sipp_available() -> bool {
+    let ran = std::process::Command::new("sipp")
+        .arg("-v")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    prerequisite(Prereq::Sipp, ran.map(|_| ()).map_err(|e| format!("`sipp -v` did not run: {e}")))
 }
 
 /// A fresh, empty database and a data directory, removed when dropped (PostgreSQL databases by `drop_db`).
