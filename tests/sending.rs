@@ -498,7 +498,62 @@ async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
     db.drop_db().await;
 }
 
+/// Sends held in memory longer than a job lease (messages to one customer waiting behind a slow answer) are
+/// never leased and sent a second time by the same process: the dispatcher renews the leases of what it holds.
+async fn a_send_held_past_its_lease_goes_once(db: Db) {
+    let b = Bridged::start_with(db, |c| {
+        workers_on(c);
+        c.job_lease_seconds = 1;
+        c.send_timeout_ms = 10_000;
+    })
+    .await;
+    b.templates_synced().await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    // Each answer takes 1.5 s: the customer's later messages wait behind it, held, longer than the 1 s lease.
+    b.graph.slow_sends(PNID, Duration::from_millis(1500));
+    let key = b.api_key().await;
+    let n = 4;
+    for i in 0..n {
+        let body = json!({"from": "+5511930001234", "to": "+5511987654321", "template": "order_ready",
+                          "locale": "en_US", "parameters": ["Anna", format!("{i}")]});
+        let (s, body) = b.notify(&key, body).await;
+        assert_eq!(s, 202, "{body}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let accepted = |b: &Bridged| {
+        let pool = b.app.svc.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbound WHERE state = 'accepted'")
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    while accepted(&b).await < n {
+        if std::time::Instant::now() > deadline {
+            let rows = sqlx::query_as::<_, (i64, String, i64, i64, Option<String>)>(
+                "SELECT o.id, o.state, o.attempts, o.started, j.last_error FROM outbound o \
+                 LEFT JOIN jobs j ON j.kind = 'wa.send' AND j.lane IS NOT NULL AND j.payload LIKE '%' || o.id || '%'",
+            )
+            .fetch_all(&b.app.svc.store.pool)
+            .await;
+            panic!("the sends were not all recorded ({} requests): {rows:?}", message_posts(&b.graph));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await; // polling the database with a deadline
+    }
+    let order: Vec<String> = b
+        .graph
+        .sent_messages(PNID)
+        .iter()
+        .map(|m| m.body["template"]["components"][0]["parameters"][1]["text"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(order, ["0", "1", "2", "3"], "each message once, in order");
+    assert_eq!(message_posts(&b.graph), n as usize, "no second request for any message");
+    b.stop().await;
+}
+
 both_databases!(
+    a_send_held_past_its_lease_goes_once,
     a_stopping_process_hands_its_sends_to_another,
     two_processes_together_stay_within_the_numbers_throughput,
     a_backlog_on_one_number_does_not_hold_back_another,

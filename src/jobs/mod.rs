@@ -561,6 +561,11 @@ where
     }
 }
 
+/// A lane renews the leases of the jobs it holds this often (with its claims; see [`LaneLeaser::renew`]). A lane
+/// job's lease lasts this much longer than `job_lease_seconds`, so a renewal is never late, however short the
+/// lease: a job held in memory is never leased (and sent) a second time while its holder lives.
+pub const LANE_RENEW_MS: i64 = 1000;
+
 /// What a lane's dispatcher leases with: this process's lease owner and the engine's settings.
 #[derive(Debug, Clone)]
 pub struct LaneLeaser {
@@ -595,7 +600,7 @@ impl LaneLeaser {
         );
         let mut query = sqlx::query(&q)
             .bind(&self.owner)
-            .bind(now + self.lease.as_millis() as i64)
+            .bind(self.lease_until(lane, now))
             .bind(now)
             .bind(n as i64)
             .bind(self.default_max_attempts);
@@ -610,6 +615,11 @@ impl LaneLeaser {
 }
 
 impl LaneLeaser {
+    /// When a lease taken now ends: lane jobs get one renewal period more ([`LANE_RENEW_MS`]).
+    fn lease_until(&self, lane: Option<i64>, now: i64) -> i64 {
+        now + self.lease.as_millis() as i64 + if lane.is_some() { LANE_RENEW_MS } else { 0 }
+    }
+
     /// Takes or renews this process's claim on `lane` until `until`. False when another process holds an
     /// unexpired claim: only the claim's holder leases the lane's jobs (a lane is paced by one process at a time).
     pub async fn claim<'c, E>(&self, conn: E, lane: i64, now: i64, until: i64) -> Result<bool, StoreError>
@@ -630,21 +640,32 @@ impl LaneLeaser {
         Ok(row.is_some())
     }
 
-    /// Renews this process's claims on `lanes` until `until` (lanes it still holds or sends jobs of).
-    pub async fn renew<'c, E>(&self, conn: E, lanes: &[i64], until: i64) -> Result<(), StoreError>
-    where
-        E: sqlx::Executor<'c, Database = Any>,
-    {
+    /// Renews this process's claims on `lanes` until `until`, and the leases of the jobs of those lanes it holds
+    /// (leased and not yet ended) as if leased `now`.
+    pub async fn renew(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        lanes: &[i64],
+        now: i64,
+        until: i64,
+    ) -> Result<(), StoreError> {
         if lanes.is_empty() {
             return Ok(());
         }
         let marks: Vec<String> = (0..lanes.len()).map(|i| format!("${}", i + 3)).collect();
-        let q = format!("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND lane IN ({})", marks.join(", "));
-        let mut query = sqlx::query(&q).bind(&self.owner).bind(until);
-        for lane in lanes {
-            query = query.bind(*lane);
+        let marks = marks.join(", ");
+        let claims = format!("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND lane IN ({marks})");
+        let leases = format!(
+            "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND done_at IS NULL \
+             AND lane IS NOT NULL AND lane IN ({marks})"
+        );
+        for (q, until) in [(claims, until), (leases, self.lease_until(Some(0), now))] {
+            let mut query = sqlx::query(&q).bind(&self.owner).bind(until);
+            for lane in lanes {
+                query = query.bind(*lane);
+            }
+            query.execute(&mut *conn).await?;
         }
-        query.execute(conn).await?;
         Ok(())
     }
 

@@ -53,8 +53,9 @@ const CLAIM_MS: i64 = 3000;
 /// Held sends are marked started (one statement for all numbers) this far ahead of their slots; only a marked
 /// send may go out.
 const MARK_AHEAD_MS: i64 = 250;
-/// Numbers' contexts (token, throughput, pause) are reloaded this often.
-const CONTEXT_MS: i64 = 1000;
+/// Numbers' contexts (token, throughput, pause) are reloaded this often, and the claims and job leases of numbers
+/// with sends held or in flight renewed.
+const CONTEXT_MS: i64 = jobs::LANE_RENEW_MS;
 /// Wake-ups (new sends committed) are handled at most this often.
 const WAKE_MS: i64 = 20;
 /// How many held sends are looked through for one that may go (customers waiting on the pair rate or on an
@@ -424,6 +425,11 @@ impl Loop<'_> {
         for (phone, n, items) in feed.leased {
             let full = items.len() == n;
             for (job, row) in items {
+                if row.as_ref().is_some_and(|(out, _)| self.known.contains(&out.id)) {
+                    // Held or in flight here already (its lease was not renewed in time): never a second copy.
+                    tracing::warn!(job = job.id, "a send held here was leased again; keeping the one copy");
+                    continue;
+                }
                 self.hold(phone, job, row, now);
             }
             // A full lease: there may be more; lease again when half of it is sent.
@@ -759,7 +765,7 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     let mut elsewhere = Vec::new();
     if !lease.is_empty() || !renew.is_empty() || !mark.is_empty() || !unmark.is_empty() {
         let mut tx = store.begin_write().await?;
-        leaser.renew(&mut *tx, &renew, now + CLAIM_MS).await?;
+        leaser.renew(&mut tx, &renew, now, now + CLAIM_MS).await?;
         let ids: Vec<i64> = mark.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
         super::mark_started_on(&mut tx, &ids, 1).await?;
         super::mark_started_on(&mut tx, &unmark, -1).await?;
