@@ -348,7 +348,60 @@ async fn uninstall_stops_traffic_for_that_portal_only(db: Db) {
     b.stop().await;
 }
 
+/// A message the portal does not take (its item in the answer says `SUCCESS: false` with `ERRORS`) is not
+/// recorded as delivered: it is retried until the portal takes it, and one the portal never takes ends as a dead
+/// job naming the portal's reason in the admin API.
+async fn a_message_the_portal_refuses_is_retried_not_recorded(db: Db) {
+    let b = Bridged::start(db).await;
+    let crm_id = |wamid: String| {
+        let pool = b.app.svc.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>("SELECT crm_message_id FROM messages WHERE wamid = $1")
+                .bind(wamid)
+                .fetch_one(&pool)
+                .await
+                .expect("the message is stored")
+        }
+    };
+    let engine = b.app.svc.engine();
+    b.bitrix.refuse_next_messages(2, "ERROR_CHAT", "the chat is closed");
+    let first = b.customer_text("first").await;
+    engine.drain().await.expect("drain");
+    assert!(b.bitrix.chat_messages().is_empty());
+    assert_eq!(crm_id(first.clone()).await, None, "refused: not recorded as delivered");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while b.bitrix.chat_messages().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the refused message was not retried");
+        engine.make_all_due().await.expect("due");
+        engine.drain().await.expect("drain");
+    }
+    let taken = b.bitrix.chat_messages();
+    assert_eq!(taken.len(), 1, "taken once");
+    assert_eq!(taken[0].external_message_id.as_deref(), Some(first.as_str()));
+    assert!(crm_id(first).await.is_some());
+
+    // A portal that never takes it: a dead job with the portal's reason, the message still not delivered.
+    b.bitrix.refuse_next_messages(1_000, "ERROR_CHAT", "the chat is closed");
+    let second = b.customer_text("second").await;
+    let dead = loop {
+        assert!(std::time::Instant::now() < deadline, "the refused message never gave up");
+        engine.make_all_due().await.expect("due");
+        engine.drain().await.expect("drain");
+        let (st, dead) = b.app.admin("GET", "/jobs?state=dead", None).await;
+        assert_eq!(st, 200, "{dead}");
+        if let Some(job) = dead.as_array().and_then(|a| a.iter().find(|j| j["kind"] == "crm.deliver")) {
+            break job.clone();
+        }
+    };
+    let reason = dead["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("ERROR_CHAT: the chat is closed"), "{dead}");
+    assert_eq!(crm_id(second).await, None);
+    assert_eq!(b.bitrix.chat_messages().len(), 1);
+    b.stop().await;
+}
+
 both_databases!(
+    a_message_the_portal_refuses_is_retried_not_recorded,
     install_and_bind_make_an_active_line,
     an_operator_reply_reaches_meta_and_the_marks_come_back,
     inbound_types_arrive_readable_and_media_links_are_signed,

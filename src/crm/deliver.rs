@@ -15,6 +15,38 @@ use crate::jobs::{Job, JobError};
 use crate::meta::webhook;
 use crate::store::{now_ms, StoreError};
 
+/// Why the portal did not take one message of `imconnector.send.messages`, from its item in `DATA.RESULT`
+/// (bitrix24.md §2.5: each item has its own `SUCCESS` and `ERRORS`): `None` when it took it. An item that is
+/// missing, or says neither `SUCCESS: true` nor carries the message back, is not taken either.
+pub fn refusal(item: &Value) -> Option<String> {
+    let errors: Vec<String> = item["ERRORS"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| match (e["code"].as_str(), e["message"].as_str()) {
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (Some(c), None) => c.to_string(),
+                    (None, Some(m)) => m.to_string(),
+                    (None, None) => e.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let success = match &item["SUCCESS"] {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => Some(matches!(s.as_str(), "Y" | "true" | "1")),
+        Value::Number(n) => Some(n.as_i64() == Some(1)),
+        _ => None,
+    };
+    match (success, errors.is_empty()) {
+        (Some(true), true) => None,
+        (_, false) => Some(errors.join("; ")),
+        (Some(false), true) => Some("SUCCESS is false, no ERRORS given".into()),
+        (None, true) if item.is_null() => Some("the answer has no result for the message".into()),
+        (None, true) => None, // an older portal without per-message SUCCESS: the call itself succeeded
+    }
+}
+
 pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     let message_id = serde_json::from_str::<Value>(&job.payload)
         .ok()
@@ -127,6 +159,11 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         Err(e) => return Err(e.into()),
     };
     let first = &answer["result"]["DATA"]["RESULT"][0];
+    if let Some(reason) = refusal(first) {
+        // Not in the portal: never recorded as delivered. Retried with backoff; dead after the job's attempts,
+        // with the portal's reason as its last error (GET /admin/api/v1/jobs?state=dead).
+        return Err(JobError::retry(format!("the portal did not take the message: {reason}")));
+    }
     let chat_id = id_text(&first["session"]["CHAT_ID"]);
     let session_id = id_text(&first["session"]["ID"]);
     let crm_message = match &first["message"]["id"] {
@@ -218,4 +255,24 @@ pub async fn enqueue_on(
         crate::jobs::enqueue_on(&mut **tx, super::DELIVER, &json!({"message_id": id}), None, 24, now_ms()).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+    use serde_json::json;
+
+    #[test]
+    fn what_the_portal_did_not_take() {
+        assert_eq!(refusal(&json!({"SUCCESS": true, "session": {"ID": 1}})), None);
+        assert_eq!(refusal(&json!({"session": {"ID": 1}})), None, "no per-message SUCCESS: the call succeeded");
+        assert_eq!(
+            refusal(&json!({"SUCCESS": false, "ERRORS": [{"code": "ERROR_CHAT", "message": "chat is closed"}]})),
+            Some("ERROR_CHAT: chat is closed".into())
+        );
+        assert_eq!(refusal(&json!({"SUCCESS": true, "ERRORS": [{"code": "X"}]})), Some("X".into()), "errors win");
+        assert_eq!(refusal(&json!({"SUCCESS": false})), Some("SUCCESS is false, no ERRORS given".into()));
+        assert_eq!(refusal(&json!({"SUCCESS": "N"})), Some("SUCCESS is false, no ERRORS given".into()));
+        assert_eq!(refusal(&json!(null)), Some("the answer has no result for the message".into()));
+    }
 }

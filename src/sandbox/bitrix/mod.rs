@@ -373,6 +373,8 @@ struct Inner {
     invalid_grant_status: u16,
     bucket: Bucket,
     forced_query_limit: usize,
+    /// The next this-many messages of `imconnector.send.messages` are refused one by one (code, message).
+    refused_messages: (usize, String, String),
     forced_op_limit: HashMap<String, usize>,
     down: bool,
     calls: Vec<RestCall>,
@@ -420,6 +422,7 @@ impl Inner {
             invalid_grant_status: 400,
             bucket,
             forced_query_limit: 0,
+            refused_messages: (0, String::new(), String::new()),
             forced_op_limit: HashMap::new(),
             down: false,
             calls: Vec::new(),
@@ -693,6 +696,12 @@ impl BitrixSandbox {
     /// The next `n` calls of `method` (also inside `batch`) get 429 `OPERATION_TIME_LIMIT`.
     pub fn force_operation_time_limit(&self, method: &str, n: usize) {
         lock(&self.shared).forced_op_limit.insert(method.to_ascii_lowercase(), n);
+    }
+
+    /// The next `n` messages sent with `imconnector.send.messages` are not taken: the call answers 200 with that
+    /// message's `SUCCESS: false` and `ERRORS: [{code, message}]` in `DATA.RESULT` (and `SUCCESS: false` overall).
+    pub fn refuse_next_messages(&self, n: usize, code: &str, message: &str) {
+        lock(&self.shared).refused_messages = (n, code.into(), message.into());
     }
 
     /// While down, every REST call answers 500 `INTERNAL_SERVER_ERROR` (OAuth keeps working).

@@ -875,7 +875,21 @@ fn send_messages(inner: &mut Inner, params: &Value) -> Result<Value, RestError> 
         matches!(v, Value::Bool(true)) || matches!(text(Some(v)).as_deref(), Some("Y" | "1" | "true"))
     });
     let mut results = Vec::new();
+    let mut all = true;
     for m in messages {
+        if inner.refused_messages.0 > 0 {
+            inner.refused_messages.0 -= 1;
+            let (_, code, text) = &inner.refused_messages;
+            all = false;
+            results.push(json!({
+                "user": Value::Null,
+                "message": m.get("message").cloned().unwrap_or_else(|| json!({})),
+                "chat": {"id": field(&m, "chat", "id")},
+                "SUCCESS": false,
+                "ERRORS": [{"code": code, "message": text}],
+            }));
+            continue;
+        }
         let ext_user = field(&m, "user", "id").unwrap_or_default();
         let ext_chat = field(&m, "chat", "id").unwrap_or_default();
         let user_key = (connector.clone(), ext_user.clone());
@@ -948,7 +962,7 @@ fn send_messages(inner: &mut Inner, params: &Value) -> Result<Value, RestError> 
             "session": {"ID": chat.session_id, "CHAT_ID": chat.chat_id},
         }));
     }
-    Ok(json!({"SUCCESS": true, "DATA": {"RESULT": results}}))
+    Ok(json!({"SUCCESS": all, "DATA": {"RESULT": results}}))
 }
 
 fn change_messages(inner: &mut Inner, params: &Value, kind: MessageKind) -> Result<Value, RestError> {
