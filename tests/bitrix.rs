@@ -33,6 +33,16 @@ async fn install_and_bind_make_an_active_line(db: Db) {
     assert_eq!(b.bitrix.lines().len(), 1);
     assert_eq!(b.phone().await["connector"]["line_id"], line.to_string());
 
+    // Another connector on the line is disabled: not ours, the phone stays bound. Ours disabled: shown.
+    let codes = b.bitrix.events().deactivate_other_connector(line, "telegrambot").await.expect("event");
+    assert_eq!(codes, [200]);
+    assert_eq!(b.phone().await["connector"]["status"], "ok", "another connector's event changes nothing");
+    b.bitrix.events().deactivate_connector(line).await.expect("event");
+    assert_eq!(b.phone().await["connector"]["status"], "disabled");
+    let (s, _) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"portal": b.portal_id}))).await;
+    assert_eq!(s, 200);
+    b.until("re-activated", |b| async move { b.phone().await["connector"]["status"] == "ok" }).await;
+
     // The line is deleted in the portal: noticed and shown; binding again recreates it.
     b.bitrix.delete_line(line).await.expect("line delete event");
     assert_eq!(b.phone().await["connector"]["status"], "line_deleted");

@@ -163,10 +163,15 @@ pub enum Handled {
     Ignored,
 }
 
-/// An event from an authenticated portal: durable effects before the answer.
-pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handled, EventError> {
+/// An event from an authenticated portal: durable effects before the answer. `connector` is our connector's id:
+/// connector events that name another connector (a line can carry several) are not ours and change nothing.
+pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value) -> Result<Handled, EventError> {
     let name = text(&body["event"]).unwrap_or_default().to_ascii_uppercase();
     let data = &body["data"];
+    let named = text(&data["CONNECTOR"]).or_else(|| text(&data["connector"]));
+    if name.starts_with("ONIMCONNECTOR") && named.as_deref().is_some_and(|c| c != connector) {
+        return Ok(Handled::Ignored);
+    }
     match name.as_str() {
         "ONAPPUNINSTALL" => {
             sqlx::query("UPDATE portals SET active = $2, uninstalled_at = $3, updated_at = $3 WHERE id = $1")
@@ -225,7 +230,6 @@ pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handl
             Ok(Handled::Noted)
         }
         "ONIMCONNECTORSTATUSDELETE" => {
-            let connector = text(&data["connector"]).or_else(|| text(&data["CONNECTOR"])).unwrap_or_default();
             let line = text(&data["line"]).or_else(|| text(&data["LINE"]));
             if let Some(line) = line {
                 let ours = sqlx::query("SELECT 1 AS one FROM phones WHERE portal_id = $1 AND line_id = $2")
@@ -234,7 +238,7 @@ pub async fn event(store: &Store, portal: &Portal, body: &Value) -> Result<Handl
                     .fetch_optional(&store.pool)
                     .await?
                     .is_some();
-                if ours && !connector.is_empty() {
+                if ours && named.is_some() {
                     super::bind::line_lost(store, portal.id, &line, "disabled").await?;
                 }
             }

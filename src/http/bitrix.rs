@@ -63,7 +63,7 @@ pub async fn event(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
 
 async fn handle_event(s: &AppState, v: &Value) -> Result<Response, ApiError> {
     let portal = events::authenticate(&s.store, v).await?;
-    let handled = events::event(&s.store, &portal, v).await?;
+    let handled = events::event(&s.store, &portal, &s.config.bitrix_connector_id, v).await?;
     s.engine.wake();
     let (status, what) = match handled {
         Handled::Queued(n) => (StatusCode::OK, json!({"accepted": n})),

@@ -269,6 +269,18 @@ impl<'a> EventPoster<'a> {
         Ok(self.post_all(outgoing).await)
     }
 
+    /// Another connector on `line` (a built-in such as `telegrambot`, or another app's) is disabled: the portal
+    /// posts `ONIMCONNECTORSTATUSDELETE` with that connector's id to the handlers bound to the event, ours too.
+    pub async fn deactivate_other_connector(self, line: u64, connector: &str) -> Result<Vec<u16>, PostError> {
+        let outgoing = {
+            let mut inner = lock(&self.sb.shared);
+            let before = inner.pending.len();
+            inner.fire("ONIMCONNECTORSTATUSDELETE", json!({"connector": connector, "line": line}));
+            self.restamp(inner.pending.split_off(before))
+        };
+        Ok(self.post_all(outgoing).await)
+    }
+
     /// Applies this poster's application token / user to events queued by the portal logic.
     fn restamp(&self, mut outgoing: Vec<Outgoing>) -> Vec<Outgoing> {
         for o in &mut outgoing {
