@@ -111,6 +111,8 @@ async fn inbound_types_arrive_readable_and_media_links_are_signed(db: Db) {
     assert!(msgs.iter().all(|m| m.external_chat_id == CUSTOMER && m.line == b.line));
     let img = msgs.iter().find(|m| !m.files.is_empty()).expect("the image");
     assert_eq!(img.text.as_deref(), Some("a foto"));
+    let name = img.files[0]["name"].as_str().expect("file name");
+    assert!(name.ends_with(".jpg"), "a photo gets an extension the portal shows inline: {name}");
     let url = img.files[0]["url"].as_str().expect("file url").to_string();
     // Kept locally (no file_proxy): downloaded from Meta once, at delivery.
     assert_eq!(b.graph.media_downloads(&image), 1);
@@ -410,7 +412,34 @@ async fn a_message_the_portal_refuses_is_retried_not_recorded(db: Db) {
     b.stop().await;
 }
 
+/// A profile name the portal's user fields cannot hold (emoji, digits, over 25 characters) is sent as the
+/// letters it has; the full name stays readable in the chat's name.
+async fn a_profile_name_is_sent_as_the_portal_takes_it(db: Db) {
+    let b = Bridged::start(db).await;
+    let profile = "Zoë 😊 Müller-Lüdenscheidt 2nd";
+    let value = p::messages_value(
+        "5511930001234",
+        PNID,
+        vec![p::contact(CUSTOMER, profile)],
+        vec![p::text_message(CUSTOMER, &p::new_wamid(), now_s(), "oi")],
+    );
+    let sender = wabridge::sandbox::meta::MetaWebhookSender::new(
+        b.app.url(&format!("/api/waba?app_id={}", common::bridge::APP)),
+        common::bridge::SECRET,
+    );
+    assert!(sender.deliver(&p::envelope(common::bridge::WABA, "messages", value)).await.delivered);
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    let m = &b.bitrix.chat_messages()[0];
+    assert_eq!(m.user["name"], "Zoë Müller-Lüdenscheidt");
+    assert!(m.user.get("last_name").is_none(), "{:?}", m.user);
+    let calls = b.bitrix.calls_of("imconnector.send.messages");
+    let sent = calls.last().map(|c| c.params.to_string()).unwrap_or_default();
+    assert!(sent.contains(&format!("WhatsApp +{CUSTOMER} ({profile})")), "the full name in the chat's name: {sent}");
+    b.stop().await;
+}
+
 both_databases!(
+    a_profile_name_is_sent_as_the_portal_takes_it,
     a_message_the_portal_refuses_is_retried_not_recorded,
     install_and_bind_make_an_active_line,
     an_operator_reply_reaches_meta_and_the_marks_come_back,

@@ -126,8 +126,13 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     }
     let wa_id: Option<String> = row.try_get("wa_id")?;
     let mut user = json!({"id": key, "skip_phone_validate": "Y"});
-    if let Some(name) = row.try_get::<Option<String>, _>("profile_name")? {
-        user["name"] = json!(name);
+    let profile: Option<String> = row.try_get("profile_name")?;
+    let names = profile.as_deref().map(crm_names).unwrap_or_default();
+    if let Some(first) = &names.0 {
+        user["name"] = json!(first);
+    }
+    if let Some(last) = &names.1 {
+        user["last_name"] = json!(last);
     }
     if let Some(w) = &wa_id {
         user["phone"] = json!(format!("+{w}"));
@@ -139,10 +144,17 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     if !files.is_empty() {
         message["files"] = Value::Array(files);
     }
-    let chat_name = match &wa_id {
+    let mut chat_name = match &wa_id {
         Some(w) => format!("WhatsApp +{w}"),
         None => "WhatsApp".to_string(),
     };
+    // A profile name the portal's user fields cannot hold as it is stays readable in the chat's name.
+    if let Some(p) = profile.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        let shown = [names.0.as_deref(), names.1.as_deref()].iter().flatten().copied().collect::<Vec<_>>().join(" ");
+        if shown != p {
+            chat_name = format!("{chat_name} ({p})");
+        }
+    }
     let params = json!({
         "CONNECTOR": b.connector(),
         "LINE": line,
@@ -227,12 +239,77 @@ async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreErr
 }
 
 fn default_name(id: &str, kind: &str, mime: Option<&str>) -> String {
-    let ext = mime
-        .and_then(|m| mime_guess::get_mime_extensions_str(m.split(';').next().unwrap_or(m).trim()))
-        .and_then(|e| e.first())
-        .map(|e| format!(".{e}"))
-        .unwrap_or_default();
+    let ext = mime.and_then(extension).map(|e| format!(".{e}")).unwrap_or_default();
     format!("{kind}-{id}{ext}")
+}
+
+/// The file extension for a media MIME type, as the portal knows it: Bitrix24 shows jpe/jpg/jpeg/png/webp/gif/bmp
+/// inline, so images get those (never `.jfif`, which `mime_guess` lists first for `image/jpeg`); the usual
+/// WhatsApp audio, video and document types get their common extension; anything else what `mime_guess` says.
+pub fn extension(mime: &str) -> Option<&'static str> {
+    let essence = mime.split(';').next().unwrap_or(mime).trim().to_ascii_lowercase();
+    let known = match essence.as_str() {
+        "image/jpeg" | "image/jpg" | "image/pjpeg" => "jpg",
+        "image/png" => "png",
+        "image/webp" => "webp",
+        "image/gif" => "gif",
+        "image/bmp" | "image/x-ms-bmp" => "bmp",
+        "audio/ogg" | "audio/opus" => "ogg",
+        "audio/mpeg" | "audio/mp3" => "mp3",
+        "audio/aac" => "aac",
+        "audio/amr" => "amr",
+        "audio/mp4" | "audio/x-m4a" => "m4a",
+        "video/mp4" => "mp4",
+        "video/3gpp" => "3gp",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "application/msword" => "doc",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document" => "docx",
+        "application/vnd.ms-excel" => "xls",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" => "xlsx",
+        "application/vnd.ms-powerpoint" => "ppt",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation" => "pptx",
+        _ => return mime_guess::get_mime_extensions_str(&essence).and_then(|e| e.first()).copied(),
+    };
+    Some(known)
+}
+
+/// The most of a WhatsApp profile name the portal's `user.name` / `user.last_name` take (bitrix24.md §2.5:
+/// letters, spaces, `-` and `'` only, at most 25 characters each): all of it as the name when it fits (Bitrix
+/// splits "A B" itself), else the first word as the name and as much of the rest as fits as the last name. Other characters (emoji, punctuation) are dropped, and so are words with digits ("2nd").
+pub fn crm_names(profile: &str) -> (Option<String>, Option<String>) {
+    const MAX: usize = 25;
+    let allowed = |c: char| c.is_alphabetic() || c == '-' || c == '\'' || c == '’';
+    let words: Vec<String> = profile
+        .split_whitespace()
+        .filter(|w| !w.chars().any(|c| c.is_numeric()))
+        .map(|w| w.chars().filter(|c| allowed(*c)).map(|c| if c == '’' { '\'' } else { c }).collect::<String>())
+        .map(|w| w.trim_matches(|c| c == '-' || c == '\'').to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let fit = |words: &[String]| -> Option<String> {
+        let mut out = String::new();
+        for w in words {
+            let len = out.chars().count() + usize::from(!out.is_empty()) + w.chars().count();
+            if len > MAX {
+                if out.is_empty() {
+                    out = w.chars().take(MAX).collect();
+                }
+                break;
+            }
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(w);
+        }
+        (!out.is_empty()).then_some(out)
+    };
+    let whole = words.join(" ");
+    match words.split_first() {
+        None => (None, None),
+        Some(_) if whole.chars().count() <= MAX => (Some(whole), None),
+        Some((first, rest)) => (fit(std::slice::from_ref(first)), fit(rest)),
+    }
 }
 
 /// Queues delivery of a new inbound message when its phone is bound to a portal (called inside the inbox
@@ -259,8 +336,43 @@ pub async fn enqueue_on(
 
 #[cfg(test)]
 mod tests {
-    use super::refusal;
+    use super::{crm_names, extension, refusal};
     use serde_json::json;
+
+    #[test]
+    fn names_the_portal_takes() {
+        let n = |p: &str| crm_names(p);
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(n("Maria Souza"), (s("Maria Souza"), None));
+        assert_eq!(n("Zoë 😊 Müller-Lüdenscheidt 2nd"), (s("Zoë Müller-Lüdenscheidt"), None));
+        assert_eq!(n("O’Brien"), (s("O'Brien"), None));
+        assert_eq!(n("😊🎉 123"), (None, None));
+        assert_eq!(n("   "), (None, None));
+        let long = n("Maximiliana Alexandrovna Konstantinopolskaya-Smith Jr");
+        assert_eq!(long.0, s("Maximiliana"));
+        assert_eq!(long.1, s("Alexandrovna"), "whole words, at most 25 characters");
+        let one = n("Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(one.0.map(|x| x.chars().count()), Some(25));
+        for p in ["Zoë 😊 Müller-Lüdenscheidt 2nd", "a.b@c! d_e", "Ünïcödé Ñame — the “best”"] {
+            let (a, b) = n(p);
+            for part in [a, b].into_iter().flatten() {
+                assert!(part.chars().count() <= 25, "{part}");
+                assert!(part.chars().all(|c| c.is_alphabetic() || " -'".contains(c)), "{part}");
+            }
+        }
+    }
+
+    #[test]
+    fn extensions_the_portal_shows() {
+        assert_eq!(extension("image/jpeg"), Some("jpg"));
+        assert_eq!(extension("image/jpeg; charset=binary"), Some("jpg"));
+        assert_eq!(extension("image/webp"), Some("webp"));
+        assert_eq!(extension("audio/ogg; codecs=opus"), Some("ogg"));
+        assert_eq!(extension("video/mp4"), Some("mp4"));
+        assert_eq!(extension("application/pdf"), Some("pdf"));
+        assert_eq!(extension("application/zip"), Some("zip"));
+        assert_eq!(extension("nonsense/nothing"), None);
+    }
 
     #[test]
     fn what_the_portal_did_not_take() {
