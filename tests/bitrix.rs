@@ -283,6 +283,15 @@ async fn tokens_forgeries_duplicates(db: Db) {
     assert_eq!(status, 401);
     let (_, portal) = b.app.admin("GET", &format!("/portals/{}", b.portal_id), None).await;
     assert_ne!(portal["domain"], "evil.example.com");
+    // A first install of a portal nobody knows, with a token the named portal does not accept: nothing stored.
+    let made_up = json!({"event": "ONAPPINSTALL", "auth": {
+        "member_id": "not-yet-installed-portal", "domain": b.bitrix.client_endpoint(),
+        "client_endpoint": b.bitrix.client_endpoint(), "access_token": "made-up", "refresh_token": "made-up",
+        "expires_in": "3600", "application_token": "evil"}});
+    let status = b.bitrix.post_event_raw(&b.app.url("/api/bitrix/install"), &made_up).await.unwrap();
+    assert_eq!(status, 401);
+    let (_, portals) = b.app.admin("GET", "/portals", None).await;
+    assert_eq!(portals.as_array().map(Vec::len), Some(1), "nothing stored: {portals}");
     // Also once the portal is uninstalled (when its phones are still bound to it).
     assert_eq!(b.bitrix.uninstall(&b.app.url("/api/bitrix/events")).await.unwrap(), 200);
     let status = b.bitrix.post_event_raw(&b.app.url("/api/bitrix/install"), &forged_install).await.unwrap();

@@ -52,7 +52,8 @@ pub async fn authenticate(store: &Store, body: &Value) -> Result<Portal, EventEr
     Ok(portal)
 }
 
-/// `ONAPPINSTALL` (or the install callback): stores the portal keyed by `member_id` with sealed tokens.
+/// `ONAPPINSTALL` (or the install callback): stores the portal keyed by `member_id` with sealed tokens, once the
+/// portal has confirmed the access token (`app.info` on its REST endpoint).
 /// A portal that is installed and active keeps its `application_token`: a second install must carry the same
 /// one (Bitrix24 re-sends it when the app is reinstalled after an uninstall, which deactivated the portal).
 pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), EventError> {
@@ -90,21 +91,30 @@ pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), Even
             }
             p
         }
-        None => Portal {
-            id: 0,
-            kind: "bitrix24".into(),
-            member_id: member.clone(),
-            domain: domain.clone(),
-            client_endpoint: endpoint.clone(),
-            access_token: None,
-            refresh_token: None,
-            token_expires_at: None,
-            application_token: None,
-            active: true,
-            uninstalled_at: None,
-            created_at: now,
-            updated_at: now,
-        },
+        None => {
+            // A portal we do not know yet: its token must work on the REST endpoint it names before anything
+            // is stored (Bitrix24's safe-event-handler guidance), so a made-up install stores nothing, and a
+            // member_id cannot be taken in advance by someone who has no token of that portal.
+            verify_with_portal(&endpoint, &access).await.map_err(|why| {
+                tracing::warn!("refused a first install whose token the portal does not accept");
+                EventError::Unauthorized(format!("the install could not be confirmed with the portal: {why}"))
+            })?;
+            Portal {
+                id: 0,
+                kind: "bitrix24".into(),
+                member_id: member.clone(),
+                domain: domain.clone(),
+                client_endpoint: endpoint.clone(),
+                access_token: None,
+                refresh_token: None,
+                token_expires_at: None,
+                application_token: None,
+                active: true,
+                uninstalled_at: None,
+                created_at: now,
+                updated_at: now,
+            }
+        }
     };
     let new = p.id == 0;
     p.domain = domain;
