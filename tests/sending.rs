@@ -168,6 +168,38 @@ async fn an_unanswered_send_is_reconciled_not_duplicated(db: Db) {
     b.stop().await;
 }
 
+/// No answer and no status webhook within the reconcile window: the send goes again (documented: the customer may
+/// get it twice), and that is shown with the send in the APIs and counted in /metrics.
+async fn an_unconfirmed_resend_is_shown_and_counted(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let key = b.api_key().await;
+    // Meta accepts, but answers after our 1 s timeout, and no status webhook ever comes.
+    b.graph.timeout_next_send(PNID, Duration::from_secs(2));
+    let (_, body) =
+        b.notify(&key, json!({"from": "+5511930001234", "to": "+5511987654321", "template": "hello"})).await;
+    let id = body["id"].as_i64().unwrap();
+    b.until("unknown", |b| async move { b.send(id).await["state"] == "unknown" }).await;
+    assert_eq!(b.send(id).await["resent_unconfirmed"], 0);
+    // The reconcile window (3 s here) passes without a word from Meta: sent again.
+    b.until("sent again", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        b.send(id).await["state"] == "accepted"
+    })
+    .await;
+    assert_eq!(b.graph.sent_messages(PNID).len(), 2, "Meta had it twice");
+    let send = b.send(id).await;
+    assert_eq!(send["resent_unconfirmed"], 1, "{send}");
+    let tenant = b.app.http.get(b.app.url(&format!("/api/v1/sends/{id}"))).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(tenant.status(), 200);
+    let tenant: serde_json::Value = tenant.json().await.unwrap();
+    assert_eq!(tenant["resent_unconfirmed"], 1, "{tenant}");
+    let metrics = b.app.http.get(b.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("wabridge_sends_resent_unconfirmed_total 1"), "{metrics}");
+    b.stop().await;
+}
+
 async fn an_expired_token_pauses_the_waba_until_replaced(db: Db) {
     let b = Bridged::start(db).await;
     b.templates_synced().await;
@@ -553,6 +585,7 @@ async fn a_send_held_past_its_lease_goes_once(db: Db) {
 }
 
 both_databases!(
+    an_unconfirmed_resend_is_shown_and_counted,
     a_send_held_past_its_lease_goes_once,
     a_stopping_process_hands_its_sends_to_another,
     two_processes_together_stay_within_the_numbers_throughput,

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub sends_pending: Family<StateLabels, Gauge>,
     /// WABAs whose sends are paused because Meta refused the token (alert on > 0).
     pub wabas_sends_paused: Gauge,
+    /// Sends sent again after no answer and no status webhook within the reconcile window (may be duplicates).
+    pub sends_resent_unconfirmed: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -102,6 +104,13 @@ impl Metrics {
             "Sends to WhatsApp not finished, by state (queued, unknown), across all processes",
             sends_pending.clone(),
         );
+        let sends_resent_unconfirmed = Counter::default();
+        registry.register(
+            "sends_resent_unconfirmed",
+            "Sends sent again after no answer and no status webhook within send_reconcile_seconds (the customer may \
+             get them twice)",
+            sends_resent_unconfirmed.clone(),
+        );
         let wabas_sends_paused = Gauge::default();
         registry.register(
             "wabas_sends_paused",
@@ -112,6 +121,7 @@ impl Metrics {
             registry,
             sends_pending,
             wabas_sends_paused,
+            sends_resent_unconfirmed,
             http_requests,
             http_latency,
             webhook_rejected,

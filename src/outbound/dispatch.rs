@@ -492,6 +492,7 @@ impl Loop<'_> {
         }
         if out.state == "unknown" {
             tracing::warn!(outbound = out.id, "no status webhook for an unanswered send; sending it again");
+            self.d.metrics.sends_resent_unconfirmed.inc();
         }
         self.known.insert(out.id);
         self.lanes.entry(phone).or_default().held.push_back(Item { job, out, marked: false });

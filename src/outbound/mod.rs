@@ -159,6 +159,9 @@ pub struct Outbound {
     pub error_code: Option<i64>,
     pub error_text: Option<String>,
     pub attempts: i64,
+    /// How many times this send went out again after its answer never came and no status webhook said, within
+    /// `send_reconcile_seconds`, whether Meta had it: each such resend may have reached the customer twice.
+    pub resent_unconfirmed: i64,
     /// Attempts started (marked before their request may go out); more than `attempts` after a crash means an
     /// attempt may have reached Meta without its outcome being recorded.
     #[serde(skip)]
@@ -174,7 +177,7 @@ pub struct Outbound {
 }
 
 const COLS: &str = "id, phone_id, recipient, origin, origin_ref, request, state, wamid, status, error_code, \
-                    error_text, attempts, started, unknown_since, api_key_id, created_at, updated_at";
+                    error_text, attempts, resent_unconfirmed, started, unknown_since, api_key_id, created_at, updated_at";
 
 fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
     let updated: i64 = r.try_get("updated_at")?;
@@ -191,6 +194,7 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
         error_code: r.try_get("error_code")?,
         error_text: r.try_get("error_text")?,
         attempts: r.try_get("attempts")?,
+        resent_unconfirmed: r.try_get("resent_unconfirmed")?,
         started: r.try_get("started")?,
         unknown_since: r.try_get("unknown_since")?,
         api_key_id: r.try_get("api_key_id")?,
@@ -236,7 +240,9 @@ pub async fn mark_started_on(tx: &mut sqlx::Transaction<'static, Any>, ids: &[i6
         let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         let guard = if by < 0 { " AND started > attempts" } else { "" };
         let q = format!(
-            "UPDATE outbound SET started = started + $1 WHERE id IN ({}) AND state IN ('queued', 'unknown'){guard}",
+            "UPDATE outbound SET started = started + $1, \
+             resent_unconfirmed = resent_unconfirmed + CASE WHEN state = 'unknown' THEN $1 ELSE 0 END \
+             WHERE id IN ({}) AND state IN ('queued', 'unknown'){guard}",
             marks.join(", ")
         );
         let mut query = sqlx::query(&q).bind(by);

@@ -393,6 +393,7 @@ mod tests {
             error_code: None,
             error_text: None,
             attempts,
+            resent_unconfirmed: 0,
             started: attempts,
             unknown_since,
             api_key_id: None,
