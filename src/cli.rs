@@ -655,7 +655,7 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
     match cmd {
         CallingCmd::Enable { phone, sip_host, sip_port, srtp, call_icon_visibility, callback_permission, digest } => {
             let input = CallingInput {
-                enabled: Some(true),
+                enabled: true,
                 sip_host,
                 sip_port,
                 srtp_key_exchange: srtp,
@@ -670,7 +670,7 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
             }
         }
         CallingCmd::Disable { phone } => {
-            let input = CallingInput { enabled: Some(false), ..Default::default() };
+            let input = CallingInput { enabled: false, ..Default::default() };
             let p = service::apply(store, &graph, phone, &input).await?;
             print_json(&crate::registry::CallingView::from(&p))?;
         }
