@@ -272,7 +272,16 @@ async fn restart_keeps_everything(db: Db) {
         .json()
         .await
         .unwrap();
-    assert_eq!(app["verify_token"], a["verify_token"]);
+    let revealed: Value = http
+        .get(format!("{}/admin/api/v1/apps/{}/verify-token", svc.url(), a["id"]))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revealed["verify_token"], a["verify_token"]);
     assert_eq!(app["app_secret"], "f00d…4242");
     let phone: Value = http
         .get(format!("{}/admin/api/v1/phones/{}", svc.url(), p["id"]))
@@ -838,12 +847,42 @@ async fn documented_required_fields_are_refused(db: Db) {
     app.stop().await;
 }
 
+/// The verify token is shown in full when the app is created, when it is rotated, and on the explicit reveal
+/// endpoint; masked in lists and reads.
+async fn verify_token_is_shown_once_then_masked(db: Db) {
+    let app = TestApp::start(db).await;
+    let (a, _, _) = app.seed(SECRET).await;
+    let full = a["verify_token"].as_str().unwrap().to_string();
+    assert!(full.len() >= 32 && !full.contains('…'), "in full at creation: {a}");
+    let masked = format!("{}…{}", &full[..4], &full[full.len() - 4..]);
+    let path = format!("/apps/{}", a["id"]);
+    assert_eq!(app.admin("GET", &path, None).await.1["verify_token"], masked.as_str());
+    assert_eq!(app.admin("GET", "/apps", None).await.1[0]["verify_token"], masked.as_str());
+    let (_, patched) = app.admin("PATCH", &path, Some(json!({"name": "shop"}))).await;
+    assert_eq!(patched["verify_token"], masked.as_str());
+    let (s, revealed) = app.admin("GET", &format!("{path}/verify-token"), None).await;
+    assert_eq!(s, 200, "{revealed}");
+    assert_eq!(revealed["verify_token"], full.as_str());
+    assert_eq!(revealed["webhook_urls"], a["webhook_urls"]);
+    let (s, rotated) = app.admin("PATCH", &path, Some(json!({"rotate_verify_token": true}))).await;
+    assert_eq!(s, 200);
+    let new = rotated["verify_token"].as_str().unwrap();
+    assert!(new.len() >= 32 && !new.contains('…') && new != full, "the new token in full: {rotated}");
+    assert_eq!(app.admin("GET", &format!("{path}/verify-token"), None).await.1["verify_token"], new);
+    // The reveal endpoint is behind the admin token like the rest.
+    let r = app.http.get(app.url(&format!("/admin/api/v1{path}/verify-token"))).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.admin("GET", "/apps/999/verify-token", None).await.0, 404);
+    app.stop().await;
+}
+
 both_databases!(
     malformed_requests_are_json,
     every_documented_route_answers_malformed_requests_with_json,
     missing_fields_are_named,
     openapi_document_is_valid,
     documented_required_fields_are_refused,
+    verify_token_is_shown_once_then_masked,
     registry_updates_keep_calling_state,
     admin_token_is_required,
     create_app_waba_phone_portal,

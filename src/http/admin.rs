@@ -13,13 +13,14 @@ use super::json::{ApiJson, ApiPath};
 use super::AppState;
 use crate::registry::{
     self, AppCreate, AppInput, AppView, PhoneCreate, PhoneInput, PhoneView, PortalCreate, PortalInput, PortalView,
-    WabaCreate, WabaInput, WabaView,
+    VerifyTokenView, WabaCreate, WabaInput, WabaView,
 };
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{id}", get(get_app).patch(update_app).delete(delete_app))
+        .route("/apps/{id}/verify-token", get(reveal_verify_token))
         .route("/wabas", get(list_wabas).post(create_waba))
         .route("/wabas/{id}", get(get_waba).patch(update_waba).delete(delete_waba))
         .route("/phones", get(list_phones).post(create_phone))
@@ -63,7 +64,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "wabridge admin API", description = "Registry of Meta apps, WABAs, phones and CRM portals."),
-    paths(list_apps, create_app, get_app, update_app, delete_app,
+    paths(list_apps, create_app, get_app, reveal_verify_token, update_app, delete_app,
           list_wabas, create_waba, get_waba, update_waba, delete_waba,
           list_phones, create_phone, get_phone, update_phone, delete_phone,
           crate::http::calling::set_calling, crate::http::calling::calling_status,
@@ -148,7 +149,7 @@ async fn create_app(State(s): State<AppState>, ApiJson(input): ApiJson<AppCreate
     let input = AppInput::from(input);
     let app = registry::create_app(&s.store, &input).await?;
     s.apps.invalidate().await;
-    Ok((StatusCode::CREATED, Json(AppView::from(&app))))
+    Ok((StatusCode::CREATED, Json(AppView::revealing_verify_token(&app))))
 }
 
 /// Show one app.
@@ -158,7 +159,15 @@ async fn get_app(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<Ap
     Ok(Json(AppView::from(&registry::get_app(&s.store, id).await?)))
 }
 
-/// Change an app (only the fields given).
+/// An app's verify token in full (masked everywhere else, except in the answers that create the app or rotate
+/// the token), with the callback URLs: what to paste into Meta's dashboard.
+#[utoipa::path(get, path = "/admin/api/v1/apps/{id}/verify-token", tag = "apps", params(("id" = i64, Path)),
+    responses((status = 200, body = VerifyTokenView), (status = 404, body = ErrorBody)))]
+async fn reveal_verify_token(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<VerifyTokenView> {
+    Ok(Json(VerifyTokenView::from(&registry::get_app(&s.store, id).await?)))
+}
+
+/// Change an app (only the fields given). With `rotate_verify_token`, the answer shows the new token in full.
 #[utoipa::path(patch, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)), request_body = AppInput,
     responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_app(
@@ -168,7 +177,11 @@ async fn update_app(
 ) -> Res<AppView> {
     let app = registry::update_app(&s.store, id, &input).await?;
     s.apps.invalidate().await;
-    Ok(Json(AppView::from(&app)))
+    Ok(Json(if input.rotate_verify_token == Some(true) {
+        AppView::revealing_verify_token(&app)
+    } else {
+        AppView::from(&app)
+    }))
 }
 
 /// Remove an app; refused while WABAs use it.
