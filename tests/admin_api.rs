@@ -557,6 +557,23 @@ async fn every_documented_route_answers_malformed_requests_with_json(db: Db) {
     let doc = fetch_openapi(&app).await;
     let ops = operations(&doc);
     assert!(ops.len() >= 30, "the sweep covers the document ({} operations)", ops.len());
+    // Each answer is also checked against the document's own ErrorBody schema, the `default` response of every
+    // operation (OpenAPI 3.1 schemas are JSON Schema 2020-12).
+    for (path, method, op) in &ops {
+        let default = &op["responses"]["default"]["content"]["application/json"]["schema"]["$ref"];
+        assert_eq!(default, "#/components/schemas/ErrorBody", "{method} {path}: default response");
+    }
+    let error_schema = jsonschema::validator_for(&json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": "#/components/schemas/ErrorBody",
+        "components": doc["components"],
+    }))
+    .expect("ErrorBody compiles");
+    assert!(!error_schema.is_valid(&json!({"error": {"code": 1}})), "the ErrorBody check is not vacuous");
+    let documented = |e: &Value, what: &str| {
+        let errors: Vec<String> = error_schema.iter_errors(e).map(|x| x.to_string()).collect();
+        assert!(errors.is_empty(), "{what}: {e} does not match ErrorBody: {errors:?}");
+    };
     let mut checked = 0;
     for (path, method, op) in &ops {
         let cred = credential(&app, &key, path);
@@ -583,6 +600,7 @@ async fn every_documented_route_answers_malformed_requests_with_json(db: Db) {
             let name = param["name"].as_str().unwrap();
             let (s, e) = json_error(request(&fill(Some(name))).send().await.unwrap(), &what(name)).await;
             assert_eq!((s, field0(&e)), (400, name), "{}: {e}", what(name));
+            documented(&e, &what(name));
             checked += 1;
         }
         for param in params_in(op, "query").filter(|p| is_integer(&doc, &p["schema"])) {
@@ -590,6 +608,7 @@ async fn every_documented_route_answers_malformed_requests_with_json(db: Db) {
             let url = format!("{}?{name}=abc", fill(None));
             let (s, e) = json_error(request(&url).send().await.unwrap(), &what(&url)).await;
             assert_eq!((s, field0(&e)), (422, name), "{}: {e}", what(&url));
+            documented(&e, &what(&url));
             checked += 1;
         }
         if has_body {
@@ -600,8 +619,9 @@ async fn every_documented_route_answers_malformed_requests_with_json(db: Db) {
                 }
                 req.body(body)
             };
-            let (s, _) = json_error(send(None, "{}".into()).send().await.unwrap(), &what("no type")).await;
+            let (s, e) = json_error(send(None, "{}".into()).send().await.unwrap(), &what("no type")).await;
             assert_eq!(s, 415, "{}", what("no content type"));
+            documented(&e, &what("no content type"));
             let (s, _) = json_error(send(Some("text/plain"), "{}".into()).send().await.unwrap(), &what("text")).await;
             assert_eq!(s, 415, "{}", what("text/plain"));
             let (s, _) = json_error(send(Some("application/json"), "{".into()).send().await.unwrap(), &what("{")).await;
@@ -621,6 +641,7 @@ async fn every_documented_route_answers_malformed_requests_with_json(db: Db) {
             .bearer_auth(credential(&app, &key, path));
         let (s, e) = json_error(req.send().await.unwrap(), &format!("{m} {path}")).await;
         assert_eq!(s, 405, "{m} {path}: {e}");
+        documented(&e, &format!("{m} {path}"));
         checked += 1;
     }
     assert!(checked >= 60, "{checked} malformed requests checked");

@@ -77,10 +77,30 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
           crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(ErrorBody, crate::jobs::JobState)),
-    modifiers(&Security),
+    modifiers(&Security, &ErrorResponses),
     security(("admin_token" = []))
 )]
 pub struct ApiDoc;
+
+/// Every operation answers its errors in one JSON shape (see `super::error`): said once per operation as its
+/// `default` response, so a generated client knows the shape of a 400/405/413/415 it has no explicit entry for.
+struct ErrorResponses;
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = ResponseBuilder::new()
+            .description("An error: `{\"error\": {\"code\", \"message\", \"fields\": [{\"field\", \"message\"}]}}`.")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                op.responses.responses.entry("default".into()).or_insert_with(|| error.clone().into());
+            }
+        }
+    }
+}
 
 /// Who may call what, in one place: the admin API takes the admin token (the document's default), the tenant
 /// API (`/api/v1/...`) an API key, the health probes nothing. Both credentials are sent the same way,
