@@ -682,6 +682,10 @@ async fn missing_fields_are_named(db: Db) {
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let (s, e) = json_error(notify(body).await.unwrap(), field).await;
         assert_eq!((s, field0(&e)), (422, field), "{e}");
+        if field == "parameters" {
+            let m = e["error"]["fields"][0]["message"].as_str().unwrap();
+            assert!(m.contains("a list of values or an object of named values"), "{m}");
+        }
     }
     app.stop().await;
 }

@@ -64,7 +64,7 @@ pub struct NotificationInput {
 
 /// A template's values, by position or by name.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "must be a list of values or an object of named values (strings, numbers or booleans)")]
 pub enum Parameters {
     /// Values in the template's order: `["Anna", "42"]`.
     Positional(Vec<ParamValue>),
