@@ -32,8 +32,8 @@ pub struct NewApiKey {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyInput {
-    /// A name for the tenant or integration using the key. Required.
-    pub name: Option<String>,
+    /// A name for the tenant or integration using the key (1-200 characters).
+    pub name: String,
     /// Limit the key to this WABA (wabridge id).
     pub waba: Option<i64>,
 }

@@ -177,8 +177,13 @@ pub enum AppCmd {
     },
     /// List apps.
     List,
-    /// Show one app.
-    Show { id: i64 },
+    /// Show one app (its verify token masked).
+    Show {
+        id: i64,
+        /// Show the verify token in full, to paste into Meta's dashboard.
+        #[arg(long)]
+        reveal_verify_token: bool,
+    },
     /// Change an app.
     Update {
         id: i64,
@@ -408,7 +413,7 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             AppCmd::Add { meta_app_id, fields } => {
                 let mut input = app_input(fields)?;
                 input.meta_app_id = Some(meta_app_id);
-                let view = AppView::from(&registry::create_app(store, &input).await?);
+                let view = AppView::revealing_verify_token(&registry::create_app(store, &input).await?);
                 println!("App {} registered (wabridge id {}).", view.meta_app_id, view.id);
                 println!("In Meta's dashboard (WhatsApp > Configuration > Webhook) enter:");
                 println!("  Callback URL:  {}", view.webhook_urls.by_app_id);
@@ -427,11 +432,23 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                     println!("{:<6} {:<20} {:<32} {}", a.id, a.meta_app_id, a.domain, a.name);
                 }
             }
-            AppCmd::Show { id } => print_json(&AppView::from(&registry::get_app(store, id).await?))?,
+            AppCmd::Show { id, reveal_verify_token } => {
+                let app = registry::get_app(store, id).await?;
+                print_json(&if reveal_verify_token {
+                    AppView::revealing_verify_token(&app)
+                } else {
+                    AppView::from(&app)
+                })?
+            }
             AppCmd::Update { id, fields, rotate_verify_token } => {
                 let mut input = app_input(fields)?;
                 input.rotate_verify_token = Some(rotate_verify_token);
-                print_json(&AppView::from(&registry::update_app(store, id, &input).await?))?
+                let app = registry::update_app(store, id, &input).await?;
+                print_json(&if rotate_verify_token {
+                    AppView::revealing_verify_token(&app)
+                } else {
+                    AppView::from(&app)
+                })?
             }
             AppCmd::Remove { id } => {
                 registry::delete_app(store, id).await?;
@@ -655,7 +672,7 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
     match cmd {
         CallingCmd::Enable { phone, sip_host, sip_port, srtp, call_icon_visibility, callback_permission, digest } => {
             let input = CallingInput {
-                enabled: Some(true),
+                enabled: true,
                 sip_host,
                 sip_port,
                 srtp_key_exchange: srtp,
@@ -670,7 +687,7 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
             }
         }
         CallingCmd::Disable { phone } => {
-            let input = CallingInput { enabled: Some(false), ..Default::default() };
+            let input = CallingInput { enabled: false, ..Default::default() };
             let p = service::apply(store, &graph, phone, &input).await?;
             print_json(&crate::registry::CallingView::from(&p))?;
         }

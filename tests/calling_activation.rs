@@ -330,7 +330,7 @@ async fn validation_and_missing_token(db: Db) {
     // Meta unreachable: 502 graph_unreachable, and the reason stays on the phone.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let closed = wabridge::meta::graph::Client::new(&format!("http://127.0.0.1:{port}"), "v23.0");
-    let input = CallingInput { enabled: Some(true), sip_host: Some(host.into()), ..Default::default() };
+    let input = CallingInput { enabled: true, sip_host: Some(host.into()), ..Default::default() };
     let err = wabridge::calling::service::apply(&app.svc.store, &closed, phone, &input).await.unwrap_err();
     assert!(matches!(err, CallingError::Unreachable(_)), "{err:?}");
     let api = wabridge::http::error::ApiError::from(err);

@@ -61,7 +61,9 @@ async fn registry_through_the_cli(kind: Db) {
     assert!(list.contains("777000111") && list.contains("wb.example.com"), "{list}");
     let shown: Value = serde_json::from_str(&ok(&db, &["app", "show", "1"])).unwrap();
     assert_eq!(shown["app_secret"], "0123…0123");
-    assert_eq!(shown["verify_token"], vt);
+    assert_eq!(shown["verify_token"], format!("{}…{}", &vt[..4], &vt[vt.len() - 4..]), "masked in show");
+    let revealed: Value = serde_json::from_str(&ok(&db, &["app", "show", "1", "--reveal-verify-token"])).unwrap();
+    assert_eq!(revealed["verify_token"], vt, "in full on request");
 
     let waba: Value = serde_json::from_str(&ok(&db, &["waba", "add", "--waba-id", "555000", "--app", "1"])).unwrap();
     assert_eq!(waba["app"], 1);

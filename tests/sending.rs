@@ -349,6 +349,45 @@ async fn mismatched_template_variants_are_flagged(db: Db) {
     b.stop().await;
 }
 
+/// The tenant API names its own fields, in its own words: `header_link` and `button_param`, not the chat
+/// command's `file_link:URL` / `button_param:VALUE` under `parameters`.
+async fn notification_errors_name_header_link_and_button_param(db: Db) {
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let key = b.api_key().await;
+    let req = |template: &str, extra: Value| {
+        let mut r = json!({"from": "+5511930001234", "to": "+5511987654321", "template": template,
+                           "parameters": ["Anna"]});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        r
+    };
+    for (template, extra, field, says) in [
+        ("invoice", json!({}), "header_link", "give header_link"),
+        ("invoice", json!({"header_link": "ftp://files.example/a.pdf"}), "header_link", "public http or https"),
+        (
+            "order_ready",
+            json!({"parameters": ["Anna", "9"], "header_link": "https://f.example/a.pdf"}),
+            "header_link",
+            "remove header_link",
+        ),
+        ("tracking", json!({}), "button_param", "give button_param"),
+        ("hello", json!({"parameters": [], "button_param": "x"}), "button_param", "remove button_param"),
+        ("order_ready", json!({}), "parameters", "needs 2 parameters"),
+    ] {
+        let (s, e) = b.notify(&key, req(template, extra.clone())).await;
+        assert_eq!(s, 422, "{template} {extra}: {e}");
+        let f = &e["error"]["fields"][0];
+        assert_eq!(f["field"], field, "{template} {extra}: {e}");
+        let message = f["message"].as_str().unwrap();
+        assert!(message.contains(says), "{template} {extra}: {message}");
+        assert!(!message.contains("file_link") && !message.contains("button_param:"), "chat wording: {message}");
+    }
+    // Named parameters that are not strings, numbers or booleans are refused by the schema's shape.
+    let (s, e) = b.notify(&key, req("welcome", json!({"parameters": {"first_name": ["Anna"]}}))).await;
+    assert_eq!((s, e["error"]["fields"][0]["field"].as_str()), (422, Some("parameters")), "{e}");
+    b.stop().await;
+}
+
 async fn two_processes_send_each_message_once(db: Db) {
     let b = Bridged::start(db).await;
     b.templates_synced().await;
@@ -599,4 +638,5 @@ both_databases!(
     notifications_fall_back_through_locales,
     mismatched_template_variants_are_flagged,
     two_processes_send_each_message_once,
+    notification_errors_name_header_link_and_button_param,
 );

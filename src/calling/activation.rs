@@ -26,8 +26,8 @@ const CALLBACK_VALUES: &[&str] = &["ENABLED", "DISABLED"];
 #[derive(Debug, Default, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallingInput {
-    /// `true` enables calling with SIP at Meta; `false` disables both. Required.
-    pub enabled: Option<bool>,
+    /// `true` enables calling with SIP at Meta; `false` disables both.
+    pub enabled: bool,
     /// Host name of the SIP server Meta connects to over TLS (this service's SIP edge), e.g. `sip.example.com`.
     /// Its certificate must cover this name. Required to enable, unless stored from before.
     pub sip_host: Option<String>,
@@ -83,9 +83,6 @@ fn one_of(field: &str, v: Option<&str>, allowed: &[&str], errors: &mut Vec<Field
 pub fn validate(input: &CallingInput, phone: &Phone) -> Result<Desired, Vec<FieldError>> {
     let mut errors = Vec::new();
     let enabled = input.enabled;
-    if enabled.is_none() {
-        errors.push(FieldError { field: "enabled".into(), message: "is required (true or false)".into() });
-    }
     let host = match input.sip_host.as_deref().map(str::trim) {
         Some(h) if is_sip_hostname(h) => Some(h.to_ascii_lowercase()),
         Some(h) => {
@@ -102,7 +99,7 @@ pub fn validate(input: &CallingInput, phone: &Phone) -> Result<Desired, Vec<Fiel
         }
         None => phone.sip_host.clone(),
     };
-    if enabled == Some(true) && host.is_none() && input.sip_host.is_none() {
+    if enabled && host.is_none() && input.sip_host.is_none() {
         errors.push(FieldError {
             field: "sip_host".into(),
             message: "is required to enable calling (the host name Meta sends calls to)".into(),
@@ -129,7 +126,7 @@ pub fn validate(input: &CallingInput, phone: &Phone) -> Result<Desired, Vec<Fiel
         return Err(errors);
     }
     Ok(Desired {
-        enabled: enabled.unwrap_or(false),
+        enabled,
         sip_host: host,
         sip_port: port,
         srtp_key_exchange: srtp,
@@ -474,8 +471,7 @@ mod tests {
 
     #[test]
     fn validation_names_every_wrong_field() {
-        let e = validate(&input(json!({})), &phone()).unwrap_err();
-        assert_eq!(fields(e), ["enabled"]);
+        assert!(serde_json::from_value::<CallingInput>(json!({})).is_err(), "enabled is required");
         let e = validate(&input(json!({"enabled": true})), &phone()).unwrap_err();
         assert_eq!(fields(e), ["sip_host"]);
         let e = validate(

@@ -1,6 +1,6 @@
 //! The admin API under `/admin/api/v1`: registry CRUD, behind the admin bearer token.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -9,14 +9,18 @@ use axum::{Json, Router};
 use utoipa::OpenApi;
 
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::AppState;
-use crate::registry::{self, AppInput, AppView, PhoneInput, PhoneView, PortalInput, PortalView, WabaInput, WabaView};
+use crate::registry::{
+    self, AppCreate, AppInput, AppView, PhoneCreate, PhoneInput, PhoneView, PortalCreate, PortalInput, PortalView,
+    VerifyTokenView, WabaCreate, WabaInput, WabaView,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/apps", get(list_apps).post(create_app))
         .route("/apps/{id}", get(get_app).patch(update_app).delete(delete_app))
+        .route("/apps/{id}/verify-token", get(reveal_verify_token))
         .route("/wabas", get(list_wabas).post(create_waba))
         .route("/wabas/{id}", get(get_waba).patch(update_waba).delete(delete_waba))
         .route("/phones", get(list_phones).post(create_phone))
@@ -60,7 +64,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "wabridge admin API", description = "Registry of Meta apps, WABAs, phones and CRM portals."),
-    paths(list_apps, create_app, get_app, update_app, delete_app,
+    paths(list_apps, create_app, get_app, reveal_verify_token, update_app, delete_app,
           list_wabas, create_waba, get_waba, update_waba, delete_waba,
           list_phones, create_phone, get_phone, update_phone, delete_phone,
           crate::http::calling::set_calling, crate::http::calling::calling_status,
@@ -72,21 +76,76 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
           crate::http::health::healthz, crate::http::health::readyz),
-    components(schemas(ErrorBody)),
-    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, crate::jobs::JobState)),
+    modifiers(&Security, &ErrorResponses),
     security(("admin_token" = []))
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
-impl utoipa::Modify for BearerAuth {
+/// Every operation answers its errors in one JSON shape (see `super::error`): said once per operation as its
+/// `default` response, so a generated client knows the shape of a 400/405/413/415 it has no explicit entry for.
+struct ErrorResponses;
+impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = ResponseBuilder::new()
+            .description("An error: `{\"error\": {\"code\", \"message\", \"fields\": [{\"field\", \"message\"}]}}`.")
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                op.responses.responses.entry("default".into()).or_insert_with(|| error.clone().into());
+            }
+        }
+    }
+}
+
+/// Who may call what, in one place: the admin API takes the admin token (the document's default), the tenant
+/// API (`/api/v1/...`) an API key, the health probes nothing. Both credentials are sent the same way,
+/// `Authorization: Bearer <token>` (see [`require_admin`] and [`super::notify::require_key`]).
+struct Security;
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("wbr_…")
+                    .description(Some("The admin token (`wabridge admin-token rotate` makes a new one)."))
+                    .build(),
+            ),
         );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("wbk_…")
+                    .description(Some(
+                        "An API key from `POST /admin/api/v1/api-keys`, as `Authorization: Bearer wbk_…`.",
+                    ))
+                    .build(),
+            ),
+        );
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let security = if path.starts_with("/api/v1/") {
+                Some(vec![SecurityRequirement::new("api_key", Vec::<String>::new())])
+            } else if path == "/healthz" || path == "/readyz" {
+                Some(Vec::new())
+            } else {
+                continue;
+            };
+            for op in
+                [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+            {
+                op.security = security.clone();
+            }
+        }
     }
 }
 
@@ -104,34 +163,51 @@ async fn list_apps(State(s): State<AppState>) -> Res<Vec<AppView>> {
 }
 
 /// Register a Meta app. The answer holds the verify token and the callback URLs for Meta's dashboard.
-#[utoipa::path(post, path = "/admin/api/v1/apps", tag = "apps", request_body = AppInput,
+#[utoipa::path(post, path = "/admin/api/v1/apps", tag = "apps", request_body = AppCreate,
     responses((status = 201, body = AppView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_app(State(s): State<AppState>, ApiJson(input): ApiJson<AppInput>) -> Created<AppView> {
+async fn create_app(State(s): State<AppState>, ApiJson(input): ApiJson<AppCreate>) -> Created<AppView> {
+    let input = AppInput::from(input);
     let app = registry::create_app(&s.store, &input).await?;
     s.apps.invalidate().await;
-    Ok((StatusCode::CREATED, Json(AppView::from(&app))))
+    Ok((StatusCode::CREATED, Json(AppView::revealing_verify_token(&app))))
 }
 
 /// Show one app.
 #[utoipa::path(get, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)),
     responses((status = 200, body = AppView), (status = 404, body = ErrorBody)))]
-async fn get_app(State(s): State<AppState>, Path(id): Path<i64>) -> Res<AppView> {
+async fn get_app(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<AppView> {
     Ok(Json(AppView::from(&registry::get_app(&s.store, id).await?)))
 }
 
-/// Change an app (only the fields given).
+/// An app's verify token in full (masked everywhere else, except in the answers that create the app or rotate
+/// the token), with the callback URLs: what to paste into Meta's dashboard.
+#[utoipa::path(get, path = "/admin/api/v1/apps/{id}/verify-token", tag = "apps", params(("id" = i64, Path)),
+    responses((status = 200, body = VerifyTokenView), (status = 404, body = ErrorBody)))]
+async fn reveal_verify_token(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<VerifyTokenView> {
+    Ok(Json(VerifyTokenView::from(&registry::get_app(&s.store, id).await?)))
+}
+
+/// Change an app (only the fields given). With `rotate_verify_token`, the answer shows the new token in full.
 #[utoipa::path(patch, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)), request_body = AppInput,
     responses((status = 200, body = AppView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn update_app(State(s): State<AppState>, Path(id): Path<i64>, ApiJson(input): ApiJson<AppInput>) -> Res<AppView> {
+async fn update_app(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(input): ApiJson<AppInput>,
+) -> Res<AppView> {
     let app = registry::update_app(&s.store, id, &input).await?;
     s.apps.invalidate().await;
-    Ok(Json(AppView::from(&app)))
+    Ok(Json(if input.rotate_verify_token == Some(true) {
+        AppView::revealing_verify_token(&app)
+    } else {
+        AppView::from(&app)
+    }))
 }
 
 /// Remove an app; refused while WABAs use it.
 #[utoipa::path(delete, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_app(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+async fn delete_app(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_app(&s.store, id).await?;
     s.apps.invalidate().await;
     Ok(StatusCode::NO_CONTENT)
@@ -146,9 +222,10 @@ async fn list_wabas(State(s): State<AppState>) -> Res<Vec<WabaView>> {
 }
 
 /// Register a WABA under an app.
-#[utoipa::path(post, path = "/admin/api/v1/wabas", tag = "wabas", request_body = WabaInput,
+#[utoipa::path(post, path = "/admin/api/v1/wabas", tag = "wabas", request_body = WabaCreate,
     responses((status = 201, body = WabaView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_waba(State(s): State<AppState>, ApiJson(input): ApiJson<WabaInput>) -> Created<WabaView> {
+async fn create_waba(State(s): State<AppState>, ApiJson(input): ApiJson<WabaCreate>) -> Created<WabaView> {
+    let input = WabaInput::from(input);
     let w = registry::create_waba(&s.store, &input).await?;
     Ok((StatusCode::CREATED, Json(WabaView::from(&w))))
 }
@@ -156,7 +233,7 @@ async fn create_waba(State(s): State<AppState>, ApiJson(input): ApiJson<WabaInpu
 /// Show one WABA.
 #[utoipa::path(get, path = "/admin/api/v1/wabas/{id}", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 200, body = WabaView), (status = 404, body = ErrorBody)))]
-async fn get_waba(State(s): State<AppState>, Path(id): Path<i64>) -> Res<WabaView> {
+async fn get_waba(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<WabaView> {
     Ok(Json(WabaView::from(&registry::get_waba(&s.store, id).await?)))
 }
 
@@ -165,7 +242,7 @@ async fn get_waba(State(s): State<AppState>, Path(id): Path<i64>) -> Res<WabaVie
     responses((status = 200, body = WabaView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_waba(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<WabaInput>,
 ) -> Res<WabaView> {
     Ok(Json(WabaView::from(&registry::update_waba(&s.store, id, &input).await?)))
@@ -174,7 +251,7 @@ async fn update_waba(
 /// Remove a WABA; refused while phones use it.
 #[utoipa::path(delete, path = "/admin/api/v1/wabas/{id}", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_waba(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+async fn delete_waba(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_waba(&s.store, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -188,9 +265,10 @@ async fn list_phones(State(s): State<AppState>) -> Res<Vec<PhoneView>> {
 }
 
 /// Register a phone number under a WABA, optionally bound to a portal.
-#[utoipa::path(post, path = "/admin/api/v1/phones", tag = "phones", request_body = PhoneInput,
+#[utoipa::path(post, path = "/admin/api/v1/phones", tag = "phones", request_body = PhoneCreate,
     responses((status = 201, body = PhoneView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_phone(State(s): State<AppState>, ApiJson(input): ApiJson<PhoneInput>) -> Created<PhoneView> {
+async fn create_phone(State(s): State<AppState>, ApiJson(input): ApiJson<PhoneCreate>) -> Created<PhoneView> {
+    let input = PhoneInput::from(input);
     let p = registry::create_phone(&s.store, &input).await?;
     Ok((StatusCode::CREATED, Json(PhoneView::from(&p))))
 }
@@ -198,7 +276,7 @@ async fn create_phone(State(s): State<AppState>, ApiJson(input): ApiJson<PhoneIn
 /// Show one phone.
 #[utoipa::path(get, path = "/admin/api/v1/phones/{id}", tag = "phones", params(("id" = i64, Path)),
     responses((status = 200, body = PhoneView), (status = 404, body = ErrorBody)))]
-async fn get_phone(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PhoneView> {
+async fn get_phone(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<PhoneView> {
     Ok(Json(PhoneView::from(&registry::get_phone(&s.store, id).await?)))
 }
 
@@ -207,7 +285,7 @@ async fn get_phone(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PhoneV
     responses((status = 200, body = PhoneView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_phone(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<PhoneInput>,
 ) -> Res<PhoneView> {
     Ok(Json(PhoneView::from(&registry::update_phone(&s.store, id, &input).await?)))
@@ -216,7 +294,7 @@ async fn update_phone(
 /// Remove a phone.
 #[utoipa::path(delete, path = "/admin/api/v1/phones/{id}", tag = "phones", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-async fn delete_phone(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+async fn delete_phone(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_phone(&s.store, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -230,9 +308,10 @@ async fn list_portals(State(s): State<AppState>) -> Res<Vec<PortalView>> {
 }
 
 /// Register a portal by hand (normally the portal's app install does this).
-#[utoipa::path(post, path = "/admin/api/v1/portals", tag = "portals", request_body = PortalInput,
+#[utoipa::path(post, path = "/admin/api/v1/portals", tag = "portals", request_body = PortalCreate,
     responses((status = 201, body = PortalView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn create_portal(State(s): State<AppState>, ApiJson(input): ApiJson<PortalInput>) -> Created<PortalView> {
+async fn create_portal(State(s): State<AppState>, ApiJson(input): ApiJson<PortalCreate>) -> Created<PortalView> {
+    let input = PortalInput::from(input);
     let p = registry::create_portal(&s.store, &input).await?;
     Ok((StatusCode::CREATED, Json(PortalView::from(&p))))
 }
@@ -240,7 +319,7 @@ async fn create_portal(State(s): State<AppState>, ApiJson(input): ApiJson<Portal
 /// Show one portal.
 #[utoipa::path(get, path = "/admin/api/v1/portals/{id}", tag = "portals", params(("id" = i64, Path)),
     responses((status = 200, body = PortalView), (status = 404, body = ErrorBody)))]
-async fn get_portal(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PortalView> {
+async fn get_portal(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<PortalView> {
     Ok(Json(PortalView::from(&registry::get_portal(&s.store, id).await?)))
 }
 
@@ -249,7 +328,7 @@ async fn get_portal(State(s): State<AppState>, Path(id): Path<i64>) -> Res<Porta
     responses((status = 200, body = PortalView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_portal(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<PortalInput>,
 ) -> Res<PortalView> {
     Ok(Json(PortalView::from(&registry::update_portal(&s.store, id, &input).await?)))
@@ -258,6 +337,6 @@ async fn update_portal(
 /// Uninstall a portal (logical delete: kept, marked inactive). Refused while phones are bound to it.
 #[utoipa::path(delete, path = "/admin/api/v1/portals/{id}", tag = "portals", params(("id" = i64, Path)),
     responses((status = 200, body = PortalView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn delete_portal(State(s): State<AppState>, Path(id): Path<i64>) -> Res<PortalView> {
+async fn delete_portal(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<PortalView> {
     Ok(Json(PortalView::from(&registry::deactivate_portal(&s.store, id).await?)))
 }

@@ -2,13 +2,14 @@
 //! `/api/sms/{code}` and the signed media links `/media/{phone}/{media}`.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use super::json::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::crm::events::{self, EventError, Handled};
 
@@ -86,7 +87,7 @@ pub async fn placement() -> Html<&'static str> {
 
 pub async fn sms(
     State(s): State<AppState>,
-    Path(code): Path<String>,
+    ApiPath(code): ApiPath<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -109,8 +110,8 @@ pub struct MediaQuery {
 
 pub async fn media(
     State(s): State<AppState>,
-    Path((phone_id, media_id)): Path<(i64, String)>,
-    Query(q): Query<MediaQuery>,
+    ApiPath((phone_id, media_id)): ApiPath<(i64, String)>,
+    ApiQuery(q): ApiQuery<MediaQuery>,
 ) -> Result<Response, ApiError> {
     let b = &s.bridge;
     let now_s = crate::store::now_ms() / 1000;

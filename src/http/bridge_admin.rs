@@ -1,11 +1,11 @@
 //! Admin API for the bridge: API keys, sends, and a WABA's synced templates.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
 use super::error::{ApiError, ErrorBody};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::AppState;
 use crate::apikeys::{self, ApiKeyInput, ApiKeyView, NewApiKey};
 use crate::outbound::{self, Outbound};
@@ -18,7 +18,7 @@ pub async fn create_key(
     State(s): State<AppState>,
     ApiJson(input): ApiJson<ApiKeyInput>,
 ) -> Result<(StatusCode, Json<NewApiKey>), ApiError> {
-    let name = input.name.as_deref().map(str::trim).unwrap_or_default();
+    let name = input.name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::field("name", "is required (1-200 characters)"));
     }
@@ -38,7 +38,7 @@ pub async fn list_keys(State(s): State<AppState>) -> Result<Json<Vec<ApiKeyView>
 /// Revoke an API key.
 #[utoipa::path(delete, path = "/admin/api/v1/api-keys/{id}", tag = "api-keys", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
-pub async fn revoke_key(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_key(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
     if apikeys::revoke(&s.store, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -54,7 +54,7 @@ pub async fn list_sends(State(s): State<AppState>) -> Result<Json<Vec<Outbound>>
 
 #[utoipa::path(get, path = "/admin/api/v1/sends/{id}", tag = "sends", params(("id" = i64, Path)),
     responses((status = 200, body = Outbound), (status = 404, body = ErrorBody)))]
-pub async fn get_send(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<Outbound>, ApiError> {
+pub async fn get_send(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<Json<Outbound>, ApiError> {
     outbound::get(&s.store, id).await?.map(Json).ok_or_else(|| ApiError::not_found(format!("no send with id {id}")))
 }
 
@@ -63,7 +63,7 @@ pub async fn get_send(State(s): State<AppState>, Path(id): Path<i64>) -> Result<
     responses((status = 200, body = [TemplateView]), (status = 404, body = ErrorBody)))]
 pub async fn list_templates(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Vec<TemplateView>>, ApiError> {
     crate::registry::get_waba(&s.store, id).await?;
     Ok(Json(crate::templates::list_views(&s.store, id).await?))
@@ -72,7 +72,7 @@ pub async fn list_templates(
 /// Queue a template sync of the WABA now.
 #[utoipa::path(post, path = "/admin/api/v1/wabas/{id}/templates/sync", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 202), (status = 404, body = ErrorBody)))]
-pub async fn sync_templates(State(s): State<AppState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+pub async fn sync_templates(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
     crate::registry::get_waba(&s.store, id).await?;
     crate::templates::request_sync(&s.store, id).await?;
     s.engine.wake();

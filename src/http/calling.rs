@@ -1,11 +1,11 @@
 //! Admin API for WhatsApp calling activation: `POST`/`GET /admin/api/v1/phones/{id}/calling`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
 use super::error::{ApiError, ErrorBody, GraphErrorDetail};
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::AppState;
 use crate::calling::activation::explain;
 use crate::calling::{service, CallingError, CallingInput, CallingStatus};
@@ -45,7 +45,7 @@ impl From<CallingError> for ApiError {
               (status = 422, body = ErrorBody), (status = 502, body = ErrorBody)))]
 pub async fn set_calling(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<CallingInput>,
 ) -> Result<Json<PhoneView>, ApiError> {
     let client = graph::Client::from_config(&s.config);
@@ -57,7 +57,10 @@ pub async fn set_calling(
 /// credentials), the differences, and the last activation error.
 #[utoipa::path(get, path = "/admin/api/v1/phones/{id}/calling", tag = "calling", params(("id" = i64, Path)),
     responses((status = 200, body = CallingStatus), (status = 404, body = ErrorBody)))]
-pub async fn calling_status(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<CallingStatus>, ApiError> {
+pub async fn calling_status(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CallingStatus>, ApiError> {
     let client = graph::Client::from_config(&s.config);
     Ok(Json(service::status(&s.store, &client, id).await?))
 }

@@ -1,15 +1,17 @@
 //! Admin API over the SIP edge's call records.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
+use super::json::ApiQuery;
 use super::AppState;
 use crate::store::calls::{CallFilter, CallView};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallQuery {
     /// Only calls of this phone (wabridge id).
@@ -29,9 +31,8 @@ pub struct CallQuery {
     responses((status = 200, body = [CallView]), (status = 422, body = ErrorBody)))]
 pub async fn list_calls(
     State(s): State<AppState>,
-    q: Result<Query<CallQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<CallQuery>,
 ) -> Result<Json<Vec<CallView>>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::field("query", e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));

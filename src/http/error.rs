@@ -1,7 +1,9 @@
 //! The one place where errors become HTTP answers. Every error answer is JSON:
 //! `{"error": {"code": "...", "message": "...", "fields": [{"field": "...", "message": "..."}]}}`.
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -83,6 +85,10 @@ impl ApiError {
     pub fn graph(message: impl Into<String>, detail: GraphErrorDetail) -> Self {
         ApiError { graph: Some(Box::new(detail)), ..Self::new(StatusCode::BAD_GATEWAY, "graph_error", message) }
     }
+    /// The same error answered with another status and code (e.g. a path parameter: 400, not 422).
+    pub fn with_status(self, status: StatusCode, code: &'static str) -> Self {
+        ApiError { status, code, ..self }
+    }
     pub fn internal(err: impl std::fmt::Display) -> Self {
         // The detail goes to the log; the caller gets a generic message.
         tracing::error!(error = %err, "internal error");
@@ -133,4 +139,53 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         ApiError::internal(e)
     }
+}
+
+/// Middleware over the whole router: an error answer that is not JSON yet (axum's own 405 for a method a route
+/// does not have, a rejection of an extractor that is not ours, a layer's refusal) becomes the JSON error shape
+/// above, keeping its status, its text as the message, and the headers that matter (`Allow`, `Retry-After`,
+/// `WWW-Authenticate`). Our extractors name the field; this makes sure nothing else escapes as text/plain.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let (code, default) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route".to_string()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allow = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            ("method_not_allowed", format!("method {method} is not allowed here; allowed: {allow}"))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is larger than the limit".into()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "unsupported Content-Type".into()),
+        StatusCode::UNAUTHORIZED => ("unauthorized", "unauthorized".into()),
+        StatusCode::FORBIDDEN => ("forbidden", "forbidden".into()),
+        StatusCode::TOO_MANY_REQUESTS => ("too_many_requests", "too many requests; retry later".into()),
+        StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "service unavailable; retry later".into()),
+        s if s.is_client_error() => ("bad_request", s.canonical_reason().unwrap_or("bad request").to_string()),
+        s => ("internal", s.canonical_reason().unwrap_or("internal error").to_string()),
+    };
+    let message = if status == StatusCode::METHOD_NOT_ALLOWED || text.is_empty() { default } else { text };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for name in [header::ALLOW, header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::CONNECTION] {
+        if let Some(v) = parts.headers.get(&name) {
+            out.headers_mut().insert(name, v.clone());
+        }
+    }
+    out
 }

@@ -1,15 +1,18 @@
 //! Admin API over the job engine: list jobs (dead ones above all) and redrive them.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
+use super::json::{ApiPath, ApiQuery};
 use super::AppState;
 use crate::jobs::{JobState, JobView};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// `pending`, `running`, `done` or `dead`; all when absent.
     pub state: Option<JobState>,
@@ -22,10 +25,8 @@ pub struct JobQuery {
     responses((status = 200, body = [JobView]), (status = 401, body = ErrorBody)))]
 pub async fn list_jobs(
     State(s): State<AppState>,
-    q: Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<JobQuery>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
-    let Query(q) =
-        q.map_err(|e| ApiError::field("state", format!("{}; use pending, running, done or dead", e.body_text())))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
@@ -36,7 +37,10 @@ pub async fn list_jobs(
 /// Put a dead job back in the queue with a fresh attempt budget.
 #[utoipa::path(post, path = "/admin/api/v1/jobs/{id}/redrive", tag = "jobs", params(("id" = i64, Path)),
     responses((status = 200, description = "queued again"), (status = 404, body = ErrorBody)))]
-pub async fn redrive_job(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn redrive_job(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if s.engine.redrive(id).await? {
         Ok(Json(serde_json::json!({"id": id, "state": "pending"})))
     } else {

@@ -64,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/admin/api/v1", admin)
         .nest("/api/v1", tenant)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn(error::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

@@ -5,20 +5,22 @@
 //! `en` → the template's first approved language), checks the parameters against the synced definition,
 //! and commits the send before answering 202.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiPath};
 use super::AppState;
 use crate::apikeys::Caller;
-use crate::bridge::template::{self, Params};
+use crate::bridge::template::{self, Params, TemplateError};
 use crate::outbound::{self, NewSend, Origin};
 
 /// Middleware: requires `Authorization: Bearer <API key>`.
@@ -49,15 +51,45 @@ pub struct NotificationInput {
     pub template: String,
     /// The recipient's locale, e.g. `pt_BR` or `pt-BR`. Default `en`.
     pub locale: Option<String>,
-    /// Positional values (`["Anna", "42"]`) or named ones (`{"first_name": "Anna"}`).
-    #[schema(value_type = Object)]
-    pub parameters: Option<Value>,
+    /// The template's values: positional (`["Anna", "42"]`, header values first) or named
+    /// (`{"first_name": "Anna"}`). Values are strings, numbers or booleans.
+    pub parameters: Option<Parameters>,
     /// Link of the header's document, image or video, for templates with a media header.
     pub header_link: Option<String>,
     /// Suffix of the template's dynamic URL button.
     pub button_param: Option<String>,
     /// The same key sends once (a retried request returns the first send).
     pub idempotency_key: Option<String>,
+}
+
+/// A template's values, by position or by name.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged, expecting = "must be a list of values or an object of named values (strings, numbers or booleans)")]
+pub enum Parameters {
+    /// Values in the template's order: `["Anna", "42"]`.
+    Positional(Vec<ParamValue>),
+    /// Values by placeholder name: `{"first_name": "Anna"}`.
+    Named(BTreeMap<String, ParamValue>),
+}
+
+/// One template value: a string, a number or a boolean (sent as its text).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Text(String),
+    #[schema(value_type = f64)]
+    Number(serde_json::Number),
+    Flag(bool),
+}
+
+impl ParamValue {
+    fn text(&self) -> String {
+        match self {
+            ParamValue::Text(s) => s.clone(),
+            ParamValue::Number(n) => n.to_string(),
+            ParamValue::Flag(b) => b.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -114,13 +146,12 @@ pub async fn notify(
     let def =
         template::select(&defs, &input.template, &language).map_err(|e| unprocessable("template", e.to_string()))?;
     let params = match &input.parameters {
-        None | Some(Value::Null) => Params::Positional(Vec::new()),
-        Some(Value::Array(items)) => Params::Positional(items.iter().map(value_text).collect()),
-        Some(Value::Object(map)) => Params::Named(map.iter().map(|(k, v)| (k.clone(), value_text(v))).collect()),
-        Some(_) => return Err(unprocessable("parameters", "must be a list of values or an object of named values")),
+        None => Params::Positional(Vec::new()),
+        Some(Parameters::Positional(items)) => Params::Positional(items.iter().map(ParamValue::text).collect()),
+        Some(Parameters::Named(map)) => Params::Named(map.iter().map(|(k, v)| (k.clone(), v.text())).collect()),
     };
     let t = template::build(def, &params, input.header_link.as_deref(), input.button_param.as_deref())
-        .map_err(|e| unprocessable("parameters", e.to_string()))?;
+        .map_err(build_error)?;
     let send = NewSend {
         phone_id: phone.id,
         recipient: crate::crm::digits(&to),
@@ -137,19 +168,54 @@ pub async fn notify(
     Ok((StatusCode::ACCEPTED, Json(NotificationAccepted { id: e.id, language, duplicate: e.duplicate })))
 }
 
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// A template that cannot be built from the request, as an error naming the request field to change, in the
+/// API's words (the template errors themselves speak the chat command's language: `file_link:URL`).
+fn build_error(e: TemplateError) -> ApiError {
+    use TemplateError as E;
+    match e {
+        E::MissingMediaLink { name, language, kind, kind_word } => unprocessable(
+            "header_link",
+            format!(
+                "template {name:?} ({language}) has {kind} header: give header_link, a public https link to the {kind_word}"
+            ),
+        ),
+        E::UnexpectedMediaLink { name, language, kind } => unprocessable(
+            "header_link",
+            format!("template {name:?} ({language}) has {kind} header, so header_link cannot be used with it; remove header_link"),
+        ),
+        E::InvalidMediaLink { name, language, link } => unprocessable(
+            "header_link",
+            format!("{link:?} is not a public http or https address, so it cannot be the header file of template {name:?} ({language})"),
+        ),
+        E::MissingButtonParam { name, language, button } => unprocessable(
+            "button_param",
+            format!(
+                "template {name:?} ({language}) has a link button (button {button}) whose address ends in a variable: \
+                 give button_param, the text for the end of the link"
+            ),
+        ),
+        E::UnexpectedButtonParam { name, language } => unprocessable(
+            "button_param",
+            format!("template {name:?} ({language}) has no link button with a variable part, so button_param cannot be used with it; remove button_param"),
+        ),
+        E::MissingCode { name, language } => unprocessable(
+            "button_param",
+            format!("template {name:?} ({language}) has a one-time-password button but no code was given: give the code as button_param or as the first value of parameters"),
+        ),
+        E::UnsupportedHeader { .. } | E::UnknownTemplate { .. } | E::LanguageMissing { .. } | E::NotApproved { .. } => {
+            unprocessable("template", e.to_string())
+        }
+        e => unprocessable("parameters", e.to_string()),
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/sends/{id}", tag = "notifications",
+/// A send made with this API key.
+#[utoipa::path(get, path = "/api/v1/sends/{id}", tag = "notifications", params(("id" = i64, Path)),
     responses((status = 200, body = outbound::Outbound), (status = 404, body = super::error::ErrorBody)))]
 pub async fn get_send(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<outbound::Outbound>, ApiError> {
     let out = outbound::get(&s.store, id)
         .await?

@@ -25,7 +25,9 @@ pub struct AppView {
     pub app_secret: String,
     /// Masked.
     pub access_token: Option<String>,
-    /// Paste this into Meta's dashboard next to the callback URL.
+    /// Paste this into Meta's dashboard next to the callback URL. In full only in the answer that creates the
+    /// app or rotates the token, and from `GET /admin/api/v1/apps/{id}/verify-token`; masked (`abcd…wxyz`)
+    /// everywhere else.
     pub verify_token: String,
     pub webhook_urls: WebhookUrls,
     pub keep_raw_events: bool,
@@ -53,7 +55,7 @@ impl From<&App> for AppView {
             domain: a.domain.clone(),
             app_secret: mask(&a.app_secret),
             access_token: a.access_token.as_deref().map(mask),
-            verify_token: a.verify_token.clone(),
+            verify_token: mask(&a.verify_token),
             webhook_urls: WebhookUrls {
                 by_domain: format!("https://{}/api/waba/", a.domain),
                 by_app_id: format!("https://{}/api/waba/?app_id={}", a.domain, a.meta_app_id),
@@ -64,6 +66,27 @@ impl From<&App> for AppView {
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
         }
+    }
+}
+
+impl AppView {
+    /// The view with the verify token in full: for the answer that creates the app or rotates the token.
+    pub fn revealing_verify_token(a: &App) -> Self {
+        AppView { verify_token: a.verify_token.clone(), ..AppView::from(a) }
+    }
+}
+
+/// An app's verify token in full, to paste into Meta's dashboard.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyTokenView {
+    pub verify_token: String,
+    pub webhook_urls: WebhookUrls,
+}
+
+impl From<&App> for VerifyTokenView {
+    fn from(a: &App) -> Self {
+        let view = AppView::revealing_verify_token(a);
+        VerifyTokenView { verify_token: view.verify_token, webhook_urls: view.webhook_urls }
     }
 }
 
