@@ -1009,6 +1009,36 @@ fn sipp_harness_moves_off_a_port_held_by_tcp() {
     assert!(child_bound(sipp.child.id(), sipp.port, true), "SIPp listens where the harness says");
 }
 
+/// The default sip_pbx_networks follow the Asterisk targets (IP literals, names resolved, changes picked up with
+/// the phones, names resolved again on reload); a configured list replaces them.
+async fn pbx_networks_follow_the_targets(db: Db) {
+    let nets = |e: &Edge| -> Vec<String> {
+        e.app.svc.edge.as_ref().unwrap().pbx_networks().nets().iter().map(|n| n.to_string()).collect()
+    };
+    let e = start(db, "127.0.0.2/32").await;
+    assert!(nets(&e).is_empty(), "no Asterisk configured: nobody on the PBX side");
+    e.phone("udp:localhost:5999", None).await;
+    assert!(nets(&e).contains(&"127.0.0.1/32".to_string()), "localhost resolved: {:?}", nets(&e));
+    let store = &e.app.svc.store;
+    let mut phone = store.list_phones().await.unwrap().remove(0);
+    phone.asterisk_target = Some("tcp:127.0.0.9:5060".into());
+    store.update_phone(&phone).await.unwrap();
+    e.app.svc.edge.as_ref().unwrap().refresh_phones().await;
+    assert_eq!(nets(&e), ["127.0.0.9/32"]);
+    e.app.svc.edge.as_ref().unwrap().reload_pbx_networks().await;
+    assert_eq!(nets(&e), ["127.0.0.9/32"]);
+    e.app.stop().await;
+
+    let e = start_with(db, "127.0.0.2/32", |c| {
+        c.sip_pbx_networks = vec!["10.1.0.0/16".into(), "192.0.2.7".into()];
+        c.sip_default_target = Some("udp:127.0.0.1:5999".into());
+    })
+    .await;
+    e.phone("udp:127.0.0.1:5999", None).await;
+    assert_eq!(nets(&e), ["10.1.0.0/16", "192.0.2.7/32"]);
+    e.app.stop().await;
+}
+
 both_databases!(
     per_source_connection_limit,
     outbound_call_to_whatsapp,
@@ -1024,4 +1054,5 @@ both_databases!(
     untrusted_connections_are_closed_at_accept,
     timer_c_cancels_an_invite_ringing_forever,
     replayed_digest_credentials_are_challenged,
+    pbx_networks_follow_the_targets,
 );
