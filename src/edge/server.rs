@@ -80,6 +80,8 @@ struct Inner {
     pbx_networks: Option<Acl>,
     /// Asterisk target host names resolved so far (cleared on reload).
     resolved: Mutex<HashMap<String, Vec<IpAddr>>>,
+    /// Target addresses outside a configured `sip_pbx_networks` last warned about.
+    uncovered_targets: Mutex<Vec<ipnet::IpNet>>,
     /// Rate limit of the WARN about refused connections.
     refused_log: LogLimiter,
     acl: Acl,
@@ -209,6 +211,7 @@ impl Edge {
             proxy: RwLock::new(Arc::new(proxy_cfg)),
             pbx_networks,
             resolved: Mutex::new(HashMap::new()),
+            uncovered_targets: Mutex::new(Vec::new()),
             refused_log: LogLimiter::new(REFUSED_LOG_EVERY),
             acl,
             digest,
@@ -349,18 +352,28 @@ impl Inner {
             let target = PhoneTarget { number: p.number.clone(), transport, host, port, digest_password };
             map.insert(p.number.clone(), PhoneEntry { id: p.id, target });
         }
+        let hosts: Vec<(String, u16)> = map
+            .values()
+            .map(|e| (e.target.host.clone(), e.target.port))
+            .chain(default.map(|(_, host, port)| (host, port)))
+            .collect();
+        self.resolve_targets(&hosts).await;
+        let resolved = self.resolved.lock().map(|r| r.clone()).unwrap_or_default();
+        let targets = pbx_acl_of(hosts.iter().map(|(h, _)| h.as_str()), &resolved);
         let acl = match &self.pbx_networks {
-            Some(acl) => acl.clone(),
-            None => {
-                let hosts: Vec<(String, u16)> = map
-                    .values()
-                    .map(|e| (e.target.host.clone(), e.target.port))
-                    .chain(default.map(|(_, host, port)| (host, port)))
-                    .collect();
-                self.resolve_targets(&hosts).await;
-                let resolved = self.resolved.lock().map(|r| r.clone()).unwrap_or_default();
-                pbx_acl_of(hosts.iter().map(|(h, _)| h.as_str()), &resolved)
+            Some(acl) => {
+                // A configured list that leaves out an Asterisk would refuse its requests and drop its answers.
+                let outside: Vec<ipnet::IpNet> =
+                    targets.nets().iter().filter(|n| !acl.contains(n.addr())).copied().collect();
+                if let Ok(mut warned) = self.uncovered_targets.lock() {
+                    if !outside.is_empty() && *warned != outside {
+                        tracing::warn!(targets = ?outside, "SIP edge: Asterisk targets outside sip_pbx_networks; their requests and responses are refused");
+                    }
+                    *warned = outside;
+                }
+                acl.clone()
             }
+            None => targets,
         };
         if self.proxy().pbx_acl.as_ref() != Some(&acl) {
             tracing::info!(networks = ?acl.nets(), "SIP edge: PBX side accepted from these networks");
