@@ -76,6 +76,10 @@ pub struct Config {
     pub sip_default_target: Option<String>,
     /// Networks Meta's requests may come from (CIDR). Default: Meta's published prefixes.
     pub sip_trusted_networks: Vec<String>,
+    /// Networks the PBX side (Asterisk) may send from (CIDR). Empty (default): the addresses of the
+    /// configured Asterisk targets (per-phone `asterisk_target` and `sip_default_target`), names
+    /// resolved at start and on SIGHUP.
+    pub sip_pbx_networks: Vec<String>,
     /// CA file that Meta's certificate must chain to (tests, private CAs); default: public roots.
     pub sip_meta_ca_file: Option<PathBuf>,
     /// Connect here instead of resolving `wa.meta.vc` (tests only).
@@ -84,6 +88,9 @@ pub struct Config {
     pub sip_timer_t1_ms: u64,
     /// RFC 3261 timer B/F: a request with no answer at all gets 408 after this many milliseconds.
     pub sip_timer_b_ms: u64,
+    /// RFC 3261 timer C: a proxied INVITE still ringing after this many seconds (since the last
+    /// provisional response) is cancelled downstream and answered 408 upstream.
+    pub sip_timer_c_seconds: u64,
     /// Most TLS/TCP connections at once from one source address.
     pub sip_max_connections_per_source: usize,
     /// Idle TLS/TCP connections are closed after this many seconds.
@@ -151,10 +158,12 @@ impl Default for Config {
             sip_pbx_facing: None,
             sip_default_target: None,
             sip_trusted_networks: crate::sip::acl::META_PREFIXES.iter().map(|s| s.to_string()).collect(),
+            sip_pbx_networks: Vec::new(),
             sip_meta_ca_file: None,
             sip_meta_address: None,
             sip_timer_t1_ms: 500,
             sip_timer_b_ms: 32_000,
+            sip_timer_c_seconds: 180,
             sip_max_connections_per_source: 200,
             sip_idle_timeout_seconds: 900,
             sip_tls_handshake_timeout_ms: 5_000,

@@ -46,16 +46,22 @@ async fn serve(config: wabridge::Config) -> anyhow::Result<()> {
     }
     #[cfg(unix)]
     {
-        // SIGHUP reloads the SIP certificate; established connections are not touched.
+        // SIGHUP reloads the SIP certificate (established connections are not touched) and resolves the
+        // Asterisk targets again (the default sip_pbx_networks).
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             let stop = service::shutdown_signal();
             tokio::pin!(stop);
             loop {
                 tokio::select! {
                     _ = &mut stop => break,
-                    _ = hup.recv() => match svc.edge.as_ref().map(|e| e.reload_certificate()) {
-                        Some(Ok(())) => tracing::info!("SIP certificate reloaded"),
-                        Some(Err(e)) => tracing::error!(error = %e, "SIP certificate reload failed; keeping the old one"),
+                    _ = hup.recv() => match svc.edge.as_ref() {
+                        Some(edge) => {
+                            match edge.reload_certificate() {
+                                Ok(()) => tracing::info!("SIP certificate reloaded"),
+                                Err(e) => tracing::error!(error = %e, "SIP certificate reload failed; keeping the old one"),
+                            }
+                            edge.reload_pbx_networks().await;
+                        }
                         None => tracing::info!("SIGHUP: nothing to reload (SIP edge off)"),
                     },
                 }

@@ -50,6 +50,8 @@ async fn sighup_reloads_the_sip_certificate() {
         .env("WABRIDGE_SIP_ENABLED", "true")
         .env("WABRIDGE_SIP_LISTEN", "127.0.0.1:0")
         .env("WABRIDGE_SIP_PBX_UDP_LISTEN", "127.0.0.1:0")
+        // The test connects from 127.0.0.1: untrusted sources are closed at accept.
+        .env("WABRIDGE_SIP_TRUSTED_NETWORKS", "[127.0.0.1/32]")
         .env("WABRIDGE_SIP_CERT_FILE", &cert)
         .env("WABRIDGE_SIP_KEY_FILE", &key)
         .env("WABRIDGE_LOG", "warn")

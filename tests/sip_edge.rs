@@ -20,22 +20,28 @@ use wabridge::edge::tls;
 const NUMBER: &str = "+5511930001234";
 const SIPP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp");
 
-/// Waits (with a deadline) until something listens on TCP `port` of this machine, read from /proc/net/tcp so
-/// that no test connection reaches SIPp: a call sent before SIPp listens would get 503 from the edge.
-fn wait_listening(port: u16) {
-    let needle = format!(":{port:04X} ");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-        let listening = table.lines().any(|l| {
+/// Whether process `pid` has its own socket bound to `port` (TCP: listening; UDP: bound), read from
+/// /proc/net/{tcp,udp} (the socket's inode) and /proc/PID/fd, so that no test connection reaches SIPp and a
+/// socket of somebody else on that port does not count.
+fn child_bound(pid: u32, port: u16, tcp: bool) -> bool {
+    let (table, state) = if tcp { ("/proc/net/tcp", "0A") } else { ("/proc/net/udp", "07") };
+    let needle = format!(":{port:04X}");
+    let inodes: Vec<String> = std::fs::read_to_string(table)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            cols.len() > 3 && format!("{} ", cols[1]).contains(&needle) && cols[3] == "0A"
-        });
-        if listening || Instant::now() > deadline {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10)); // polling the socket table with a deadline
-    }
+            (cols.len() > 9 && cols[1].ends_with(&needle) && cols[3] == state).then(|| format!("socket:[{}]", cols[9]))
+        })
+        .collect();
+    !inodes.is_empty()
+        && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            })
+        })
 }
 
 fn free_port() -> u16 {
@@ -50,18 +56,36 @@ struct Sipp {
 
 impl Sipp {
     fn uas(scenario: &str, transport: &str) -> Sipp {
-        let port = free_port();
-        let child = Command::new("sipp")
-            .args(["-sf", &format!("{SIPP_DIR}/{scenario}"), "-i", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-t", transport, "-m", "1", "-timeout", "20", "-timeout_error", "-nostdin", "-nr"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sipp starts");
-        if transport.starts_with('t') {
-            wait_listening(port);
+        Sipp::uas_from(scenario, transport, free_port())
+    }
+
+    /// Starts SIPp on `first_port` and returns once SIPp's own socket is bound (listening, for TCP): a call sent
+    /// earlier would get 503 from the edge. `free_port` only knows the port is free for UDP; when SIPp cannot
+    /// bind it (the number is held by a TCP connection, or one in TIME_WAIT, of a busy machine) SIPp exits and
+    /// is started again on another port.
+    fn uas_from(scenario: &str, transport: &str, first_port: u16) -> Sipp {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut port = first_port;
+        loop {
+            let mut child = Command::new("sipp")
+                .args(["-sf", &format!("{SIPP_DIR}/{scenario}"), "-i", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-t", transport, "-m", "1", "-timeout", "20", "-timeout_error", "-nostdin", "-nr"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("sipp starts");
+            loop {
+                if child_bound(child.id(), port, transport.starts_with('t')) {
+                    return Sipp { child, port };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // could not bind: try another port
+                }
+                assert!(Instant::now() < deadline, "SIPp never bound a port");
+                std::thread::sleep(Duration::from_millis(10)); // polling a child process with a deadline
+            }
+            port = free_port();
         }
-        Sipp { child, port }
     }
 
     /// Waits for SIPp to finish its call; true when it succeeded.
@@ -574,12 +598,15 @@ async fn refusals_and_malformed_input(db: Db) {
     assert!(e.calls().await.is_empty(), "refused requests make no call records");
     e.app.stop().await;
 
-    // A source outside the trusted networks: 403 for everything.
+    // A source outside the trusted networks: its connection is closed before the TLS handshake.
     let e = start(db, "10.0.0.0/8").await;
     e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), None).await;
-    let mut c = e.caller().await;
-    c.send(&c.invite("u1", 1, None)).await;
-    c.expect(403).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    if let Ok(tcp) = sock.connect(e.tls).await {
+        let tls = e.tls_client().connect(ServerName::try_from("sip.test").unwrap(), tcp).await;
+        assert!(tls.is_err(), "no TLS session for an untrusted source");
+    }
     assert!(tokio::time::timeout(Duration::from_millis(300), pbx.recv_from(&mut buf)).await.is_err());
     e.app.stop().await;
 }
@@ -686,22 +713,318 @@ async fn per_source_connection_limit(db: Db) {
     a.expect(200).await;
     b.send(options).await;
     b.expect(200).await;
-    let mut third = e.connect_from_meta().await;
-    let mut byte = [0u8; 1];
-    let closed = tokio::time::timeout(Duration::from_secs(5), third.read(&mut byte)).await.expect("closed promptly");
-    assert!(matches!(closed, Ok(0) | Err(_)), "the third connection is refused");
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    // Reset at once: possibly already while connecting.
+    if let Ok(mut third) = sock.connect(e.tls).await {
+        let mut byte = [0u8; 1];
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), third.read(&mut byte)).await.expect("closed promptly");
+        assert!(matches!(closed, Ok(0) | Err(_)), "the third connection is refused");
+    }
+    let metrics = e.app.http.get(e.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"wabridge_sip_connections_refused_total{reason="per_source_limit"} 1"#), "{metrics}");
     drop(a);
     // A slot is free again once a connection closes.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let tcp = e.connect_from_meta().await;
-        let ok = e.tls_client().connect(ServerName::try_from("sip.test").unwrap(), tcp).await.is_ok();
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let ok = match sock.connect(e.tls).await {
+            Ok(tcp) => e.tls_client().connect(ServerName::try_from("sip.test").unwrap(), tcp).await.is_ok(),
+            Err(_) => false, // reset while the slot is still taken
+        };
         if ok {
             break;
         }
         assert!(Instant::now() < deadline, "the freed slot was never reused");
         tokio::time::sleep(Duration::from_millis(20)).await; // polling with a deadline
     }
+    e.app.stop().await;
+}
+
+/// A UDP socket of the test on `ip`, standing in for a PBX-side peer.
+async fn udp_on(ip: &str) -> tokio::net::UdpSocket {
+    tokio::net::UdpSocket::bind(format!("{ip}:0")).await.unwrap()
+}
+
+/// The next datagram on `sock` within 5 s, as text.
+async fn recv_text(sock: &tokio::net::UdpSocket) -> String {
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("a datagram within 5 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+/// Datagrams already waiting on `sock` (none are waited for).
+fn pending_texts(sock: &tokio::net::UdpSocket) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, _)) = sock.try_recv_from(&mut buf) {
+        out.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    out
+}
+
+/// Asterisk's business-initiated INVITE to a WhatsApp user, as sent from `sock`.
+fn pbx_invite(sock: &tokio::net::UdpSocket, call: &str) -> String {
+    let local = sock.local_addr().unwrap();
+    format!(
+        "INVITE sip:+5511987654321@wa.meta.vc;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call};rport\r\n\
+         From: <sip:{NUMBER}@{ip}>;tag=pbx-{call}\r\nTo: <sip:+5511987654321@wa.meta.vc>\r\n\
+         Call-ID: {call}@pbx\r\nCSeq: 1 INVITE\r\nContact: <sip:{NUMBER}@{local}>\r\nMax-Forwards: 70\r\n\
+         Content-Length: 0\r\n\r\n",
+        ip = local.ip(),
+    )
+}
+
+/// Regression (issue 11): the PBX side accepted anyone; a stranger's INVITE with a calling-enabled From was
+/// forwarded to Meta (toll fraud), and so was its BYE. Now: 403, nothing forwarded, and a stranger's TCP
+/// connection on the PBX side is closed at once.
+async fn stranger_on_pbx_side_is_refused(db: Db) {
+    let mut e = start(db, "127.0.0.2/32").await;
+    // The phone's Asterisk is on 127.0.0.1: the default sip_pbx_networks is 127.0.0.1/32.
+    let pbx = udp_on("127.0.0.1").await;
+    e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), None).await;
+    let networks: Vec<String> =
+        e.app.svc.edge.as_ref().unwrap().pbx_networks().nets().iter().map(|n| n.to_string()).collect();
+    assert_eq!(networks, ["127.0.0.1/32"]);
+    let stranger = udp_on("127.0.0.3").await;
+    stranger.send_to(pbx_invite(&stranger, "toll-fraud").as_bytes(), e.udp).await.unwrap();
+    let answer = recv_text(&stranger).await;
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    let bye = format!(
+        "BYE sip:+5511987654321@wa.meta.vc;transport=tls SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-bye-x;rport\r\n\
+         Route: <sip:{udp};transport=udp;lr>\r\nRoute: <sip:sip.test:5061;transport=tls;lr>\r\n\
+         From: <sip:{NUMBER}@127.0.0.3>;tag=s\r\nTo: <sip:+5511987654321@wa.meta.vc>;tag=m\r\n\
+         Call-ID: stranger-bye\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        local = stranger.local_addr().unwrap(),
+        udp = e.udp,
+    );
+    stranger.send_to(bye.as_bytes(), e.udp).await.unwrap();
+    let answer = recv_text(&stranger).await;
+    assert!(answer.starts_with("SIP/2.0 403"), "{answer}");
+    // A stranger's TCP connection on the PBX side is closed before anything is read.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    if let Ok(mut tcp) = sock.connect(e.tcp).await {
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut byte)).await.expect("closed promptly");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    }
+    // The real PBX still calls out; the first thing Meta ever sees is its INVITE (the edge handles the UDP
+    // socket's datagrams in order, so anything forwarded for the stranger would have come first).
+    pbx.send_to(pbx_invite(&pbx, "legit").as_bytes(), e.udp).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), e.meta_rx.recv()).await.unwrap().unwrap();
+    assert!(first.starts_with("INVITE") && first.contains("Call-ID: legit@pbx"), "{first}");
+    let mut answers = Vec::new();
+    while !answers.iter().any(|a: &String| a.starts_with("SIP/2.0 200")) {
+        answers.push(recv_text(&pbx).await);
+    }
+    assert!(pending_texts(&stranger).is_empty(), "the stranger got nothing more");
+    let metrics = e.app.http.get(e.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"wabridge_sip_connections_refused_total{reason="not_pbx"} 1"#), "{metrics}");
+    let calls = e.calls().await;
+    assert_eq!(calls.len(), 1, "only the real PBX's call is recorded: {calls:?}");
+    e.app.stop().await;
+}
+
+/// Regression (issue 11): a trusted in-dialog request went wherever its Request-URI or Route pointed (UDP, or a
+/// new TCP connection). In-dialog requests toward the PBX only reach the peer of a dialog the edge set up;
+/// forged ones get 403 and the listener they point at receives nothing, while the real BYE goes through.
+async fn in_dialog_requests_only_reach_dialog_peers(db: Db) {
+    if !common::sipp_available() {
+        return;
+    }
+    let e = start(db, "127.0.0.2/32").await;
+    let sipp = Sipp::uas("uas_answer.xml", "u1");
+    e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
+    // Listeners of the test's own that are no dialog's peer.
+    let udp_victim = udp_on("127.0.0.1").await;
+    let tcp_victim = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut c = e.caller().await;
+    c.send(&c.invite("g1", 1, None)).await;
+    let ok = c.expect(200).await;
+    c.send(&c.in_dialog("ACK", &ok, "g1", 1, "")).await;
+    let to = header(&ok, "to").unwrap().to_string();
+    let local = c.local;
+    let forged = |ruri: &str, route: &str, call: &str, cseq: u32| {
+        format!(
+            "BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-forged-{cseq};rport\r\n\
+             Route: {route}\r\nMax-Forwards: 69\r\n\
+             From: \"5511987654321\" <sip:+5511987654321@wa.meta.vc>;tag=meta-g1\r\n\
+             To: {to}\r\nCall-ID: outgoing:wacid.{call}\r\nCSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n",
+        )
+    };
+    // Our Route as anyone can write it (no dialog token), toward the UDP and the TCP listener.
+    let plain = "<sip:sip.test:5061;transport=tls;lr>";
+    let udp_uri = format!("sip:x@{};transport=udp", udp_victim.local_addr().unwrap());
+    let tcp_uri = format!("sip:x@{};transport=tcp", tcp_victim.local_addr().unwrap());
+    c.send(&forged(&udp_uri, plain, "g1", 2)).await;
+    c.expect(403).await;
+    c.send(&forged(&tcp_uri, plain, "g1", 3)).await;
+    c.expect(403).await;
+    c.send(&forged("sip:x@127.0.0.1:9", &format!("<sip:sip.test:5061;transport=tls;lr>, <{tcp_uri};lr>"), "g1", 4))
+        .await;
+    c.expect(403).await;
+    // The dialog's own route set on another Call-ID: not a dialog the edge set up.
+    let stolen = c.in_dialog("BYE", &ok, "other-call", 5, "");
+    c.send(&stolen.replacen(&format!("BYE {}", stolen.split(' ').nth(1).unwrap()), &format!("BYE {udp_uri}"), 1)).await;
+    c.expect(403).await;
+    // The real BYE reaches SIPp and its 200 comes back.
+    c.send(&c.in_dialog("BYE", &ok, "g1", 6, "")).await;
+    let bye_ok = c.expect(200).await;
+    assert!(bye_ok.contains("6 BYE"), "{bye_ok}");
+    assert!(sipp.finished_ok(), "SIPp saw the real BYE");
+    // The edge handles one connection's messages in order: whatever it sent for the forged requests was sent
+    // (or its connection attempted) before it handled the real BYE.
+    assert!(pending_texts(&udp_victim).is_empty(), "nothing reached the UDP listener");
+    assert!(
+        tokio::time::timeout(Duration::ZERO, tcp_victim.accept()).await.is_err(),
+        "no connection reached the TCP listener"
+    );
+    e.app.stop().await;
+}
+
+/// Regression (issue 11): trust was checked per message, so untrusted TLS connections were held until the
+/// handshake timed out. They are now closed right after accept, counted, and the edge keeps serving Meta.
+async fn untrusted_connections_are_closed_at_accept(db: Db) {
+    let e = start_with(db, "127.0.0.2/32", |c| c.sip_tls_handshake_timeout_ms = 60_000).await;
+    const N: usize = 40;
+    let mut conns = Vec::with_capacity(N);
+    for _ in 0..N {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+        // The reset may already come back while connecting.
+        match sock.connect(e.tls).await {
+            Ok(conn) => conns.push(conn),
+            Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
+        }
+    }
+    for conn in &mut conns {
+        let mut byte = [0u8; 1];
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut byte)).await.expect("closed promptly");
+        assert!(matches!(closed, Ok(0) | Err(_)), "closed before any handshake: {closed:?}");
+    }
+    let metrics = e.app.http.get(e.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(&format!(r#"wabridge_sip_connections_refused_total{{reason="untrusted"}} {N}"#)),
+        "{metrics}"
+    );
+    // Meta (trusted) still gets in.
+    let mut c = e.caller().await;
+    let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKacc\r\n\
+                   From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: acc1\r\nCSeq: 1 OPTIONS\r\n\
+                   Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    c.send(options).await;
+    c.expect(200).await;
+    e.app.stop().await;
+}
+
+/// Regression (issue 11): an INVITE that rang forever was never given up. Timer C (here 1 s) cancels the
+/// branch toward Asterisk and answers 408 to Meta; the 487 that follows is not relayed.
+async fn timer_c_cancels_an_invite_ringing_forever(db: Db) {
+    if !common::sipp_available() {
+        return;
+    }
+    let e = start_with(db, "127.0.0.2/32", |c| c.sip_timer_c_seconds = 1).await;
+    let sipp = Sipp::uas("uas_ring_forever.xml", "u1");
+    e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
+    let mut c = e.caller().await;
+    c.send(&c.invite("tc1", 1, None)).await;
+    c.expect(180).await;
+    let timeout = c.expect(408).await;
+    assert!(timeout.contains("outgoing:wacid.tc1"), "{timeout}");
+    assert!(sipp.finished_ok(), "SIPp got the CANCEL and the ACK for its 487");
+    // SIPp got the ACK, so the edge handled the 487 already: had it been relayed it would come before this.
+    let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKtc\r\n\
+                   From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: tc-opt\r\nCSeq: 1 OPTIONS\r\n\
+                   Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    c.send(options).await;
+    let next = c.recv().await.expect("the answer to OPTIONS");
+    assert!(next.starts_with("SIP/2.0 200") && next.contains("tc-opt"), "nothing but the OPTIONS answer: {next}");
+    let call = e.call_where(|c| !c["final_status"].is_null()).await;
+    assert_eq!(call["final_status"], 408);
+    let metrics = e.app.http.get(e.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"wabridge_calls_total{outcome="no_answer"} 1"#), "{metrics}");
+    e.app.stop().await;
+}
+
+/// Regression (issue 11): a captured Proxy-Authorization could be replayed for the nonce's 300 s. A replay
+/// (same nonce and nonce-count) is challenged again and not forwarded.
+async fn replayed_digest_credentials_are_challenged(db: Db) {
+    let e = start(db, "127.0.0.2/32").await;
+    let pbx = udp_on("127.0.0.1").await;
+    e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), Some("meta-sip-password")).await;
+    let mut c = e.caller().await;
+    c.send(&c.invite("rp1", 1, None)).await;
+    let challenge = c.expect(407).await;
+    let values = headers(&challenge, "proxy-authenticate");
+    let uri = format!("sip:{NUMBER};tgrp=wacall@sip.test;transport=tls");
+    let auth = wabridge::sip::digest::respond(values[0], "INVITE", &uri, "5511930001234", "meta-sip-password", "cafe")
+        .unwrap();
+    c.send(&c.invite("rp1", 2, Some(&auth))).await;
+    c.expect(100).await;
+    let forwarded = recv_text(&pbx).await;
+    assert!(forwarded.starts_with("INVITE") && forwarded.contains("wacid.rp1"), "{forwarded}");
+    // The same credentials on another call: a fresh challenge (stale=true), nothing forwarded.
+    c.send(&c.invite("rp2", 1, Some(&auth))).await;
+    let again = c.expect(407).await;
+    assert!(again.contains("stale=true"), "{again}");
+    assert!(pending_texts(&pbx).iter().all(|m| !m.contains("wacid.rp2")), "the replay was not forwarded");
+    e.app.stop().await;
+}
+
+/// Regression (flaky `answered_call_business_hangs_up_over_tcp`, 503 in 2 of 5 runs): SIPp was started on a port
+/// known free for UDP only; when the number was held by a TCP socket (an open connection or one in TIME_WAIT,
+/// plenty on a busy machine), SIPp exited with "Unable to bind main socket", the wait for its listener ran out
+/// silently after 10 s and the edge's connection was refused: 503. The harness now sees SIPp exit and moves on.
+#[test]
+fn sipp_harness_moves_off_a_port_held_by_tcp() {
+    if !common::sipp_available() {
+        return;
+    }
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
+    held.connect(&server.local_addr().unwrap().into()).unwrap();
+    let taken = held.local_addr().unwrap().as_socket().unwrap().port();
+    let sipp = Sipp::uas_from("uas_answer_bye.xml", "t1", taken);
+    assert_ne!(sipp.port, taken);
+    assert!(child_bound(sipp.child.id(), sipp.port, true), "SIPp listens where the harness says");
+}
+
+/// The default sip_pbx_networks follow the Asterisk targets (IP literals, names resolved, changes picked up with
+/// the phones, names resolved again on reload); a configured list replaces them.
+async fn pbx_networks_follow_the_targets(db: Db) {
+    let nets = |e: &Edge| -> Vec<String> {
+        e.app.svc.edge.as_ref().unwrap().pbx_networks().nets().iter().map(|n| n.to_string()).collect()
+    };
+    let e = start(db, "127.0.0.2/32").await;
+    assert!(nets(&e).is_empty(), "no Asterisk configured: nobody on the PBX side");
+    e.phone("udp:localhost:5999", None).await;
+    assert!(nets(&e).contains(&"127.0.0.1/32".to_string()), "localhost resolved: {:?}", nets(&e));
+    let store = &e.app.svc.store;
+    let mut phone = store.list_phones().await.unwrap().remove(0);
+    phone.asterisk_target = Some("tcp:127.0.0.9:5060".into());
+    store.update_phone(&phone).await.unwrap();
+    e.app.svc.edge.as_ref().unwrap().refresh_phones().await;
+    assert_eq!(nets(&e), ["127.0.0.9/32"]);
+    e.app.svc.edge.as_ref().unwrap().reload_pbx_networks().await;
+    assert_eq!(nets(&e), ["127.0.0.9/32"]);
+    e.app.stop().await;
+
+    let e = start_with(db, "127.0.0.2/32", |c| {
+        c.sip_pbx_networks = vec!["10.1.0.0/16".into(), "192.0.2.7".into()];
+        c.sip_default_target = Some("udp:127.0.0.1:5999".into());
+    })
+    .await;
+    e.phone("udp:127.0.0.1:5999", None).await;
+    assert_eq!(nets(&e), ["10.1.0.0/16", "192.0.2.7/32"]);
     e.app.stop().await;
 }
 
@@ -715,4 +1038,10 @@ both_databases!(
     digest_challenge,
     refusals_and_malformed_input,
     unresponsive_and_unreachable_targets,
+    stranger_on_pbx_side_is_refused,
+    in_dialog_requests_only_reach_dialog_peers,
+    untrusted_connections_are_closed_at_accept,
+    timer_c_cancels_an_invite_ringing_forever,
+    replayed_digest_credentials_are_challenged,
+    pbx_networks_follow_the_targets,
 );

@@ -678,6 +678,8 @@ fn start_wabridge_process(c: &Certs) -> anyhow::Result<(Proc, SocketAddr)> {
         .env("WABRIDGE_SIP_PUBLIC_HOST", "sip.test:5061")
         .env("WABRIDGE_SIP_PBX_UDP_LISTEN", "127.0.0.1:0")
         .env("WABRIDGE_SIP_MAX_CONNECTIONS_PER_SOURCE", "100000")
+        // The connections come from 127.0.0.2: untrusted sources are closed at accept.
+        .env("WABRIDGE_SIP_TRUSTED_NETWORKS", "[127.0.0.2/32]")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

@@ -22,7 +22,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use super::framing::{next_frame, Frame};
 use super::tls::{client_config, server_config, ReloadableCert, TlsError};
 use crate::config::Config;
-use crate::http::metrics::{Metrics, OutcomeLabels};
+use crate::http::metrics::{Metrics, OutcomeLabels, ReasonLabels};
 use crate::sip::acl::Acl;
 use crate::sip::digest::Challenger;
 use crate::sip::message::{
@@ -46,12 +46,17 @@ struct Conn {
 
 struct Txn {
     upstream: Route,
-    from_side: Side,
     forwarded: Request,
     next_hop: NextHop,
+    /// Any response came from downstream (for an INVITE: a CANCEL may be sent).
     responded: bool,
+    /// The final status sent upstream (relayed or our own 408/503).
     final_status: Option<u16>,
+    /// A final response came from downstream.
+    downstream_final: bool,
     last_response: Option<Vec<u8>>,
+    /// INVITEs: when timer C fires (reset by each 101-199 response).
+    timer_c: tokio::time::Instant,
 }
 
 #[derive(Clone)]
@@ -69,7 +74,16 @@ enum CallEvent {
 
 struct Inner {
     records: mpsc::UnboundedSender<CallEvent>,
-    proxy: EdgeConfig,
+    /// The proxy's configuration; replaced when the PBX networks change (phones, SIGHUP).
+    proxy: RwLock<Arc<EdgeConfig>>,
+    /// `sip_pbx_networks` when configured; otherwise derived from the Asterisk targets.
+    pbx_networks: Option<Acl>,
+    /// Asterisk target host names resolved so far (cleared on reload).
+    resolved: Mutex<HashMap<String, Vec<IpAddr>>>,
+    /// Target addresses outside a configured `sip_pbx_networks` last warned about.
+    uncovered_targets: Mutex<Vec<ipnet::IpNet>>,
+    /// Rate limit of the WARN about refused connections.
+    refused_log: LogLimiter,
     acl: Acl,
     digest: Challenger,
     store: Store,
@@ -87,6 +101,7 @@ struct Inner {
     meta_address: Option<SocketAddr>,
     t1: Duration,
     timer_b: Duration,
+    timer_c: Duration,
     idle: Duration,
     handshake: Duration,
     stop: watch::Receiver<bool>,
@@ -160,6 +175,15 @@ impl Edge {
         if let Some(a) = tcp_addr {
             proxy_cfg.local_aliases.push(a.to_string());
         }
+        let pbx_networks = match config.sip_pbx_networks.is_empty() {
+            true => None,
+            false => {
+                let nets: Vec<&str> = config.sip_pbx_networks.iter().map(String::as_str).collect();
+                Some(Acl::parse(&nets).map_err(|e| EdgeError::Setup(format!("sip_pbx_networks: {e}")))?)
+            }
+        };
+        // Nobody on the PBX side until the targets are read (refresh_phones below).
+        proxy_cfg.pbx_acl = Some(pbx_networks.clone().unwrap_or_default());
         let digest = Challenger::new(derived_secret(&store, "sip.digest"), proxy_cfg.sip_hostname());
         let meta_address = match &config.sip_meta_address {
             Some(a) => Some(a.parse().map_err(|_| EdgeError::Setup(format!("sip_meta_address {a:?} is not ip:port")))?),
@@ -184,7 +208,11 @@ impl Edge {
         });
         let inner = Arc::new(Inner {
             records,
-            proxy: proxy_cfg,
+            proxy: RwLock::new(Arc::new(proxy_cfg)),
+            pbx_networks,
+            resolved: Mutex::new(HashMap::new()),
+            uncovered_targets: Mutex::new(Vec::new()),
+            refused_log: LogLimiter::new(REFUSED_LOG_EVERY),
             acl,
             digest,
             store,
@@ -202,6 +230,7 @@ impl Edge {
             meta_address,
             t1: Duration::from_millis(config.sip_timer_t1_ms.max(1)),
             timer_b: Duration::from_millis(config.sip_timer_b_ms.max(1)),
+            timer_c: Duration::from_secs(config.sip_timer_c_seconds.max(1)),
             idle: Duration::from_secs(config.sip_idle_timeout_seconds.max(1)),
             handshake: Duration::from_millis(config.sip_tls_handshake_timeout_ms.max(1)),
             stop: stop_rx,
@@ -245,6 +274,19 @@ impl Edge {
     /// Re-reads the phones with calling enabled now (the edge also does it every two seconds).
     pub async fn refresh_phones(&self) {
         self.inner.refresh_phones().await;
+    }
+
+    /// SIGHUP: resolves the Asterisk targets' host names again (for the default `sip_pbx_networks`).
+    pub async fn reload_pbx_networks(&self) {
+        if let Ok(mut r) = self.inner.resolved.lock() {
+            r.clear();
+        }
+        self.inner.refresh_phones().await;
+    }
+
+    /// The networks the PBX side is accepted from now.
+    pub fn pbx_networks(&self) -> Acl {
+        self.inner.proxy().pbx_acl.clone().unwrap_or_default()
     }
 
     pub async fn stop(self) {
@@ -310,9 +352,65 @@ impl Inner {
             let target = PhoneTarget { number: p.number.clone(), transport, host, port, digest_password };
             map.insert(p.number.clone(), PhoneEntry { id: p.id, target });
         }
+        let hosts: Vec<(String, u16)> = map
+            .values()
+            .map(|e| (e.target.host.clone(), e.target.port))
+            .chain(default.map(|(_, host, port)| (host, port)))
+            .collect();
+        self.resolve_targets(&hosts).await;
+        let resolved = self.resolved.lock().map(|r| r.clone()).unwrap_or_default();
+        let targets = pbx_acl_of(hosts.iter().map(|(h, _)| h.as_str()), &resolved);
+        let acl = match &self.pbx_networks {
+            Some(acl) => {
+                // A configured list that leaves out an Asterisk would refuse its requests and drop its answers.
+                let outside: Vec<ipnet::IpNet> =
+                    targets.nets().iter().filter(|n| !acl.contains(n.addr())).copied().collect();
+                if let Ok(mut warned) = self.uncovered_targets.lock() {
+                    if !outside.is_empty() && *warned != outside {
+                        tracing::warn!(targets = ?outside, "SIP edge: Asterisk targets outside sip_pbx_networks; their requests and responses are refused");
+                    }
+                    *warned = outside;
+                }
+                acl.clone()
+            }
+            None => targets,
+        };
+        if self.proxy().pbx_acl.as_ref() != Some(&acl) {
+            tracing::info!(networks = ?acl.nets(), "SIP edge: PBX side accepted from these networks");
+            let mut cfg = (*self.proxy()).clone();
+            cfg.pbx_acl = Some(acl);
+            if let Ok(mut w) = self.proxy.write() {
+                *w = Arc::new(cfg);
+            }
+        }
         if let Ok(mut w) = self.phones.write() {
             *w = Arc::new(map);
         }
+    }
+
+    /// Resolves target host names not resolved yet (IP literals need nothing); a name that does not
+    /// resolve is logged once and retried on reload.
+    async fn resolve_targets(&self, hosts: &[(String, u16)]) {
+        for (host, port) in hosts {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if bare.parse::<IpAddr>().is_ok() || self.resolved.lock().map(|r| r.contains_key(host)).unwrap_or(true) {
+                continue;
+            }
+            let ips: Vec<IpAddr> = match tokio::net::lookup_host((bare, *port)).await {
+                Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+                Err(e) => {
+                    tracing::warn!(host = %host, error = %e, "SIP edge: cannot resolve an Asterisk target; not accepted on the PBX side until SIGHUP");
+                    Vec::new()
+                }
+            };
+            if let Ok(mut r) = self.resolved.lock() {
+                r.insert(host.clone(), ips);
+            }
+        }
+    }
+
+    fn proxy(&self) -> Arc<EdgeConfig> {
+        self.proxy.read().map(|p| p.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn phones(&self) -> Arc<HashMap<String, PhoneEntry>> {
@@ -321,11 +419,61 @@ impl Inner {
 
     // ------------------------------------------------------------------ listeners
 
-    async fn accept_tls(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
+    /// Accepts the next connection, pausing after resource errors (see [`accept_error_pause`]) and
+    /// logging the first error of a run of them only.
+    async fn accept_next(&self, listener: &TcpListener, failures: &mut u64) -> (TcpStream, SocketAddr) {
         loop {
-            let Ok((tcp, remote)) = listener.accept().await else { continue };
+            match listener.accept().await {
+                Ok(accepted) => {
+                    if *failures > 0 {
+                        tracing::info!(failures = *failures, "SIP edge: accepting connections again");
+                        *failures = 0;
+                    }
+                    return accepted;
+                }
+                Err(e) => {
+                    let pause = accept_error_pause(&e);
+                    if pause.is_some() {
+                        if *failures == 0 {
+                            tracing::warn!(error = %e, "SIP edge: cannot accept connections; retrying every second");
+                        }
+                        *failures += 1;
+                    }
+                    if let Some(pause) = pause {
+                        let mut stop = self.stop.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = stop.changed() => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes a connection at once (RST, no TIME_WAIT kept here), counted and logged at most once per
+    /// [`REFUSED_LOG_EVERY`].
+    fn refuse_connection(&self, tcp: TcpStream, remote: SocketAddr, reason: &'static str) {
+        // Counted before the close, so whoever sees the close also sees the count.
+        self.metrics.sip_connections_refused.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        let _ = socket2::SockRef::from(&tcp).set_linger(Some(Duration::ZERO));
+        drop(tcp);
+        if let Some(suppressed) = self.refused_log.allow(tokio::time::Instant::now().into_std()) {
+            tracing::warn!(%remote, reason, suppressed, "SIP edge: connection refused (further ones are counted in wabridge_sip_connections_refused_total)");
+        }
+    }
+
+    async fn accept_tls(self: Arc<Self>, listener: TcpListener, acceptor: TlsAcceptor) {
+        let mut failures = 0;
+        loop {
+            let (tcp, remote) = self.accept_next(&listener, &mut failures).await;
+            // Trust is decided by the source address, before any handshake or read.
+            if !self.acl.contains(remote.ip()) {
+                self.refuse_connection(tcp, remote, "untrusted");
+                continue;
+            }
             let Some(guard) = self.admit(remote.ip()) else {
-                tracing::warn!(%remote, "SIP edge: too many connections from this source; closed");
+                self.refuse_connection(tcp, remote, "per_source_limit");
                 continue;
             };
             let (me, acceptor) = (self.clone(), acceptor.clone());
@@ -342,9 +490,17 @@ impl Inner {
     }
 
     async fn accept_tcp(self: Arc<Self>, listener: TcpListener) {
+        let mut failures = 0;
         loop {
-            let Ok((tcp, remote)) = listener.accept().await else { continue };
-            let Some(guard) = self.admit(remote.ip()) else { continue };
+            let (tcp, remote) = self.accept_next(&listener, &mut failures).await;
+            if !self.proxy().pbx_acl.as_ref().is_some_and(|acl| acl.contains(remote.ip())) {
+                self.refuse_connection(tcp, remote, "not_pbx");
+                continue;
+            }
+            let Some(guard) = self.admit(remote.ip()) else {
+                self.refuse_connection(tcp, remote, "per_source_limit");
+                continue;
+            };
             let me = self.clone();
             tokio::spawn(async move {
                 let _ = tcp.set_nodelay(true);
@@ -356,8 +512,24 @@ impl Inner {
 
     async fn recv_udp(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let mut buf = vec![0u8; 65_536];
+        let mut failures = 0u64;
         loop {
-            let Ok((n, remote)) = sock.recv_from(&mut buf).await else { continue };
+            let (n, remote) = match sock.recv_from(&mut buf).await {
+                Ok(received) => {
+                    failures = 0;
+                    received
+                }
+                Err(e) => {
+                    if let Some(pause) = accept_error_pause(&e) {
+                        if failures == 0 {
+                            tracing::warn!(error = %e, "SIP edge: cannot receive on the UDP socket; retrying every second");
+                        }
+                        failures += 1;
+                        tokio::time::sleep(pause).await;
+                    }
+                    continue;
+                }
+            };
             let bytes = buf[..n].to_vec();
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // keep-alive
@@ -547,6 +719,11 @@ impl Inner {
                 }
             }
             Ok(SipMessage::Request(req)) => self.on_request(req, from, remote, transport, side).await,
+            Ok(SipMessage::Response(_))
+                if side == Side::Pbx && !self.proxy().pbx_acl.as_ref().is_some_and(|a| a.contains(remote.ip())) =>
+            {
+                tracing::debug!(%remote, "SIP edge: response from outside sip_pbx_networks dropped");
+            }
             Ok(SipMessage::Response(resp)) => self.on_response(resp).await,
         }
     }
@@ -569,7 +746,8 @@ impl Inner {
         let lookup = |n: &str| phones.get(n).map(|e| e.target.clone());
         let source = Source { addr: remote, transport, side };
         let now = (now_ms() / 1000) as u64;
-        let decisions = proxy::decide_request(req, &source, &self.proxy, &lookup, &self.acl, &self.digest, now);
+        let proxy_cfg = self.proxy();
+        let decisions = proxy::decide_request(req, &source, &proxy_cfg, &lookup, &self.acl, &self.digest, now);
         for d in decisions {
             match d {
                 Decision::Respond(resp) => {
@@ -602,13 +780,13 @@ impl Inner {
                         let call_id = message::call_id(&request.headers).unwrap_or_default().to_string();
                         self.call_ended(&call_key, &call_id, side, duration);
                     }
-                    self.forward(request, next_hop, branch, from, side).await;
+                    self.forward(request, next_hop, branch, from).await;
                 }
             }
         }
     }
 
-    async fn forward(self: &Arc<Self>, request: Request, hop: NextHop, branch: String, from: Route, side: Side) {
+    async fn forward(self: &Arc<Self>, request: Request, hop: NextHop, branch: String, from: Route) {
         let method = request.method;
         let bytes = request_bytes(&request);
         if method == Method::Ack {
@@ -631,12 +809,13 @@ impl Inner {
                 key.clone(),
                 Txn {
                     upstream: from,
-                    from_side: side,
                     forwarded: request,
                     next_hop: hop.clone(),
                     responded: false,
                     final_status: None,
+                    downstream_final: false,
                     last_response: None,
+                    timer_c: tokio::time::Instant::now() + self.timer_c,
                 },
             );
         }
@@ -652,9 +831,14 @@ impl Inner {
             self.fail_txn(&key, 503).await;
             return;
         }
+        let invite = method == Method::Invite;
+        if invite {
+            let me = self.clone();
+            let key = key.clone();
+            tokio::spawn(async move { me.run_timer_c(key).await });
+        }
         // Timers: retransmit over UDP (A/E), give up with 408 when nothing at all came back (B/F).
         let me = self.clone();
-        let invite = method == Method::Invite;
         tokio::spawn(async move {
             let mut interval = me.t1;
             let start = tokio::time::Instant::now();
@@ -680,8 +864,61 @@ impl Inner {
         });
     }
 
+    /// RFC 3261 §16.8 timer C of a forwarded INVITE: when it fires before a final response, the
+    /// branch is cancelled downstream (when anything came back; else there is nothing to cancel)
+    /// and the caller gets 408 (outcome `no_answer`). Each 101-199 response pushes it back.
+    async fn run_timer_c(self: Arc<Self>, key: String) {
+        let mut stop = self.stop.clone();
+        loop {
+            let state = self.txns.lock().ok().and_then(|t| {
+                let txn = t.get(&key)?;
+                txn.final_status
+                    .is_none()
+                    .then(|| (txn.timer_c, txn.responded, txn.forwarded.clone(), txn.next_hop.clone()))
+            });
+            let Some((deadline, responded, invite, hop)) = state else { return };
+            if tokio::time::Instant::now() < deadline {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+            // Answer upstream first, so the 487 the CANCEL brings is not relayed as the final answer.
+            if !self.fail_txn(&key, 408).await {
+                return;
+            }
+            tracing::info!("SIP edge: timer C fired; INVITE cancelled and answered 408");
+            if responded {
+                self.send_cancel(&key, &invite, &hop).await;
+            }
+            return;
+        }
+    }
+
+    /// Sends our own CANCEL for a forwarded INVITE (its branch), retransmitted over UDP (timer E)
+    /// until the INVITE gets its final response downstream or timer F runs out.
+    async fn send_cancel(self: &Arc<Self>, key: &str, invite: &Request, hop: &NextHop) {
+        let Ok(route) = self.route_to(hop).await else { return };
+        let bytes = hop_request(invite, "CANCEL", header_value(&invite.headers, "to").unwrap_or_default());
+        let start = tokio::time::Instant::now();
+        let mut interval = self.t1;
+        loop {
+            self.send(route, bytes.clone()).await;
+            if !matches!(route, Route::Udp(_)) {
+                return;
+            }
+            tokio::time::sleep(interval).await;
+            interval = (interval * 2).min(Duration::from_secs(4));
+            let answered = self.txns.lock().ok().map(|t| t.get(key).is_none_or(|t| t.downstream_final)).unwrap_or(true);
+            if answered || start.elapsed() >= self.timer_b {
+                return;
+            }
+        }
+    }
+
     /// Answers the upstream side of a transaction ourselves (408 / 503) and records the outcome.
-    async fn fail_txn(self: &Arc<Self>, key: &str, code: u16) {
+    /// False when it already had a final answer.
+    async fn fail_txn(self: &Arc<Self>, key: &str, code: u16) -> bool {
         let Some((upstream, bytes, invite, call_key)) = self.txns.lock().ok().and_then(|mut t| {
             let txn = t.get_mut(key)?;
             if txn.final_status.is_some() {
@@ -693,20 +930,21 @@ impl Inner {
             txn.last_response = Some(bytes.clone());
             Some((txn.upstream, bytes, txn.forwarded.method == Method::Invite, call_id_key(&txn.forwarded)))
         }) else {
-            return;
+            return false;
         };
         self.send(upstream, bytes).await;
         if invite {
             self.call_final(&call_key, code);
         }
         self.expire_txn(key.to_string());
+        true
     }
 
     async fn on_response(self: &Arc<Self>, resp: rsip::Response) {
         let code = resp.status_code.code();
         let method = cseq(&resp.headers).map(|(_, m)| m.to_string()).unwrap_or_default();
         let to = header_value(&resp.headers, "to").map(str::to_string);
-        match proxy::decide_response(resp, &self.proxy) {
+        match proxy::decide_response(resp, &self.proxy()) {
             ResponseDecision::Drop { reason } => tracing::debug!(reason, "SIP edge: response dropped"),
             ResponseDecision::Absorb { branch, .. } => {
                 if let Ok(mut t) = self.txns.lock() {
@@ -714,6 +952,7 @@ impl Inner {
                         txn.responded = true;
                         if code >= 200 {
                             txn.final_status.get_or_insert(code);
+                            txn.downstream_final = true;
                         }
                     }
                 }
@@ -721,36 +960,50 @@ impl Inner {
             ResponseDecision::Forward { response, next_hop, branch } => {
                 let key = key_of(&branch, &method);
                 let bytes = response_bytes(&response);
+                let success = (200..300).contains(&code);
+                let timer_c = tokio::time::Instant::now() + self.timer_c;
                 let found = self.txns.lock().ok().and_then(|mut t| {
                     let txn = t.get_mut(&key)?;
                     txn.responded = true;
+                    // Once a final answer went upstream, only 2xx follow it (RFC 3261 §16.7 step 10).
+                    let relay = txn.final_status.is_none() || success;
                     let first_final = code >= 200 && txn.final_status.is_none();
                     if code >= 200 {
                         txn.final_status.get_or_insert(code);
+                        txn.downstream_final = true;
+                    } else if code > 100 {
+                        txn.timer_c = timer_c;
                     }
-                    txn.last_response = Some(bytes.clone());
-                    Some((txn.upstream, first_final, txn.forwarded.clone(), txn.next_hop.clone(), txn.from_side))
+                    if relay {
+                        txn.last_response = Some(bytes.clone());
+                    }
+                    Some((txn.upstream, relay, first_final, txn.forwarded.clone(), txn.next_hop.clone()))
                 });
                 let upstream = match &found {
-                    Some((up, ..)) => Some(*up),
-                    // No transaction (e.g. a retransmitted 2xx after it ended): route by the Via.
-                    None => self.route_for_response(&next_hop).await,
+                    Some((up, true, ..)) => Some(*up),
+                    Some(_) => None,
+                    // No transaction (a retransmitted 2xx after it ended): route by the Via. Anything
+                    // else came after the final answer and is not relayed.
+                    None if success => self.route_for_response(&next_hop).await,
+                    None => None,
                 };
                 if let Some(up) = upstream {
                     self.send(up, bytes).await;
                 }
-                if let Some((_, true, forwarded, hop, _)) = found {
-                    if method == "INVITE" {
-                        let call_key = call_id_key(&forwarded);
-                        self.call_final(&call_key, code);
-                        if code >= 300 {
-                            // The ACK for a non-2xx final answer is hop-by-hop: we send it downstream.
-                            if let (Ok(route), Some(to)) = (self.route_to(&hop).await, to.as_deref()) {
-                                self.send(route, ack_for(&forwarded, to)).await;
-                            }
+                if let Some((_, _, first_final, forwarded, hop)) = found {
+                    if method == "INVITE" && code >= 300 {
+                        // The ACK for a non-2xx final answer is hop-by-hop: we send it downstream (each
+                        // retransmission of it too).
+                        if let (Ok(route), Some(to)) = (self.route_to(&hop).await, to.as_deref()) {
+                            self.send(route, hop_request(&forwarded, "ACK", to)).await;
                         }
                     }
-                    self.expire_txn(key);
+                    if first_final {
+                        if method == "INVITE" {
+                            self.call_final(&call_id_key(&forwarded), code);
+                        }
+                        self.expire_txn(key);
+                    }
                 }
             }
         }
@@ -824,7 +1077,67 @@ impl Inner {
 }
 
 fn addr_is_meta(inner: &Inner, hop: &NextHop) -> bool {
-    inner.proxy.meta_domains.iter().any(|d| hop.host.ends_with(d.as_str()))
+    inner.proxy().meta_domains.iter().any(|d| hop.host.ends_with(d.as_str()))
+}
+
+/// The default PBX networks: each target host's address (IP literals as they are, names as
+/// resolved), one host prefix each.
+fn pbx_acl_of<'a>(hosts: impl Iterator<Item = &'a str>, resolved: &HashMap<String, Vec<IpAddr>>) -> Acl {
+    let mut nets: Vec<ipnet::IpNet> = Vec::new();
+    for host in hosts {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let ips = match bare.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => resolved.get(host).cloned().unwrap_or_default(),
+        };
+        for ip in ips {
+            let net = ipnet::IpNet::from(crate::sip::acl::canonical_ip(ip));
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+        }
+    }
+    nets.sort();
+    Acl::new(nets)
+}
+
+/// What an accept (or UDP receive) loop does after an error: errors of one connection (the peer
+/// went away before we took it) are retried at once; anything else, above all the per-process
+/// resource errors (EMFILE, ENFILE, ENOBUFS, ENOMEM), would fail again at once, so the loop pauses
+/// a second first, as hyper's and axum's `serve` do.
+fn accept_error_pause(e: &std::io::Error) -> Option<Duration> {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionRefused | ConnectionAborted | ConnectionReset | Interrupted | WouldBlock => None,
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// How often the WARN about refused connections may be written.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// At most one log line per `every`; counts the ones it held back.
+struct LogLimiter {
+    every: Duration,
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogLimiter {
+    fn new(every: Duration) -> Self {
+        LogLimiter { every, state: Mutex::new((None, 0)) }
+    }
+
+    /// `Some(suppressed since the last line)` when a line may be written at `now`.
+    fn allow(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self.state.lock().ok()?;
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|l| now.saturating_duration_since(l) < self.every) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(suppressed))
+    }
 }
 
 type StreamFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
@@ -882,9 +1195,10 @@ fn local_response(forwarded: &Request, code: u16) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// The ACK for a non-2xx final response to an INVITE we forwarded (RFC 3261 §17.1.1.3).
-fn ack_for(invite: &Request, to: &str) -> Vec<u8> {
-    let mut out = format!("ACK {} SIP/2.0\r\n", invite.uri);
+/// A request on an INVITE's branch that the edge sends itself (RFC 3261 §17.1.1.3, §9.1): the ACK for a
+/// non-2xx final response (`to` from the response) or a CANCEL (`to` from the INVITE).
+fn hop_request(invite: &Request, method: &str, to: &str) -> Vec<u8> {
+    let mut out = format!("{method} {} SIP/2.0\r\n", invite.uri);
     if let Some(via) = header_elements(&invite.headers, "via").first() {
         out.push_str(&format!("Via: {via}\r\n"));
     }
@@ -899,6 +1213,57 @@ fn ack_for(invite: &Request, to: &str) -> Vec<u8> {
         out.push_str(&format!("Call-ID: {cid}\r\n"));
     }
     let n = cseq(&invite.headers).map(|(n, _)| n).unwrap_or(1);
-    out.push_str(&format!("CSeq: {n} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+    out.push_str(&format!("CSeq: {n} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
     out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_errors_pause_the_accept_loop_and_connection_errors_do_not() {
+        for errno in [24 /* EMFILE */, 23 /* ENFILE */, 105 /* ENOBUFS */, 12 /* ENOMEM */] {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(accept_error_pause(&e), Some(Duration::from_secs(1)), "{e}");
+        }
+        for kind in [
+            std::io::ErrorKind::ConnectionAborted,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::Interrupted,
+        ] {
+            assert_eq!(accept_error_pause(&std::io::Error::from(kind)), None, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn refused_connection_warnings_are_rate_limited() {
+        let limiter = LogLimiter::new(Duration::from_secs(10));
+        let t0 = std::time::Instant::now();
+        assert_eq!(limiter.allow(t0), Some(0));
+        for i in 1..=500 {
+            assert_eq!(limiter.allow(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(
+            limiter.allow(t0 + Duration::from_secs(10)),
+            Some(500),
+            "the next line says how many were held back"
+        );
+        assert_eq!(limiter.allow(t0 + Duration::from_secs(11)), None);
+    }
+
+    #[test]
+    fn default_pbx_networks_are_the_target_addresses() {
+        let mut resolved = HashMap::new();
+        resolved
+            .insert("asterisk.lan".to_string(), vec!["10.0.0.7".parse().unwrap(), "::ffff:10.0.0.8".parse().unwrap()]);
+        resolved.insert("gone.lan".to_string(), Vec::new());
+        let acl =
+            pbx_acl_of(["10.0.0.5", "asterisk.lan", "2001:db8::5", "10.0.0.5", "gone.lan"].into_iter(), &resolved);
+        let nets: Vec<String> = acl.nets().iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.5/32", "10.0.0.7/32", "10.0.0.8/32", "2001:db8::5/128"]);
+        assert!(!acl.contains("10.0.0.6".parse().unwrap()));
+        assert!(pbx_acl_of(std::iter::empty(), &resolved).nets().is_empty(), "no target: nobody");
+    }
 }

@@ -58,6 +58,9 @@ pub struct Metrics {
     pub jobs_running: Gauge,
     pub calls: Family<OutcomeLabels, Counter>,
     pub calls_active: Gauge,
+    /// TLS/TCP connections the SIP edge closed right after accept, by reason (`untrusted`: outside
+    /// `sip_trusted_networks`; `not_pbx`: outside `sip_pbx_networks`; `per_source_limit`).
+    pub sip_connections_refused: Family<ReasonLabels, Counter>,
     /// Sends not finished yet, by state (read from the database at scrape time).
     pub sends_pending: Family<StateLabels, Gauge>,
     /// WABAs whose sends are paused because Meta refused the token (alert on > 0).
@@ -98,6 +101,12 @@ impl Metrics {
         );
         let calls_active = Gauge::default();
         registry.register("calls_active", "Answered calls through the SIP edge not yet hung up", calls_active.clone());
+        let sip_connections_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "sip_connections_refused",
+            "TLS/TCP connections the SIP edge closed before any handshake or read, by reason (untrusted, not_pbx, per_source_limit)",
+            sip_connections_refused.clone(),
+        );
         let sends_pending = Family::<StateLabels, Gauge>::default();
         registry.register(
             "sends_pending",
@@ -130,6 +139,7 @@ impl Metrics {
             jobs_running,
             calls,
             calls_active,
+            sip_connections_refused,
         })
     }
 

@@ -1,9 +1,13 @@
 //! Digest authentication (RFC 3261 §22, RFC 2617, RFC 7616, RFC 8760 SHA-256) for Meta's INVITEs.
 //!
-//! The server side is stateless: a nonce is `hex(timestamp) ‖ hex(HMAC(secret, realm, timestamp))`,
-//! so any instance holding the secret can verify it and nothing is stored. The price is that a
-//! captured `Proxy-Authorization` can be replayed while its nonce is fresh (nonce-count is not
-//! tracked); the source ACL and TLS limit who could do that.
+//! A nonce is `hex(timestamp) ‖ hex(HMAC(secret, realm, timestamp))`, so issuing one stores
+//! nothing and any instance holding the secret can verify it. Replays are refused by tracking the
+//! nonce-count (RFC 7616 §3.4.5): once credentials verify, the nonce's highest `nc` is remembered
+//! until the nonce expires, and a request with an `nc` not above it gets [`DigestError::Stale`]
+//! (a fresh challenge). Only verified credentials create entries, so an outsider without the
+//! password cannot grow the table; it is also capped ([`DEFAULT_NONCE_TABLE_CAPACITY`]): when
+//! full, the entry of the oldest nonce is dropped and every nonce issued up to then counts as
+//! used. The table is per process: behind several instances, each refuses its own replays.
 //!
 //! rsip 0.4's typed auth headers reject `algorithm=SHA-256`, so values are parsed here.
 
@@ -17,6 +21,76 @@ use super::hmac_sha256;
 pub const DEFAULT_NONCE_MAX_AGE_SECS: u64 = 300;
 /// Nonces stamped this far in the future are still accepted (clock steps between instances).
 const CLOCK_SKEW_SECS: u64 = 30;
+/// Most nonces whose nonce-count is remembered at once.
+pub const DEFAULT_NONCE_TABLE_CAPACITY: usize = 16_384;
+
+/// The highest nonce-count seen per nonce that verified, bounded; see the module docs.
+#[derive(Debug)]
+pub struct NonceUses {
+    capacity: usize,
+    /// nonce -> (issued, highest nc).
+    seen: std::collections::HashMap<String, (u64, u32)>,
+    /// (issued, nonce), oldest first: for expiry and eviction.
+    order: std::collections::BTreeSet<(u64, String)>,
+    /// Nonces issued at or before this time count as used (set when an entry is evicted).
+    floor: Option<u64>,
+}
+
+impl NonceUses {
+    /// An empty table holding at most `capacity` nonces (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        NonceUses {
+            capacity: capacity.max(1),
+            seen: std::collections::HashMap::new(),
+            order: std::collections::BTreeSet::new(),
+            floor: None,
+        }
+    }
+
+    /// Nonces remembered now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no nonce is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// Records a use of `nonce` (issued at `issued`) with nonce-count `nc`; false when it is a
+    /// replay (`nc` not above the highest seen) or the nonce is older than an evicted entry.
+    /// Entries of nonces issued before `expired_before` are forgotten first.
+    pub fn record(&mut self, nonce: &str, issued: u64, nc: u32, expired_before: u64) -> bool {
+        while let Some((ts, old)) = self.order.first().cloned() {
+            if ts >= expired_before {
+                break;
+            }
+            self.order.remove(&(ts, old.clone()));
+            self.seen.remove(&old);
+        }
+        if self.floor.is_some_and(|floor| issued <= floor) {
+            return false;
+        }
+        if let Some((_, last)) = self.seen.get_mut(nonce) {
+            if nc <= *last {
+                return false;
+            }
+            *last = nc;
+            return true;
+        }
+        while self.seen.len() >= self.capacity {
+            let Some((ts, old)) = self.order.pop_first() else { break };
+            self.seen.remove(&old);
+            self.floor = Some(self.floor.map_or(ts, |f| f.max(ts)));
+        }
+        if self.floor.is_some_and(|floor| issued <= floor) {
+            return false;
+        }
+        self.seen.insert(nonce.to_string(), (issued, nc));
+        self.order.insert((issued, nonce.to_string()));
+        true
+    }
+}
 
 /// Digest hash algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,12 +160,13 @@ pub enum DigestError {
     WrongResponse,
 }
 
-/// Stateless digest challenger/verifier for one realm.
+/// Digest challenger/verifier for one realm. Clones share the table of used nonces.
 #[derive(Clone)]
 pub struct Challenger {
     secret: [u8; 32],
     realm: String,
     max_age_secs: u64,
+    uses: std::sync::Arc<std::sync::Mutex<NonceUses>>,
 }
 
 impl std::fmt::Debug for Challenger {
@@ -107,7 +182,23 @@ impl Challenger {
     /// A challenger for `realm` (our SIP hostname), nonces valid for
     /// [`DEFAULT_NONCE_MAX_AGE_SECS`]. Every instance sharing `secret` accepts each other's nonces.
     pub fn new(secret: [u8; 32], realm: String) -> Self {
-        Challenger { secret, realm, max_age_secs: DEFAULT_NONCE_MAX_AGE_SECS }
+        Challenger {
+            secret,
+            realm,
+            max_age_secs: DEFAULT_NONCE_MAX_AGE_SECS,
+            uses: std::sync::Arc::new(std::sync::Mutex::new(NonceUses::new(DEFAULT_NONCE_TABLE_CAPACITY))),
+        }
+    }
+
+    /// Changes how many nonces' counts are remembered at once (a fresh, empty table).
+    pub fn with_nonce_capacity(mut self, capacity: usize) -> Self {
+        self.uses = std::sync::Arc::new(std::sync::Mutex::new(NonceUses::new(capacity)));
+        self
+    }
+
+    /// Nonces whose count is remembered now.
+    pub fn nonces_remembered(&self) -> usize {
+        self.uses.lock().map(|u| u.len()).unwrap_or(0)
     }
 
     /// Changes the nonce lifetime.
@@ -173,7 +264,8 @@ impl Challenger {
     /// Verifies a `Proxy-Authorization` value for `method` against `expected_username` /
     /// `password`: scheme Digest, algorithm MD5 or SHA-256 (absent = MD5), our realm, our nonce and
     /// opaque, a `uri`, `qop=auth` with `nc` and `cnonce`, and the response (compared in constant
-    /// time). A right response on an expired nonce gives [`DigestError::Stale`].
+    /// time). A right response on an expired nonce, or with a nonce-count already used (a replay),
+    /// gives [`DigestError::Stale`].
     pub fn verify(
         &self,
         method: &str,
@@ -237,6 +329,15 @@ impl Challenger {
         let fresh =
             issued <= now_unix.saturating_add(CLOCK_SKEW_SECS) && now_unix.saturating_sub(issued) <= self.max_age_secs;
         if !fresh {
+            return Err(DigestError::Stale);
+        }
+        let nc = u32::from_str_radix(nc, 16).map_err(|_| DigestError::Malformed("nc is not 8 hex digits"))?;
+        let expired_before = now_unix.saturating_sub(self.max_age_secs);
+        let first_use = match self.uses.lock() {
+            Ok(mut uses) => uses.record(nonce, issued, nc, expired_before),
+            Err(_) => false,
+        };
+        if !first_use {
             return Err(DigestError::Stale);
         }
         Ok(())
@@ -434,8 +535,8 @@ mod tests {
 
     #[test]
     fn sha256_and_md5_round_trip() {
-        let c = challenger();
-        for value in challenge_values(&c, NOW) {
+        for value in challenge_values(&challenger(), NOW) {
+            let c = challenger();
             let auth = respond(&value, "INVITE", URI, "15551234567", "s3cret", "abcdef0123").unwrap();
             assert_eq!(c.verify("INVITE", &auth, "15551234567", "s3cret", NOW + 10), Ok(()), "{auth}");
             assert_eq!(Challenger::realm_of(&auth).as_deref(), Some("sip.example.com"));
@@ -460,6 +561,7 @@ mod tests {
         let value = &challenge_values(&c, NOW)[1];
         let auth = respond(value, "INVITE", URI, "15551234567", "s3cret", "c1").unwrap();
         assert_eq!(c.verify("INVITE", &auth, "15551234567", "s3cret", NOW + 300), Ok(()));
+        let c = challenger();
         assert_eq!(c.verify("INVITE", &auth, "15551234567", "s3cret", NOW + 301), Err(DigestError::Stale));
         assert_eq!(c.verify("INVITE", &auth, "15551234567", "s3cret", NOW - 31), Err(DigestError::Stale));
         // A stale nonce with a wrong password is a wrong password, not a stale nonce.
@@ -472,6 +574,71 @@ mod tests {
         assert_eq!(c.verify("INVITE", &forged, "15551234567", "s3cret", NOW), Err(DigestError::BadNonce));
         let shorter = Challenger::new([42u8; 32], "sip.example.com".into()).with_max_age(5);
         assert_eq!(shorter.verify("INVITE", &auth, "15551234567", "s3cret", NOW + 6), Err(DigestError::Stale));
+    }
+
+    /// Regression (issue 11): captured credentials could be replayed for the nonce's lifetime.
+    #[test]
+    fn replayed_credentials_are_refused() {
+        let c = challenger();
+        let value = &challenge_values(&c, NOW)[0];
+        let auth = respond(value, "INVITE", URI, "15551234567", "s3cret", "c1").unwrap();
+        assert_eq!(c.verify("INVITE", &auth, "15551234567", "s3cret", NOW + 1), Ok(()));
+        assert_eq!(c.verify("INVITE", &auth, "15551234567", "s3cret", NOW + 2), Err(DigestError::Stale));
+        // A clone (another connection's view) shares the table.
+        assert_eq!(c.clone().verify("INVITE", &auth, "15551234567", "s3cret", NOW + 2), Err(DigestError::Stale));
+        // The same nonce with a higher nonce-count (a client reusing its nonce) is accepted once.
+        let nonce = c.nonce(NOW);
+        let next = |nc: &str| {
+            let response = compute_response(
+                Algorithm::Sha256,
+                "15551234567",
+                "sip.example.com",
+                "s3cret",
+                "INVITE",
+                URI,
+                &nonce,
+                Some((nc, "c2", "auth")),
+            );
+            format!(
+                "Digest username=\"15551234567\", realm=\"sip.example.com\", nonce=\"{nonce}\", uri=\"{URI}\", \
+                 response=\"{response}\", algorithm=SHA-256, qop=auth, nc={nc}, cnonce=\"c2\""
+            )
+        };
+        assert_eq!(c.verify("INVITE", &next("00000002"), "15551234567", "s3cret", NOW + 3), Ok(()));
+        assert_eq!(c.verify("INVITE", &next("00000002"), "15551234567", "s3cret", NOW + 3), Err(DigestError::Stale));
+        assert_eq!(c.verify("INVITE", &next("00000001"), "15551234567", "s3cret", NOW + 3), Err(DigestError::Stale));
+        // Wrong passwords never create entries: an outsider cannot grow the table.
+        let before = c.nonces_remembered();
+        for i in 0..50 {
+            let bad = respond(&challenge_values(&c, NOW + i)[0], "INVITE", URI, "15551234567", "x", "c").unwrap();
+            assert_eq!(c.verify("INVITE", &bad, "15551234567", "s3cret", NOW + i), Err(DigestError::WrongResponse));
+        }
+        assert_eq!(c.nonces_remembered(), before);
+    }
+
+    #[test]
+    fn the_nonce_table_is_bounded() {
+        let c = challenger().with_nonce_capacity(3);
+        let use_at = |t: u64| {
+            let auth = respond(&challenge_values(&c, t)[0], "INVITE", URI, "15551234567", "s3cret", "c").unwrap();
+            c.verify("INVITE", &auth, "15551234567", "s3cret", t + 1)
+        };
+        for t in 0..10 {
+            assert_eq!(use_at(NOW + t), Ok(()));
+            assert!(c.nonces_remembered() <= 3);
+        }
+        // An evicted nonce is not forgotten: everything issued up to it counts as used.
+        let old = respond(&challenge_values(&c, NOW)[0], "INVITE", URI, "15551234567", "s3cret", "other").unwrap();
+        assert_eq!(c.verify("INVITE", &old, "15551234567", "s3cret", NOW + 11), Err(DigestError::Stale));
+        // Expired entries are dropped as time passes.
+        assert_eq!(use_at(NOW + 1000), Ok(()));
+        assert_eq!(c.nonces_remembered(), 1);
+        let mut table = NonceUses::new(2);
+        assert!(table.record("a", 10, 1, 0) && table.record("b", 11, 1, 0) && table.record("c", 12, 1, 0));
+        assert_eq!(table.len(), 2);
+        assert!(!table.record("a", 10, 2, 0), "evicted: at or below the floor");
+        assert!(!table.record("z", 9, 1, 0));
+        assert!(table.record("d", 13, 1, 0));
     }
 
     #[test]

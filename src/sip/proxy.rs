@@ -16,11 +16,14 @@
 //! incoming message under [`EdgeConfig::branch_secret`], so a CANCEL maps to the same branch as its
 //! INVITE and responses can be checked to belong to requests we forwarded.
 //!
-//! Never an open relay: Meta-side requests must come from the Meta ACL; initial INVITEs from Meta
-//! only reach a configured phone's Asterisk; initial INVITEs from the PBX only reach Meta's domains
-//! and only from a configured business number; in-dialog requests are relayed only when the top
-//! Route is ours, and only toward the other side. Strict routing (a next Route without `lr`) is not
-//! supported: such a Route is treated as loose.
+//! Never an open relay: Meta-side requests must come from the Meta ACL and PBX-side requests from
+//! the PBX ACL; initial INVITEs from Meta only reach a configured phone's Asterisk; initial INVITEs
+//! from the PBX only reach Meta's domains and only from a configured business number. In-dialog
+//! requests are relayed only along a dialog the edge set up: our Record-Route entries carry the
+//! dialog's PBX peer (the phone's Asterisk target) authenticated by an HMAC over the Call-ID
+//! ([`DIALOG_PARAM`]), so an in-dialog request toward the PBX goes to that peer whatever its
+//! Request-URI or Route say, one toward Meta only to Meta, and one without a valid token gets 403.
+//! Strict routing (a next Route without `lr`) is not supported: such a Route is treated as loose.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -41,6 +44,9 @@ use super::uri::{business_number, e164_from_user, host_for_uri, host_key, split_
 pub const BRANCH_PREFIX: &str = "z9hG4bKwab";
 /// To tags we create start with this.
 pub const LOCAL_TAG_PREFIX: &str = "wab";
+/// URI parameter of our Record-Route entries: `hex(PBX peer) "-" hex(HMAC(secret, Call-ID, peer))`.
+/// In-dialog requests must carry it back (RFC 3261 §12.1: the route set is copied verbatim).
+pub const DIALOG_PARAM: &str = "wabd";
 /// Methods the edge relays (Allow of its own responses).
 pub const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, NOTIFY, PRACK, UPDATE";
 
@@ -135,8 +141,8 @@ pub struct EdgeConfig {
     /// Meta's domains (suffix match): in-dialog requests from the PBX and initial INVITEs from the
     /// PBX may only go there (or to an address in the Meta ACL). Default `meta.vc`, `fbinfra.net`.
     pub meta_domains: Vec<String>,
-    /// When set, PBX-side requests must come from these prefixes, and requests from Meta may only be
-    /// relayed to IP literals inside them (names are allowed; check their resolved address too).
+    /// When set, PBX-side requests must come from these prefixes (the edge always sets it:
+    /// `sip_pbx_networks`, by default the addresses of the configured Asterisk targets).
     pub pbx_acl: Option<Acl>,
 }
 
@@ -389,16 +395,17 @@ fn decide_inner(
     }
     if tag.is_some() {
         let (out, hop, toward) = route_in_dialog(&ctx)?;
-        return Ok(forward_with_trying(&ctx, out, hop, toward, false));
+        return Ok(forward_with_trying(&ctx, out, hop, toward, None));
     }
     match (source.side, req.method) {
         (Side::Meta, Method::Invite) => {
             let (out, hop) = route_initial_from_meta(&ctx, &ruri, lookup, Some((digest, now_unix)))?;
-            Ok(forward_with_trying(&ctx, out, hop, Side::Pbx, true))
+            let peer = hop.clone();
+            Ok(forward_with_trying(&ctx, out, hop, Side::Pbx, Some(&peer)))
         }
         (Side::Pbx, Method::Invite) => {
-            let (out, hop) = route_initial_from_pbx(&ctx, &ruri, lookup)?;
-            Ok(forward_with_trying(&ctx, out, hop, Side::Meta, true))
+            let (out, hop, peer) = route_initial_from_pbx(&ctx, &ruri, lookup)?;
+            Ok(forward_with_trying(&ctx, out, hop, Side::Meta, Some(&peer)))
         }
         (Side::Meta, _) if !(ruri.user.is_none() || is_local_host(cfg, &ruri.host)) => Err(reject(403)),
         (_, Method::Bye | Method::Info | Method::Notify | Method::PRack | Method::Update) => Err(reject(481)),
@@ -425,7 +432,7 @@ fn cancel(
     } else {
         match ctx.source.side {
             Side::Meta => route_initial_from_meta(ctx, &ruri, lookup, None).map(|(r, hop)| (r, hop, Side::Pbx)),
-            Side::Pbx => route_initial_from_pbx(ctx, &ruri, lookup).map(|(r, hop)| (r, hop, Side::Meta)),
+            Side::Pbx => route_initial_from_pbx(ctx, &ruri, lookup).map(|(r, hop, _)| (r, hop, Side::Meta)),
         }
     };
     let (mut out, hop, toward) = routed.map_err(|_| reject(481))?;
@@ -433,11 +440,17 @@ fn cancel(
     out.headers.retain(|hd| !matches!(hd, Header::Via(_)));
     let ok = local_response(ctx.req, 200, Vec::new(), ctx.cfg)
         .ok_or(Reject::Drop("cannot answer: Via, From, To, Call-ID or CSeq missing"))?;
-    let forward = forward(ctx, out, hop, toward, false);
+    let forward = forward(ctx, out, hop, toward, None);
     Ok(vec![Decision::Respond(ok), forward])
 }
 
-fn forward_with_trying(ctx: &Ctx<'_>, out: Request, hop: NextHop, toward: Side, record_route: bool) -> Vec<Decision> {
+fn forward_with_trying(
+    ctx: &Ctx<'_>,
+    out: Request,
+    hop: NextHop,
+    toward: Side,
+    record_route: Option<&NextHop>,
+) -> Vec<Decision> {
     let mut decisions = Vec::with_capacity(2);
     if ctx.req.method == Method::Invite {
         if let Some(trying) = local_response(ctx.req, 100, Vec::new(), ctx.cfg) {
@@ -448,8 +461,15 @@ fn forward_with_trying(ctx: &Ctx<'_>, out: Request, hop: NextHop, toward: Side, 
     decisions
 }
 
-/// Adds our Via, Max-Forwards, Record-Route (when asked) and Content-Length to `out`.
-fn forward(ctx: &Ctx<'_>, mut out: Request, next_hop: NextHop, toward: Side, record_route: bool) -> Decision {
+/// Adds our Via, Max-Forwards, Record-Route (when `record_route` names the dialog's PBX peer) and
+/// Content-Length to `out`.
+fn forward(
+    ctx: &Ctx<'_>,
+    mut out: Request,
+    next_hop: NextHop,
+    toward: Side,
+    record_route: Option<&NextHop>,
+) -> Decision {
     let cfg = ctx.cfg;
     let incoming = top_via(&ctx.req.headers);
     let branch = forward_branch(
@@ -485,13 +505,15 @@ fn forward(ctx: &Ctx<'_>, mut out: Request, next_hop: NextHop, toward: Side, rec
         None => headers.insert(after_vias(&headers), mf),
     }
 
-    if record_route {
+    if let Some(peer) = record_route {
         let pbx_transport = match toward {
             Side::Pbx => next_hop.transport,
             Side::Meta => ctx.source.transport,
         };
+        let token = dialog_token(&cfg.branch_secret, call_id(&ctx.req.headers).unwrap_or_default(), peer);
         let at = headers.iter().position(|hd| matches!(hd, Header::RecordRoute(_))).unwrap_or(after_vias(&headers));
-        for (offset, value) in record_route_values(cfg, toward, pbx_transport).into_iter().enumerate() {
+        let values = record_route_values(cfg, toward, pbx_transport, Some(&token));
+        for (offset, value) in values.into_iter().enumerate() {
             headers.insert(at + offset, Header::RecordRoute(h::RecordRoute::new(value)));
         }
     }
@@ -508,10 +530,17 @@ fn after_vias(headers: &[Header]) -> usize {
 
 /// Our Record-Route values, topmost first. One entry when Meta and the PBX are reached through the
 /// same interface and transport; otherwise two (RFC 5658): the entry facing the next hop on top,
-/// then the entry facing where the request came from.
-pub fn record_route_values(cfg: &EdgeConfig, toward: Side, pbx_transport: Transport) -> Vec<String> {
-    let meta = format!("<sip:{};transport=tls;lr>", cfg.meta_host_addr_for_record_route);
-    let pbx = format!("<sip:{};transport={};lr>", cfg.pbx_facing, pbx_transport.param_token());
+/// then the entry facing where the request came from. `dialog` (from [`dialog_token`]) is added to
+/// each entry as [`DIALOG_PARAM`].
+pub fn record_route_values(
+    cfg: &EdgeConfig,
+    toward: Side,
+    pbx_transport: Transport,
+    dialog: Option<&str>,
+) -> Vec<String> {
+    let token = dialog.map(|t| format!(";{DIALOG_PARAM}={t}")).unwrap_or_default();
+    let meta = format!("<sip:{};transport=tls;lr{token}>", cfg.meta_host_addr_for_record_route);
+    let pbx = format!("<sip:{};transport={};lr{token}>", cfg.pbx_facing, pbx_transport.param_token());
     let same = pbx_transport == Transport::Tls
         && addr_key(&cfg.meta_host_addr_for_record_route, Transport::Tls) == addr_key(&cfg.pbx_facing, Transport::Tls);
     match (same, toward) {
@@ -519,6 +548,36 @@ pub fn record_route_values(cfg: &EdgeConfig, toward: Side, pbx_transport: Transp
         (false, Side::Pbx) => vec![pbx, meta],
         (false, Side::Meta) => vec![meta, pbx],
     }
+}
+
+fn peer_text(peer: &NextHop) -> String {
+    format!("{}|{}|{}", peer.transport.param_token(), peer.host, peer.port)
+}
+
+/// The [`DIALOG_PARAM`] value naming `peer` (the PBX side of the dialog) for the dialog `call_id`.
+pub fn dialog_token(secret: &[u8; 32], call_id: &str, peer: &NextHop) -> String {
+    let text = peer_text(peer);
+    let mac = hmac_sha256(secret, &[b"dialog", call_id.as_bytes(), text.as_bytes()]);
+    format!("{}-{}", hex::encode(text.as_bytes()), hex::encode(mac.get(..16).unwrap_or_default()))
+}
+
+/// The PBX peer named by a [`DIALOG_PARAM`] value, when its HMAC is right for `call_id`.
+pub fn dialog_peer(secret: &[u8; 32], call_id: &str, token: &str) -> Option<NextHop> {
+    let (text_hex, mac_hex) = token.split_once('-')?;
+    if text_hex.len() > 600 {
+        return None;
+    }
+    let text = String::from_utf8(hex::decode(text_hex).ok()?).ok()?;
+    let mac = hmac_sha256(secret, &[b"dialog", call_id.as_bytes(), text.as_bytes()]);
+    let expected = hex::encode(mac.get(..16).unwrap_or_default());
+    if !bool::from(expected.as_bytes().ct_eq(mac_hex.to_ascii_lowercase().as_bytes())) {
+        return None;
+    }
+    let mut parts = text.splitn(3, '|');
+    let transport = Transport::from_token(parts.next()?)?;
+    let host = parts.next()?.to_string();
+    let port = parts.next()?.parse().ok()?;
+    Some(NextHop { transport, host, port })
 }
 
 fn addr_key(host_port: &str, transport: Transport) -> Option<(String, u16)> {
@@ -572,11 +631,31 @@ fn is_our_route(cfg: &EdgeConfig, element: &str) -> bool {
     is_local_addr(cfg, &uri.host, port)
 }
 
+/// The dialog's PBX peer named by one of our Route entries (see [`DIALOG_PARAM`]), if valid.
+fn peer_in_routes(cfg: &EdgeConfig, call_id: &str, ours: &[String]) -> Option<NextHop> {
+    ours.iter().find_map(|element| {
+        let (uri, _) = name_addr(element)?;
+        let uri = SipUri::parse(uri).ok()?;
+        dialog_peer(&cfg.branch_secret, call_id, uri.param(DIALOG_PARAM).flatten()?)
+    })
+}
+
 /// Removes our entries (one, or two adjacent for double record-routing) from the top of the Route
 /// set; returns how many were removed and the remaining entries.
 fn strip_our_routes(headers: &mut Headers, cfg: &EdgeConfig) -> (usize, Vec<String>) {
+    let (removed, remaining, _) = strip_our_routes_with_peer(headers, cfg, "");
+    (removed, remaining)
+}
+
+/// [`strip_our_routes`], also returning the dialog peer our removed entries name for `call_id`.
+fn strip_our_routes_with_peer(
+    headers: &mut Headers,
+    cfg: &EdgeConfig,
+    call_id: &str,
+) -> (usize, Vec<String>, Option<NextHop>) {
     let entries: Vec<String> = header_elements(headers, "route").into_iter().map(str::to_string).collect();
     let removed = entries.iter().take(2).take_while(|e| is_our_route(cfg, e)).count();
+    let peer = peer_in_routes(cfg, call_id, entries.get(..removed).unwrap_or_default());
     let remaining: Vec<String> = entries.into_iter().skip(removed).collect();
     if removed > 0 {
         let mut list: Vec<Header> = std::mem::take(headers).into();
@@ -588,7 +667,7 @@ fn strip_our_routes(headers: &mut Headers, cfg: &EdgeConfig) -> (usize, Vec<Stri
         }
         *headers = list.into();
     }
-    (removed, remaining)
+    (removed, remaining, peer)
 }
 
 fn bare_host(host: &str) -> String {
@@ -605,49 +684,45 @@ fn next_hop_for(uri: &SipUri, toward: Side, cfg: &EdgeConfig) -> NextHop {
     NextHop { transport, host: bare_host(&uri.host), port: uri.port.unwrap_or(transport.default_port()) }
 }
 
-fn check_next_hop(ctx: &Ctx<'_>, hop: &NextHop, toward: Side) -> Result<(), Reject> {
-    let cfg = ctx.cfg;
-    if is_local_addr(cfg, &hop.host, hop.port) {
-        return Err(reject(482));
-    }
-    let allowed = match toward {
-        Side::Meta => is_meta_host(cfg, ctx.trusted, &hop.host),
-        Side::Pbx => {
-            !is_meta_host(cfg, ctx.trusted, &hop.host)
-                && match (&cfg.pbx_acl, hop.host.parse::<IpAddr>()) {
-                    (Some(acl), Ok(ip)) => acl.contains(ip),
-                    _ => true,
-                }
-        }
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(reject(403))
-    }
-}
-
-/// In-dialog request (To tag present): loose routing (RFC 3261 §16.4, §16.12).
+/// In-dialog request (To tag present): loose routing (RFC 3261 §16.4, §16.12), only along a dialog
+/// the edge set up. Our Route entries must carry a valid [`DIALOG_PARAM`] for the Call-ID (else 403,
+/// RFC 3261 §16.3's policy refusal: the request is not part of a dialog we record-routed). Toward
+/// the PBX the next hop is the peer the token names, never taken from the Request-URI or the
+/// remaining Route set; toward Meta it is taken from them and must be Meta.
 fn route_in_dialog(ctx: &Ctx<'_>) -> Result<(Request, NextHop, Side), Reject> {
     let toward = ctx.source.side.other();
     let mut out = ctx.req.clone();
-    let (removed, remaining) = strip_our_routes(&mut out.headers, ctx.cfg);
+    let call_id = call_id(&ctx.req.headers).unwrap_or_default();
+    let (removed, remaining, peer) = strip_our_routes_with_peer(&mut out.headers, ctx.cfg, call_id);
+    let refuse = |reason| if ctx.req.method == Method::Ack { Reject::Drop(reason) } else { reject(403) };
     if removed == 0 {
+        return Err(refuse("in-dialog ACK without our Route"));
+    }
+    let peer = peer.ok_or_else(|| refuse("in-dialog ACK without a valid dialog token in our Route"))?;
+    let hop = match toward {
+        Side::Pbx => peer,
+        Side::Meta => {
+            let target = match remaining.first() {
+                Some(entry) => {
+                    let (uri, _) = name_addr(entry).ok_or(reject(400))?;
+                    SipUri::parse(uri).map_err(|_| reject(400))?
+                }
+                None => SipUri::from_rsip(&ctx.req.uri).ok_or(reject(416))?,
+            };
+            let hop = next_hop_for(&target, toward, ctx.cfg);
+            if !is_meta_host(ctx.cfg, ctx.trusted, &hop.host) {
+                return Err(refuse("in-dialog ACK toward something other than Meta"));
+            }
+            hop
+        }
+    };
+    if is_local_addr(ctx.cfg, &hop.host, hop.port) {
         return Err(if ctx.req.method == Method::Ack {
-            Reject::Drop("in-dialog ACK without our Route")
+            Reject::Drop("in-dialog ACK looping to us")
         } else {
-            reject(403)
+            reject(482)
         });
     }
-    let target = match remaining.first() {
-        Some(entry) => {
-            let (uri, _) = name_addr(entry).ok_or(reject(400))?;
-            SipUri::parse(uri).map_err(|_| reject(400))?
-        }
-        None => SipUri::from_rsip(&ctx.req.uri).ok_or(reject(416))?,
-    };
-    let hop = next_hop_for(&target, toward, ctx.cfg);
-    check_next_hop(ctx, &hop, toward)?;
     Ok((out, hop, toward))
 }
 
@@ -683,11 +758,16 @@ fn route_initial_from_meta(
     uri.port = Some(phone.port);
     uri.set_param("transport", Some(phone.transport.param_token()));
     out.uri = uri.to_rsip();
-    let hop = NextHop { transport: phone.transport, host: bare_host(&phone.host), port: phone.port };
+    let hop = phone_hop(&phone);
     if is_local_addr(ctx.cfg, &hop.host, hop.port) {
         return Err(reject(482));
     }
     Ok((out, hop))
+}
+
+/// Where a phone's Asterisk listens.
+fn phone_hop(phone: &PhoneTarget) -> NextHop {
+    NextHop { transport: phone.transport, host: bare_host(&phone.host), port: phone.port }
 }
 
 fn authenticate(req: &Request, number: &str, password: &str, digest: &Challenger, now_unix: u64) -> Result<(), Reject> {
@@ -716,12 +796,13 @@ fn authenticate(req: &Request, number: &str, password: &str, digest: &Challenger
     })
 }
 
-/// Initial INVITE (or its CANCEL) from the PBX: only to Meta, only from a configured number.
+/// Initial INVITE (or its CANCEL) from the PBX: only to Meta, only from a configured number. Also
+/// returns the dialog's PBX peer: the calling number's Asterisk target.
 fn route_initial_from_pbx(
     ctx: &Ctx<'_>,
     ruri: &SipUri,
     lookup: &dyn Fn(&str) -> Option<PhoneTarget>,
-) -> Result<(Request, NextHop), Reject> {
+) -> Result<(Request, NextHop, NextHop), Reject> {
     let mut out = ctx.req.clone();
     let (_, remaining) = strip_our_routes(&mut out.headers, ctx.cfg);
     if !remaining.is_empty() || ruri.host.parse::<IpAddr>().is_ok() || !is_meta_host(ctx.cfg, ctx.trusted, &ruri.host) {
@@ -730,9 +811,9 @@ fn route_initial_from_pbx(
     let from = header_value(&ctx.req.headers, "from").and_then(name_addr).ok_or(reject(400))?;
     let from_uri = SipUri::parse(from.0).map_err(|_| reject(403))?;
     let number = from_uri.user.as_deref().and_then(e164_from_user).ok_or(reject(403))?;
-    lookup(&number).ok_or(reject(403))?;
+    let phone = lookup(&number).ok_or(reject(403))?;
     let hop = next_hop_for(ruri, Side::Meta, ctx.cfg);
-    Ok((out, hop))
+    Ok((out, hop, phone_hop(&phone)))
 }
 
 /// Adds `received` / `rport` to the top Via (RFC 3261 §18.2.1, RFC 3581). False when there is no
@@ -870,8 +951,28 @@ mod tests {
 
     const NOW: u64 = 1_760_000_000;
     const NUMBER: &str = "+15551234567";
-    const OUR_META_RR: &str = "<sip:sip.example.com:5061;transport=tls;lr>";
-    const OUR_PBX_RR: &str = "<sip:10.0.0.5:5060;transport=udp;lr>";
+    const PLAIN_META_RR: &str = "<sip:sip.example.com:5061;transport=tls;lr>";
+
+    /// Our Record-Route entries of the test dialog (Call-ID `td::CALL_ID`, PBX peer 10.0.0.20:5060/UDP).
+    static DIALOG_RRS: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+        let token = dialog_token(&cfg().branch_secret, td::CALL_ID, &pbx_peer());
+        (
+            format!("<sip:sip.example.com:5061;transport=tls;lr;{DIALOG_PARAM}={token}>"),
+            format!("<sip:10.0.0.5:5060;transport=udp;lr;{DIALOG_PARAM}={token}>"),
+        )
+    });
+
+    fn our_meta_rr() -> &'static str {
+        &DIALOG_RRS.0
+    }
+
+    fn our_pbx_rr() -> &'static str {
+        &DIALOG_RRS.1
+    }
+
+    fn pbx_peer() -> NextHop {
+        NextHop { transport: Transport::Udp, host: "10.0.0.20".into(), port: 5060 }
+    }
 
     fn cfg() -> EdgeConfig {
         EdgeConfig::new("sip.example.com:5061", "10.0.0.5:5060", Transport::Udp, [9u8; 32])
@@ -963,8 +1064,8 @@ mod tests {
         assert!(response_bytes(&resp).starts_with(b"SIP/2.0 403 Forbidden\r\n"));
         assert!(to_tag(&resp.headers).is_some_and(|t| t.starts_with(LOCAL_TAG_PREFIX)));
         // Never forwarded, whatever the message; an ACK is not even answered.
-        assert_drop(decide(&td::meta_ack_with_route(&[OUR_META_RR, OUR_PBX_RR]), &src));
-        assert_eq!(code_of(decide(&td::meta_bye_with_route(&[OUR_META_RR, OUR_PBX_RR]), &src)), 403);
+        assert_drop(decide(&td::meta_ack_with_route(&[our_meta_rr(), our_pbx_rr()]), &src));
+        assert_eq!(code_of(decide(&td::meta_bye_with_route(&[our_meta_rr(), our_pbx_rr()]), &src)), 403);
         let mapped = Source { addr: "[::ffff:57.144.67.157]:40312".parse().unwrap(), ..meta_src() };
         assert!(
             matches!(decide(&td::meta_invite(), &mapped).first(), Some(Decision::Respond(r)) if r.status_code.code() == 100)
@@ -1056,7 +1157,7 @@ mod tests {
         // Double record-routing: PBX-facing on top, then Meta-facing, then Meta's own unchanged.
         assert_eq!(
             header_values(&req.headers, "record-route"),
-            vec![OUR_PBX_RR, OUR_META_RR, td::META_RR_1, td::META_RR_2]
+            vec![our_pbx_rr(), our_meta_rr(), td::META_RR_1, td::META_RR_2]
         );
         assert_eq!(header_value(&req.headers, "x-wa-meta-wacid"), Some(td::WACID));
         assert_eq!(header_value(&req.headers, "x-fb-external-domain"), Some("wa.meta.vc"));
@@ -1100,8 +1201,8 @@ mod tests {
         let mut cfg = cfg();
         cfg.pbx_facing = "sip.example.com:5061".to_string();
         cfg.pbx_transport = Transport::Tls;
-        assert_eq!(record_route_values(&cfg, Side::Pbx, Transport::Tls), vec![OUR_META_RR]);
-        assert_eq!(record_route_values(&cfg, Side::Pbx, Transport::Udp).len(), 2);
+        assert_eq!(record_route_values(&cfg, Side::Pbx, Transport::Tls, None), vec![PLAIN_META_RR]);
+        assert_eq!(record_route_values(&cfg, Side::Pbx, Transport::Udp, None).len(), 2);
         let lookup =
             |n: &str| (n == NUMBER).then(|| PhoneTarget { transport: Transport::Tls, port: 5061, ..phone(None) });
         let ds = decide_request(
@@ -1116,10 +1217,13 @@ mod tests {
         let (req, hop, _) = forwarded(&ds);
         assert_eq!(hop.transport, Transport::Tls);
         assert_eq!(req.uri.to_string(), "sip:+15551234567;tgrp=wacall@10.0.0.20:5061;transport=tls");
-        assert_eq!(header_values(&req.headers, "record-route"), vec![OUR_META_RR, td::META_RR_1, td::META_RR_2]);
+        let peer = NextHop { transport: Transport::Tls, host: "10.0.0.20".into(), port: 5061 };
+        let token = dialog_token(&cfg.branch_secret, td::CALL_ID, &peer);
+        let ours = format!("<sip:sip.example.com:5061;transport=tls;lr;{DIALOG_PARAM}={token}>");
+        assert_eq!(header_values(&req.headers, "record-route"), vec![ours.as_str(), td::META_RR_1, td::META_RR_2]);
         // And a BYE from Meta carrying just that one entry is routed.
-        let (bye, _, _) = forwarded(&decide_request(
-            request(&td::meta_bye_with_route(&[OUR_META_RR])),
+        let (bye, hop, _) = forwarded(&decide_request(
+            request(&td::meta_bye_with_route(&[&ours])),
             &meta_src(),
             &cfg,
             &lookup,
@@ -1128,6 +1232,7 @@ mod tests {
             NOW,
         ));
         assert!(header_values(&bye.headers, "route").is_empty());
+        assert_eq!(hop, peer);
     }
 
     // ---- digest ----
@@ -1263,7 +1368,7 @@ mod tests {
         assert!(vias[0].contains(td::META_BRANCH));
         assert_eq!(
             header_values(&out.headers, "record-route"),
-            vec![OUR_PBX_RR, OUR_META_RR, td::META_RR_1, td::META_RR_2]
+            vec![our_pbx_rr(), our_meta_rr(), td::META_RR_1, td::META_RR_2]
         );
         assert_eq!(out.body, td::SDP_ANSWER.as_bytes());
         assert!(response_bytes(&out).starts_with(b"SIP/2.0 200 OK\r\n"));
@@ -1321,7 +1426,7 @@ mod tests {
 
     #[test]
     fn ack_for_2xx_from_meta_is_loose_routed_to_the_pbx() {
-        let decisions = decide(&td::meta_ack_with_route(&[OUR_META_RR, OUR_PBX_RR]), &meta_src());
+        let decisions = decide(&td::meta_ack_with_route(&[our_meta_rr(), our_pbx_rr()]), &meta_src());
         assert_eq!(decisions.len(), 1, "no 100 for ACK");
         let (req, hop, branch) = forwarded(&decisions);
         assert_eq!(hop, NextHop { transport: Transport::Udp, host: "10.0.0.20".into(), port: 5060 });
@@ -1333,19 +1438,19 @@ mod tests {
 
     #[test]
     fn bye_from_meta_reaches_the_pbx_with_meta_headers() {
-        let (req, hop, _) = forwarded(&decide(&td::meta_bye_with_route(&[OUR_META_RR, OUR_PBX_RR]), &meta_src()));
+        let (req, hop, _) = forwarded(&decide(&td::meta_bye_with_route(&[our_meta_rr(), our_pbx_rr()]), &meta_src()));
         assert_eq!(hop.transport, Transport::Udp);
         assert_eq!(crate::sip::message::call_duration_secs(&req), Some(42));
         assert_eq!(crate::sip::message::call_id_key(&req), td::WACID);
         // Both of our entries in one Route field work too.
-        let joined = format!("{OUR_META_RR}, {OUR_PBX_RR}");
+        let joined = format!("{}, {}", our_meta_rr(), our_pbx_rr());
         let (req, _, _) = forwarded(&decide(&td::meta_bye_with_route(&[&joined]), &meta_src()));
         assert!(header_values(&req.headers, "route").is_empty());
     }
 
     #[test]
     fn bye_from_pbx_goes_to_meta_over_tls() {
-        let routes = [OUR_PBX_RR, OUR_META_RR, td::META_RR_1, td::META_RR_2];
+        let routes = [our_pbx_rr(), our_meta_rr(), td::META_RR_1, td::META_RR_2];
         let decisions = decide(&td::pbx_bye_with_route(&routes), &pbx_src());
         let (req, hop, branch) = forwarded(&decisions);
         assert_eq!(hop, NextHop { transport: Transport::Tls, host: "wa.meta.vc".into(), port: 5061 });
@@ -1371,26 +1476,18 @@ mod tests {
         assert_eq!(code_of(decide(&td::meta_bye_with_route(&[]), &meta_src())), 403);
         assert_drop(decide(&td::meta_ack_with_route(&[]), &meta_src()));
         // Our Route present but not on top.
-        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[td::META_RR_1, OUR_PBX_RR]), &pbx_src())), 403);
+        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[td::META_RR_1, our_pbx_rr()]), &pbx_src())), 403);
         // From the PBX, the next hop must be Meta.
         let evil = "<sip:evil.example.net;lr>";
-        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[OUR_PBX_RR, OUR_META_RR, evil]), &pbx_src())), 403);
-        let to_ip = String::from_utf8(td::pbx_bye_with_route(&[OUR_PBX_RR])).unwrap().replacen(
+        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[our_pbx_rr(), our_meta_rr(), evil]), &pbx_src())), 403);
+        let to_ip = String::from_utf8(td::pbx_bye_with_route(&[our_pbx_rr()])).unwrap().replacen(
             "@wa.meta.vc;transport=tls;ob",
             "@198.51.100.9:5060",
             1,
         );
         assert_eq!(code_of(decide(to_ip.as_bytes(), &pbx_src())), 403);
         let lookalike = "<sip:wa.meta.vc.evil.example;lr>";
-        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[OUR_PBX_RR, lookalike]), &pbx_src())), 403);
-        // From Meta, the next hop must not be Meta again, nor us (loop).
-        assert_eq!(code_of(decide(&td::meta_bye_with_route(&[OUR_META_RR, td::META_RR_1]), &meta_src())), 403);
-        let loop_ = String::from_utf8(td::meta_bye_with_route(&[OUR_META_RR])).unwrap().replacen(
-            "@10.0.0.20:5060",
-            "@10.0.0.5:5060",
-            1,
-        );
-        assert_eq!(code_of(decide(loop_.as_bytes(), &meta_src())), 482);
+        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[our_pbx_rr(), lookalike]), &pbx_src())), 403);
         // Initial INVITEs from the PBX: only to Meta's domain, only from a configured number.
         assert_eq!(code_of(decide(&td::pbx_invite("sip:+15557654321@evil.example.net", NUMBER), &pbx_src())), 403);
         assert_eq!(code_of(decide(&td::pbx_invite("sip:+15557654321@57.144.67.157", NUMBER), &pbx_src())), 403);
@@ -1410,24 +1507,75 @@ mod tests {
         let (req, hop, _) = forwarded(&decisions);
         assert_eq!(hop, NextHop { transport: Transport::Tls, host: "wa.meta.vc".into(), port: 5061 });
         assert!(header_values(&req.headers, "route").is_empty(), "our preloaded Route is consumed");
-        assert_eq!(header_values(&req.headers, "record-route"), vec![OUR_META_RR, OUR_PBX_RR]);
+        // The dialog's PBX peer is the calling number's Asterisk target.
+        let token = dialog_token(&cfg().branch_secret, "out-call-1@10.0.0.20", &pbx_peer());
+        assert_eq!(
+            header_values(&req.headers, "record-route"),
+            vec![
+                format!("<sip:sip.example.com:5061;transport=tls;lr;{DIALOG_PARAM}={token}>"),
+                format!("<sip:10.0.0.5:5060;transport=udp;lr;{DIALOG_PARAM}={token}>"),
+            ]
+        );
         assert_eq!(req.uri.to_string(), "sip:+15557654321@wa.meta.vc;transport=tls");
     }
 
+    /// Regression (issue 11): a trusted in-dialog request went wherever its Request-URI or Route
+    /// said. Toward the PBX only the dialog's peer named by our authenticated Route is reachable.
     #[test]
-    fn pbx_acl_limits_sources_and_targets() {
+    fn in_dialog_requests_only_reach_the_dialog_peer() {
+        // Our Route without a dialog token (what an attacker can write): refused, an ACK dropped.
+        let plain_pbx_rr = "<sip:10.0.0.5:5060;transport=udp;lr>";
+        let anywhere = String::from_utf8(td::meta_bye_with_route(&[PLAIN_META_RR, plain_pbx_rr])).unwrap().replacen(
+            "@10.0.0.20:5060",
+            "@127.0.0.1:40999",
+            1,
+        );
+        assert_eq!(code_of(decide(anywhere.as_bytes(), &meta_src())), 403);
+        assert_drop(decide(&td::meta_ack_with_route(&[PLAIN_META_RR, plain_pbx_rr]), &meta_src()));
+        assert_eq!(code_of(decide(&td::pbx_bye_with_route(&[plain_pbx_rr, PLAIN_META_RR]), &pbx_src())), 403);
+        // A token of another dialog, or a tampered one: refused.
+        let other = dialog_token(&cfg().branch_secret, "another-call", &pbx_peer());
+        let other_rr = format!("<sip:sip.example.com:5061;transport=tls;lr;{DIALOG_PARAM}={other}>");
+        assert_eq!(code_of(decide(&td::meta_bye_with_route(&[&other_rr]), &meta_src())), 403);
+        let evil_peer = NextHop { transport: Transport::Tcp, host: "127.0.0.1".into(), port: 40999 };
+        let (_, mac) = dialog_token(&cfg().branch_secret, td::CALL_ID, &pbx_peer())
+            .split_once('-')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
+        let (evil_text, _) = dialog_token(&cfg().branch_secret, td::CALL_ID, &evil_peer)
+            .split_once('-')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap();
+        let tampered = format!("<sip:sip.example.com:5061;transport=tls;lr;{DIALOG_PARAM}={evil_text}-{mac}>");
+        assert_eq!(code_of(decide(&td::meta_bye_with_route(&[&tampered]), &meta_src())), 403);
+        assert_eq!(dialog_peer(&cfg().branch_secret, td::CALL_ID, "zz-00"), None);
+        // A valid token: the request goes to the dialog's peer, not to its Request-URI or next Route.
+        let elsewhere = String::from_utf8(td::meta_bye_with_route(&[our_meta_rr(), our_pbx_rr(), td::META_RR_1]))
+            .unwrap()
+            .replacen("@10.0.0.20:5060", "@10.0.0.5:5060", 1);
+        let (_, hop, _) = forwarded(&decide(elsewhere.as_bytes(), &meta_src()));
+        assert_eq!(hop, pbx_peer());
+        let (_, hop, _) = forwarded(&decide(anywhere.replace(plain_pbx_rr, our_pbx_rr()).as_bytes(), &meta_src()));
+        assert_eq!(hop, pbx_peer());
+        assert_eq!(dialog_peer(&cfg().branch_secret, td::CALL_ID, &other), None);
+        assert_eq!(dialog_peer(&cfg().branch_secret, "another-call", &other), Some(pbx_peer()));
+    }
+
+    #[test]
+    fn pbx_acl_limits_sources() {
         let mut cfg = cfg();
         cfg.pbx_acl = Some(Acl::parse(&["10.0.0.0/24"]).unwrap());
         let outsider = Source { addr: "192.0.2.50:5060".parse().unwrap(), ..pbx_src() };
-        let routes = [OUR_PBX_RR, OUR_META_RR, td::META_RR_1];
+        let routes = [our_pbx_rr(), our_meta_rr(), td::META_RR_1];
         assert_eq!(code_of(decide_with(&td::pbx_bye_with_route(&routes), &outsider, &cfg, None, NOW)), 403);
         forwarded(&decide_with(&td::pbx_bye_with_route(&routes), &pbx_src(), &cfg, None, NOW));
-        let outside = String::from_utf8(td::meta_bye_with_route(&[OUR_META_RR])).unwrap().replacen(
-            "@10.0.0.20:5060",
-            "@192.0.2.99:5060",
-            1,
-        );
-        assert_eq!(code_of(decide_with(outside.as_bytes(), &meta_src(), &cfg, None, NOW)), 403);
+        // A stranger's business-initiated INVITE is refused too (toll fraud), and its ACK dropped.
+        let invite = td::pbx_invite("sip:+15557654321@wa.meta.vc;transport=tls", NUMBER);
+        assert_eq!(code_of(decide_with(&invite, &outsider, &cfg, None, NOW)), 403);
+        forwarded(&decide_with(&invite, &pbx_src(), &cfg, None, NOW));
+        // An empty ACL (no Asterisk configured) admits nobody.
+        cfg.pbx_acl = Some(Acl::default());
+        assert_eq!(code_of(decide_with(&invite, &pbx_src(), &cfg, None, NOW)), 403);
     }
 
     #[test]
@@ -1504,8 +1652,8 @@ mod tests {
         vec![
             td::meta_invite(),
             td::meta_cancel(),
-            td::meta_bye_with_route(&[OUR_META_RR, OUR_PBX_RR]),
-            td::pbx_bye_with_route(&[OUR_PBX_RR, OUR_META_RR, td::META_RR_1, td::META_RR_2]),
+            td::meta_bye_with_route(&[our_meta_rr(), our_pbx_rr()]),
+            td::pbx_bye_with_route(&[our_pbx_rr(), our_meta_rr(), td::META_RR_1, td::META_RR_2]),
             td::pbx_200_for(&invite),
             td::options("sip:sip.example.com"),
             td::pbx_invite("sip:+15557654321@wa.meta.vc;transport=tls", NUMBER),
