@@ -33,9 +33,11 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
         .await?
         .ok_or_else(|| JobError::Permanent("its inbox row is gone (pruned?)".into()))?;
     let inbox_id: i64 = row.try_get("id")?;
-    let body: Vec<u8> = row.try_get("body")?;
-    let payload = webhook::parse(&body)
+    // Parsed straight from the row's bytes (no copy), and the row is let go before the effects are applied: a
+    // large body is held once, then only as its parsed form.
+    let payload = webhook::parse(row.try_get::<&[u8], _>("body")?)
         .map_err(|e| JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")))?;
+    drop(row);
     let mut tx = store.begin_write().await?;
     let applied = apply(&mut tx, &payload).await?;
     sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")
