@@ -185,7 +185,7 @@ impl Default for Config {
             send_pair_burst: 45,
             send_concurrency: 64,
             http_max_connections: 2_048,
-            http_idle_timeout_ms: 60_000,
+            http_idle_timeout_ms: 30_000,
             http_header_read_timeout_ms: 10_000,
             http_body_read_timeout_ms: 30_000,
             webhook_body_budget_bytes: 64 * 1024 * 1024,
@@ -339,5 +339,15 @@ mod tests {
             assert!(err.to_string().contains("database_url"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn http_limits_are_validated() {
+        let c = Config { webhook_body_budget_bytes: 1024, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("webhook_body_budget_bytes"));
+        let c = Config { http_header_read_timeout_ms: 0, ..Config::default() };
+        assert!(c.validate().is_err());
+        let c = Config { http_max_connections: 0, ..Config::default() };
+        assert!(c.validate().is_err());
     }
 }
