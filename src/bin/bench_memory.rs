@@ -3,7 +3,7 @@
 //! ulimit -n 20000   # 5,000 client sockets here, as many server sockets in the child
 //! cargo build --release --bin wabridge --bin bench_memory
 //! target/release/bench_memory [--binary target/release/wabridge] [--bodies 100] [--size 3000000]
-//!                             [--idle 5000] [--slowloris 100] [--hold 45] [--env KEY=VALUE ...]
+//!                             [--idle 5000] [--slowloris 100] [--hold 45] [--methods 20000] [--env KEY=VALUE ...]
 //!
 //! It registers an app in a fresh SQLite database, starts `--binary serve` on it (workers on, as users run it),
 //! and samples the server's VmRSS / VmHWM from /proc/PID/status:
@@ -13,6 +13,8 @@
 //!    (VmHWM), and 5 s after the last 200.
 //! 2. `--idle` connections that send nothing and `--slowloris` connections that send one header byte every 2 s;
 //!    after `--hold` seconds: how many of each are still open, and RSS.
+//! 3. `--methods` requests with made-up methods on made-up paths (one keep-alive connection): how many
+//!    `wabridge_http_request*` lines `/metrics` gained, and its size.
 //!
 //! `--env KEY=VALUE` is passed to the server (e.g. `--env WABRIDGE_WEBHOOK_BODY_BUDGET_BYTES=33554432`); unknown
 //! `WABRIDGE_*` keys are ignored by the server, so the same command measures older binaries too.
@@ -38,6 +40,7 @@ struct Args {
     idle: usize,
     slowloris: usize,
     hold: u64,
+    methods: usize,
     env: Vec<(String, String)>,
 }
 
@@ -49,6 +52,7 @@ fn args() -> Args {
         idle: 5_000,
         slowloris: 100,
         hold: 45,
+        methods: 20_000,
         env: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -61,6 +65,7 @@ fn args() -> Args {
             "--idle" => a.idle = v.parse().expect("--idle N"),
             "--slowloris" => a.slowloris = v.parse().expect("--slowloris N"),
             "--hold" => a.hold = v.parse().expect("--hold SECONDS"),
+            "--methods" => a.methods = v.parse().expect("--methods N"),
             "--env" => {
                 let (k, v) = v.split_once('=').expect("--env KEY=VALUE");
                 a.env.push((k.into(), v.into()));
@@ -73,6 +78,12 @@ fn args() -> Args {
 
 /// (VmRSS, VmHWM) of a process, in MiB.
 fn rss(pid: u32) -> (f64, f64) {
+    let (rss, hwm, _) = rss3(pid);
+    (rss, hwm)
+}
+
+/// (VmRSS, VmHWM, RssAnon) of a process, in MiB.
+fn rss3(pid: u32) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let kb = |key: &str| {
         status
@@ -80,7 +91,7 @@ fn rss(pid: u32) -> (f64, f64) {
             .find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0, kb("RssAnon:") / 1024.0)
 }
 
 /// A webhook of about `size` bytes: many inbound text messages for a phone number id nobody registered, so the
@@ -237,7 +248,7 @@ fn main() -> anyhow::Result<()> {
     let took = start.elapsed();
     let (_, peak) = rss(pid);
     std::thread::sleep(Duration::from_secs(5));
-    let (after, hwm) = rss(pid);
+    let (after, hwm, anon) = rss3(pid);
     println!(
         "webhooks: {} x {size} bytes concurrent: {statuses} got 200 in {:.1} s ({} answers were not 200 and were retried)",
         a.bodies,
@@ -245,8 +256,8 @@ fn main() -> anyhow::Result<()> {
         refused.load(Ordering::Relaxed)
     );
     println!(
-        "  RSS before {before:.0} MiB, peak (VmHWM) at the last 200 {peak:.0} MiB; 5 s later RSS {after:.0} MiB, \
-         VmHWM {hwm:.0} MiB (the processing jobs run meanwhile)"
+        "  RSS before {before:.0} MiB, peak (VmHWM) at the last 200 {peak:.0} MiB; 5 s later RSS {after:.0} MiB \
+         (anonymous {anon:.0} MiB), VmHWM {hwm:.0} MiB (the processing jobs run meanwhile)"
     );
 
     // 2. Idle and slowloris connections.
@@ -280,6 +291,8 @@ fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_open = rss(pid).0;
         tokio::time::sleep(Duration::from_secs(a.hold)).await;
+        let (_, _, anon) = rss3(pid);
+        eprintln!("  (anonymous RSS after the hold: {anon:.0} MiB)");
         let idle_open = idle.iter().filter(|s| still_open(s)).count();
         (idle_open, slow_alive.load(Ordering::Relaxed), rss_open, rss(pid).0)
     });
@@ -288,6 +301,47 @@ fn main() -> anyhow::Result<()> {
         a.idle, a.slowloris, a.hold
     );
     println!("  RSS with them open {rss_open:.0} MiB, after {} s {rss_held:.0} MiB", a.hold);
+
+    // 3. Made-up methods and paths.
+    let (lines_before, bytes_before) = rt.block_on(scrape(&addr));
+    rt.block_on(async {
+        let mut s = TcpStream::connect(&addr).await?;
+        let mut buf = vec![0u8; 64 * 1024];
+        for i in 0..a.methods {
+            s.write_all(format!("FROB{i} /made/up/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await?;
+            // Each answer is a small JSON error: read until its body is complete.
+            let mut got = Vec::new();
+            loop {
+                let n = s.read(&mut buf).await?;
+                anyhow::ensure!(n > 0, "the server closed the connection");
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:")?.trim().parse().ok())
+                        .unwrap_or(0usize);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    let (lines_after, bytes_after) = rt.block_on(scrape(&addr));
+    println!(
+        "metrics: {} requests with made-up methods and paths: wabridge_http_request* lines {lines_before} -> \
+         {lines_after}, /metrics {bytes_before} -> {bytes_after} bytes",
+        a.methods
+    );
     drop(server);
     Ok(())
+}
+
+/// (`wabridge_http_request*` lines, bytes) of `/metrics`.
+async fn scrape(addr: &str) -> (usize, usize) {
+    let Ok(resp) = reqwest::get(format!("http://{addr}/metrics")).await else { return (0, 0) };
+    let text = resp.text().await.unwrap_or_default();
+    (text.lines().filter(|l| l.starts_with("wabridge_http_request")).count(), text.len())
 }
