@@ -50,6 +50,13 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
         if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await {
             tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
         }
+        // SQLite allocates with the C library's malloc, not the Rust allocator: glibc keeps what SQLite freed in
+        // its arenas unless asked to give it back.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim takes no pointers and only returns free memory of the C heap to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
     drop(conn);
     let mut tx = store.begin_write().await?;
