@@ -878,6 +878,75 @@ async fn webhook_budget_refuses_with_503_and_loses_nothing(db: Db) {
     app.stop().await;
 }
 
+async fn chunked_webhooks_take_budget_as_they_grow(db: Db) {
+    const LIMIT: usize = 512 * 1024;
+    let app = TestApp::start_with(TestDb::new(db).await, |c| {
+        c.webhook_body_limit = LIMIT;
+        c.webhook_body_budget_bytes = LIMIT;
+        c.webhook_budget_wait_ms = 300;
+    })
+    .await;
+    app.seed(SECRET).await;
+    // No Content-Length: the body comes in 16 KiB chunks, on a raw connection; the answer's status.
+    let addr = app.svc.addr;
+    let chunked = |body: Vec<u8>, sig: String| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /api/waba/?app_id=1234567890 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             X-Hub-Signature-256: {sig}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        let mut wire = head.into_bytes();
+        for c in body.chunks(16 * 1024) {
+            wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            wire.extend_from_slice(c);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        // The server may answer 413 and close before it has read everything: a failed write is fine then.
+        let _ = s.write_all(&wire).await;
+        let (answer, _) = read_to_close(&mut s, Duration::from_secs(10)).await;
+        String::from_utf8_lossy(&answer).get(9..12).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+    };
+    let (body, sig) = big_webhook(300 * 1024);
+    assert_eq!(chunked(body.clone(), sig).await, 200);
+    let stored: Vec<u8> = sqlx::query("SELECT body FROM inbox").fetch_one(&app.svc.store.pool).await.unwrap().get(0);
+    assert!(stored == body, "the chunked body was not stored as sent");
+    // Half a chunked body: it holds budget for what has arrived (rounded up to 64 KiB steps), not nothing.
+    {
+        use tokio::io::AsyncWriteExt;
+        let (body, sig) = big_webhook(300 * 1024);
+        let mut s = connect(&app).await;
+        let mut wire = format!(
+            "POST /api/waba/?app_id=1234567890 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             X-Hub-Signature-256: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        let half = 200 * 1024;
+        wire.extend_from_slice(format!("{half:x}\r\n").as_bytes());
+        wire.extend_from_slice(&body[..half]);
+        wire.extend_from_slice(b"\r\n");
+        s.write_all(&wire).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&app, "wabridge_webhook_body_bytes_in_flight").await < half as f64 {
+            assert!(Instant::now() < deadline, "a growing chunked body took no budget");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app, "wabridge_webhook_body_bytes_in_flight").await > 0.0 {
+        assert!(Instant::now() < deadline, "an abandoned chunked body kept its budget");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Over the limit while it grows: 413, nothing stored, the budget given back.
+    let (big, sig) = big_webhook(LIMIT + 1024);
+    assert_eq!(chunked(big, sig).await, 413);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM inbox").await, 1);
+    assert_eq!(metric(&app, "wabridge_webhook_body_bytes_in_flight").await, 0.0);
+    app.stop().await;
+}
+
 both_databases!(
     handshake,
     bad_signatures_store_nothing,
@@ -898,4 +967,5 @@ both_databases!(
     connections_beyond_the_cap_are_refused,
     made_up_methods_and_paths_make_no_series,
     webhook_budget_refuses_with_503_and_loses_nothing,
+    chunked_webhooks_take_budget_as_they_grow,
 );

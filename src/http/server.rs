@@ -1,5 +1,7 @@
-//! The HTTP listener: an accept loop over hyper's HTTP/1.1 server (what `axum::serve` gave us: HTTP/1.1 with
-//! no HTTP/2; no route upgrades the connection, so no upgrades either) with the bounds `axum::serve` lacks:
+//! The HTTP listener: an accept loop over hyper's HTTP/1.1 server, with the bounds `axum::serve` lacks. Same
+//! protocols as `axum::serve` gave us (HTTP/1.1; axum's `http2` feature is off, so no h2c), minus connection
+//! upgrades, which no route uses. hyper's own `header_read_timeout` is not used: it runs from the moment a
+//! connection waits for a request, so it cannot tell an idle keep-alive connection from a slow head.
 //!
 //! - a connection cap (`http_max_connections`): beyond it a new connection is accepted and closed at once (the
 //!   client sees the connection closed and retries; the kernel's backlog does not fill with connections that
