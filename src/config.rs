@@ -123,6 +123,19 @@ pub struct Config {
     pub send_pair_burst: u32,
     /// Graph send requests in flight at once per process (all numbers together).
     pub send_concurrency: usize,
+    // HTTP limits (issue 11, "HTTP: bounded"); see docs/configuration.md, "HTTP limits".
+    /// Most HTTP connections open at once; beyond it new connections are accepted and closed at once.
+    pub http_max_connections: usize,
+    /// A connection with no request in progress (new, or kept alive after a response) is closed after this long.
+    pub http_idle_timeout_ms: u64,
+    /// A request head must be complete this long after its first byte arrived.
+    pub http_header_read_timeout_ms: u64,
+    /// A request body must be complete this long after its head arrived; else 408.
+    pub http_body_read_timeout_ms: u64,
+    /// Bytes of webhook bodies held in memory at once (declared or read); at least `webhook_body_limit`.
+    pub webhook_body_budget_bytes: usize,
+    /// How long a webhook waits for room in the budget before it gets 503 with `Retry-After`.
+    pub webhook_budget_wait_ms: u64,
 }
 
 impl Default for Config {
@@ -180,6 +193,12 @@ impl Default for Config {
             send_pair_interval_ms: 6_000,
             send_pair_burst: 45,
             send_concurrency: 64,
+            http_max_connections: 2_048,
+            http_idle_timeout_ms: 30_000,
+            http_header_read_timeout_ms: 10_000,
+            http_body_read_timeout_ms: 30_000,
+            webhook_body_budget_bytes: 64 * 1024 * 1024,
+            webhook_budget_wait_ms: 2_000,
         }
     }
 }
@@ -236,6 +255,21 @@ impl Config {
             return Err(ConfigError(
                 "worker_concurrency, intake_batch_max and send_concurrency must be at least 1".into(),
             ));
+        }
+        if self.http_max_connections == 0
+            || self.http_idle_timeout_ms == 0
+            || self.http_header_read_timeout_ms == 0
+            || self.http_body_read_timeout_ms == 0
+        {
+            return Err(ConfigError("http_max_connections and the http_*_timeout_ms keys must be at least 1".into()));
+        }
+        if self.webhook_body_budget_bytes < self.webhook_body_limit
+            || self.webhook_body_budget_bytes > u32::MAX as usize
+        {
+            return Err(ConfigError(format!(
+                "webhook_body_budget_bytes must be at least webhook_body_limit ({}) and at most 4 GiB, got {}",
+                self.webhook_body_limit, self.webhook_body_budget_bytes
+            )));
         }
         if !url::Url::parse(&self.graph_base_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(ConfigError(format!("graph_base_url must be an http(s) URL, got {:?}", self.graph_base_url)));
@@ -314,5 +348,15 @@ mod tests {
             assert!(err.to_string().contains("database_url"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn http_limits_are_validated() {
+        let c = Config { webhook_body_budget_bytes: 1024, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("webhook_body_budget_bytes"));
+        let c = Config { http_header_read_timeout_ms: 0, ..Config::default() };
+        assert!(c.validate().is_err());
+        let c = Config { http_max_connections: 0, ..Config::default() };
+        assert!(c.validate().is_err());
     }
 }

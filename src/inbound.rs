@@ -22,20 +22,43 @@ pub struct Applied {
     pub unknown_phone: usize,
 }
 
+/// Bodies from this size on are dropped from the SQLite page cache once read.
+const LARGE_BODY: usize = 1024 * 1024;
+
 pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     let inbox_id = serde_json::from_str::<serde_json::Value>(&job.payload)
         .ok()
         .and_then(|v| v["inbox_id"].as_i64())
         .ok_or_else(|| JobError::Permanent(format!("payload {:?} names no inbox_id", job.payload)))?;
+    let mut conn = store.pool.acquire().await?;
     let row = sqlx::query("SELECT id, body FROM inbox WHERE id = $1")
         .bind(inbox_id)
-        .fetch_optional(&store.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| JobError::Permanent("its inbox row is gone (pruned?)".into()))?;
     let inbox_id: i64 = row.try_get("id")?;
-    let body: Vec<u8> = row.try_get("body")?;
-    let payload = webhook::parse(&body)
+    // Parsed straight from the row's bytes (no copy), and the row is let go before the effects are applied: a
+    // large body is held once, then only as its parsed form.
+    let body: &[u8] = row.try_get("body")?;
+    let large = body.len() >= LARGE_BODY;
+    let payload = webhook::parse(body)
         .map_err(|e| JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")))?;
+    drop(row);
+    if large && store.backend == crate::store::Backend::Sqlite {
+        // The body's pages now sit in this connection's page cache (up to 64 MiB per pool connection), where they
+        // are of no further use: give them back rather than keep hundreds of MiB after a burst of large webhooks.
+        if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await {
+            tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
+        }
+        // SQLite allocates with the C library's malloc, not the Rust allocator: glibc keeps what SQLite freed in
+        // its arenas unless asked to give it back.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim takes no pointers and only returns free memory of the C heap to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    }
+    drop(conn);
     let mut tx = store.begin_write().await?;
     let applied = apply(&mut tx, &payload).await?;
     sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")

@@ -103,7 +103,7 @@ async fn commit(store: &Store, batch: &[Pending]) -> Result<(), StoreError> {
     } else {
         let mut q = sqlx::query(&sql).bind(now_ms());
         for p in batch {
-            q = q.bind(p.app_id).bind(p.body.to_vec());
+            q = q.bind(p.app_id).bind(&p.body[..]);
         }
         q.execute(&store.pool).await?;
     }

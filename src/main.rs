@@ -4,6 +4,10 @@ use clap::Parser;
 use wabridge::cli::{run_registry, Cli, Command};
 use wabridge::{service, Service};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -95,6 +95,8 @@ impl Service {
         }
         let engine = Arc::new(build_engine(&store, &config, metrics.clone(), bridge.clone()));
         let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max);
+        let (config_budget, config_wait) = (config.webhook_body_budget_bytes, config.webhook_budget_wait_ms);
+        let metrics_budget = metrics.clone();
         let state = AppState {
             store: store.clone(),
             config,
@@ -103,6 +105,11 @@ impl Service {
             intake,
             apps: Arc::new(AppCache::new(store.clone(), 5_000)),
             bridge,
+            webhook_budget: Arc::new(crate::http::webhook::BodyBudget::new(
+                config_budget,
+                Duration::from_millis(config_wait),
+                metrics_budget,
+            )),
         };
         let (shutdown, rx) = watch::channel(false);
         let workers = state.config.workers_enabled.then(|| {
@@ -129,14 +136,8 @@ impl Service {
             None
         };
         let app = router(state.clone());
-        let mut http_rx = rx;
-        let http = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = http_rx.wait_for(|stop| *stop).await;
-                })
-                .await
-        });
+        let limits = crate::http::server::Limits::from_config(&state.config);
+        let http = tokio::spawn(crate::http::server::serve(listener, app, limits, state.metrics.clone(), rx));
         tracing::info!(%addr, database = %state.config.database_label(), "wabridge is serving");
         Ok(Service { addr, store, state, new_admin_token, edge, shutdown, http, workers })
     }

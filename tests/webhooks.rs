@@ -514,6 +514,439 @@ async fn two_instances_process_each_job_once(db: Db) {
     testdb.drop_db().await;
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// HTTP bounds (issue 11): connection cap, idle / header / body timeouts, webhook body budget, metric labels.
+
+/// Short timeouts so the tests are quick; each test sets what it needs.
+fn limits(c: &mut wabridge::Config) {
+    c.http_idle_timeout_ms = 1_000;
+    c.http_header_read_timeout_ms = 1_000;
+    c.http_body_read_timeout_ms = 1_000;
+}
+
+async fn connect(app: &TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.svc.addr).await.expect("connect")
+}
+
+/// Reads until the server closes the connection (EOF or reset) or `within` passes; returns what was read and
+/// whether it was closed.
+async fn read_to_close(s: &mut tokio::net::TcpStream, within: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return (got, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One `GET /healthz` on a raw keep-alive connection; true when it was answered 200.
+async fn healthz_on(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await.is_err() {
+        return false;
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if rest.len() >= len {
+                        return head.starts_with("HTTP/1.1 200");
+                    }
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+/// The sum of the samples of a metric (lines starting with `prefix`).
+async fn metric(app: &TestApp, prefix: &str) -> f64 {
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+async fn idle_connections_are_closed(db: Db) {
+    let app = TestApp::start_with(TestDb::new(db).await, limits).await;
+    let start = Instant::now();
+    // Five connections that never send a byte, and one kept alive after a request.
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        conns.push(connect(&app).await);
+    }
+    let mut used = connect(&app).await;
+    assert!(healthz_on(&mut used).await);
+    conns.push(used);
+    for c in &mut conns {
+        let (_, closed) = read_to_close(c, Duration::from_secs(6)).await;
+        assert!(closed, "an idle connection is still open after {:?} (idle timeout 1 s)", start.elapsed());
+    }
+    assert!(start.elapsed() < Duration::from_secs(6), "closed within the idle timeout and a generous margin");
+    assert!(metric(&app, "wabridge_http_connections_timed_out_total{phase=\"idle\"}").await >= 6.0);
+    app.stop().await;
+}
+
+async fn slowloris_headers_are_cut(db: Db) {
+    let app = TestApp::start_with(TestDb::new(db).await, |c| {
+        limits(c);
+        c.http_idle_timeout_ms = 30_000; // only the header timeout (1 s) may cut it
+    })
+    .await;
+    let mut s = connect(&app).await;
+    let (mut rd, mut wr) = s.split();
+    let start = Instant::now();
+    let trickle = async {
+        use tokio::io::AsyncWriteExt;
+        for b in b"GET /healthz HTTP/1.1\r\nHost: slow.example.com\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n" {
+            if wr.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await; // the attacker's pace, not a wait for a result
+        }
+    };
+    let closed = async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
+    };
+    let cut = tokio::select! {
+        _ = trickle => false,
+        c = closed => c,
+        _ = tokio::time::sleep(Duration::from_secs(8)) => false,
+    };
+    assert!(cut, "a header sent one byte every 0.5 s was not cut (header timeout 1 s)");
+    assert!(start.elapsed() < Duration::from_secs(8));
+    assert!(metric(&app, "wabridge_http_connections_timed_out_total{phase=\"header\"}").await >= 1.0);
+    app.stop().await;
+}
+
+async fn slow_bodies_get_408(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start_with(TestDb::new(db).await, |c| {
+        limits(c);
+        c.http_idle_timeout_ms = 30_000;
+        c.http_header_read_timeout_ms = 30_000; // only the body deadline (1 s) may cut it
+    })
+    .await;
+    app.seed(SECRET).await;
+    let mut s = connect(&app).await;
+    s.write_all(
+        b"POST /api/waba/?app_id=1234567890 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+          X-Hub-Signature-256: sha256=00\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let (mut rd, mut wr) = s.split();
+    let trickle = async {
+        for _ in 0..99 {
+            tokio::time::sleep(Duration::from_millis(500)).await; // the attacker's pace
+            if wr.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let answer = async {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let got = tokio::select! {
+        _ = trickle => unreachable!(),
+        g = answer => Some(g),
+        _ = tokio::time::sleep(Duration::from_secs(8)) => None,
+    };
+    let got = got.expect("the connection of a body trickled past the 1 s deadline was not closed");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    assert!(start.elapsed() < Duration::from_secs(8));
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM inbox").await, 0);
+    app.stop().await;
+}
+
+async fn connections_beyond_the_cap_are_refused(db: Db) {
+    let app = TestApp::start_with(TestDb::new(db).await, |c| {
+        c.http_max_connections = 4;
+        c.http_idle_timeout_ms = 30_000;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect(&app).await;
+        assert!(healthz_on(&mut c).await);
+        held.push(c);
+    }
+    // The fifth is accepted and closed at once, without an answer.
+    let mut fifth = connect(&app).await;
+    assert!(!healthz_on(&mut fifth).await, "a connection beyond the cap was served");
+    let (_, closed) = read_to_close(&mut fifth, Duration::from_secs(5)).await;
+    assert!(closed);
+    // The earlier ones are still served.
+    for c in &mut held {
+        assert!(healthz_on(c).await, "a connection within the cap was not served");
+    }
+    // Once two go, new connections are served again (the server notices the close asynchronously: poll).
+    held.truncate(2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = connect(&app).await;
+        if healthz_on(&mut c).await {
+            held.push(c);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connection was served after two of the four had closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The harness's own client may need a slot too: make room before reading the metric.
+    held.clear();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        if let Ok(r) = app.http.get(app.url("/metrics")).send().await {
+            let text = r.text().await.unwrap_or_default();
+            if let Some(v) = text
+                .lines()
+                .find(|l| l.starts_with("wabridge_http_connections_refused_total"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            {
+                break v;
+            }
+        }
+        assert!(Instant::now() < deadline, "/metrics never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(refused >= 1.0);
+    app.stop().await;
+}
+
+async fn made_up_methods_and_paths_make_no_series(db: Db) {
+    let app = TestApp::start(db).await;
+    let series = |text: &str| {
+        text.lines().filter(|l| l.starts_with("wabridge_http_request")).map(str::to_owned).collect::<Vec<_>>()
+    };
+    let before = series(&app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    for i in 0..200 {
+        let method = reqwest::Method::from_bytes(format!("FROB{i}X").as_bytes()).unwrap();
+        let paths = [format!("/nothing/{i}"), format!("/admin/api/v1/made-up-{i}"), "/healthz".to_string()];
+        let path = &paths[i % paths.len()];
+        let _ = app.http.request(method, app.url(path)).send().await.unwrap();
+        let _ = app.http.get(app.url(&format!("/x{i}/y"))).send().await.unwrap();
+    }
+    let after = series(&app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap());
+    let new: Vec<&String> =
+        after.iter().filter(|l| !before.iter().any(|b| b.split(' ').next() == l.split(' ').next())).collect();
+    // Counters by (route, method, status) and one histogram per route: a handful, not hundreds.
+    let counters = new.iter().filter(|l| l.starts_with("wabridge_http_requests_total")).count();
+    assert!(counters <= 6, "{counters} new request series: {new:#?}");
+    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("FROB"), "a made-up method became a label");
+    assert!(!text.contains("/nothing/") && !text.contains("made-up-"), "a raw path became a label");
+    app.stop().await;
+}
+
+/// A padded inbound text webhook of about `size` bytes, signed.
+fn big_webhook(size: usize) -> (Vec<u8>, String) {
+    let text = "x".repeat(size);
+    let payload = inbound(vec![p::text_message(CUSTOMER, &p::new_wamid(), 1, &text)]);
+    let body = serde_json::to_vec(&payload).unwrap();
+    let sig = wabridge::meta::signature::sign(SECRET.as_bytes(), &body);
+    (body, sig)
+}
+
+async fn post_signed(app: &TestApp, body: &[u8], sig: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/waba/?app_id=1234567890"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn webhook_budget_refuses_with_503_and_loses_nothing(db: Db) {
+    use tokio::io::AsyncWriteExt;
+    const LIMIT: usize = 512 * 1024;
+    let app = TestApp::start_with(TestDb::new(db).await, |c| {
+        c.webhook_body_limit = LIMIT;
+        c.webhook_body_budget_bytes = 2 * LIMIT;
+        c.webhook_budget_wait_ms = 300;
+        c.http_body_read_timeout_ms = 4_000;
+    })
+    .await;
+    app.seed(SECRET).await;
+    let head = |len: usize, sig: &str| {
+        format!(
+            "POST /api/waba/?app_id=1234567890 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             X-Hub-Signature-256: {sig}\r\nContent-Length: {len}\r\n\r\n"
+        )
+    };
+    // A: declares the whole limit and never sends its body. B: a real webhook of the whole limit, half sent.
+    let mut a = connect(&app).await;
+    a.write_all(head(LIMIT, "sha256=00").as_bytes()).await.unwrap();
+    let (b_body, b_sig) = big_webhook(LIMIT - 2_000);
+    let b_len = b_body.len();
+    assert!(b_len <= LIMIT);
+    let mut b = connect(&app).await;
+    b.write_all(head(b_len, &b_sig).as_bytes()).await.unwrap();
+    b.write_all(&b_body[..b_len / 2]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app, "wabridge_webhook_body_bytes_in_flight").await < (LIMIT + b_len) as f64 {
+        assert!(Instant::now() < deadline, "A and B never took the budget");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The whole budget is taken: a wave of concurrent webhooks waits, and the first answers are 503s.
+    let wave: Vec<(Vec<u8>, String)> = (0..8).map(|_| big_webhook(200 * 1024)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (body, sig)) in wave.iter().cloned().enumerate() {
+        let (http, url) = (app.http.clone(), app.url("/api/waba/?app_id=1234567890"));
+        tasks.spawn(async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", sig)
+                .body(body)
+                .send()
+                .await
+                .expect("request");
+            let retry_after = r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (i, r.status().as_u16(), retry_after)
+        });
+    }
+    let mut answers = vec![tasks.join_next().await.unwrap().unwrap()];
+    assert_eq!(answers[0].1, 503, "the budget was full, yet a webhook got {}", answers[0].1);
+    // B finishes: it is stored, and its bytes go back to the budget (the rest of the wave may get them).
+    b.write_all(&b_body[b_len / 2..]).await.unwrap();
+    let (b_answer, _) = read_to_close(&mut b, Duration::from_millis(3_000)).await;
+    assert!(String::from_utf8_lossy(&b_answer).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&b_answer));
+    while let Some(r) = tasks.join_next().await {
+        answers.push(r.unwrap());
+    }
+    // A is cut by the body deadline.
+    let (a_answer, closed) = read_to_close(&mut a, Duration::from_secs(10)).await;
+    assert!(closed && String::from_utf8_lossy(&a_answer).starts_with("HTTP/1.1 408"));
+    let mut refused = 0;
+    for (i, status, retry_after) in answers {
+        match status {
+            200 => {}
+            503 => {
+                refused += 1;
+                assert!(retry_after.is_some_and(|v| v.parse::<u64>().is_ok()), "503 without Retry-After");
+                let (body, sig) = &wave[i];
+                assert_eq!(post_signed(&app, body, sig).await.status(), 200, "a resent webhook was refused");
+            }
+            other => panic!("a webhook got {other}"),
+        }
+    }
+    assert!(refused >= 1);
+    // Nothing lost, nothing twice: B and every wave body exactly once.
+    let rows = sqlx::query("SELECT body FROM inbox").fetch_all(&app.svc.store.pool).await.unwrap();
+    let mut stored: Vec<Vec<u8>> = rows.iter().map(|r| r.get::<Vec<u8>, _>("body")).collect();
+    let mut expected: Vec<Vec<u8>> = wave.iter().map(|(b, _)| b.clone()).chain([b_body]).collect();
+    stored.sort();
+    expected.sort();
+    assert!(stored == expected, "stored {} bodies, expected {}", stored.len(), expected.len());
+    assert_eq!(metric(&app, "wabridge_webhook_body_bytes_in_flight").await, 0.0);
+    app.stop().await;
+}
+
+async fn chunked_webhooks_take_budget_as_they_grow(db: Db) {
+    const LIMIT: usize = 512 * 1024;
+    let app = TestApp::start_with(TestDb::new(db).await, |c| {
+        c.webhook_body_limit = LIMIT;
+        c.webhook_body_budget_bytes = LIMIT;
+        c.webhook_budget_wait_ms = 300;
+    })
+    .await;
+    app.seed(SECRET).await;
+    // No Content-Length: the body comes in 16 KiB chunks, on a raw connection; the answer's status.
+    let addr = app.svc.addr;
+    let chunked = |body: Vec<u8>, sig: String| async move {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /api/waba/?app_id=1234567890 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             X-Hub-Signature-256: {sig}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        let mut wire = head.into_bytes();
+        for c in body.chunks(16 * 1024) {
+            wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            wire.extend_from_slice(c);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0\r\n\r\n");
+        // The server may answer 413 and close before it has read everything: a failed write is fine then.
+        let _ = s.write_all(&wire).await;
+        let (answer, _) = read_to_close(&mut s, Duration::from_secs(10)).await;
+        String::from_utf8_lossy(&answer).get(9..12).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0)
+    };
+    let (body, sig) = big_webhook(300 * 1024);
+    assert_eq!(chunked(body.clone(), sig).await, 200);
+    let stored: Vec<u8> = sqlx::query("SELECT body FROM inbox").fetch_one(&app.svc.store.pool).await.unwrap().get(0);
+    assert!(stored == body, "the chunked body was not stored as sent");
+    // Half a chunked body: it holds budget for what has arrived (rounded up to 64 KiB steps), not nothing.
+    {
+        use tokio::io::AsyncWriteExt;
+        let (body, sig) = big_webhook(300 * 1024);
+        let mut s = connect(&app).await;
+        let mut wire = format!(
+            "POST /api/waba/?app_id=1234567890 HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+             X-Hub-Signature-256: {sig}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .into_bytes();
+        let half = 200 * 1024;
+        wire.extend_from_slice(format!("{half:x}\r\n").as_bytes());
+        wire.extend_from_slice(&body[..half]);
+        wire.extend_from_slice(b"\r\n");
+        s.write_all(&wire).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while metric(&app, "wabridge_webhook_body_bytes_in_flight").await < half as f64 {
+            assert!(Instant::now() < deadline, "a growing chunked body took no budget");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(s);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app, "wabridge_webhook_body_bytes_in_flight").await > 0.0 {
+        assert!(Instant::now() < deadline, "an abandoned chunked body kept its budget");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Over the limit while it grows: 413, nothing stored, the budget given back.
+    let (big, sig) = big_webhook(LIMIT + 1024);
+    assert_eq!(chunked(big, sig).await, 413);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM inbox").await, 1);
+    assert_eq!(metric(&app, "wabridge_webhook_body_bytes_in_flight").await, 0.0);
+    app.stop().await;
+}
+
 both_databases!(
     handshake,
     bad_signatures_store_nothing,
@@ -528,4 +961,11 @@ both_databases!(
     leases_are_exclusive_and_expire,
     retention_prunes_old_work,
     two_instances_process_each_job_once,
+    idle_connections_are_closed,
+    slowloris_headers_are_cut,
+    slow_bodies_get_408,
+    connections_beyond_the_cap_are_refused,
+    made_up_methods_and_paths_make_no_series,
+    webhook_budget_refuses_with_503_and_loses_nothing,
+    chunked_webhooks_take_budget_as_they_grow,
 );

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,6 +21,11 @@ pub struct HttpLabels {
     pub route: String,
     pub method: String,
     pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +72,14 @@ pub struct Metrics {
     pub wabas_sends_paused: Gauge,
     /// Sends sent again after no answer and no status webhook within the reconcile window (may be duplicates).
     pub sends_resent_unconfirmed: Counter,
+    /// HTTP connections open now.
+    pub http_connections_open: Gauge,
+    /// HTTP connections closed at once because `http_max_connections` were open.
+    pub http_connections_refused: Counter,
+    /// HTTP connections closed by a timeout, by phase (`idle`, `header`).
+    pub http_connections_timed_out: Family<PhaseLabels, Counter>,
+    /// Bytes of webhook bodies held now (the budget in use).
+    pub webhook_body_bytes_in_flight: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,8 +139,32 @@ impl Metrics {
             "WABAs whose sends are paused because Meta refused the access token (alert when above 0)",
             wabas_sends_paused.clone(),
         );
+        let http_connections_open = Gauge::default();
+        registry.register("http_connections_open", "HTTP connections open now", http_connections_open.clone());
+        let http_connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once because http_max_connections were open",
+            http_connections_refused.clone(),
+        );
+        let http_connections_timed_out = Family::<PhaseLabels, Counter>::default();
+        registry.register(
+            "http_connections_timed_out",
+            "HTTP connections closed by a timeout, by phase (idle: no request; header: request head too slow)",
+            http_connections_timed_out.clone(),
+        );
+        let webhook_body_bytes_in_flight = Gauge::default();
+        registry.register(
+            "webhook_body_bytes_in_flight",
+            "Bytes of webhook bodies held in memory now (taken from webhook_body_budget_bytes)",
+            webhook_body_bytes_in_flight.clone(),
+        );
         Arc::new(Metrics {
             registry,
+            http_connections_open,
+            http_connections_refused,
+            http_connections_timed_out,
+            webhook_body_bytes_in_flight,
             sends_pending,
             wabas_sends_paused,
             sends_resent_unconfirmed,
@@ -152,11 +189,27 @@ impl Metrics {
     }
 }
 
-/// Middleware: counts each request by its route template (never the raw path, which may hold ids).
+/// The method label: the standard methods by name, anything else `other` (a client may send any token as a
+/// method; each would otherwise make new series).
+pub fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts each request by its route template (never the raw path, which may hold ids; requests that
+/// matched no route are `unmatched`) and a bounded method label.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
     let m = &state.metrics;

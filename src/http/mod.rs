@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod json;
 pub mod metrics;
 pub mod notify;
+pub mod server;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub intake: Intake,
     pub apps: Arc<webhook::AppCache>,
     pub bridge: Arc<crate::crm::Bridge>,
+    /// Bytes of webhook bodies that may be held at once (`webhook_body_budget_bytes`).
+    pub webhook_budget: Arc<webhook::BodyBudget>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -65,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", tenant)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(state.clone(), server::body_deadline))
         .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

@@ -1,20 +1,24 @@
 //! Meta webhook intake: `GET /api/waba/` (verification handshake) and `POST /api/waba/` (events).
 //! The app is chosen by `?app_id=<meta app id>`, else by host name. A POST is verified on its raw bytes,
-//! committed (inbox row + processing job), and only then answered 200.
+//! committed (inbox row + processing job), and only then answered 200. Its bytes are held once, from the read to
+//! the commit, and bounded by `webhook_body_budget_bytes` (503 with `Retry-After` when that is in use).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use http_body_util::BodyExt;
 use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
-use super::json::body_rejection;
-use super::metrics::ReasonLabels;
+use super::metrics::{Metrics, ReasonLabels};
 use super::AppState;
 use crate::meta::signature::{self, SignatureError};
 use crate::store::registry::App;
@@ -67,21 +71,44 @@ pub async fn handshake(
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], challenge).into_response())
 }
 
-/// A webhook POST: signature first, then a durable commit, then 200.
+/// A webhook POST: app and budget first, then the body, its signature, a durable commit, and 200.
 pub async fn receive(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let reject = |reason: &str| {
         state.metrics.webhook_rejected.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
     };
-    let body = body.map_err(|r| {
-        reject("body_rejected");
-        body_rejection(r)
-    })?;
     let apps = candidates(&state, &params, &headers).await.inspect_err(|_| reject("unknown_app"))?;
+    let (body, _hold) = match read_body(&state, &headers, body).await {
+        Ok(read) => read,
+        Err(BodyError::Busy) => {
+            reject("busy");
+            tracing::warn!("webhook refused with 503: webhook_body_budget_bytes is in use (Meta will retry)");
+            let mut resp = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many webhook bytes in flight; retry shortly",
+            )
+            .into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(resp);
+        }
+        Err(BodyError::TooLarge) => {
+            reject("body_rejected");
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is larger than the limit",
+            ));
+        }
+        Err(BodyError::Read(e)) => {
+            reject("body_rejected");
+            return Err(ApiError::bad_request(format!("could not read the request body: {e}")));
+        }
+    };
     let header_value = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
     let app = match choose_app(&apps, header_value, &body) {
         Ok(app) => app,
@@ -94,9 +121,93 @@ pub async fn receive(
     if !app.verify_signatures {
         tracing::warn!(app = app.id, "accepting a webhook WITHOUT signature verification (verify_signatures=false)");
     }
+    // The body (and its share of the budget) is held until the commit that stores it is done.
     state.intake.submit(app.id, body).await.map_err(ApiError::internal)?;
     state.metrics.webhook_accepted.inc();
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"received":true}"#).into_response())
+}
+
+enum BodyError {
+    /// No room in the budget within `webhook_budget_wait_ms`.
+    Busy,
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads the body into one buffer of its declared size, taking its bytes from the budget first: all of a
+/// declared `Content-Length` before reading, or, for a chunked body, step by step as it grows.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<(Bytes, BudgetHold), BodyError> {
+    let limit = state.config.webhook_body_limit;
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let budget = &state.webhook_budget;
+    let deadline = tokio::time::Instant::now() + budget.wait;
+    let mut hold = budget.take(declared.unwrap_or(0), deadline).await.ok_or(BodyError::Busy)?;
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else { continue };
+        let need = buf.len() + data.len();
+        if need > limit {
+            return Err(BodyError::TooLarge);
+        }
+        if need > hold.bytes {
+            // Chunked (or longer than declared, which hyper refuses anyway): grow in steps of at least 64 KiB.
+            let more = (need - hold.bytes).max(64 * 1024).min(limit - hold.bytes);
+            let extra = budget.take(more, deadline).await.ok_or(BodyError::Busy)?;
+            hold.merge(extra);
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf.freeze(), hold))
+}
+
+/// The bytes of webhook bodies that may be held in memory at once, from their head until their commit.
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    wait: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl BodyBudget {
+    pub fn new(total: usize, wait: Duration, metrics: Arc<Metrics>) -> Self {
+        BodyBudget { bytes: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))), wait, metrics }
+    }
+
+    /// `n` bytes of the budget, waiting until `deadline` at most.
+    async fn take(&self, n: usize, deadline: tokio::time::Instant) -> Option<BudgetHold> {
+        let n32 = u32::try_from(n).ok()?;
+        let permit = tokio::time::timeout_at(deadline, self.bytes.clone().acquire_many_owned(n32)).await.ok()?.ok()?;
+        self.metrics.webhook_body_bytes_in_flight.inc_by(n as i64);
+        Some(BudgetHold { permit: Some(permit), bytes: n, metrics: self.metrics.clone() })
+    }
+}
+
+/// Bytes taken from the [`BodyBudget`]; given back when dropped.
+struct BudgetHold {
+    permit: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl BudgetHold {
+    fn merge(&mut self, mut other: BudgetHold) {
+        match (&mut self.permit, other.permit.take()) {
+            (Some(p), Some(o)) => p.merge(o),
+            (p @ None, o) => *p = o,
+            (Some(_), None) => {}
+        }
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for BudgetHold {
+    fn drop(&mut self) {
+        self.metrics.webhook_body_bytes_in_flight.dec_by(self.bytes as i64);
+    }
 }
 
 /// The app whose secret signed the body. Apps with verification switched off accept anything, but only
