@@ -104,6 +104,14 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, payload: &webhook::Payloa
                         continue;
                     };
                     apply_messages(tx, phone_id, v, &mut applied).await?;
+                    let at = entry.time.map(|t| t * 1000);
+                    for e in &v.errors {
+                        // Not tied to a message: kept on the phone (admin API, /metrics), never silently dropped.
+                        if crate::store::webhook_errors::record_on(tx, phone_id, e, at).await? {
+                            tracing::warn!(phone = phone_id, code = e.code, "Meta reported an error in a webhook");
+                            applied.other_changes += 1;
+                        }
+                    }
                 }
                 ChangeValue::TemplateStatus(t) => {
                     let waba: Option<i64> = sqlx::query("SELECT id FROM wabas WHERE waba_id = $1")

@@ -302,6 +302,31 @@ async fn statuses_templates_and_account_events(db: Db) {
     app.stop().await;
 }
 
+/// Errors Meta puts in a messages webhook's value (not tied to a message) are kept on the phone, once, shown by
+/// the admin API and counted in /metrics; before, they were dropped without a trace.
+async fn value_level_errors_are_recorded(db: Db) {
+    let app = TestApp::start(db).await;
+    let (_, _, phone) = app.seed(SECRET).await;
+    let s = sender(&app);
+    let unsupported = p::error(131000, "Something went wrong", "Unsupported webhook payload");
+    let errors = p::envelope(WABA, "messages", p::errors_value(DISPLAY, PNID, vec![unsupported]));
+    assert!(s.deliver(&errors).await.delivered);
+    assert!(s.deliver(&errors).await.delivered, "Meta resends: still one record");
+    app.svc.engine().drain().await.unwrap();
+    let (st, list) = app.admin("GET", &format!("/webhook-errors?phone={}", phone["id"]), None).await;
+    assert_eq!(st, 200, "{list}");
+    let list = list.as_array().cloned().unwrap_or_default();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["code"], 131000);
+    assert_eq!(list[0]["phone"], phone["id"]);
+    assert_eq!(list[0]["details"], "Unsupported webhook payload", "{list:?}");
+    let (st, other) = app.admin("GET", "/webhook-errors?phone=999999", None).await;
+    assert_eq!((st, other.as_array().map(Vec::len)), (200, Some(0)));
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("wabridge_meta_webhook_errors_last_day 1"), "{metrics}");
+    app.stop().await;
+}
+
 /// Meta resends; the same message may come in another batch. One effect each.
 async fn duplicates_have_one_effect(db: Db) {
     let app = TestApp::start(db).await;
@@ -948,6 +973,7 @@ async fn chunked_webhooks_take_budget_as_they_grow(db: Db) {
 }
 
 both_databases!(
+    value_level_errors_are_recorded,
     handshake,
     bad_signatures_store_nothing,
     escaped_unicode_verifies,

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/portals/{id}", get(get_portal).patch(update_portal).delete(delete_portal))
         .route("/calls", get(super::calls::list_calls))
         .route("/jobs", get(super::jobs::list_jobs))
+        .route("/webhook-errors", get(super::webhook_errors::list_webhook_errors))
         .route("/jobs/{id}/redrive", axum::routing::post(super::jobs::redrive_job))
         .route("/api-keys", get(super::bridge_admin::list_keys).post(super::bridge_admin::create_key))
         .route("/api-keys/{id}", axum::routing::delete(super::bridge_admin::revoke_key))
@@ -75,6 +76,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           crate::http::notify::notify, crate::http::notify::get_send,
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
+          crate::http::webhook_errors::list_webhook_errors,
           crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(ErrorBody, crate::jobs::JobState)),
     modifiers(&Security, &ErrorResponses),

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub wabas_sends_paused: Gauge,
     /// Sends sent again after no answer and no status webhook within the reconcile window (may be duplicates).
     pub sends_resent_unconfirmed: Counter,
+    /// Errors Meta reported in webhooks (`value.errors`) in the last 24 hours, across all processes.
+    pub meta_webhook_errors_last_day: Gauge,
     /// HTTP connections open now.
     pub http_connections_open: Gauge,
     /// HTTP connections closed at once because `http_max_connections` were open.
@@ -126,6 +128,13 @@ impl Metrics {
             "Sends to WhatsApp not finished, by state (queued, unknown), across all processes",
             sends_pending.clone(),
         );
+        let meta_webhook_errors_last_day = Gauge::default();
+        registry.register(
+            "meta_webhook_errors_last_day",
+            "Errors Meta reported in messages webhooks (value.errors) in the last 24 hours, across all processes \
+             (GET /admin/api/v1/webhook-errors lists them)",
+            meta_webhook_errors_last_day.clone(),
+        );
         let sends_resent_unconfirmed = Counter::default();
         registry.register(
             "sends_resent_unconfirmed",
@@ -168,6 +177,7 @@ impl Metrics {
             sends_pending,
             wabas_sends_paused,
             sends_resent_unconfirmed,
+            meta_webhook_errors_last_day,
             http_requests,
             http_latency,
             webhook_rejected,
@@ -244,5 +254,11 @@ async fn refresh_from_store(state: &AppState) -> Result<(), sqlx::Error> {
         .fetch_one(&state.store.pool)
         .await?;
     m.wabas_sends_paused.set(paused.try_get::<i64, _>("n")?);
+    let day_ago = crate::store::now_ms() - 86_400_000;
+    let errors = crate::store::webhook_errors::count_since(&state.store, day_ago).await.map_err(|e| match e {
+        crate::store::StoreError::Db(e) => e,
+        other => sqlx::Error::Protocol(other.to_string()),
+    })?;
+    m.meta_webhook_errors_last_day.set(errors);
     Ok(())
 }

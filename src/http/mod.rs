@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod webhook;
+pub mod webhook_errors;
 
 use std::sync::Arc;
 

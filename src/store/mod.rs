@@ -7,6 +7,7 @@ pub mod calls;
 pub mod portals;
 pub mod registry;
 pub mod settings;
+pub mod webhook_errors;
 
 use std::str::FromStr;
 use std::time::Duration;
