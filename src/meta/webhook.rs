@@ -150,14 +150,16 @@ pub enum Content {
         kind: Option<String>,
         new_wa_id: Option<String>,
     },
-    /// The customer edited one of their messages (`type: "edit"`, Coexistence numbers): `original_message_id` is
-    /// the wamid of the edited message; `message` is the new content (text, or media with its new caption) read
-    /// from `edit.message` like any inbound message, `Unsupported` when it is missing or unreadable.
+    /// The customer edited one of their messages (`type: "edit"`; Meta documents it for Coexistence numbers, edits
+    /// within 15 minutes): `original_message_id` is the wamid of the edited message; `message` is the new content
+    /// (text, or media with its new caption) read from `edit.message` like any inbound message, `Unsupported`
+    /// when it is missing or unreadable.
     Edit {
         original_message_id: String,
         message: Box<Content>,
     },
-    /// The customer deleted ("revoked") one of their messages (`type: "revoke"`, Coexistence numbers).
+    /// The customer deleted ("revoked") one of their messages (`type: "revoke"`; Meta documents it for
+    /// Coexistence numbers, within two days of sending).
     Revoke {
         original_message_id: String,
     },
@@ -656,7 +658,7 @@ fn parse_known_content(type_name: &str, body: &Value) -> Option<Content> {
         "edit" => Content::Edit {
             original_message_id: id_of(body.get("original_message_id"))?,
             message: Box::new(match body.get("message").and_then(Value::as_object) {
-                Some(inner) => parse_content(inner),
+                Some(inner) => parse_edited_content(inner),
                 None => Content::Unsupported { type_name: "unknown".to_owned() },
             }),
         },
@@ -664,6 +666,19 @@ fn parse_known_content(type_name: &str, body: &Value) -> Option<Content> {
         _ => return None,
     };
     Some(content)
+}
+
+/// The new content of an edit. Meta's reference shows `edit.message` as a message object (`context`, then the
+/// content); that it carries `type` like any inbound message is assumed, so without one the content is found by
+/// its object (`text`, or a media object with its caption).
+fn parse_edited_content(inner: &Map<String, Value>) -> Content {
+    if inner.get("type").and_then(Value::as_str).is_some() {
+        return parse_content(inner);
+    }
+    ["text", "image", "video", "document", "audio", "sticker"]
+        .into_iter()
+        .find_map(|t| inner.get(t).and_then(|body| parse_known_content(t, body)))
+        .unwrap_or_else(|| Content::Unsupported { type_name: "unknown".to_owned() })
 }
 
 fn parse_media(v: &Value) -> Option<Media> {
@@ -1223,6 +1238,15 @@ mod tests {
         ));
         let Content::Edit { message, .. } = &m.content else { panic!("{:?}", m.content) };
         assert!(matches!(message.as_ref(), Content::Image(i) if i.caption.as_deref() == Some("better caption")));
+        // Without `type` in the new content: found by its object.
+        let m = one(msg("edit", json!({"original_message_id":"wamid.ORIG","message":{"text":{"body":"typeless"}}})));
+        assert_eq!(
+            m.content,
+            Content::Edit {
+                original_message_id: "wamid.ORIG".into(),
+                message: Box::new(Content::Text { body: "typeless".into() })
+            }
+        );
         // Without the new content: still an edit of that message, its content unreadable.
         let m = one(msg("edit", json!({"original_message_id":"wamid.ORIG"})));
         assert_eq!(
