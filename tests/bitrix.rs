@@ -484,6 +484,27 @@ async fn an_edit_updates_the_portal_message(db: Db) {
         .await
         .unwrap();
     assert_eq!(body.as_deref(), Some("Quero 3 pizzas"));
+
+    // A photo's caption edited: the message keeps its file.
+    let image = b.graph.add_media(b"\xFF\xD8\xFF", "image/jpeg", PNID);
+    let photo = p::new_wamid();
+    b.customer_says(vec![p::image_message(CUSTOMER, &photo, now_s(), &image, "image/jpeg", Some("a pizza"))]).await;
+    b.until("the photo", |b| async move { b.bitrix.chat_messages().len() == 3 }).await;
+    let new_caption = p::message(
+        CUSTOMER,
+        &p::new_wamid(),
+        now_s(),
+        "edit",
+        json!({"original_message_id": photo, "message": {"type": "image",
+            "image": {"id": image, "mime_type": "image/jpeg", "caption": "a bigger pizza"}}}),
+    );
+    b.customer_says(vec![new_caption]).await;
+    b.until("the caption", |b| async move { b.bitrix.chat_messages().len() == 4 }).await;
+    let m = b.bitrix.chat_messages().pop().unwrap();
+    assert_eq!(m.kind, MessageKind::Updated);
+    assert_eq!(m.external_message_id.as_deref(), Some(photo.as_str()));
+    assert_eq!(m.text.as_deref(), Some("a bigger pizza"));
+    assert_eq!(m.files.len(), 1, "the photo stays: {:?}", m.files);
     b.stop().await;
 }
 

@@ -102,7 +102,14 @@ pub async fn edit(b: &Bridge, c: &Change<'_>, original: &str, new: &Content) -> 
     }
     let mut message = json!({"id": original, "text": text});
     if let Some(content) = &d.content {
-        let files = super::deliver::files_for(b, c.phone, content).await?;
+        // The portal's message keeps its attachment only if it is sent again; without it, a line instead.
+        let files = match super::deliver::files_for(b, c.phone, content).await {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::info!(message = c.message_id, error = %e, "the edited message's file is gone; posting a line");
+                return Ok(false);
+            }
+        };
         if !files.is_empty() {
             message["files"] = Value::Array(files);
         }
