@@ -235,6 +235,7 @@ async fn apply_messages(
         .rows_affected();
         applied.messages_new += new as usize;
         if new == 1 {
+            crate::calling::permissions::record_on(tx, phone_id, contact, m).await?;
             crate::crm::deliver::enqueue_on(tx, phone_id, &m.id).await?;
         }
     }

@@ -447,7 +447,183 @@ async fn a_profile_name_is_sent_as_the_portal_takes_it(db: Db) {
     b.stop().await;
 }
 
+/// The customer edits a message that is in the portal: the portal's message is updated in place (same chat, same
+/// external id = the original wamid) with the new text; the edit itself stays stored; nothing "unsupported".
+async fn an_edit_updates_the_portal_message(db: Db) {
+    use wabridge::sandbox::bitrix::MessageKind;
+    let b = Bridged::start(db).await;
+    let original = b.customer_text("Quero 2 pizzas").await;
+    b.until("in the portal", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;
+    let edit = p::new_wamid();
+    b.customer_says(vec![p::edit_message(CUSTOMER, &edit, now_s(), &original, "Quero 3 pizzas")]).await;
+    b.until("the update", |b| async move { b.bitrix.chat_messages().iter().any(|m| m.kind == MessageKind::Updated) })
+        .await;
+    b.settle().await;
+    let msgs = b.bitrix.chat_messages();
+    assert_eq!(msgs.iter().filter(|m| m.kind == MessageKind::Sent).count(), 1, "no new line posted: {msgs:?}");
+    let updated = msgs.iter().find(|m| m.kind == MessageKind::Updated).unwrap();
+    assert_eq!(updated.external_message_id.as_deref(), Some(original.as_str()));
+    assert_eq!(updated.external_chat_id, CUSTOMER);
+    assert_eq!(updated.text.as_deref(), Some("Quero 3 pizzas"));
+    assert_eq!(updated.chat_id, msgs[0].chat_id, "the same open-line chat");
+    let calls = b.bitrix.calls_of("imconnector.update.messages");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    // The edit is kept in the history, marked as delivered; the original now reads as edited.
+    let pool = b.app.svc.store.pool.clone();
+    let (msg_type, crm): (String, Option<String>) =
+        sqlx::query_as("SELECT msg_type, crm_message_id FROM messages WHERE wamid = $1")
+            .bind(&edit)
+            .fetch_one(&pool)
+            .await
+            .expect("the edit is stored");
+    assert_eq!(msg_type, "edit");
+    assert!(crm.is_some(), "the edit is recorded as done");
+    let body: Option<String> = sqlx::query_scalar("SELECT body FROM messages WHERE wamid = $1")
+        .bind(&original)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(body.as_deref(), Some("Quero 3 pizzas"));
+
+    // A photo's caption edited: the message keeps its file.
+    let image = b.graph.add_media(b"\xFF\xD8\xFF", "image/jpeg", PNID);
+    let photo = p::new_wamid();
+    b.customer_says(vec![p::image_message(CUSTOMER, &photo, now_s(), &image, "image/jpeg", Some("a pizza"))]).await;
+    b.until("the photo", |b| async move { b.bitrix.chat_messages().len() == 3 }).await;
+    let new_caption = p::message(
+        CUSTOMER,
+        &p::new_wamid(),
+        now_s(),
+        "edit",
+        json!({"original_message_id": photo, "message": {"type": "image",
+            "image": {"id": image, "mime_type": "image/jpeg", "caption": "a bigger pizza"}}}),
+    );
+    b.customer_says(vec![new_caption]).await;
+    b.until("the caption", |b| async move { b.bitrix.chat_messages().len() == 4 }).await;
+    let m = b.bitrix.chat_messages().pop().unwrap();
+    assert_eq!(m.kind, MessageKind::Updated);
+    assert_eq!(m.external_message_id.as_deref(), Some(photo.as_str()));
+    assert_eq!(m.text.as_deref(), Some("a bigger pizza"));
+    assert_eq!(m.files.len(), 1, "the photo stays: {:?}", m.files);
+    b.stop().await;
+}
+
+/// The customer deletes a message that is in the portal: the portal's message is deleted; no line is posted.
+async fn a_revoke_deletes_the_portal_message(db: Db) {
+    use wabridge::sandbox::bitrix::MessageKind;
+    let b = Bridged::start(db).await;
+    let original = b.customer_text("número do cartão 1234").await;
+    b.until("in the portal", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;
+    b.customer_says(vec![p::revoke_message(CUSTOMER, &p::new_wamid(), now_s(), &original)]).await;
+    b.until("the deletion", |b| async move { b.bitrix.chat_messages().iter().any(|m| m.kind == MessageKind::Deleted) })
+        .await;
+    b.settle().await;
+    let msgs = b.bitrix.chat_messages();
+    assert_eq!(msgs.iter().filter(|m| m.kind == MessageKind::Sent).count(), 1, "no new line posted: {msgs:?}");
+    let deleted = msgs.iter().find(|m| m.kind == MessageKind::Deleted).unwrap();
+    assert_eq!(deleted.external_message_id.as_deref(), Some(original.as_str()));
+    assert_eq!(deleted.external_chat_id, CUSTOMER);
+    assert_eq!(b.bitrix.calls_of("imconnector.delete.messages").len(), 1);
+    b.stop().await;
+}
+
+/// An edit or a revoke of a message the portal never got (unknown to us, e.g. older than the bridge) is posted
+/// as a short readable line, never as "unsupported".
+async fn a_change_of_an_unknown_message_is_a_readable_line(db: Db) {
+    let b = Bridged::start(db).await;
+    let unknown = p::new_wamid();
+    b.customer_says(vec![p::revoke_message(CUSTOMER, &p::new_wamid(), now_s(), &unknown)]).await;
+    b.until("the line", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;
+    b.customer_says(vec![p::edit_message(CUSTOMER, &p::new_wamid(), now_s(), &unknown, "afinal é amanhã")]).await;
+    b.until("the second line", |b| async move { b.bitrix.chat_messages().len() == 2 }).await;
+    b.settle().await;
+    let texts: Vec<String> = b.bitrix.chat_messages().iter().map(|m| m.text.clone().unwrap_or_default()).collect();
+    assert_eq!(texts, ["[the customer deleted a message]", "[edited] afinal é amanhã"]);
+    assert!(b.bitrix.calls_of("imconnector.delete.messages").is_empty());
+    assert!(b.bitrix.calls_of("imconnector.update.messages").is_empty());
+    b.stop().await;
+}
+
+/// A message the customer deleted before it reached the portal (both in one webhook) is never shown; the chat
+/// gets the readable line instead.
+async fn a_message_deleted_before_delivery_never_reaches_the_portal(db: Db) {
+    let b = Bridged::start(db).await;
+    let original = p::new_wamid();
+    let t = now_s();
+    b.customer_says(vec![
+        p::text_message(CUSTOMER, &original, t, "senha 0000"),
+        p::revoke_message(CUSTOMER, &p::new_wamid(), t + 1, &original),
+    ])
+    .await;
+    b.until("the line", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    b.settle().await;
+    let texts: Vec<String> = b.bitrix.chat_messages().iter().map(|m| m.text.clone().unwrap_or_default()).collect();
+    assert_eq!(texts, ["[the customer deleted a message]"]);
+    b.stop().await;
+}
+
+/// A call permission reply reaches the chat as a readable line and is stored for calling.
+async fn a_call_permission_reply_is_a_line_and_is_stored(db: Db) {
+    let b = Bridged::start(db).await;
+    let request = p::new_wamid();
+    let until = 1_753_186_982;
+    b.customer_says(vec![p::call_permission_reply_message(
+        CUSTOMER,
+        &p::new_wamid(),
+        now_s(),
+        common::bridge::DISPLAY,
+        &request,
+        true,
+        Some(until),
+    )])
+    .await;
+    b.until("the line", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;
+    assert_eq!(
+        b.bitrix.chat_messages()[0].text.as_deref(),
+        Some("[call permission: accepted, valid until 2025-07-22 12:23 UTC]")
+    );
+    let pool = b.app.svc.store.pool.clone();
+    let stored = wabridge::calling::permissions::get(&pool, b.phone_id, CUSTOMER).await.unwrap().expect("stored");
+    assert_eq!(stored.response, "accept");
+    assert_eq!(stored.expires_at, Some(until * 1000));
+    assert!(!stored.permanent);
+    // A later rejection replaces it; an older reply arriving late does not.
+    let later = now_s() + 5;
+    b.customer_says(vec![p::call_permission_reply_message(
+        CUSTOMER,
+        &p::new_wamid(),
+        later,
+        common::bridge::DISPLAY,
+        &request,
+        false,
+        None,
+    )])
+    .await;
+    b.until("the second line", |b| async move { b.bitrix.chat_messages().len() == 2 }).await;
+    assert_eq!(b.bitrix.chat_messages()[1].text.as_deref(), Some("[call permission: rejected]"));
+    b.customer_says(vec![p::call_permission_reply_message(
+        CUSTOMER,
+        &p::new_wamid(),
+        later - 60,
+        common::bridge::DISPLAY,
+        &request,
+        true,
+        Some(until),
+    )])
+    .await;
+    b.settle().await;
+    let stored = wabridge::calling::permissions::get(&pool, b.phone_id, CUSTOMER).await.unwrap().expect("stored");
+    assert_eq!(stored.response, "reject", "an older reply does not win");
+    assert!(!stored.allows_at(wabridge::store::now_ms()));
+    b.stop().await;
+}
+
 both_databases!(
+    an_edit_updates_the_portal_message,
+    a_revoke_deletes_the_portal_message,
+    a_change_of_an_unknown_message_is_a_readable_line,
+    a_message_deleted_before_delivery_never_reaches_the_portal,
+    a_call_permission_reply_is_a_line_and_is_stored,
     a_profile_name_is_sent_as_the_portal_takes_it,
     a_message_the_portal_refuses_is_retried_not_recorded,
     install_and_bind_make_an_active_line,

@@ -11,7 +11,7 @@
 //! - Media: the file itself goes to the CRM as an attachment (see [`media_of`]); the text is the caption, or the
 //!   document's file name when there is no caption, or empty.
 
-use crate::meta::webhook::{Content, InboundMessage, Interactive, Media};
+use crate::meta::webhook::{CallPermissionReply, Content, InboundMessage, Interactive, Media};
 
 use super::media_kind::MediaKind;
 
@@ -86,6 +86,7 @@ fn body_text(content: &Content, quoted: Option<&str>) -> String {
             Interactive::NfmReply { name, body, response_json } => {
                 flow_reply(name.as_deref(), body.as_deref(), response_json)
             }
+            Interactive::CallPermissionReply(r) => call_permission(r),
             Interactive::Other(v) => {
                 let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or("unknown");
                 format!("[unsupported interactive reply {}]", escape(kind))
@@ -112,8 +113,40 @@ fn body_text(content: &Content, quoted: Option<&str>) -> String {
             (None, Some(k)) => format!("System: {}", escape(k)),
             (None, None) => "System message".to_owned(),
         },
+        // Shown like this only when the edited or deleted message is not in the CRM to change (crm/changes.rs).
+        Content::Edit { message, .. } => match edited_text(message) {
+            t if t.is_empty() => "[the customer edited a message]".to_owned(),
+            t => format!("[edited] {t}"),
+        },
+        Content::Revoke { .. } => "[the customer deleted a message]".to_owned(),
         Content::Unsupported { type_name } => format!("[unsupported message type {}]", escape(type_name)),
     }
+}
+
+/// The new text of an edited message (`edit.message`): its text, or its media's new caption.
+pub fn edited_text(new: &Content) -> String {
+    match new {
+        Content::Unsupported { .. } | Content::Edit { .. } | Content::Revoke { .. } => String::new(),
+        other => body_text(other, None),
+    }
+}
+
+/// `[call permission: accepted, valid until 2025-07-22 12:23 UTC]`, `[call permission: rejected]`, …
+pub fn call_permission(r: &CallPermissionReply) -> String {
+    let until = r
+        .expiration_timestamp
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string());
+    let what = match (r.accepted, r.is_permanent, until) {
+        (true, Some(true), _) => "accepted, permanently".to_owned(),
+        (true, _, Some(u)) => format!("accepted, valid until {u}"),
+        (true, _, None) => "accepted".to_owned(),
+        (false, _, _) if r.response_source.as_deref() == Some("automatic") => {
+            "rejected (revoked automatically after unanswered calls)".to_owned()
+        }
+        (false, _, _) => "rejected".to_owned(),
+    };
+    format!("[call permission: {what}]")
 }
 
 fn contact_card(card: &crate::meta::webhook::SharedContact) -> String {
@@ -402,6 +435,44 @@ mod tests {
         assert_eq!(
             crm_text(&msg(Content::Button { payload: Some("STOP".into()), text: "Stop promotions".into() }), None),
             "Button: Stop promotions"
+        );
+    }
+
+    #[test]
+    fn edits_revokes_and_call_permissions() {
+        let edit = |c: Content| {
+            crm_text(&msg(Content::Edit { original_message_id: "wamid.o".into(), message: Box::new(c) }), None)
+        };
+        assert_eq!(edit(Content::Text { body: "new [b]text".into() }), format!("[edited] new [{ZW}b]text"));
+        assert_eq!(edit(Content::Image(media(Some("new caption"), None))), "[edited] new caption");
+        assert_eq!(edit(Content::Unsupported { type_name: "unknown".into() }), "[the customer edited a message]");
+        assert_eq!(edited_text(&Content::Text { body: "plain".into() }), "plain");
+        assert_eq!(
+            crm_text(&msg(Content::Revoke { original_message_id: "wamid.o".into() }), None),
+            "[the customer deleted a message]"
+        );
+        let reply = |accepted: bool, permanent: Option<bool>, exp: Option<i64>, source: Option<&str>| {
+            crm_text(
+                &msg(Content::Interactive(Interactive::CallPermissionReply(CallPermissionReply {
+                    accepted,
+                    response: if accepted { "accept" } else { "reject" }.into(),
+                    is_permanent: permanent,
+                    expiration_timestamp: exp,
+                    response_source: source.map(Into::into),
+                }))),
+                None,
+            )
+        };
+        assert_eq!(
+            reply(true, None, Some(1_753_186_982), Some("user_action")),
+            "[call permission: accepted, valid until 2025-07-22 12:23 UTC]"
+        );
+        assert_eq!(reply(true, Some(true), None, None), "[call permission: accepted, permanently]");
+        assert_eq!(reply(true, None, None, None), "[call permission: accepted]");
+        assert_eq!(reply(false, None, None, Some("user_action")), "[call permission: rejected]");
+        assert_eq!(
+            reply(false, None, None, Some("automatic")),
+            "[call permission: rejected (revoked automatically after unanswered calls)]"
         );
     }
 

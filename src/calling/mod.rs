@@ -3,6 +3,7 @@
 //! `src/sip/`. Operator's guide: `docs/calling.md`.
 
 pub mod activation;
+pub mod permissions;
 pub mod service;
 
 pub use activation::{explain, CallingInput, CallingSettings, Difference};

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::{id_text, media, set_connector, Bridge, BIND};
+use super::{changes, id_text, media, set_connector, Bridge, BIND};
 use crate::bitrix::client::Error as BitrixError;
 use crate::bridge::render;
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook;
+use crate::store::registry::Phone;
 use crate::store::{now_ms, StoreError};
 
 /// Why the portal did not take one message of `imconnector.send.messages`, from its item in `DATA.RESULT`
@@ -111,19 +112,30 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         Some(q) => quoted_text(&b, &q).await?,
         None => None,
     };
-    let text = render::crm_text(&parsed, quoted.as_deref());
-    let mut files = Vec::new();
-    if let Some((m, kind)) = render::media_of(&parsed.content) {
-        let name = m.filename.clone().unwrap_or_else(|| default_name(&m.id, kind.as_str(), m.mime_type.as_deref()));
-        if !phone.file_proxy {
-            let token = super::reply::token_for(&b.store, phone.waba_id).await?;
-            media::keep_local(&b, &phone, &token, &m.id, &name)
-                .await
-                .map_err(|e| JobError::retry(format!("downloading the media from Meta: {e}")))?;
-        }
-        let url = media::link(&b.public_base, &b.media_key, phone_id, &m.id, &name, b.config.media_url_ttl_seconds);
-        files.push(json!({"url": url, "name": name}));
+    // An edit or a deletion of a message the portal has changes that message; otherwise it is posted as a line.
+    let change = changes::Change {
+        message_id,
+        phone: &phone,
+        contact_id: row.try_get("contact_id")?,
+        portal_id,
+        line: &line,
+        key: &key,
+    };
+    if changes::revoked(&b, &change, &wamid).await? {
+        return Ok(()); // deleted by the customer before it reached the portal: never shown
     }
+    let changed = match &parsed.content {
+        webhook::Content::Edit { original_message_id, message } => {
+            changes::edit(&b, &change, original_message_id, message).await?
+        }
+        webhook::Content::Revoke { original_message_id } => changes::revoke(&b, &change, original_message_id).await?,
+        _ => false,
+    };
+    if changed {
+        return Ok(());
+    }
+    let text = render::crm_text(&parsed, quoted.as_deref());
+    let files = files_for(&b, &phone, &parsed.content).await?;
     let wa_id: Option<String> = row.try_get("wa_id")?;
     let mut user = json!({"id": key, "skip_phone_validate": "Y"});
     let profile: Option<String> = row.try_get("profile_name")?;
@@ -210,6 +222,24 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The attachment of a media message, as `message.files` takes it: kept locally first unless the phone proxies
+/// files; a fresh signed link each time.
+pub async fn files_for(b: &Bridge, phone: &Phone, content: &webhook::Content) -> Result<Vec<Value>, JobError> {
+    let mut files = Vec::new();
+    if let Some((m, kind)) = render::media_of(content) {
+        let name = m.filename.clone().unwrap_or_else(|| default_name(&m.id, kind.as_str(), m.mime_type.as_deref()));
+        if !phone.file_proxy {
+            let token = super::reply::token_for(&b.store, phone.waba_id).await?;
+            media::keep_local(b, phone, &token, &m.id, &name)
+                .await
+                .map_err(|e| JobError::retry(format!("downloading the media from Meta: {e}")))?;
+        }
+        let url = media::link(&b.public_base, &b.media_key, phone.id, &m.id, &name, b.config.media_url_ttl_seconds);
+        files.push(json!({"url": url, "name": name}));
+    }
+    Ok(files)
 }
 
 async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreError> {

@@ -3,6 +3,7 @@
 //! Decisions live in `crate::bridge`; these modules load, call the decision, and store or call the portal.
 
 pub mod bind;
+pub mod changes;
 pub mod deliver;
 pub mod events;
 pub mod media;

@@ -150,6 +150,19 @@ pub enum Content {
         kind: Option<String>,
         new_wa_id: Option<String>,
     },
+    /// The customer edited one of their messages (`type: "edit"`; Meta documents it for Coexistence numbers, edits
+    /// within 15 minutes): `original_message_id` is the wamid of the edited message; `message` is the new content
+    /// (text, or media with its new caption) read from `edit.message` like any inbound message, `Unsupported`
+    /// when it is missing or unreadable.
+    Edit {
+        original_message_id: String,
+        message: Box<Content>,
+    },
+    /// The customer deleted ("revoked") one of their messages (`type: "revoke"`; Meta documents it for
+    /// Coexistence numbers, within two days of sending).
+    Revoke {
+        original_message_id: String,
+    },
     /// `unsupported`, `unknown`, a type we do not know, or a known type whose object is malformed.
     /// `type_name` is the wire type (`"unknown"` if `type` is missing). The raw JSON is in [`InboundMessage::raw`].
     Unsupported {
@@ -212,8 +225,26 @@ pub enum Interactive {
         body: Option<String>,
         response_json: String,
     },
+    /// The customer's answer to a call permission request (meta-calling-sip.md: `response` is `accept` or
+    /// `reject`; an automatic `reject` revokes the permission after unanswered calls).
+    CallPermissionReply(CallPermissionReply),
     /// Unknown interactive type, or a known one that is malformed: the raw `interactive` object.
     Other(Value),
+}
+
+/// `interactive.call_permission_reply`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallPermissionReply {
+    /// True for `accept`, false for `reject`.
+    pub accepted: bool,
+    /// The wire `response` as received.
+    pub response: String,
+    /// `is_permanent`: no expiry.
+    pub is_permanent: Option<bool>,
+    /// `expiration_timestamp`, unix seconds.
+    pub expiration_timestamp: Option<i64>,
+    /// `user_action` or `automatic`.
+    pub response_source: Option<String>,
 }
 
 /// `order.product_items[]`.
@@ -426,6 +457,8 @@ impl Content {
             Content::Reaction { .. } => "reaction",
             Content::Order { .. } => "order",
             Content::System { .. } => "system",
+            Content::Edit { .. } => "edit",
+            Content::Revoke { .. } => "revoke",
             Content::Unsupported { type_name } => type_name,
         }
     }
@@ -622,9 +655,30 @@ fn parse_known_content(type_name: &str, body: &Value) -> Option<Content> {
                 new_wa_id: id_of(body.get("wa_id")).or_else(|| id_of(body.get("new_wa_id"))),
             }
         }
+        "edit" => Content::Edit {
+            original_message_id: id_of(body.get("original_message_id"))?,
+            message: Box::new(match body.get("message").and_then(Value::as_object) {
+                Some(inner) => parse_edited_content(inner),
+                None => Content::Unsupported { type_name: "unknown".to_owned() },
+            }),
+        },
+        "revoke" => Content::Revoke { original_message_id: id_of(body.get("original_message_id"))? },
         _ => return None,
     };
     Some(content)
+}
+
+/// The new content of an edit. Meta's reference shows `edit.message` as a message object (`context`, then the
+/// content); that it carries `type` like any inbound message is assumed, so without one the content is found by
+/// its object (`text`, or a media object with its caption).
+fn parse_edited_content(inner: &Map<String, Value>) -> Content {
+    if inner.get("type").and_then(Value::as_str).is_some() {
+        return parse_content(inner);
+    }
+    ["text", "image", "video", "document", "audio", "sticker"]
+        .into_iter()
+        .find_map(|t| inner.get(t).and_then(|body| parse_known_content(t, body)))
+        .unwrap_or_else(|| Content::Unsupported { type_name: "unknown".to_owned() })
 }
 
 fn parse_media(v: &Value) -> Option<Media> {
@@ -681,6 +735,21 @@ fn parse_interactive(v: &Value) -> Option<Interactive> {
                 body: str_of(n.get("body")),
                 response_json: str_of(n.get("response_json"))?,
             })
+        }),
+        Some("call_permission_reply") => v.get("call_permission_reply").and_then(|c| {
+            let response = str_of(c.get("response"))?;
+            let accepted = match response.to_ascii_lowercase().as_str() {
+                "accept" | "accepted" => true,
+                "reject" | "rejected" => false,
+                _ => return None,
+            };
+            Some(Interactive::CallPermissionReply(CallPermissionReply {
+                accepted,
+                response,
+                is_permanent: bool_of(c.get("is_permanent")),
+                expiration_timestamp: i64_of(c.get("expiration_timestamp")),
+                response_source: str_of(c.get("response_source")),
+            }))
         }),
         _ => None,
     };
@@ -1141,6 +1210,112 @@ mod tests {
         );
         // Malformed known subtype: Other, not a failure.
         let m = one(msg("interactive", json!({"type":"button_reply","button_reply":{"title":"no id"}})));
+        assert!(matches!(&m.content, Content::Interactive(Interactive::Other(_))));
+    }
+
+    #[test]
+    fn edit_in_metas_documented_shape() {
+        // Meta's "Edit messages webhook reference" (messages webhook, `type: "edit"`): the new content is a whole
+        // message object under `edit.message`.
+        let raw = r#"{"from":"16505551234","id":"wamid.EDIT","timestamp":"1750025200","type":"edit",
+            "edit":{"original_message_id":"wamid.ORIG",
+                "message":{"context":{"from":"16505551234","id":"wamid.ORIG"},"type":"text","text":{"body":"new words"}}}}"#;
+        let m = one(serde_json::from_str(raw).unwrap());
+        assert_eq!(
+            m.content,
+            Content::Edit {
+                original_message_id: "wamid.ORIG".into(),
+                message: Box::new(Content::Text { body: "new words".into() })
+            }
+        );
+        assert_eq!(m.content.type_name(), "edit");
+        assert!(!m.content.is_unsupported());
+        // A media message whose caption was edited.
+        let m = one(msg(
+            "edit",
+            json!({"original_message_id":"wamid.IMG","message":{"type":"image",
+                "image":{"id":"77","mime_type":"image/jpeg","caption":"better caption"}}}),
+        ));
+        let Content::Edit { message, .. } = &m.content else { panic!("{:?}", m.content) };
+        assert!(matches!(message.as_ref(), Content::Image(i) if i.caption.as_deref() == Some("better caption")));
+        // Without `type` in the new content: found by its object.
+        let m = one(msg("edit", json!({"original_message_id":"wamid.ORIG","message":{"text":{"body":"typeless"}}})));
+        assert_eq!(
+            m.content,
+            Content::Edit {
+                original_message_id: "wamid.ORIG".into(),
+                message: Box::new(Content::Text { body: "typeless".into() })
+            }
+        );
+        // Without the new content: still an edit of that message, its content unreadable.
+        let m = one(msg("edit", json!({"original_message_id":"wamid.ORIG"})));
+        assert_eq!(
+            m.content,
+            Content::Edit {
+                original_message_id: "wamid.ORIG".into(),
+                message: Box::new(Content::Unsupported { type_name: "unknown".into() })
+            }
+        );
+        // Without the original id it is not an edit we can use.
+        let m = one(msg("edit", json!({"message":{"type":"text","text":{"body":"x"}}})));
+        assert_eq!(m.content, Content::Unsupported { type_name: "edit".into() });
+    }
+
+    #[test]
+    fn revoke_in_metas_documented_shape() {
+        // Meta's "Revoke messages webhook reference" (messages webhook, `type: "revoke"`).
+        let raw = r#"{"from":"16505551234","id":"wamid.REV","timestamp":"1750025300","type":"revoke",
+            "revoke":{"original_message_id":"wamid.ORIG"}}"#;
+        let m = one(serde_json::from_str(raw).unwrap());
+        assert_eq!(m.content, Content::Revoke { original_message_id: "wamid.ORIG".into() });
+        assert_eq!(m.content.type_name(), "revoke");
+        let m = one(msg("revoke", json!({})));
+        assert_eq!(m.content, Content::Unsupported { type_name: "revoke".into() });
+    }
+
+    #[test]
+    fn call_permission_reply() {
+        // calling-outbound.md §4.1 / meta-calling-sip.md: `interactive.type = "call_permission_reply"`.
+        let raw = r#"{"context":{"from":"15550783881","id":"wamid.REQ"},"from":"16505551234","id":"wamid.CPR",
+            "timestamp":"1753100000","type":"interactive","interactive":{"type":"call_permission_reply",
+            "call_permission_reply":{"response":"accept","expiration_timestamp":1753186982,"response_source":"user_action"}}}"#;
+        let m = one(serde_json::from_str(raw).unwrap());
+        assert_eq!(
+            m.content,
+            Content::Interactive(Interactive::CallPermissionReply(CallPermissionReply {
+                accepted: true,
+                response: "accept".into(),
+                is_permanent: None,
+                expiration_timestamp: Some(1_753_186_982),
+                response_source: Some("user_action".into()),
+            }))
+        );
+        let m = one(msg(
+            "interactive",
+            json!({"type":"call_permission_reply","call_permission_reply":
+                {"response":"reject","is_permanent":false,"response_source":"automatic"}}),
+        ));
+        assert_eq!(
+            m.content,
+            Content::Interactive(Interactive::CallPermissionReply(CallPermissionReply {
+                accepted: false,
+                response: "reject".into(),
+                is_permanent: Some(false),
+                expiration_timestamp: None,
+                response_source: Some("automatic".into()),
+            }))
+        );
+        let m = one(msg(
+            "interactive",
+            json!({"type":"call_permission_reply","call_permission_reply":{"response":"accept","is_permanent":true}}),
+        ));
+        assert!(matches!(&m.content,
+            Content::Interactive(Interactive::CallPermissionReply(r)) if r.accepted && r.is_permanent == Some(true)));
+        // An answer that is neither: kept raw.
+        let m = one(msg(
+            "interactive",
+            json!({"type":"call_permission_reply","call_permission_reply":{"response":"maybe"}}),
+        ));
         assert!(matches!(&m.content, Content::Interactive(Interactive::Other(_))));
     }
 

@@ -283,6 +283,40 @@ pub fn unsupported_message(from: &str, wamid: &str, ts: i64) -> Value {
     })
 }
 
+/// The customer edited their message `original_wamid` to say `new_text` (`type: "edit"`, Meta's "Edit messages
+/// webhook reference"): the new content is a whole message object under `edit.message`.
+pub fn edit_message(from: &str, wamid: &str, ts: i64, original_wamid: &str, new_text: &str) -> Value {
+    let inner = json!({"context": {"from": from, "id": original_wamid}, "type": "text", "text": {"body": new_text}});
+    message(from, wamid, ts, "edit", json!({"original_message_id": original_wamid, "message": inner}))
+}
+
+/// The customer deleted their message `original_wamid` (`type: "revoke"`, Meta's "Revoke messages webhook
+/// reference").
+pub fn revoke_message(from: &str, wamid: &str, ts: i64, original_wamid: &str) -> Value {
+    message(from, wamid, ts, "revoke", json!({"original_message_id": original_wamid}))
+}
+
+/// The customer's answer to the call permission request `request_wamid` (`interactive.call_permission_reply`,
+/// calling-outbound.md §4.1): `accept` with `expiration_timestamp` (unix seconds) when given, or `reject`.
+pub fn call_permission_reply_message(
+    from: &str,
+    wamid: &str,
+    ts: i64,
+    business_number: &str,
+    request_wamid: &str,
+    accept: bool,
+    expiration_timestamp: Option<i64>,
+) -> Value {
+    let mut reply = Map::new();
+    reply.insert("response".into(), json!(if accept { "accept" } else { "reject" }));
+    if let Some(t) = expiration_timestamp {
+        reply.insert("expiration_timestamp".into(), json!(t));
+    }
+    reply.insert("response_source".into(), json!("user_action"));
+    let obj = json!({"type": "call_permission_reply", "call_permission_reply": Value::Object(reply)});
+    with_context(message(from, wamid, ts, "interactive", obj), business_number, request_wamid)
+}
+
 /// `statuses[]` item (v24+ shape, no `conversation`).
 pub fn status(wamid: &str, status: &str, ts: i64, recipient_id: &str) -> Value {
     json!({"id": wamid, "status": status, "timestamp": ts.to_string(), "recipient_id": recipient_id})
@@ -641,6 +675,27 @@ mod tests {
         assert_eq!(mv.messages[0].content, Content::Unsupported { type_name: "unsupported".into() });
         assert_eq!(mv.messages[0].errors[0].code, 131051);
         assert_eq!(mv.messages[0].id, wamid);
+    }
+
+    #[test]
+    fn edit_revoke_call_permission_builders() {
+        let original = new_wamid();
+        assert_eq!(
+            content_of(edit_message(USER, &new_wamid(), TS, &original, "novo texto")),
+            Content::Edit {
+                original_message_id: original.clone(),
+                message: Box::new(Content::Text { body: "novo texto".into() })
+            }
+        );
+        assert_eq!(
+            content_of(revoke_message(USER, &new_wamid(), TS, &original)),
+            Content::Revoke { original_message_id: original.clone() }
+        );
+        let c = content_of(call_permission_reply_message(USER, &new_wamid(), TS, DISPLAY, &original, true, Some(TS)));
+        assert!(matches!(&c, Content::Interactive(Interactive::CallPermissionReply(r))
+            if r.accepted && r.expiration_timestamp == Some(TS)));
+        let c = content_of(call_permission_reply_message(USER, &new_wamid(), TS, DISPLAY, &original, false, None));
+        assert!(matches!(&c, Content::Interactive(Interactive::CallPermissionReply(r)) if !r.accepted));
     }
 
     #[test]

@@ -539,3 +539,45 @@ async fn install_and_uninstall_events_and_form_bodies() {
     assert_eq!(app.raw()[2].0, "application/json");
     assert_eq!(app.bodies()[2], raw);
 }
+
+/// `imconnector.update.messages` / `imconnector.delete.messages` (bitrix24.md §2.6) match the message sent with
+/// the same external `message.id` and `chat.id`, are recorded (`Updated`, `Deleted`), and refuse an unknown one
+/// per message (`SUCCESS: false`, `MESSAGE_NOT_FOUND`).
+#[tokio::test]
+async fn update_and_delete_match_the_sent_message() {
+    let sb = sandbox().await;
+    let app = Receiver::start().await;
+    let line = set_up_line(&sb, &app).await;
+    let (_, v) =
+        call(&sb, "imconnector.activate", json!({"CONNECTOR": "wabridge_wa", "LINE": line, "ACTIVE": 1})).await;
+    assert_eq!(v["result"], true);
+    let one = |id: &str, text: Option<&str>| {
+        let mut message = json!({"id": id});
+        if let Some(t) = text {
+            message["text"] = json!(t);
+        }
+        json!({"CONNECTOR": "wabridge_wa", "LINE": line,
+               "MESSAGES": [{"user": {"id": "4917000001"}, "message": message, "chat": {"id": "4917000001"}}]})
+    };
+    let (status, v) = call(&sb, "imconnector.send.messages", one("wamid.a", Some("old"))).await;
+    assert_eq!((status, &v["result"]["SUCCESS"]), (200, &json!(true)), "{v}");
+    let (status, v) = call(&sb, "imconnector.update.messages", one("wamid.a", Some("new"))).await;
+    assert_eq!((status, &v["result"]["DATA"]["RESULT"][0]["SUCCESS"]), (200, &json!(true)), "{v}");
+    let (_, v) = call(&sb, "imconnector.delete.messages", one("wamid.a", None)).await;
+    assert_eq!(v["result"]["DATA"]["RESULT"][0]["SUCCESS"], true, "{v}");
+    let (_, v) = call(&sb, "imconnector.update.messages", one("wamid.nope", Some("x"))).await;
+    assert_eq!(v["result"]["SUCCESS"], false);
+    assert_eq!(v["result"]["DATA"]["RESULT"][0]["ERRORS"][0]["code"], "MESSAGE_NOT_FOUND");
+    let kinds: Vec<(MessageKind, Option<String>)> =
+        sb.chat_messages().iter().map(|m| (m.kind, m.text.clone())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (MessageKind::Sent, Some("old".into())),
+            (MessageKind::Updated, Some("new".into())),
+            (MessageKind::Deleted, None)
+        ]
+    );
+    assert!(sb.chat_messages().iter().all(|m| m.external_message_id.as_deref() == Some("wamid.a")));
+    sb.stop().await;
+}

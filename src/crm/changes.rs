@@ -1,0 +1,168 @@
+//! Edits and deletions of customer messages already in the CRM (issue 12). A WhatsApp `edit` of a message we
+//! delivered becomes `imconnector.update.messages` for it, a `revoke` becomes `imconnector.delete.messages`
+//! (bitrix24.md §2.6: matched on the same external `message.id` — the original wamid — and `chat.id` used in
+//! `imconnector.send.messages`). The edit or revoke itself stays stored as a message of its own (history keeps
+//! it) and is marked as delivered once the portal took the change.
+//!
+//! When the original is not in the portal (never delivered, unknown to us, or the portal no longer has it), these
+//! give `Ok(false)` and `crm.deliver` posts a readable line instead ("[edited] …", "[the customer deleted a
+//! message]", see `bridge::render`). A message the customer deleted before it reached the portal (both in one
+//! webhook, or its delivery still retrying) is not delivered at all ([`revoked`]).
+
+use serde_json::{json, Value};
+use sqlx::Row;
+
+use super::deliver::refusal;
+use super::Bridge;
+use crate::bridge::render;
+use crate::jobs::JobError;
+use crate::meta::webhook::{self, Content};
+use crate::store::now_ms;
+use crate::store::registry::Phone;
+
+/// The change of one stored message (the edit or revoke) to make in the portal.
+pub struct Change<'a> {
+    /// `messages.id` of the edit or revoke.
+    pub message_id: i64,
+    pub phone: &'a Phone,
+    pub contact_id: Option<i64>,
+    pub portal_id: i64,
+    pub line: &'a str,
+    /// The customer's key: `user.id` and `chat.id` of the chat.
+    pub key: &'a str,
+}
+
+/// A message of this customer that reached the portal.
+struct Delivered {
+    chat_id: Option<String>,
+    crm_message_id: String,
+    content: Option<Content>,
+}
+
+async fn delivered(b: &Bridge, c: &Change<'_>, wamid: &str) -> Result<Option<Delivered>, JobError> {
+    let row = sqlx::query(
+        "SELECT crm_chat_id, crm_message_id, raw, contact_id FROM messages \
+         WHERE wamid = $1 AND phone_id = $2 AND direction = 'in'",
+    )
+    .bind(wamid)
+    .bind(c.phone.id)
+    .fetch_optional(&b.store.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    // Only the customer's own messages, and only those the portal has.
+    if row.try_get::<Option<i64>, _>("contact_id")? != c.contact_id {
+        return Ok(None);
+    }
+    let Some(crm_message_id) = row.try_get::<Option<String>, _>("crm_message_id")? else { return Ok(None) };
+    let content = row
+        .try_get::<Option<String>, _>("raw")?
+        .and_then(|r| serde_json::from_str::<Value>(&r).ok())
+        .and_then(|v| webhook::parse_message(v).ok())
+        .map(|m| m.content);
+    Ok(Some(Delivered { chat_id: row.try_get("crm_chat_id")?, crm_message_id, content }))
+}
+
+/// Calls `method` for one message; `Ok(false)` when the portal did not take it (e.g. it no longer has it).
+async fn call(b: &Bridge, c: &Change<'_>, method: &str, message: Value) -> Result<bool, JobError> {
+    let params = json!({
+        "CONNECTOR": b.connector(),
+        "LINE": c.line,
+        "MESSAGES": [{"user": {"id": c.key}, "message": message, "chat": {"id": c.key}}],
+    });
+    let answer = b.bitrix.call(c.portal_id, method, &params).await?;
+    match refusal(&answer["result"]["DATA"]["RESULT"][0]) {
+        None => Ok(true),
+        Some(reason) => {
+            tracing::info!(message = c.message_id, method, %reason, "the portal did not take the change; posting it as a line");
+            Ok(false)
+        }
+    }
+}
+
+/// The edit or revoke is done: recorded as delivered (against the original's portal message), so a rerun of
+/// the job does nothing.
+async fn mark_done(b: &Bridge, c: &Change<'_>, original: &Delivered) -> Result<(), JobError> {
+    sqlx::query("UPDATE messages SET crm_chat_id = $2, crm_message_id = $3, updated_at = $4 WHERE id = $1")
+        .bind(c.message_id)
+        .bind(&original.chat_id)
+        .bind(&original.crm_message_id)
+        .bind(now_ms())
+        .execute(&b.store.pool)
+        .await?;
+    Ok(())
+}
+
+/// An edit of `original` (wamid) with the new content `new`: the portal's message gets the new text (its
+/// files, if it had any, are sent again so they stay). `Ok(false)`: post a line instead.
+pub async fn edit(b: &Bridge, c: &Change<'_>, original: &str, new: &Content) -> Result<bool, JobError> {
+    let Some(d) = delivered(b, c, original).await? else { return Ok(false) };
+    let text = render::edited_text(new);
+    if text.is_empty() {
+        return Ok(false);
+    }
+    let mut message = json!({"id": original, "text": text});
+    if let Some(content) = &d.content {
+        // The portal's message keeps its attachment only if it is sent again; without it, a line instead.
+        let files = match super::deliver::files_for(b, c.phone, content).await {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::info!(message = c.message_id, error = %e, "the edited message's file is gone; posting a line");
+                return Ok(false);
+            }
+        };
+        if !files.is_empty() {
+            message["files"] = Value::Array(files);
+        }
+    }
+    if !call(b, c, "imconnector.update.messages", message).await? {
+        return Ok(false);
+    }
+    // Quotes of the message from now on show what it says now.
+    let plain = match new {
+        Content::Text { body } => Some(body.clone()),
+        other => other.media().and_then(|m| m.caption.clone()),
+    };
+    if let Some(body) = plain {
+        sqlx::query("UPDATE messages SET body = $3, updated_at = $4 WHERE wamid = $1 AND phone_id = $2")
+            .bind(original)
+            .bind(c.phone.id)
+            .bind(body)
+            .bind(now_ms())
+            .execute(&b.store.pool)
+            .await?;
+    }
+    mark_done(b, c, &d).await?;
+    Ok(true)
+}
+
+/// A revoke of `original` (wamid): the portal's message is deleted. `Ok(false)`: post a line instead.
+pub async fn revoke(b: &Bridge, c: &Change<'_>, original: &str) -> Result<bool, JobError> {
+    let Some(d) = delivered(b, c, original).await? else { return Ok(false) };
+    if !call(b, c, "imconnector.delete.messages", json!({"id": original})).await? {
+        return Ok(false);
+    }
+    mark_done(b, c, &d).await?;
+    Ok(true)
+}
+
+/// True when the customer deleted `wamid` (a stored revoke of this customer names it): a message not yet in
+/// the portal is then not delivered at all.
+pub async fn revoked(b: &Bridge, c: &Change<'_>, wamid: &str) -> Result<bool, JobError> {
+    let rows = sqlx::query(
+        "SELECT raw FROM messages WHERE phone_id = $1 AND contact_id = $2 AND msg_type = 'revoke' AND direction = 'in'",
+    )
+    .bind(c.phone.id)
+    .bind(c.contact_id)
+    .fetch_all(&b.store.pool)
+    .await?;
+    for r in rows {
+        let raw: Option<String> = r.try_get("raw")?;
+        let names = raw
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .is_some_and(|v| v["revoke"]["original_message_id"].as_str() == Some(wamid));
+        if names {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
