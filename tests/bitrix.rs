@@ -538,8 +538,39 @@ async fn a_refused_read_mark_is_recorded_not_shown(db: Db) {
     b.stop().await;
 }
 
+/// A read mark Meta refuses for now (131000, a temporary error) is retried like any send and then goes, once; the
+/// chat hears nothing of it.
+async fn a_read_mark_refused_for_now_is_retried(db: Db) {
+    let b = Bridged::start(db).await;
+    let wamid = b.customer_text("oi").await;
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    // The first attempts of the reply and of its read mark are refused for now.
+    b.graph.fail_next_send(PNID, 131000);
+    b.graph.fail_next_send(PNID, 131000);
+    b.operator("Olá!").await;
+    b.until("the read mark accepted after a retry", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        read_sends(b).await.first().is_some_and(|s| s["state"] == "accepted")
+    })
+    .await;
+    b.until("the reply sent", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        b.graph.sent_messages(PNID).len() == 1
+    })
+    .await;
+    b.settle().await;
+    let read = read_sends(&b).await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["attempts"], 2, "{}", read[0]);
+    let marks: Vec<String> = b.graph.read_marks(PNID).into_iter().map(|m| m.message_id).collect();
+    assert_eq!(marks, [wamid]);
+    assert!(b.system_messages().is_empty(), "{:?}", b.system_messages());
+    b.stop().await;
+}
+
 both_databases!(
     a_profile_name_is_sent_as_the_portal_takes_it,
+    a_read_mark_refused_for_now_is_retried,
     operator_replies_mark_the_latest_message_read_once,
     a_refused_read_mark_is_recorded_not_shown,
     a_message_the_portal_refuses_is_retried_not_recorded,
