@@ -618,6 +618,127 @@ async fn a_call_permission_reply_is_a_line_and_is_stored(db: Db) {
     b.stop().await;
 }
 
+/// The read marks wabridge sent for the phone, as the admin API lists them (oldest first).
+async fn read_sends(b: &Bridged) -> Vec<Value> {
+    let (_, sends) = b.app.admin("GET", "/sends", None).await;
+    let mut rows: Vec<Value> = sends.as_array().cloned().unwrap_or_default();
+    rows.retain(|s| s["origin"] == "read");
+    rows.reverse();
+    rows
+}
+
+/// An operator's replies mark the customer's latest message read at Meta (blue ticks), once per latest message:
+/// three messages and two replies make exactly one read mark, naming the third; a later message and reply make
+/// one more, naming it. The marks are sends of their own (`origin: read`), reported to nobody.
+async fn operator_replies_mark_the_latest_message_read_once(db: Db) {
+    let b = Bridged::start(db).await;
+    let t = now_s();
+    let first: Vec<String> = (0..3).map(|_| p::new_wamid()).collect();
+    let texts = ["oi", "meu pedido 77", "chegou?"];
+    b.customer_says(
+        first
+            .iter()
+            .zip(texts)
+            .enumerate()
+            .map(|(i, (w, x))| p::text_message(CUSTOMER, w, t - 3 + i as i64, x))
+            .collect(),
+    )
+    .await;
+    b.until("three messages in the portal", |b| async move { b.bitrix.chat_messages().len() == 3 }).await;
+    b.operator("Olá Maria!").await;
+    b.operator("Vou verificar o pedido 77.").await;
+    b.until("both replies sent", |b| async move { b.graph.sent_messages(PNID).len() == 2 }).await;
+    b.until("the read mark", |b| async move { !b.graph.read_marks(PNID).is_empty() }).await;
+    b.settle().await;
+    let marks: Vec<String> = b.graph.read_marks(PNID).into_iter().map(|m| m.message_id).collect();
+    assert_eq!(marks, [first[2].clone()], "one read mark, naming the latest inbound message");
+    let sent = b.graph.sent_messages(PNID);
+    assert!(sent.iter().all(|m| m.body["type"] == "text"), "the replies are messages: {sent:?}");
+    let read = read_sends(&b).await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["state"], "accepted");
+    assert_eq!(read[0]["request"], json!({"status": "read", "message_id": first[2]}));
+    assert_eq!(read[0]["recipient"], CUSTOMER);
+    assert!(read[0]["wamid"].is_null(), "a read mark has no wamid: {}", read[0]);
+
+    // The customer writes again; the next reply marks the new latest message, once.
+    let later = p::new_wamid();
+    b.customer_says(vec![p::text_message(CUSTOMER, &later, t + 1, "obrigada")]).await;
+    b.until("four messages in the portal", |b| async move { b.bitrix.chat_messages().len() == 4 }).await;
+    b.operator("De nada!").await;
+    b.until("the third reply sent", |b| async move { b.graph.sent_messages(PNID).len() == 3 }).await;
+    b.until("the second read mark", |b| async move { b.graph.read_marks(PNID).len() >= 2 }).await;
+    b.settle().await;
+    let marks: Vec<String> = b.graph.read_marks(PNID).into_iter().map(|m| m.message_id).collect();
+    assert_eq!(marks, [first[2].clone(), later.clone()]);
+    // Nothing about read marks reaches the chat: no system message, no delivery mark naming anything but a reply.
+    assert!(b.system_messages().is_empty(), "{:?}", b.system_messages());
+    let replies: Vec<String> = b.graph.sent_messages(PNID).into_iter().map(|m| m.wamid).collect();
+    for mark in b.bitrix.delivery_marks() {
+        assert!(mark.external_ids.iter().all(|id| replies.contains(id)), "{mark:?}");
+    }
+    assert_eq!(read_sends(&b).await.len(), 2);
+    b.stop().await;
+}
+
+/// Meta refusing a read mark for good is recorded on its send and told to nobody: the operator sees the reply's
+/// failure only, never one about a read mark.
+async fn a_refused_read_mark_is_recorded_not_shown(db: Db) {
+    let b = Bridged::start(db).await;
+    let wamid = b.customer_text("oi").await;
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    // Both requests of the reply (the message and the read mark) are refused for good.
+    b.graph.fail_next_send(PNID, 131026);
+    b.graph.fail_next_send(PNID, 131026);
+    b.operator("Olá!").await;
+    b.until(
+        "the read mark failed",
+        |b| async move { read_sends(b).await.first().is_some_and(|s| s["state"] == "failed") },
+    )
+    .await;
+    b.until("the reply's failure in the chat", |b| async move { !b.system_messages().is_empty() }).await;
+    b.settle().await;
+    let read = read_sends(&b).await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["error_code"], 131026);
+    assert_eq!(read[0]["request"]["message_id"], wamid);
+    assert_eq!(read[0]["attempts"], 1, "a permanent error is not retried");
+    let notes = b.system_messages();
+    assert_eq!(notes.len(), 1, "only the reply's failure is shown: {notes:?}");
+    assert!(b.graph.read_marks(PNID).is_empty());
+    b.stop().await;
+}
+
+/// A read mark Meta refuses for now (131000, a temporary error) is retried like any send and then goes, once; the
+/// chat hears nothing of it.
+async fn a_read_mark_refused_for_now_is_retried(db: Db) {
+    let b = Bridged::start(db).await;
+    let wamid = b.customer_text("oi").await;
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    // The first attempts of the reply and of its read mark are refused for now.
+    b.graph.fail_next_send(PNID, 131000);
+    b.graph.fail_next_send(PNID, 131000);
+    b.operator("Olá!").await;
+    b.until("the read mark accepted after a retry", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        read_sends(b).await.first().is_some_and(|s| s["state"] == "accepted")
+    })
+    .await;
+    b.until("the reply sent", |b| async move {
+        b.app.svc.engine().make_all_due().await.unwrap();
+        b.graph.sent_messages(PNID).len() == 1
+    })
+    .await;
+    b.settle().await;
+    let read = read_sends(&b).await;
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["attempts"], 2, "{}", read[0]);
+    let marks: Vec<String> = b.graph.read_marks(PNID).into_iter().map(|m| m.message_id).collect();
+    assert_eq!(marks, [wamid]);
+    assert!(b.system_messages().is_empty(), "{:?}", b.system_messages());
+    b.stop().await;
+}
+
 both_databases!(
     an_edit_updates_the_portal_message,
     a_revoke_deletes_the_portal_message,
@@ -625,6 +746,9 @@ both_databases!(
     a_message_deleted_before_delivery_never_reaches_the_portal,
     a_call_permission_reply_is_a_line_and_is_stored,
     a_profile_name_is_sent_as_the_portal_takes_it,
+    a_read_mark_refused_for_now_is_retried,
+    operator_replies_mark_the_latest_message_read_once,
+    a_refused_read_mark_is_recorded_not_shown,
     a_message_the_portal_refuses_is_retried_not_recorded,
     install_and_bind_make_an_active_line,
     an_operator_reply_reaches_meta_and_the_marks_come_back,

@@ -623,8 +623,41 @@ async fn a_send_held_past_its_lease_goes_once(db: Db) {
     b.stop().await;
 }
 
+/// A read mark is paced with the number's other requests: with the number at one request per second (in wabridge
+/// and in the sandbox, which refuses anything faster with 130429), an operator's two replies and the read mark
+/// they bring go out one per second, nothing refused.
+async fn read_marks_are_paced_within_the_numbers_throughput(db: Db) {
+    let b = Bridged::start_with(db, workers_on).await;
+    b.graph.set_status_progression(PNID, Progression::Silent);
+    let (s, body) = b.app.admin("PATCH", &format!("/phones/{}", b.phone_id), Some(json!({"throughput_mps": 1}))).await;
+    assert_eq!(s, 200, "{body}");
+    b.graph.set_throughput(PNID, 1);
+    let t = common::bridge::now_s();
+    let wamids: Vec<String> = (0..3).map(|_| p::new_wamid()).collect();
+    b.customer_says(
+        wamids.iter().enumerate().map(|(i, w)| p::text_message(CUSTOMER, w, t - 3 + i as i64, "oi")).collect(),
+    )
+    .await;
+    b.until("in the portal", |b| async move { b.bitrix.chat_messages().len() == 3 }).await;
+    b.operator("Olá!").await;
+    b.operator("Como posso ajudar?").await;
+    b.until("the replies and the read mark", |b| async move {
+        b.graph.sent_messages(PNID).len() == 2 && !b.graph.read_marks(PNID).is_empty()
+    })
+    .await;
+    b.settle().await;
+    let marks: Vec<String> = b.graph.read_marks(PNID).into_iter().map(|m| m.message_id).collect();
+    assert_eq!(marks, [wamids[2].clone()]);
+    let per_second = b.graph.accepted_per_second(PNID);
+    assert_eq!(per_second.iter().map(|(_, c)| *c).sum::<u32>(), 3, "two replies and one read mark: {per_second:?}");
+    assert!(per_second.iter().all(|(_, c)| *c <= 1), "at most 1 in any second: {per_second:?}");
+    assert_eq!(message_posts(&b.graph), 3, "each sent once, none refused");
+    b.stop().await;
+}
+
 both_databases!(
     an_unconfirmed_resend_is_shown_and_counted,
+    read_marks_are_paced_within_the_numbers_throughput,
     a_send_held_past_its_lease_goes_once,
     a_stopping_process_hands_its_sends_to_another,
     two_processes_together_stay_within_the_numbers_throughput,

@@ -2,6 +2,10 @@
 //! becomes sends to WhatsApp. A template command (`template-NAME+LANG+v1|v2 ...`) sends that approved
 //! template; anything else is free-form text and files, allowed only inside the customer's 24-hour window.
 //! A refusal is explained in the chat as a system message, and nothing reaches Meta.
+//!
+//! A reply that goes out also marks the customer's latest inbound message read at Meta (blue ticks; Meta marks the
+//! earlier ones with it): a read mark ([`Origin::Read`]) committed with the reply's sends, queued after them, paced
+//! with the number's other requests; once per inbound message, so a burst of replies sends one mark.
 
 use std::sync::Arc;
 
@@ -64,14 +68,19 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         return Err(JobError::Permanent(format!("no phone is bound to line {} of this portal", r.line)));
     };
     let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
-    let contact = sqlx::query("SELECT wa_id, last_inbound_at FROM contacts WHERE phone_id = $1 AND contact_key = $2")
-        .bind(phone_id)
-        .bind(&r.chat_id)
-        .fetch_optional(&b.store.pool)
-        .await?;
-    let (wa_id, last_inbound) = match contact {
-        Some(c) => (c.try_get::<Option<String>, _>("wa_id")?, c.try_get::<Option<i64>, _>("last_inbound_at")?),
-        None => (None, None),
+    let contact =
+        sqlx::query("SELECT id, wa_id, last_inbound_at FROM contacts WHERE phone_id = $1 AND contact_key = $2")
+            .bind(phone_id)
+            .bind(&r.chat_id)
+            .fetch_optional(&b.store.pool)
+            .await?;
+    let (contact_id, wa_id, last_inbound) = match contact {
+        Some(c) => (
+            Some(c.try_get::<i64, _>("id")?),
+            c.try_get::<Option<String>, _>("wa_id")?,
+            c.try_get::<Option<i64>, _>("last_inbound_at")?,
+        ),
+        None => (None, None, None),
     };
     let recipient = wa_id.unwrap_or_else(|| r.chat_id.clone());
     let (_, body) = bbcode::split_signature(&r.text);
@@ -126,8 +135,31 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         };
         outbound::enqueue_on(&mut tx, &send, b.config.job_max_attempts).await?;
     }
+    if let Some(wamid) = latest_inbound(&mut tx, phone_id, contact_id).await? {
+        let origin_ref = json!({"portal_id": r.portal_id, "line": r.line, "chat_id": r.chat_id,
+                                "im_message_id": r.im_message_id});
+        outbound::mark_read_on(&mut tx, phone_id, &recipient, &wamid, origin_ref, b.config.job_max_attempts).await?;
+    }
     tx.commit().await?;
     Ok(())
+}
+
+/// The customer's latest inbound message on this number (Meta's time, then arrival order), if any.
+async fn latest_inbound(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    phone_id: i64,
+    contact_id: Option<i64>,
+) -> Result<Option<String>, JobError> {
+    let Some(contact_id) = contact_id else { return Ok(None) };
+    let row = sqlx::query(
+        "SELECT wamid FROM messages WHERE phone_id = $1 AND contact_id = $2 AND direction = 'in' \
+         ORDER BY sent_at DESC, id DESC LIMIT 1",
+    )
+    .bind(phone_id)
+    .bind(contact_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.try_get::<String, _>("wamid")).transpose()?)
 }
 
 /// Tells the operator, in the chat, why their message did not go out.

@@ -226,6 +226,28 @@ impl Client {
         })
     }
 
+    /// `POST /{phone-number-id}/messages` with a read mark (`{"messaging_product": "whatsapp", "status": "read",
+    /// "message_id": …}`): Meta answers `{"success": true}` (no wamid: a read mark is not a message). Errors as for
+    /// [`Client::send_message`].
+    pub async fn mark_read(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<(), Error> {
+        let url = self.url(&format!("{phone_number_id}/messages"));
+        let req = self.http.post(&url).bearer_auth(token).json(body).timeout(timeout);
+        let answer = self.send(&url, req).await?;
+        match answer.get("success") {
+            Some(Value::Bool(true)) => Ok(()),
+            _ => Err(Error::Protocol {
+                http_status: 200,
+                message: format!("expected {{\"success\": true}}, got {answer}"),
+            }),
+        }
+    }
+
     /// `GET /{media-id}?phone_number_id=…`: where to download the media (the URL lives 5 minutes).
     pub async fn media_info(&self, media_id: &str, phone_number_id: &str, token: &str) -> Result<MediaInfo, Error> {
         let url = self.url(media_id);

@@ -557,8 +557,9 @@ impl Loop<'_> {
         // The usual case: the first held send may go.
         let first = lane.held.front()?;
         if first.marked
-            && !lane.inflight.contains_key(&first.out.recipient)
-            && self.pacing.pairs.peek(phone, &first.out.recipient, interval, burst, now) == Verdict::Go
+            && (first.out.is_read_mark()
+                || (!lane.inflight.contains_key(&first.out.recipient)
+                    && self.pacing.pairs.peek(phone, &first.out.recipient, interval, burst, now) == Verdict::Go))
         {
             return Some(0);
         }
@@ -566,6 +567,14 @@ impl Loop<'_> {
         let mut far: Vec<(String, i64)> = Vec::new();
         let mut pick = None;
         for (i, item) in lane.held.iter().enumerate().take(SCAN) {
+            if item.out.is_read_mark() {
+                // No pair rate, no order: it goes in the number's next slot once marked started.
+                if item.marked {
+                    pick = Some(i);
+                    break;
+                }
+                continue;
+            }
             let to = item.out.recipient.as_str();
             if !seen.insert(to) || lane.inflight.contains_key(to) || !item.marked {
                 continue;
@@ -584,7 +593,7 @@ impl Loop<'_> {
             let after = Duration::from_millis((t - now).max(1) as u64);
             self.release(
                 phone,
-                |it| it.out.recipient == to,
+                |it| it.out.recipient == to && !it.out.is_read_mark(),
                 "pair rate: paced to Meta's limit for one customer",
                 after,
             );
@@ -600,8 +609,12 @@ impl Loop<'_> {
         let Some(lane) = self.lanes.get_mut(&phone) else { return };
         let Some(item) = lane.held.remove(i) else { return };
         lane.marked -= usize::from(item.marked);
-        self.pacing.pairs.ask(phone, &item.out.recipient, interval, burst, now);
-        *lane.inflight.entry(item.out.recipient.clone()).or_default() += 1;
+        // A read mark takes a slot of the number's throughput, but is no message to the customer: no pair rate,
+        // and the customer's messages do not wait for it.
+        if !item.out.is_read_mark() {
+            self.pacing.pairs.ask(phone, &item.out.recipient, interval, burst, now);
+            *lane.inflight.entry(item.out.recipient.clone()).or_default() += 1;
+        }
         self.inflight += 1;
         self.d.metrics.jobs_running.inc();
         let (sender, ctx, tx) = (self.d.sender.clone(), ctx.clone(), self.finished.clone());
@@ -620,7 +633,8 @@ impl Loop<'_> {
         self.d.metrics.jobs_running.dec();
         self.known.remove(&item.out.id);
         let to = item.out.recipient.clone();
-        if let Some(lane) = self.lanes.get_mut(&phone) {
+        let message = !item.out.is_read_mark();
+        if let (true, Some(lane)) = (message, self.lanes.get_mut(&phone)) {
             if let Some(n) = lane.inflight.get_mut(&to) {
                 *n -= 1;
                 if *n == 0 {
@@ -636,7 +650,7 @@ impl Loop<'_> {
                     l.slot_at = 0;
                 }
             }
-            Outcome::Retry { code: Some(131056), after, .. } => {
+            Outcome::Retry { code: Some(131056), after, .. } if message => {
                 let until = now + after.map(|d| d.as_millis() as i64).unwrap_or(interval);
                 self.pacing.pairs.hold(phone, &to, until, interval, burst);
             }
@@ -651,10 +665,10 @@ impl Loop<'_> {
         }
         if outcome.is_final() {
             self.settled.insert(item.out.id, now);
-        } else {
+        } else if message {
             self.release(
                 phone,
-                |it| it.out.recipient == to,
+                |it| it.out.recipient == to && !it.out.is_read_mark(),
                 "an earlier message to this customer is still queued",
                 ORDER_WAIT,
             );
@@ -854,7 +868,7 @@ async fn write_outcomes(
                 .get_or_create(&KindLabels { kind: super::WA_SEND.into(), outcome: o.label().into() })
                 .inc();
         }
-        if batch.iter().any(|r| r.out.origin != super::Origin::Api.as_str()) {
+        if batch.iter().any(|r| super::Origin::parse(&r.out.origin).is_some_and(super::Origin::reports)) {
             generic.notify_waiters();
             generic.notify_one();
         }

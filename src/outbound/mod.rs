@@ -39,6 +39,13 @@ pub enum Origin {
     Sms,
     /// `POST /api/v1/notifications`: outcomes are read back by the caller.
     Api,
+    /// A read mark (`{"status": "read", "message_id": …}`), not a message: sent when an operator answers a
+    /// customer (`crm.reply`), so the customer's messages show as read. Paced within the number's throughput
+    /// like every request to `/messages`, but outside every rule about messages to a customer: no 24-hour window,
+    /// no pair rate, no order among the customer's messages, no report to anyone (a permanent error is only
+    /// recorded on the row), and no status webhook to reconcile an unanswered one from (it is simply sent again:
+    /// marking read twice is harmless).
+    Read,
 }
 
 impl Origin {
@@ -47,7 +54,25 @@ impl Origin {
             Origin::Crm => "crm",
             Origin::Sms => "sms",
             Origin::Api => "api",
+            Origin::Read => "read",
         }
+    }
+
+    /// The origin stored as `s` (`None` for a value this version does not know).
+    pub fn parse(s: &str) -> Option<Origin> {
+        [Origin::Crm, Origin::Sms, Origin::Api, Origin::Read].into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// A message to the customer (as opposed to a read mark): kept in order per customer and paced by the pair
+    /// rate.
+    pub fn is_message(self) -> bool {
+        !matches!(self, Origin::Read)
+    }
+
+    /// Whoever asked wants to be told what became of it (CRM chats, the SMS provider); API callers read sends
+    /// back, and read marks concern nobody.
+    pub fn reports(self) -> bool {
+        matches!(self, Origin::Crm | Origin::Sms)
     }
 }
 
@@ -119,8 +144,35 @@ pub async fn enqueue_on(
     Ok(Enqueued { id, duplicate: false })
 }
 
+/// Commits on `tx` a read mark of the customer's inbound message `wamid` (Meta marks the customer's earlier
+/// messages read with it): a send of its own ([`Origin::Read`]) with the request `{"status": "read",
+/// "message_id": wamid}`, to `recipient` (the customer, for the listing; a read mark names no recipient at Meta).
+/// One per inbound message (its idempotency key is `read:<phone>:<wamid>`), so a burst of replies to the same
+/// latest message sends one mark, and the customer's last marked message is the newest `read` send of the
+/// contact. Returns the send's id and whether it already existed.
+pub async fn mark_read_on(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    phone_id: i64,
+    recipient: &str,
+    wamid: &str,
+    origin_ref: Value,
+    max_attempts: i64,
+) -> Result<Enqueued, StoreError> {
+    let send = NewSend {
+        phone_id,
+        recipient: recipient.to_string(),
+        origin: Origin::Read,
+        origin_ref,
+        request: serde_json::json!({"status": "read", "message_id": wamid}),
+        idempotency_key: Some(format!("read:{phone_id}:{wamid}")),
+        api_key_id: None,
+    };
+    enqueue_on(tx, &send, max_attempts).await
+}
+
 /// Commits a report job (deduplicated per send and event) for sends whose requester wants to be told
-/// (CRM chats and the SMS provider); API sends are read back by their caller, so `origin == "api"` adds nothing.
+/// ([`Origin::reports`]: CRM chats and the SMS provider); API sends are read back by their caller and read marks
+/// concern nobody, so they add nothing.
 pub async fn report_on<'c, E>(
     conn: E,
     origin: &str,
@@ -131,7 +183,7 @@ pub async fn report_on<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    if origin == Origin::Api.as_str() {
+    if !Origin::parse(origin).is_some_and(Origin::reports) {
         return Ok(());
     }
     let payload = serde_json::json!({ "outbound_id": outbound_id, "event": event, "reason": reason });
@@ -204,6 +256,13 @@ fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
     })
 }
 
+impl Outbound {
+    /// True for a read mark ([`Origin::Read`]) rather than a message to the customer.
+    pub fn is_read_mark(&self) -> bool {
+        Origin::parse(&self.origin) == Some(Origin::Read)
+    }
+}
+
 pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError> {
     let q = format!("SELECT {COLS} FROM outbound WHERE id = $1");
     sqlx::query(&q).bind(id).fetch_optional(&store.pool).await?.as_ref().map(from_row).transpose()
@@ -211,16 +270,19 @@ pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError>
 
 /// The rows of `ids` (in any order), each with the first earlier message to the same customer from the same
 /// number that is still pending (`queued`, `sending` or `unknown`), if any: messages to one customer keep
-/// their order. One query per 500 ids.
+/// their order. Read marks ([`Origin::Read`]) are not messages: they neither wait nor are waited for. One query
+/// per 500 ids.
 pub async fn get_many_with_blocker(store: &Store, ids: &[i64]) -> Result<Vec<(Outbound, Option<i64>)>, StoreError> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(500) {
         let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
         let q = format!(
-            "SELECT {COLS}, (SELECT MIN(o.id) FROM outbound o WHERE o.phone_id = b.phone_id \
-             AND o.recipient = b.recipient AND o.id < b.id AND o.state IN ('queued', 'sending', 'unknown')) AS blocker \
+            "SELECT {COLS}, CASE WHEN b.origin = '{read}' THEN NULL ELSE (SELECT MIN(o.id) FROM outbound o \
+             WHERE o.phone_id = b.phone_id AND o.recipient = b.recipient AND o.id < b.id AND o.origin <> '{read}' \
+             AND o.state IN ('queued', 'sending', 'unknown')) END AS blocker \
              FROM outbound b WHERE b.id IN ({})",
-            marks.join(", ")
+            marks.join(", "),
+            read = Origin::Read.as_str(),
         );
         let mut query = sqlx::query(&q);
         for id in chunk {
@@ -342,5 +404,21 @@ fn status_rank(s: &str) -> i64 {
         "played" => 4,
         "failed" => 5,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Origin;
+
+    #[test]
+    fn origins_round_trip_and_only_messages_to_requesters_are_reported() {
+        for o in [Origin::Crm, Origin::Sms, Origin::Api, Origin::Read] {
+            assert_eq!(Origin::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(Origin::parse("other"), None);
+        assert!(Origin::Crm.reports() && Origin::Sms.reports());
+        assert!(!Origin::Api.reports() && !Origin::Read.reports());
+        assert!(Origin::Crm.is_message() && !Origin::Read.is_message());
     }
 }

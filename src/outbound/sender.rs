@@ -35,6 +35,8 @@ pub const PAUSE_WAIT: Duration = Duration::from_secs(300);
 pub enum Outcome {
     /// Meta took it.
     Accepted { wamid: String },
+    /// Meta took a read mark (`{"success": true}`: no wamid, no status webhooks, nothing to report).
+    Marked,
     /// The request went out and no answer came: it may have reached Meta.
     Unknown { reason: String },
     /// Worth trying again (throughput, pair rate, 5xx, connection), after `after` if Meta said.
@@ -54,7 +56,7 @@ pub enum Outcome {
 impl Outcome {
     /// True when the send is over (its successors to the same customer may go).
     pub fn is_final(&self) -> bool {
-        matches!(self, Outcome::Accepted { .. } | Outcome::Failed { .. } | Outcome::Settled)
+        matches!(self, Outcome::Accepted { .. } | Outcome::Marked | Outcome::Failed { .. } | Outcome::Settled)
     }
 }
 
@@ -63,6 +65,9 @@ impl Outcome {
 pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64) -> Option<Outcome> {
     match out.state.as_str() {
         "accepted" | "failed" => return Some(Outcome::Settled),
+        // A read mark has no status webhook to reconcile an unanswered attempt from, and marking read twice is
+        // harmless: it simply goes again.
+        _ if out.is_read_mark() => {}
         // A request went out and its answer was lost: wait for a status webhook to say whether Meta took it before
         // sending again.
         "unknown" | "sending" => {
@@ -113,8 +118,23 @@ impl Sender {
             };
         };
         let body = graph_body(out);
-        match self.graph.send_message(&ctx.phone_number_id, token, &body, self.timeout).await {
-            Ok(acc) => Outcome::Accepted { wamid: acc.wamid },
+        let result = if out.is_read_mark() {
+            match self.graph.mark_read(&ctx.phone_number_id, token, &body, self.timeout).await {
+                Ok(()) => Ok(Outcome::Marked),
+                // No status webhook will ever say whether Meta had it; sending it again is harmless.
+                Err(graph::Error::Unknown { reason, .. }) => {
+                    Ok(Outcome::Retry { code: None, reason: format!("no answer from Meta: {reason}"), after: None })
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            self.graph
+                .send_message(&ctx.phone_number_id, token, &body, self.timeout)
+                .await
+                .map(|acc| Outcome::Accepted { wamid: acc.wamid })
+        };
+        match result {
+            Ok(outcome) => outcome,
             Err(graph::Error::Unknown { reason, .. }) => Outcome::Unknown { reason },
             Err(graph::Error::Graph(g)) => {
                 let retry_after = g.retry_after_secs.map(Duration::from_secs);
@@ -162,6 +182,18 @@ pub async fn record_on(
             .execute(&mut **tx)
             .await?;
             super::report_on(&mut **tx, &out.origin, id, "accepted", None).await?;
+            Ok(())
+        }
+        Outcome::Marked => {
+            // A read mark: over, with nothing to report and no wamid of its own.
+            sqlx::query(
+                "UPDATE outbound SET state = 'accepted', unknown_since = NULL, error_code = NULL, error_text = NULL, \
+                 attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
             Ok(())
         }
         Outcome::Unknown { reason } => {
@@ -265,8 +297,18 @@ async fn fail_on(
     Ok(())
 }
 
-/// The full Graph body of a send.
+/// The full Graph body of a send. A read mark is its request with `messaging_product` only (no recipient, no
+/// `biz_opaque_callback_data`: Meta sends no status webhooks for it).
 pub fn graph_body(out: &Outbound) -> Value {
+    if out.is_read_mark() {
+        let mut body = json!({"messaging_product": "whatsapp"});
+        if let (Some(b), Some(r)) = (body.as_object_mut(), out.request.as_object()) {
+            for (k, v) in r {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        return body;
+    }
     let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": format!("+{}", out.recipient.trim_start_matches('+'))});
     if let (Some(b), Some(r)) = (body.as_object_mut(), out.request.as_object()) {
         for (k, v) in r {
@@ -440,6 +482,29 @@ mod tests {
         assert_eq!(admit(&row("failed", 1, None), 0, 300_000), Some(Outcome::Settled));
         assert!(Outcome::Accepted { wamid: "w".into() }.is_final());
         assert!(!Outcome::Retry { code: Some(130429), reason: String::new(), after: None }.is_final());
+    }
+
+    fn read_mark(state: &str, attempts: i64, started: i64) -> Outbound {
+        let mut r = row(state, attempts, Some(10_000));
+        r.origin = crate::outbound::Origin::Read.as_str().into();
+        r.request = json!({"status": "read", "message_id": "wamid.IN"});
+        r.started = started;
+        r
+    }
+
+    #[test]
+    fn an_unanswered_read_mark_goes_again_without_waiting_for_a_status_webhook() {
+        // No status webhook ever comes for a read mark, and marking read twice is harmless.
+        assert_eq!(admit(&read_mark("queued", 0, 1), 1_000, 300_000), None);
+        assert_eq!(admit(&read_mark("unknown", 1, 1), 11_000, 300_000), None);
+        assert_eq!(admit(&read_mark("accepted", 1, 1), 0, 300_000), Some(Outcome::Settled));
+        assert!(Outcome::Marked.is_final());
+    }
+
+    #[test]
+    fn a_read_mark_body_names_the_message_and_no_recipient() {
+        let b = graph_body(&read_mark("queued", 0, 0));
+        assert_eq!(b, json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN"}));
     }
 
     #[test]

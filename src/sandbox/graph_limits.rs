@@ -156,6 +156,16 @@ impl Limits {
         Ok(())
     }
 
+    /// Admits one request of `pnid` that is not a message (a read mark) at `now`: only the throughput applies.
+    pub fn admit_request(&mut self, pnid: &str, now: Instant) -> Result<(), LimitHit> {
+        let mps = self.throughput(pnid);
+        let tp = self.throughput.entry(pnid.into()).or_insert_with(|| Bucket::new(mps.max(0.0), mps.max(0.0)));
+        if !tp.take(now) {
+            return Err(LimitHit::Throughput);
+        }
+        Ok(())
+    }
+
     /// Counts an accepted send in unix second `unix_second`.
     pub fn count(&mut self, pnid: &str, unix_second: u64) {
         *self.per_second.entry(pnid.into()).or_default().entry(unix_second).or_default() += 1;

@@ -73,6 +73,17 @@ pub struct SentMessage {
     pub token: String,
 }
 
+/// One read mark the sandbox accepted (`{"status": "read", "message_id": …}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadMark {
+    pub phone_number_id: String,
+    /// The inbound message marked read.
+    pub message_id: String,
+    /// With a `typing_indicator`.
+    pub typing: bool,
+    pub at: SystemTime,
+}
+
 /// The last status the sandbox emits by itself after an accepted send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Progression {
@@ -119,6 +130,7 @@ struct Record {
 #[derive(Debug, Default)]
 pub(super) struct Messaging {
     sent: Vec<Record>,
+    read_marks: Vec<ReadMark>,
     by_wamid: HashMap<String, usize>,
     faults: HashMap<String, VecDeque<Fault>>,
     slow: HashMap<String, Duration>,
@@ -316,11 +328,24 @@ fn handle_send(
         return (invalid("The request body is not valid JSON".into()), None);
     };
     if body.get("status").is_some() {
-        let response = match check_mark_read(&body) {
-            Ok(()) => (ok_headers(version), Json(json!({"success": true}))).into_response(),
-            Err(r) => refusal(r),
-        };
-        return (response, None);
+        if let Err(r) = check_mark_read(&body) {
+            return (refusal(r), None);
+        }
+        // Counted within the number's throughput like every request to /messages (whether Meta counts read marks
+        // is UNCONFIRMED; the sandbox does, so pacing them is tested), but not a message: no pair rate, no window.
+        if let Err(hit) = inner.messaging.limits.admit_request(pnid, now) {
+            return (refuse(hit.code(), None), None);
+        }
+        let wall = SystemTime::now();
+        let m = &mut inner.messaging;
+        m.limits.count(pnid, wall.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        m.read_marks.push(ReadMark {
+            phone_number_id: pnid.to_string(),
+            message_id: body["message_id"].as_str().unwrap_or_default().to_string(),
+            typing: body.get("typing_indicator").is_some(),
+            at: wall,
+        });
+        return ((ok_headers(version), Json(json!({"success": true}))).into_response(), None);
     }
     let send = match check_message(&body) {
         Ok(s) => s,
@@ -441,6 +466,12 @@ impl GraphSandbox {
             .collect()
     }
 
+    /// The read marks accepted for this number, oldest first.
+    pub fn read_marks(&self, phone_number_id: &str) -> Vec<ReadMark> {
+        let inner = lock(&self.inner);
+        inner.messaging.read_marks.iter().filter(|r| r.phone_number_id == phone_number_id).cloned().collect()
+    }
+
     /// Every accepted message, oldest first.
     pub fn all_sent(&self) -> Vec<SentMessage> {
         lock(&self.inner).messaging.sent.iter().map(|r| r.msg.clone()).collect()
@@ -492,7 +523,8 @@ impl GraphSandbox {
         lock(&self.inner).messaging.limits.set_pair_rate(per, burst);
     }
 
-    /// `(unix second, accepted sends)` of this number, for each second with at least one.
+    /// `(unix second, accepted requests)` of this number, for each second with at least one: messages and read
+    /// marks (both count within the throughput).
     pub fn accepted_per_second(&self, phone_number_id: &str) -> Vec<(u64, u32)> {
         lock(&self.inner).messaging.limits.per_second(phone_number_id)
     }
