@@ -739,7 +739,39 @@ async fn a_read_mark_refused_for_now_is_retried(db: Db) {
     b.stop().await;
 }
 
+/// An operator's replies in one chat reach WhatsApp in the operator's order even when their jobs finish out of
+/// order (two workers, the second faster): a later reply waits for the earlier one of its chat.
+async fn operator_replies_keep_their_order_per_chat(db: Db) {
+    let b = Bridged::start(db).await;
+    b.customer_text("oi").await;
+    b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    for text in ["first", "second", "third"] {
+        let r = b.bitrix.operator_reply(b.line, CUSTOMER, text, vec![]).await.expect("operator reply posted");
+        assert_eq!(r.status, 200);
+    }
+    // Two workers lease all three replies at once; the later ones finish first.
+    let engine = b.app.svc.engine();
+    let mut jobs = engine.lease(16).await.expect("lease");
+    jobs.retain(|j| j.kind == "crm.reply");
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    let first = jobs.remove(0);
+    for j in jobs.into_iter().rev() {
+        engine.run(j).await;
+    }
+    engine.run(first).await;
+    b.until("all three sent", |b| async move { b.graph.sent_messages(PNID).len() == 3 }).await;
+    let order: Vec<String> = b
+        .graph
+        .sent_messages(PNID)
+        .iter()
+        .map(|m| m.body["text"]["body"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(order, ["first", "second", "third"], "the operator's order");
+    b.stop().await;
+}
+
 both_databases!(
+    operator_replies_keep_their_order_per_chat,
     an_edit_updates_the_portal_message,
     a_revoke_deletes_the_portal_message,
     a_change_of_an_unknown_message_is_a_readable_line,

@@ -50,8 +50,20 @@ pub struct File {
     pub mime: Option<String>,
 }
 
+/// The order key of a reply's job: replies in one chat of one portal line take effect in the order they came.
+pub fn order_key(portal_id: i64, r: &Reply) -> String {
+    format!("crm.reply:{portal_id}:{}:{}", r.line, r.chat_id)
+}
+
 pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     let r: Reply = serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+    if crate::jobs::earlier_in_order(&b.store, job.id).await? {
+        // An earlier reply of this chat is still on its way (another worker, a retry): its sends go first.
+        return Err(JobError::Defer {
+            message: "an earlier reply in this chat is still on its way".into(),
+            after: std::time::Duration::from_millis(200),
+        });
+    }
     if r.user_id == "0" {
         return Ok(()); // a system or automatic message of the portal, not for the customer
     }

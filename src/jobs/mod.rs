@@ -726,11 +726,58 @@ pub async fn enqueue_lane_on<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
+    insert_on(conn, kind, payload, dedup_key, max_attempts, run_at, lane, None).await
+}
+
+/// [`enqueue_on`] for a job that must take effect after every earlier job of `order_key` (see
+/// [`earlier_in_order`]): its handler waits while one is neither done nor dead.
+pub async fn enqueue_ordered_on<'c, E>(
+    conn: E,
+    kind: &str,
+    payload: &serde_json::Value,
+    order_key: &str,
+    max_attempts: i64,
+    run_at: i64,
+) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    insert_on(conn, kind, payload, None, max_attempts, run_at, None, Some(order_key)).await
+}
+
+/// True while a job queued before `job_id` with the same order key is neither done nor dead (a job without a
+/// key has none). Handlers of ordered kinds defer while it is.
+pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "SELECT 1 AS one FROM jobs j JOIN jobs me ON me.id = $1 \
+         WHERE me.order_key IS NOT NULL AND j.order_key = me.order_key AND j.id < me.id \
+         AND j.done_at IS NULL AND NOT j.dead LIMIT 1",
+    )
+    .bind(job_id)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(row.is_some())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_on<'c, E>(
+    conn: E,
+    kind: &str,
+    payload: &serde_json::Value,
+    dedup_key: Option<&str>,
+    max_attempts: i64,
+    run_at: i64,
+    lane: Option<i64>,
+    order_key: Option<&str>,
+) -> Result<Option<i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
     let now = now_ms();
     let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane) \
-         VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7) ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING \
-         RETURNING id",
+        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane, \
+         order_key) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8) \
+         ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(kind)
     .bind(payload.to_string())
@@ -739,6 +786,7 @@ where
     .bind(run_at)
     .bind(now)
     .bind(lane)
+    .bind(order_key)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
