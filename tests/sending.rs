@@ -105,13 +105,20 @@ async fn permanent_errors_reach_whoever_asked(db: Db) {
     b.templates_synced().await;
     b.customer_text("oi").await;
     b.until("in the portal", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
-    // CRM chat: a short system message with the reason.
+    // CRM chat: a short system message with the reason. The reply also marks the customer's message read; the
+    // two requests may reach Meta in either order, so both are refused (a refused read mark is never shown).
+    b.graph.fail_next_send(PNID, 131026);
     b.graph.fail_next_send(PNID, 131026);
     b.operator("Olá!").await;
     b.until("the failure in the chat", |b| async move { !b.system_messages().is_empty() }).await;
     let note = b.system_messages().pop().unwrap();
     assert!(note.starts_with("Not delivered to WhatsApp:") && note.contains("Meta error 131026"), "{note}");
     assert!(note.contains("could not be delivered"), "{note}");
+    b.until("the read mark took the other refusal", |b| async move {
+        let (_, sends) = b.app.admin("GET", "/sends", None).await;
+        sends.as_array().is_some_and(|a| a.iter().any(|s| s["origin"] == "read" && s["state"] == "failed"))
+    })
+    .await;
     // API caller: the reason on the send.
     let key = b.api_key().await;
     b.graph.fail_next_send(PNID, 132001);
