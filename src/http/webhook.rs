@@ -86,7 +86,26 @@ pub async fn receive(
         Ok(read) => read,
         Err(BodyError::Busy) => {
             reject("busy");
-            tracing::warn!("webhook refused with 503: webhook_body_budget_bytes is in use (Meta will retry)");
+            // Before the signature can be checked (the body is not read): anyone may cause this, so at most one
+            // line every 10 s; every refusal is counted in wabridge_webhook_rejected_total{reason="busy"}.
+            static LAST_WARN_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+            let now = crate::store::now_ms();
+            let last = LAST_WARN_MS.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 10_000
+                && LAST_WARN_MS
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                tracing::warn!(
+                    "webhooks refused with 503: webhook_body_budget_bytes is in use (Meta will retry; counted in \
+                     wabridge_webhook_rejected_total{{reason=\"busy\"}}, logged at most every 10 s)"
+                );
+            }
             let mut resp = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
