@@ -21,6 +21,16 @@ struct Running {
     token: Option<String>,
 }
 
+/// A test that fails half-way leaves no server behind (it would hold the test's output pipe open).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `wabridge serve` on a free port and reads the address (and first-start token) it prints.
 /// The caller owns the child and waits for it (clippy cannot see that through the returned struct).
 #[allow(clippy::zombie_processes)]
@@ -515,9 +525,9 @@ async fn the_whole_path_survives_kill_9(db: Db) {
         }
     }
     eprintln!(
-        "whole path under kill -9 ({}): {kills} kills, {expected_in} messages in, {expected_out} replies out; \
+        "whole path under kill -9 ({:?}): {kills} kills, {expected_in} messages in, {expected_out} replies out; \
          sent twice after a could-not-tell: {twice_in} in, {twice_out} out",
-        testdb.kind.name()
+        testdb.kind
     );
     assert_eq!(kills, KILLS, "every kill happened while traffic flowed");
     store.close().await;

@@ -990,7 +990,7 @@ fn session_history(inner: &mut Inner, params: &Value) -> Result<Value, RestError
         .chats
         .iter()
         .rev()
-        .find(|c| chat_id.map_or(true, |id| c.chat_id == id) && session.map_or(true, |s| c.session_id == s))
+        .find(|c| chat_id.is_none_or(|id| c.chat_id == id) && session.is_none_or(|s| c.session_id == s))
         .cloned();
     let chat = match (chat, chat_id, session) {
         (Some(c), _, _) => c,
