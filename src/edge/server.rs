@@ -59,6 +59,8 @@ struct Txn {
     server: Option<ServerTxn<Vec<u8>>>,
     /// `None` until the request is on its way (the next hop is being connected).
     client: Option<ClientTxn>,
+    /// The request as forwarded (our Via on top); for the edge's own CANCEL, the INVITE it cancels (whose
+    /// headers the CANCEL copies).
     forwarded: Request,
     /// The request as sent (and resent on timers A / E).
     bytes: Vec<u8>,
@@ -988,6 +990,8 @@ impl Inner {
         let reliable = !matches!(route, Route::Udp(_));
         let started = self.txns.lock().ok().and_then(|mut t| {
             let txn = t.get_mut(key)?;
+            // An INVITE client transaction (with timer C) for a forwarded INVITE; the edge's own CANCEL (no
+            // server side, `forwarded` is its INVITE) and everything else are non-INVITE ones.
             let (client, actions) = if txn.forwarded.method == Method::Invite && txn.server.is_some() {
                 let (m, a) = ClientInvite::start(self.timers, reliable, true, now);
                 (ClientTxn::Invite(m), a)
