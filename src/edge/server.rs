@@ -1,9 +1,11 @@
 //! The running SIP edge: a TLS listener for Meta, UDP (and optionally TCP) toward the PBX, outbound TLS to
-//! Meta and TCP/TLS to the PBX, client transactions with RFC 3261 timers, and call records.
+//! Meta and TCP/TLS to the PBX, RFC 3261 transactions, and call records.
 //!
 //! Every decision (who may call, where a request goes, how it is rewritten) is made by the pure functions in
-//! `crate::sip`; this module only moves bytes, keeps the small per-transaction state those functions cannot
-//! (where to send responses, retransmission timers), and records calls.
+//! `crate::sip`, and every transaction's state (retransmissions, timeouts, timer C, the hop-by-hop ACK, the
+//! answers to retransmitted requests) by the pure machines of `crate::sip::transaction`. This module only
+//! moves bytes, keeps each forwarded request's pair of machines with where its responses go ([`Txn`]),
+//! turns the machines' timers into sleeping tasks, and records calls.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +32,10 @@ use crate::sip::message::{
     response_bytes,
 };
 use crate::sip::proxy::{self, Decision, EdgeConfig, NextHop, PhoneTarget, ResponseDecision, Side, Source, Transport};
+use crate::sip::transaction::{
+    ClientAction, ClientEvent, ClientInvite, ClientNonInvite, ClientTxn, ServerAction, ServerEvent, ServerInvite,
+    ServerNonInvite, ServerTxn, Time, TimerKind, Timers, TransactionKey,
+};
 use crate::store::calls::NewCall;
 use crate::store::{now_ms, Store};
 
@@ -44,19 +50,148 @@ struct Conn {
     tx: mpsc::Sender<Vec<u8>>,
 }
 
+/// One request the edge forwarded: the server transaction toward where it came from and the client
+/// transaction toward the next hop (RFC 3261 §16: a stateful proxy pairs them). The edge's own CANCEL
+/// has a client side only.
 struct Txn {
-    upstream: Route,
+    /// Where responses go back to; `None` for a request the edge originated.
+    upstream: Option<Route>,
+    server: Option<ServerTxn<Vec<u8>>>,
+    /// `None` until the request is on its way (the next hop is being connected).
+    client: Option<ClientTxn>,
+    /// The request as forwarded (our Via on top); for the edge's own CANCEL, the INVITE it cancels (whose
+    /// headers the CANCEL copies).
     forwarded: Request,
+    /// The request as sent (and resent on timers A / E).
+    bytes: Vec<u8>,
     next_hop: NextHop,
-    /// Any response came from downstream (for an INVITE: a CANCEL may be sent).
-    responded: bool,
-    /// The final status sent upstream (relayed or our own 408/503).
-    final_status: Option<u16>,
-    /// A final response came from downstream.
-    downstream_final: bool,
-    last_response: Option<Vec<u8>>,
-    /// INVITEs: when timer C fires (reset by each 101-199 response).
-    timer_c: tokio::time::Instant,
+    route: Option<Route>,
+}
+
+/// Which machine of a transaction a timer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Machine {
+    Client,
+    Server,
+}
+
+/// A response from downstream, as the client machine's caller sees it.
+struct Received<'a> {
+    code: u16,
+    /// The response to relay upstream; `None` when the proxy absorbs it (100, the answer to a CANCEL).
+    bytes: Option<Vec<u8>>,
+    /// Its To header field (for the ACK of a non-2xx).
+    to: Option<&'a str>,
+}
+
+/// What the edge does once the transaction table's lock is released.
+enum Effect {
+    Send(Route, Vec<u8>),
+    /// Send toward a next hop (connecting when needed).
+    SendToward(NextHop, Vec<u8>),
+    CallFinal(String, u16),
+    Cancel {
+        key: TransactionKey,
+        invite: Box<Request>,
+        hop: NextHop,
+    },
+    Arm(TransactionKey, Machine, TimerKind, Time),
+    Log(&'static str),
+}
+
+impl Txn {
+    fn is_over(&self) -> bool {
+        self.client.as_ref().is_none_or(ClientTxn::is_terminated)
+            && self.server.as_ref().is_none_or(ServerTxn::is_terminated)
+    }
+
+    /// Turns the client machine's actions into effects; a response passed up (or our own 408 / 503)
+    /// goes to the server machine.
+    fn apply_client(
+        &mut self,
+        key: &TransactionKey,
+        actions: Vec<ClientAction>,
+        response: Option<Received<'_>>,
+        cfg: &EdgeConfig,
+        now: Time,
+        effects: &mut Vec<Effect>,
+    ) {
+        for action in actions {
+            match action {
+                ClientAction::SendRequest => {
+                    if let Some(route) = self.route {
+                        effects.push(Effect::Send(route, self.bytes.clone()));
+                    }
+                }
+                ClientAction::SendAck => {
+                    // The ACK for a non-2xx final answer is hop-by-hop: we send it downstream (each
+                    // retransmission of the answer too).
+                    if let Some(to) = response.as_ref().and_then(|r| r.to) {
+                        effects
+                            .push(Effect::SendToward(self.next_hop.clone(), hop_request(&self.forwarded, "ACK", to)));
+                    }
+                }
+                ClientAction::PassUp => {
+                    if let Some(Received { code, bytes: Some(bytes), .. }) = &response {
+                        self.respond_upstream(key, *code, bytes.clone(), now, effects);
+                    }
+                }
+                ClientAction::Fail(code) => {
+                    if self.server.is_some() {
+                        if let Some(resp) = proxy::response_to_forwarded(&self.forwarded, code, cfg) {
+                            self.respond_upstream(key, code, response_bytes(&resp), now, effects);
+                        }
+                    }
+                }
+                ClientAction::Cancel => {
+                    let branch = match key {
+                        TransactionKey::Branch { branch, .. } => branch.as_str(),
+                        TransactionKey::Rfc2543 { .. } => continue,
+                    };
+                    effects.push(Effect::Cancel {
+                        key: TransactionKey::client(branch, "CANCEL"),
+                        invite: Box::new(self.forwarded.clone()),
+                        hop: self.next_hop.clone(),
+                    });
+                }
+                ClientAction::Arm(kind, at) => effects.push(Effect::Arm(key.clone(), Machine::Client, kind, at)),
+                ClientAction::Terminated => {}
+            }
+        }
+    }
+
+    /// Hands a response to the server machine; records the call's outcome when it is the first final.
+    fn respond_upstream(
+        &mut self,
+        key: &TransactionKey,
+        code: u16,
+        bytes: Vec<u8>,
+        now: Time,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(server) = self.server.as_mut() else { return };
+        let awaited = server.awaits_final();
+        let actions = server.handle(ServerEvent::Respond(code, bytes), now);
+        let first_final = awaited && !server.awaits_final();
+        self.apply_server(key, actions, effects);
+        if first_final && self.forwarded.method == Method::Invite {
+            effects.push(Effect::CallFinal(call_id_key(&self.forwarded), code));
+        }
+    }
+
+    fn apply_server(&mut self, key: &TransactionKey, actions: Vec<ServerAction<Vec<u8>>>, effects: &mut Vec<Effect>) {
+        for action in actions {
+            match action {
+                ServerAction::SendResponse(bytes) => {
+                    if let Some(up) = self.upstream {
+                        effects.push(Effect::Send(up, bytes));
+                    }
+                }
+                ServerAction::Arm(kind, at) => effects.push(Effect::Arm(key.clone(), Machine::Server, kind, at)),
+                ServerAction::PassUp | ServerAction::Terminated => {}
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -95,13 +230,14 @@ struct Inner {
     next_conn: AtomicU64,
     per_source: Mutex<HashMap<IpAddr, usize>>,
     udp: Option<Arc<UdpSocket>>,
-    txns: Mutex<HashMap<String, Txn>>,
+    txns: Mutex<HashMap<TransactionKey, Txn>>,
     active_calls: Mutex<HashSet<String>>,
     tls_client: TlsConnector,
     meta_address: Option<SocketAddr>,
-    t1: Duration,
-    timer_b: Duration,
-    timer_c: Duration,
+    /// T1, T2, T4, B/F (`sip_timer_b_ms`) and C (`sip_timer_c_seconds`).
+    timers: Timers,
+    /// The origin of the transaction machines' clock.
+    epoch: tokio::time::Instant,
     idle: Duration,
     handshake: Duration,
     stop: watch::Receiver<bool>,
@@ -127,10 +263,6 @@ pub enum EdgeError {
     Tls(#[from] TlsError),
     #[error("SIP edge: {0}")]
     Setup(String),
-}
-
-fn key_of(branch: &str, method: &str) -> String {
-    format!("{branch}|{method}")
 }
 
 /// The branch and digest secrets, derived from the master key so every instance sharing it agrees.
@@ -228,9 +360,12 @@ impl Edge {
             active_calls: Mutex::new(HashSet::new()),
             tls_client,
             meta_address,
-            t1: Duration::from_millis(config.sip_timer_t1_ms.max(1)),
-            timer_b: Duration::from_millis(config.sip_timer_b_ms.max(1)),
-            timer_c: Duration::from_secs(config.sip_timer_c_seconds.max(1)),
+            timers: Timers {
+                timeout: Duration::from_millis(config.sip_timer_b_ms.max(1)),
+                c: Duration::from_secs(config.sip_timer_c_seconds.max(1)),
+                ..Timers::with_t1(Duration::from_millis(config.sip_timer_t1_ms.max(1)))
+            },
+            epoch: tokio::time::Instant::now(),
             idle: Duration::from_secs(config.sip_idle_timeout_seconds.max(1)),
             handshake: Duration::from_millis(config.sip_tls_handshake_timeout_ms.max(1)),
             stop: stop_rx,
@@ -737,6 +872,9 @@ impl Inner {
         side: Side,
     ) {
         let method = req.method;
+        if method == Method::Ack && self.absorb_ack(&req, from).await {
+            return; // the ACK for a non-2xx answer ends at its server transaction
+        }
         let initial_invite = method == Method::Invite && message::to_tag(&req.headers).is_none();
         let call_key = call_id_key(&req);
         let duration = call_duration_secs(&req);
@@ -795,215 +933,247 @@ impl Inner {
             }
             return;
         }
-        let key = key_of(&branch, &method.to_string());
-        // A retransmission from upstream: answer with what we have, do not forward again.
-        let known = self.txns.lock().ok().and_then(|t| t.get(&key).map(|t| t.last_response.clone()));
-        if let Some(last) = known {
-            if let Some(resp) = last {
-                self.send(from, resp).await;
+        let key = TransactionKey::client(&branch, &method.to_string());
+        let now = self.now();
+        // A retransmission from upstream: the server transaction answers it; nothing is forwarded again.
+        let retransmission = self.txns.lock().ok().and_then(|mut t| {
+            let txn = t.get_mut(&key)?;
+            let answers = match txn.server.as_mut() {
+                Some(server) => server.handle(ServerEvent::Retransmission, now),
+                None => Vec::new(),
+            };
+            Some(answers)
+        });
+        if let Some(answers) = retransmission {
+            for action in answers {
+                if let ServerAction::SendResponse(resp) = action {
+                    self.send(from, resp).await;
+                }
             }
             return;
         }
+        let reliable_upstream = !matches!(from, Route::Udp(_));
+        let server = match method {
+            // The CANCEL was answered by the proxy decision already; its own branch ends at the edge.
+            Method::Cancel => None,
+            Method::Invite => Some(ServerTxn::Invite(ServerInvite::new(self.timers, reliable_upstream))),
+            _ => Some(ServerTxn::NonInvite(ServerNonInvite::new(self.timers, reliable_upstream))),
+        };
+        let txn = Txn {
+            upstream: Some(from),
+            server,
+            client: None,
+            forwarded: request,
+            bytes,
+            next_hop: hop.clone(),
+            route: None,
+        };
         if let Ok(mut t) = self.txns.lock() {
-            t.insert(
-                key.clone(),
-                Txn {
-                    upstream: from,
-                    forwarded: request,
-                    next_hop: hop.clone(),
-                    responded: false,
-                    final_status: None,
-                    downstream_final: false,
-                    last_response: None,
-                    timer_c: tokio::time::Instant::now() + self.timer_c,
-                },
-            );
+            t.insert(key.clone(), txn);
         }
-        let route = match self.route_to(&hop).await {
-            Ok(r) => r,
+        match self.route_to(&hop).await {
+            Ok(route) => self.launch(&key, route).await,
             Err(e) => {
                 tracing::info!(error = %e, "SIP edge: next hop unreachable; answering 503");
-                self.fail_txn(&key, 503).await;
-                return;
+                self.step(&key, |txn, cfg, now, effects| {
+                    txn.apply_client(&key, vec![ClientAction::Fail(503)], None, cfg, now, effects)
+                })
+                .await;
             }
-        };
-        if !self.send(route, bytes.clone()).await {
-            self.fail_txn(&key, 503).await;
+        }
+    }
+
+    /// Starts the client transaction of `key` (already in the table) over `route`: sends the request and
+    /// arms its timers. A send that fails is a transport error (503 upstream).
+    async fn launch(self: &Arc<Self>, key: &TransactionKey, route: Route) {
+        let now = self.now();
+        let reliable = !matches!(route, Route::Udp(_));
+        let started = self.txns.lock().ok().and_then(|mut t| {
+            let txn = t.get_mut(key)?;
+            // An INVITE client transaction (with timer C) for a forwarded INVITE; the edge's own CANCEL (no
+            // server side, `forwarded` is its INVITE) and everything else are non-INVITE ones.
+            let (client, actions) = if txn.forwarded.method == Method::Invite && txn.server.is_some() {
+                let (m, a) = ClientInvite::start(self.timers, reliable, true, now);
+                (ClientTxn::Invite(m), a)
+            } else {
+                let (m, a) = ClientNonInvite::start(self.timers, reliable, now);
+                (ClientTxn::NonInvite(m), a)
+            };
+            txn.client = Some(client);
+            txn.route = Some(route);
+            let mut effects = Vec::new();
+            // The first send is made below, where its failure can be told to the machine.
+            let actions = actions.into_iter().filter(|a| *a != ClientAction::SendRequest).collect();
+            txn.apply_client(key, actions, None, &self.proxy(), now, &mut effects);
+            Some((txn.bytes.clone(), effects))
+        });
+        let Some((bytes, effects)) = started else { return };
+        if !self.send(route, bytes).await {
+            self.step(key, |txn, cfg, now, effects| {
+                let actions =
+                    txn.client.as_mut().map(|c| c.handle(ClientEvent::TransportError, now)).unwrap_or_default();
+                txn.apply_client(key, actions, None, cfg, now, effects)
+            })
+            .await;
             return;
         }
-        let invite = method == Method::Invite;
-        if invite {
-            let me = self.clone();
-            let key = key.clone();
-            tokio::spawn(async move { me.run_timer_c(key).await });
-        }
-        // Timers: retransmit over UDP (A/E), give up with 408 when nothing at all came back (B/F).
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut interval = me.t1;
-            let start = tokio::time::Instant::now();
-            loop {
-                let wait = if matches!(route, Route::Udp(_)) { interval } else { me.timer_b };
-                let deadline = (start + me.timer_b).min(tokio::time::Instant::now() + wait);
-                tokio::time::sleep_until(deadline).await;
-                let state = me.txns.lock().ok().and_then(|t| t.get(&key).map(|t| (t.responded, t.final_status)));
-                let Some((responded, final_status)) = state else { return };
-                let done = if invite { responded } else { final_status.is_some() };
-                if done {
-                    return;
+        self.run(effects).await;
+    }
+
+    /// Runs `f` on the transaction `key` (if it still exists) under the table's lock, forgets the
+    /// transaction when both its machines are over, then carries out the effects. False when there
+    /// was no such transaction.
+    async fn step(
+        self: &Arc<Self>,
+        key: &TransactionKey,
+        f: impl FnOnce(&mut Txn, &EdgeConfig, Time, &mut Vec<Effect>),
+    ) -> bool {
+        let now = self.now();
+        let cfg = self.proxy();
+        let mut effects = Vec::new();
+        let found = match self.txns.lock() {
+            Ok(mut t) => match t.get_mut(key) {
+                Some(txn) => {
+                    f(txn, &cfg, now, &mut effects);
+                    if txn.is_over() {
+                        t.remove(key);
+                    }
+                    true
                 }
-                if tokio::time::Instant::now() >= start + me.timer_b {
-                    me.fail_txn(&key, 408).await;
-                    return;
+                None => false,
+            },
+            Err(_) => false,
+        };
+        self.run(effects).await;
+        found
+    }
+
+    /// Carries out what the machines asked for.
+    async fn run(self: &Arc<Self>, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send(route, bytes) => {
+                    self.send(route, bytes).await;
                 }
-                if matches!(route, Route::Udp(_)) {
-                    me.send(route, bytes.clone()).await;
-                    interval = if invite { interval * 2 } else { (interval * 2).min(Duration::from_secs(4)) };
+                Effect::SendToward(hop, bytes) => {
+                    if let Ok(route) = self.route_to(&hop).await {
+                        self.send(route, bytes).await;
+                    }
                 }
+                Effect::CallFinal(call_key, code) => self.call_final(&call_key, code),
+                Effect::Cancel { key, invite, hop } => self.clone().start_cancel(key, *invite, hop).await,
+                Effect::Arm(key, machine, kind, at) => self.arm(key, machine, kind, at),
+                Effect::Log(message) => tracing::info!("SIP edge: {message}"),
             }
+        }
+    }
+
+    /// Delivers `kind` to the transaction's machine at `at` (unless the edge stops first).
+    fn arm(self: &Arc<Self>, key: TransactionKey, machine: Machine, kind: TimerKind, at: Time) {
+        let me = self.clone();
+        let deadline = self.epoch + at.since_origin();
+        tokio::spawn(async move {
+            let mut stop = me.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stop.changed() => return,
+            }
+            me.step(&key, |txn, cfg, now, effects| match machine {
+                Machine::Client => {
+                    let actions =
+                        txn.client.as_mut().map(|c| c.handle(ClientEvent::Timer(kind), now)).unwrap_or_default();
+                    if kind == TimerKind::C && actions.contains(&ClientAction::Fail(408)) {
+                        effects.push(Effect::Log("timer C fired; INVITE cancelled and answered 408"));
+                    }
+                    txn.apply_client(&key, actions, None, cfg, now, effects);
+                }
+                Machine::Server => {
+                    let actions =
+                        txn.server.as_mut().map(|s| s.handle(ServerEvent::Timer(kind), now)).unwrap_or_default();
+                    txn.apply_server(&key, actions, effects);
+                }
+            })
+            .await;
         });
     }
 
-    /// RFC 3261 §16.8 timer C of a forwarded INVITE: when it fires before a final response, the
-    /// branch is cancelled downstream (when anything came back; else there is nothing to cancel)
-    /// and the caller gets 408 (outcome `no_answer`). Each 101-199 response pushes it back.
-    async fn run_timer_c(self: Arc<Self>, key: String) {
-        let mut stop = self.stop.clone();
-        loop {
-            let state = self.txns.lock().ok().and_then(|t| {
-                let txn = t.get(&key)?;
-                txn.final_status
-                    .is_none()
-                    .then(|| (txn.timer_c, txn.responded, txn.forwarded.clone(), txn.next_hop.clone()))
-            });
-            let Some((deadline, responded, invite, hop)) = state else { return };
-            if tokio::time::Instant::now() < deadline {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => continue,
-                    _ = stop.changed() => return,
-                }
+    /// Timer C after a provisional answer: our own CANCEL on the INVITE's branch, a client transaction
+    /// of its own (retransmitted on timer E over UDP until answered or timer F).
+    /// Boxed with an explicit `Send`: it starts a transaction, which may start another.
+    fn start_cancel(self: Arc<Self>, key: TransactionKey, invite: Request, hop: NextHop) -> StreamFuture {
+        Box::pin(async move {
+            if self.txns.lock().map(|t| t.contains_key(&key)).unwrap_or(true) {
+                return; // a CANCEL of this branch is under way already
             }
-            // Answer upstream first, so the 487 the CANCEL brings is not relayed as the final answer.
-            if !self.fail_txn(&key, 408).await {
-                return;
+            let Ok(route) = self.route_to(&hop).await else { return };
+            let bytes = hop_request(&invite, "CANCEL", header_value(&invite.headers, "to").unwrap_or_default());
+            let txn = Txn {
+                upstream: None,
+                server: None,
+                client: None,
+                forwarded: invite,
+                bytes,
+                next_hop: hop,
+                route: None,
+            };
+            if let Ok(mut t) = self.txns.lock() {
+                t.insert(key.clone(), txn);
             }
-            tracing::info!("SIP edge: timer C fired; INVITE cancelled and answered 408");
-            if responded {
-                self.send_cancel(&key, &invite, &hop).await;
-            }
-            return;
-        }
+            self.launch(&key, route).await;
+        })
     }
 
-    /// Sends our own CANCEL for a forwarded INVITE (its branch), retransmitted over UDP (timer E)
-    /// until the INVITE gets its final response downstream or timer F runs out.
-    async fn send_cancel(self: &Arc<Self>, key: &str, invite: &Request, hop: &NextHop) {
-        let Ok(route) = self.route_to(hop).await else { return };
-        let bytes = hop_request(invite, "CANCEL", header_value(&invite.headers, "to").unwrap_or_default());
-        let start = tokio::time::Instant::now();
-        let mut interval = self.t1;
-        loop {
-            self.send(route, bytes.clone()).await;
-            if !matches!(route, Route::Udp(_)) {
+    /// An ACK on the branch of an INVITE the edge forwarded, from where the INVITE came: the server
+    /// transaction takes the ACK for a non-2xx answer (true: absorbed); any other goes on.
+    async fn absorb_ack(self: &Arc<Self>, ack: &Request, from: Route) -> bool {
+        let key = TransactionKey::client(&proxy::forwarded_branch(&self.proxy(), ack), "INVITE");
+        let mut absorbed = false;
+        self.step(&key, |txn, _, now, effects| {
+            if txn.upstream != Some(from) {
                 return;
             }
-            tokio::time::sleep(interval).await;
-            interval = (interval * 2).min(Duration::from_secs(4));
-            let answered = self.txns.lock().ok().map(|t| t.get(key).is_none_or(|t| t.downstream_final)).unwrap_or(true);
-            if answered || start.elapsed() >= self.timer_b {
-                return;
-            }
-        }
-    }
-
-    /// Answers the upstream side of a transaction ourselves (408 / 503) and records the outcome.
-    /// False when it already had a final answer.
-    async fn fail_txn(self: &Arc<Self>, key: &str, code: u16) -> bool {
-        let Some((upstream, bytes, invite, call_key)) = self.txns.lock().ok().and_then(|mut t| {
-            let txn = t.get_mut(key)?;
-            if txn.final_status.is_some() {
-                return None;
-            }
-            txn.final_status = Some(code);
-            txn.responded = true;
-            let bytes = local_response(&txn.forwarded, code);
-            txn.last_response = Some(bytes.clone());
-            Some((txn.upstream, bytes, txn.forwarded.method == Method::Invite, call_id_key(&txn.forwarded)))
-        }) else {
-            return false;
-        };
-        self.send(upstream, bytes).await;
-        if invite {
-            self.call_final(&call_key, code);
-        }
-        self.expire_txn(key.to_string());
-        true
+            let Some(server) = txn.server.as_mut() else { return };
+            let actions = server.handle(ServerEvent::Ack, now);
+            absorbed = !actions.contains(&ServerAction::PassUp);
+            txn.apply_server(&key, actions, effects);
+        })
+        .await;
+        absorbed
     }
 
     async fn on_response(self: &Arc<Self>, resp: rsip::Response) {
         let code = resp.status_code.code();
         let method = cseq(&resp.headers).map(|(_, m)| m.to_string()).unwrap_or_default();
         let to = header_value(&resp.headers, "to").map(str::to_string);
-        match proxy::decide_response(resp, &self.proxy()) {
-            ResponseDecision::Drop { reason } => tracing::debug!(reason, "SIP edge: response dropped"),
-            ResponseDecision::Absorb { branch, .. } => {
-                if let Ok(mut t) = self.txns.lock() {
-                    if let Some(txn) = t.get_mut(&key_of(&branch, &method)) {
-                        txn.responded = true;
-                        if code >= 200 {
-                            txn.final_status.get_or_insert(code);
-                            txn.downstream_final = true;
-                        }
-                    }
-                }
+        let (branch, relay) = match proxy::decide_response(resp, &self.proxy()) {
+            ResponseDecision::Drop { reason } => {
+                tracing::debug!(reason, "SIP edge: response dropped");
+                return;
             }
+            ResponseDecision::Absorb { branch, .. } => (branch, None),
             ResponseDecision::Forward { response, next_hop, branch } => {
-                let key = key_of(&branch, &method);
-                let bytes = response_bytes(&response);
-                let success = (200..300).contains(&code);
-                let timer_c = tokio::time::Instant::now() + self.timer_c;
-                let found = self.txns.lock().ok().and_then(|mut t| {
-                    let txn = t.get_mut(&key)?;
-                    txn.responded = true;
-                    // Once a final answer went upstream, only 2xx follow it (RFC 3261 §16.7 step 10).
-                    let relay = txn.final_status.is_none() || success;
-                    let first_final = code >= 200 && txn.final_status.is_none();
-                    if code >= 200 {
-                        txn.final_status.get_or_insert(code);
-                        txn.downstream_final = true;
-                    } else if code > 100 {
-                        txn.timer_c = timer_c;
-                    }
-                    if relay {
-                        txn.last_response = Some(bytes.clone());
-                    }
-                    Some((txn.upstream, relay, first_final, txn.forwarded.clone(), txn.next_hop.clone()))
-                });
-                let upstream = match &found {
-                    Some((up, true, ..)) => Some(*up),
-                    Some(_) => None,
-                    // No transaction (a retransmitted 2xx after it ended): route by the Via. Anything
-                    // else came after the final answer and is not relayed.
-                    None if success => self.route_for_response(&next_hop).await,
-                    None => None,
-                };
-                if let Some(up) = upstream {
+                (branch, Some((response_bytes(&response), next_hop)))
+            }
+        };
+        let key = TransactionKey::client(&branch, &method);
+        let bytes = relay.as_ref().map(|(b, _)| b.clone());
+        let found = self
+            .step(&key, |txn, cfg, now, effects| {
+                let Some(client) = txn.client.as_mut() else { return };
+                let actions = client.handle(ClientEvent::Response(code), now);
+                let response = Received { code, bytes, to: to.as_deref() };
+                txn.apply_client(&key, actions, Some(response), cfg, now, effects);
+            })
+            .await;
+        if found {
+            return;
+        }
+        // No transaction (a retransmitted 2xx after it ended): route by the Via. Anything else came after
+        // the final answer and is not relayed.
+        if let Some((bytes, next_hop)) = relay {
+            if (200..300).contains(&code) {
+                if let Some(up) = self.route_for_response(&next_hop).await {
                     self.send(up, bytes).await;
-                }
-                if let Some((_, _, first_final, forwarded, hop)) = found {
-                    if method == "INVITE" && code >= 300 {
-                        // The ACK for a non-2xx final answer is hop-by-hop: we send it downstream (each
-                        // retransmission of it too).
-                        if let (Ok(route), Some(to)) = (self.route_to(&hop).await, to.as_deref()) {
-                            self.send(route, hop_request(&forwarded, "ACK", to)).await;
-                        }
-                    }
-                    if first_final {
-                        if method == "INVITE" {
-                            self.call_final(&call_id_key(&forwarded), code);
-                        }
-                        self.expire_txn(key);
-                    }
                 }
             }
         }
@@ -1017,15 +1187,8 @@ impl Inner {
         }
     }
 
-    /// Keeps a finished transaction for 64·T1 to absorb retransmissions, then forgets it.
-    fn expire_txn(self: &Arc<Self>, key: String) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(me.t1 * 64).await;
-            if let Ok(mut t) = me.txns.lock() {
-                t.remove(&key);
-            }
-        });
+    fn now(&self) -> Time {
+        Time::after(self.epoch.elapsed())
     }
 
     // ------------------------------------------------------------------ call records and metrics
@@ -1166,33 +1329,6 @@ fn user_of(name_addr: &str) -> Option<String> {
     let rest = uri.split_once(':')?.1;
     let user = rest.split_once('@')?.0;
     Some(user.split(';').next().unwrap_or(user).to_string())
-}
-
-/// A response the edge generates for a transaction it forwarded (408, 503): the upstream Vias (ours removed),
-/// From, To with a local tag when missing, Call-ID and CSeq of the request.
-fn local_response(forwarded: &Request, code: u16) -> Vec<u8> {
-    let mut out = format!("SIP/2.0 {code} {}\r\n", message::reason_phrase(code));
-    for via in header_elements(&forwarded.headers, "via").iter().skip(1) {
-        out.push_str(&format!("Via: {via}\r\n"));
-    }
-    if let Some(from) = header_value(&forwarded.headers, "from") {
-        out.push_str(&format!("From: {from}\r\n"));
-    }
-    if let Some(to) = header_value(&forwarded.headers, "to") {
-        if message::to_tag(&forwarded.headers).is_some() {
-            out.push_str(&format!("To: {to}\r\n"));
-        } else {
-            out.push_str(&format!("To: {to};tag=wabedge{code}\r\n"));
-        }
-    }
-    if let Some(cid) = header_value(&forwarded.headers, "call-id") {
-        out.push_str(&format!("Call-ID: {cid}\r\n"));
-    }
-    if let Some(cs) = header_value(&forwarded.headers, "cseq") {
-        out.push_str(&format!("CSeq: {cs}\r\n"));
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out.into_bytes()
 }
 
 /// A request on an INVITE's branch that the edge sends itself (RFC 3261 §17.1.1.3, §9.1): the ACK for a

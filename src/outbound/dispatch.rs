@@ -15,6 +15,10 @@
 //! - **group-commits outcomes**: one writer task commits the outcome, report and job end of every send that
 //!   finished meanwhile in one transaction (like the webhook intake), instead of one commit per send.
 //!
+//! The decisions (which held send goes now, which waits, which goes back to the queue) are made by [`Book`], a
+//! pure struct over a clock in milliseconds (its doc has the decision table); the loop around it only runs the
+//! feeder, the attempts and the writer as tasks and carries out what the book says.
+//!
 //! Nothing acknowledged is lost: a send's job is committed before it is leased, and stays leased (not done) until
 //! the writer commits its outcome. If the process dies first, the lease expires: a send that was marked started
 //! but has no outcome (`sender::admit`) is reconciled from status webhooks, never blindly resent; a send that was
@@ -162,24 +166,13 @@ impl Dispatcher {
             wrx,
         ));
         let (ftx, mut frx) = mpsc::unbounded_channel();
-        let mut lp = Loop {
-            d: self,
-            pacing: &mut pacing,
-            ctx: HashMap::new(),
-            lanes: HashMap::new(),
-            known: HashSet::new(),
-            settled: HashMap::new(),
-            inflight: 0,
-            writer: wtx,
-            finished: ftx,
-            last_ctx: 0,
-            last_wake: 0,
-            wake_at: i64::MAX,
-            feeding: false,
-            retry_at: 0,
-            turn: 0,
-            unmark: Vec::new(),
+        let limits = Limits {
+            concurrency: self.concurrency,
+            pair_interval_ms: self.sender.pair_interval_ms,
+            pair_burst: self.sender.pair_burst,
+            reconcile_ms: self.sender.reconcile_ms,
         };
+        let mut lp = Loop { d: self, book: Book::new(&mut pacing, limits), writer: wtx, finished: ftx };
         let (feed_tx, mut feed_rx) = mpsc::unbounded_channel();
         let draining = stop.is_none();
         let mut stop = stop;
@@ -189,18 +182,20 @@ impl Dispatcher {
                 break;
             }
             let now = now_ms();
-            lp.wake_at = i64::MAX;
-            if let Some(req) = lp.plan(now) {
+            lp.book.wake_at = i64::MAX;
+            if let Some(req) = lp.book.plan(now, || self.woken.swap(false, Ordering::AcqRel)) {
                 let (store, leaser, tx) = (self.store.clone(), self.leaser.clone(), feed_tx.clone());
                 tokio::spawn(async move {
                     let _ = tx.send(feed(store, leaser, req).await);
                 });
             }
-            lp.dispatch(now);
-            if draining && lp.idle() {
+            lp.book.dispatch(now);
+            lp.flush();
+            if draining && lp.book.idle() {
                 break;
             }
-            let sleep = tokio::time::sleep(Duration::from_millis((lp.next_wake(now) - now).clamp(0, POLL_MS) as u64));
+            let next = lp.book.next_wake(now, self.woken.load(Ordering::Acquire));
+            let sleep = tokio::time::sleep(Duration::from_millis((next - now).clamp(0, POLL_MS) as u64));
             tokio::select! {
                 Some(f) = frx.recv() => {
                     lp.finish(f);
@@ -223,20 +218,21 @@ impl Dispatcher {
             }
         }
         // A feed still out: its leased sends are taken in, so they are released below.
-        if lp.feeding {
+        if lp.book.feeding {
             if let Some(feed) = feed_rx.recv().await {
                 let _ = lp.take(feed);
             }
         }
         // Wind down: held sends go back to the queue at once; sends in flight finish and are recorded.
-        lp.release_all();
-        while lp.inflight > 0 {
+        lp.book.release_all();
+        lp.flush();
+        while lp.book.inflight > 0 {
             match frx.recv().await {
                 Some(f) => lp.finish(f),
                 None => break,
             }
         }
-        let unmark = std::mem::take(&mut lp.unmark);
+        let unmark = std::mem::take(&mut lp.book.unmark);
         drop(lp);
         let drained = writer.await.unwrap_or_default();
         if !unmark.is_empty() {
@@ -293,10 +289,97 @@ impl jobs::Lane for Dispatcher {
     }
 }
 
-/// The state of one run of the loop.
+/// One run of the loop: the in-memory state ([`Book`]) and the channels and tasks that carry out what it decides.
 struct Loop<'a> {
     d: &'a Dispatcher,
+    book: Book<'a>,
+    writer: mpsc::UnboundedSender<Record>,
+    finished: mpsc::UnboundedSender<Finished>,
+}
+
+impl Loop<'_> {
+    /// Carries out what the book decided: outcomes to the writer, attempts in their own tasks.
+    fn flush(&mut self) {
+        for effect in std::mem::take(&mut self.book.out) {
+            match effect {
+                Effect::Record(r) => {
+                    // The writer outlives the loop's senders; a closed channel means the loop is gone and the
+                    // lease expires.
+                    let _ = self.writer.send(r);
+                }
+                Effect::Start { phone, item, ctx } => {
+                    self.d.metrics.jobs_running.inc();
+                    let (sender, tx) = (self.d.sender.clone(), self.finished.clone());
+                    tokio::spawn(async move {
+                        let outcome = sender.attempt(&item.out, &ctx, item.job.attempts).await;
+                        let _ = tx.send(Finished { phone, item, outcome });
+                    });
+                }
+                Effect::ResentUnconfirmed { outbound } => {
+                    tracing::warn!(outbound, "no status webhook for an unanswered send; sending it again");
+                    self.d.metrics.sends_resent_unconfirmed.inc();
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, f: Finished) {
+        self.d.metrics.jobs_running.dec();
+        self.book.finish(f, now_ms());
+        self.flush();
+    }
+
+    fn take(&mut self, feed: Result<Feed, StoreError>) -> Result<(), StoreError> {
+        let taken = self.book.take(feed, now_ms());
+        self.flush();
+        taken
+    }
+}
+
+/// The settings the book's decisions need.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Attempts in flight at most.
+    concurrency: usize,
+    /// Pair rate: one message per customer per this many ms, in bursts of up to `pair_burst`.
+    pair_interval_ms: i64,
+    pair_burst: u32,
+    /// How long an unanswered send waits for a status webhook ([`admit`]).
+    reconcile_ms: i64,
+}
+
+/// What the loop carries out for the book.
+enum Effect {
+    /// Commit this outcome (the writer task).
+    Record(Record),
+    /// Start the attempt of this held send.
+    Start { phone: i64, item: Item, ctx: Arc<Context> },
+    /// A send whose earlier attempt went unanswered (and no status webhook came) goes again: count it.
+    ResentUnconfirmed { outbound: i64 },
+}
+
+/// The dispatcher's in-memory state: numbers' contexts, the sends held per number, who is in flight, the
+/// pacers. Pure: every method takes `now` (ms) and says what to do by pushing [`Effect`]s to `out`; no clock,
+/// channel or task. Its decisions, in order of [`Book::dispatch`]:
+///
+/// | question                                   | answer                                                    |
+/// |--------------------------------------------|-----------------------------------------------------------|
+/// | WABA paused?                                | every held send back to the queue, after [`PAUSE_WAIT`]   |
+/// | attempts in flight at `concurrency`?        | nothing starts                                            |
+/// | number's slot not come ([`PhonePacer`])?    | wait for the slot (`wake_at`)                             |
+/// | held send not marked started?               | it waits for its mark                                     |
+/// | customer has a message in flight?           | the customer's later messages wait (others may go)        |
+/// | customer's pair slot within [`LOOKAHEAD_MS`]? | wait for it (`wake_at`)                                 |
+/// | customer's pair slot further off?           | the customer's held messages back to the queue until then |
+/// | read mark?                                  | no pair rate and no order: goes in the number's next slot |
+/// | attempt not final ([`Outcome::is_final`])?   | the customer's held messages back, after [`ORDER_WAIT`]   |
+/// | Meta said 130429 (number over throughput)?  | the number's next slot at least 1 s away                  |
+/// | Meta said 131056 (pair rate)?               | the customer's next message not before Meta's `after`     |
+struct Book<'a> {
     pacing: &'a mut Pacing,
+    limits: Limits,
+    /// What the loop must carry out.
+    out: Vec<Effect>,
     ctx: HashMap<i64, Arc<Context>>,
     lanes: HashMap<i64, PhoneLane>,
     /// Outbound ids held or in flight here.
@@ -305,8 +388,6 @@ struct Loop<'a> {
     /// customer need not wait for the commit.
     settled: HashMap<i64, i64>,
     inflight: usize,
-    writer: mpsc::UnboundedSender<Record>,
-    finished: mpsc::UnboundedSender<Finished>,
     last_ctx: i64,
     last_wake: i64,
     /// The earliest time something held may go (a slot, a pair-rate wait).
@@ -335,15 +416,36 @@ fn marks_wanted(l: &PhoneLane, ctx: &Context) -> Option<usize> {
     (ctx.paused.is_none() && l.marked < l.held.len() && l.marked * 2 <= want).then(|| want - l.marked)
 }
 
-impl Loop<'_> {
+impl<'a> Book<'a> {
+    fn new(pacing: &'a mut Pacing, limits: Limits) -> Self {
+        Book {
+            pacing,
+            limits,
+            out: Vec::new(),
+            ctx: HashMap::new(),
+            lanes: HashMap::new(),
+            known: HashSet::new(),
+            settled: HashMap::new(),
+            inflight: 0,
+            last_ctx: 0,
+            last_wake: 0,
+            wake_at: i64::MAX,
+            feeding: false,
+            retry_at: 0,
+            turn: 0,
+            unmark: Vec::new(),
+        }
+    }
+
     /// What the feeder should do next, if anything and if it is not busy: reload the contexts (every
     /// [`CONTEXT_MS`], or after a wake-up), look when idle numbers' next sends are due, and lease for the numbers
     /// that have room.
-    fn plan(&mut self, now: i64) -> Option<FeedRequest> {
+    /// `take_wake` says (once) whether new sends were committed since it was last asked.
+    fn plan(&mut self, now: i64, take_wake: impl FnOnce() -> bool) -> Option<FeedRequest> {
         if self.feeding || now < self.retry_at {
             return None;
         }
-        let woken = now - self.last_wake >= WAKE_MS && self.d.woken.swap(false, Ordering::AcqRel);
+        let woken = now - self.last_wake >= WAKE_MS && take_wake();
         if woken {
             self.last_wake = now;
             for l in self.lanes.values_mut() {
@@ -402,12 +504,12 @@ impl Loop<'_> {
     }
 
     /// Takes in what the feeder brought: contexts, when numbers' next sends are due, and leased sends.
-    fn take(&mut self, feed: Result<Feed, StoreError>) -> Result<(), StoreError> {
+    fn take(&mut self, feed: Result<Feed, StoreError>, now: i64) -> Result<(), StoreError> {
         self.feeding = false;
         let feed = match feed {
             Ok(f) => f,
             Err(e) => {
-                self.retry_at = now_ms() + POLL_MS;
+                self.retry_at = now + POLL_MS;
                 return Err(e);
             }
         };
@@ -474,7 +576,7 @@ impl Loop<'_> {
     fn hold(&mut self, phone: i64, job: Job, row: Option<(Outbound, Option<i64>)>, now: i64) {
         let Some((out, blocker)) = row else { return };
         let out = Arc::new(out);
-        if let Some(outcome) = admit(&out, now, self.d.sender.reconcile_ms) {
+        if let Some(outcome) = admit(&out, now, self.limits.reconcile_ms) {
             self.record(job, out, outcome);
             return;
         }
@@ -491,16 +593,14 @@ impl Loop<'_> {
             }
         }
         if out.state == "unknown" {
-            tracing::warn!(outbound = out.id, "no status webhook for an unanswered send; sending it again");
-            self.d.metrics.sends_resent_unconfirmed.inc();
+            self.out.push(Effect::ResentUnconfirmed { outbound: out.id });
         }
         self.known.insert(out.id);
         self.lanes.entry(phone).or_default().held.push_back(Item { job, out, marked: false });
     }
 
     fn record(&mut self, job: Job, out: Arc<Outbound>, outcome: Outcome) {
-        // The writer outlives the loop's senders; a closed channel means the loop is gone and the lease expires.
-        let _ = self.writer.send(Record { job, out, outcome });
+        self.out.push(Effect::Record(Record { job, out, outcome }));
     }
 
     /// Sends every held send whose slot has come, as the pacers allow.
@@ -533,7 +633,7 @@ impl Loop<'_> {
                 self.release(phone, |_| true, &message, PAUSE_WAIT);
                 continue;
             }
-            while self.inflight < self.d.concurrency {
+            while self.inflight < self.limits.concurrency {
                 let Some(i) = self.pick(phone, now) else { break };
                 match self.pacing.phones.ask(phone, ctx.mps, now) {
                     Verdict::Go => self.start(phone, i, &ctx, now),
@@ -552,7 +652,7 @@ impl Loop<'_> {
     /// The first held send of `phone` that may go now: its customer has nothing in flight and an earlier held
     /// message, and is within the pair rate. Customers whose pair slot is far off go back to the queue.
     fn pick(&mut self, phone: i64, now: i64) -> Option<usize> {
-        let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
+        let (interval, burst) = (self.limits.pair_interval_ms, self.limits.pair_burst);
         let lane = self.lanes.get(&phone)?;
         // The usual case: the first held send may go.
         let first = lane.held.front()?;
@@ -603,9 +703,9 @@ impl Loop<'_> {
         pick_id.and_then(|id| lane.held.iter().position(|it| it.out.id == id))
     }
 
-    /// Starts the attempt of held send `i` of `phone` in its own task.
+    /// Starts the attempt of held send `i` of `phone` (the loop runs it in its own task).
     fn start(&mut self, phone: i64, i: usize, ctx: &Arc<Context>, now: i64) {
-        let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
+        let (interval, burst) = (self.limits.pair_interval_ms, self.limits.pair_burst);
         let Some(lane) = self.lanes.get_mut(&phone) else { return };
         let Some(item) = lane.held.remove(i) else { return };
         lane.marked -= usize::from(item.marked);
@@ -616,21 +716,14 @@ impl Loop<'_> {
             *lane.inflight.entry(item.out.recipient.clone()).or_default() += 1;
         }
         self.inflight += 1;
-        self.d.metrics.jobs_running.inc();
-        let (sender, ctx, tx) = (self.d.sender.clone(), ctx.clone(), self.finished.clone());
-        tokio::spawn(async move {
-            let outcome = sender.attempt(&item.out, &ctx, item.job.attempts).await;
-            let _ = tx.send(Finished { phone, item, outcome });
-        });
+        self.out.push(Effect::Start { phone, item, ctx: ctx.clone() });
     }
 
     /// An attempt came back: the pacers learn from Meta's refusals, the customer's next message may go (or, if
     /// this one is not over, waits in the queue behind it), and the outcome goes to the writer.
-    fn finish(&mut self, f: Finished) {
+    fn finish(&mut self, f: Finished, now: i64) {
         let Finished { phone, item, outcome } = f;
-        let now = now_ms();
         self.inflight -= 1;
-        self.d.metrics.jobs_running.dec();
         self.known.remove(&item.out.id);
         let to = item.out.recipient.clone();
         let message = !item.out.is_read_mark();
@@ -642,7 +735,7 @@ impl Loop<'_> {
                 }
             }
         }
-        let (interval, burst) = (self.d.sender.pair_interval_ms, self.d.sender.pair_burst);
+        let (interval, burst) = (self.limits.pair_interval_ms, self.limits.pair_burst);
         match &outcome {
             Outcome::Retry { code: Some(130429), .. } => {
                 self.pacing.phones.back_off(phone, now, 1000);
@@ -706,12 +799,13 @@ impl Loop<'_> {
     }
 
     /// When the loop must look again (ms).
-    fn next_wake(&self, now: i64) -> i64 {
+    /// `woken`: new sends were committed and not looked at yet.
+    fn next_wake(&self, now: i64, woken: bool) -> i64 {
         let mut t = now + POLL_MS;
-        if self.inflight < self.d.concurrency {
+        if self.inflight < self.limits.concurrency {
             t = t.min(self.wake_at);
         }
-        if self.d.woken.load(Ordering::Acquire) {
+        if woken {
             t = t.min(self.last_wake + WAKE_MS);
         }
         if self.feeding {
@@ -941,4 +1035,290 @@ async fn record_accepted(
     }
     query.execute(&mut **tx).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The book's decisions on a clock that only moves when a test says (ms since an arbitrary origin).
+    use super::*;
+
+    const PHONE: i64 = 1;
+    const T0: i64 = 1_000_000;
+
+    fn limits() -> Limits {
+        Limits { concurrency: 16, pair_interval_ms: 0, pair_burst: 1, reconcile_ms: 60_000 }
+    }
+
+    fn outbound(id: i64, to: &str, origin: &str) -> Outbound {
+        Outbound {
+            id,
+            phone_id: PHONE,
+            recipient: to.into(),
+            origin: origin.into(),
+            origin_ref: Value::Null,
+            request: Value::Null,
+            state: "queued".into(),
+            wamid: None,
+            status: None,
+            error_code: None,
+            error_text: None,
+            attempts: 0,
+            resent_unconfirmed: 0,
+            started: 0,
+            unknown_since: None,
+            api_key_id: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+            updated_at_ms: 0,
+        }
+    }
+
+    fn job(id: i64) -> Job {
+        Job {
+            id,
+            kind: super::super::WA_SEND.into(),
+            payload: format!(r#"{{"outbound_id":{id}}}"#),
+            attempts: 1,
+            max_attempts: 10,
+        }
+    }
+
+    fn book(pacing: &mut Pacing, mps: u32, limits: Limits) -> Book<'_> {
+        let mut b = Book::new(pacing, limits);
+        b.ctx.insert(PHONE, Arc::new(Context::for_tests(mps, 7)));
+        b.last_ctx = T0;
+        b
+    }
+
+    /// Holds a send and marks it started (as the feeder would).
+    fn hold(b: &mut Book<'_>, id: i64, to: &str, origin: &str, now: i64) {
+        b.hold(PHONE, job(id), Some((outbound(id, to, origin), None)), now);
+        let lane = b.lanes.get_mut(&PHONE).unwrap();
+        let it = lane.held.back_mut().unwrap();
+        assert_eq!(it.out.id, id, "held");
+        it.marked = true;
+        lane.marked += 1;
+    }
+
+    /// The sends started and the outcomes recorded since the last look.
+    fn effects(b: &mut Book<'_>) -> (Vec<Item>, Vec<(i64, Outcome)>) {
+        let (mut started, mut recorded) = (Vec::new(), Vec::new());
+        for e in std::mem::take(&mut b.out) {
+            match e {
+                Effect::Start { item, .. } => started.push(item),
+                Effect::Record(r) => recorded.push((r.out.id, r.outcome)),
+                Effect::ResentUnconfirmed { .. } => {}
+            }
+        }
+        (started, recorded)
+    }
+
+    fn ids(items: &[Item]) -> Vec<i64> {
+        items.iter().map(|it| it.out.id).collect()
+    }
+
+    fn finish(b: &mut Book<'_>, item: Item, outcome: Outcome, now: i64) {
+        b.finish(Finished { phone: PHONE, item, outcome }, now);
+    }
+
+    /// Runs the book from `now` until nothing more starts before `until`, jumping to each wake-up.
+    fn run_until(b: &mut Book<'_>, mut now: i64, until: i64) -> Vec<(i64, i64)> {
+        let mut starts = Vec::new();
+        while now < until {
+            b.wake_at = i64::MAX;
+            b.dispatch(now);
+            let (started, _) = effects(b);
+            starts.extend(started.iter().map(|it| (now, it.out.id)));
+            if b.wake_at == i64::MAX {
+                break;
+            }
+            now = b.wake_at.max(now + 1);
+        }
+        starts
+    }
+
+    #[test]
+    fn a_number_sends_in_its_slots_and_never_more_than_mps_in_a_window() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 2, limits());
+        for id in 1..=5 {
+            hold(&mut b, id, &format!("c{id}"), "api", T0);
+        }
+        let starts = run_until(&mut b, T0, T0 + 10_000);
+        let times: Vec<i64> = starts.iter().map(|(t, _)| t - T0).collect();
+        assert_eq!(times, [0, 460, 1020, 1480, 2040], "510 ms apart, then held to 2 per 1,020 ms");
+        assert_eq!(starts.iter().map(|(_, id)| *id).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "in queue order");
+        for (i, (t, _)) in starts.iter().enumerate() {
+            let in_window = starts.iter().skip(i).take_while(|(u, _)| *u < t + super::super::pace::WINDOW_MS).count();
+            assert!(in_window <= 2, "{starts:?}");
+        }
+    }
+
+    #[test]
+    fn sends_wait_for_their_mark_and_the_concurrency_limit() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, Limits { concurrency: 1, ..limits() });
+        b.hold(PHONE, job(1), Some((outbound(1, "a", "api"), None)), T0);
+        b.dispatch(T0);
+        assert!(effects(&mut b).0.is_empty(), "not marked started: it may not go");
+        assert_eq!(b.marks_due(), [(PHONE, vec![1])]);
+        let lane = b.lanes.get_mut(&PHONE).unwrap();
+        lane.held[0].marked = true;
+        lane.marked = 1;
+        hold(&mut b, 2, "b", "api", T0);
+        b.dispatch(T0);
+        let (started, _) = effects(&mut b);
+        assert_eq!(ids(&started), [1]);
+        b.dispatch(T0 + 100);
+        assert!(effects(&mut b).0.is_empty(), "one attempt in flight at most");
+        finish(&mut b, started.into_iter().next().unwrap(), Outcome::Accepted { wamid: "w".into() }, T0 + 100);
+        b.dispatch(T0 + 100);
+        assert_eq!(ids(&effects(&mut b).0), [2]);
+    }
+
+    #[test]
+    fn a_customers_messages_go_one_at_a_time_in_order() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, limits());
+        hold(&mut b, 1, "a", "crm", T0);
+        hold(&mut b, 2, "a", "crm", T0);
+        hold(&mut b, 3, "b", "crm", T0);
+        let starts = run_until(&mut b, T0, T0 + 1000);
+        assert_eq!(starts.iter().map(|(_, id)| *id).collect::<Vec<_>>(), [1, 3], "a's second waits; b goes");
+        // a's first message is not over (Meta asked to retry): its second goes back behind it.
+        let mut pacing2 = Pacing::default();
+        let mut b2 = book(&mut pacing2, 1000, limits());
+        hold(&mut b2, 1, "a", "crm", T0);
+        hold(&mut b2, 2, "a", "crm", T0);
+        b2.dispatch(T0);
+        let (started, _) = effects(&mut b2);
+        let retry = Outcome::Retry { code: None, reason: "5xx".into(), after: None };
+        finish(&mut b2, started.into_iter().next().unwrap(), retry.clone(), T0 + 50);
+        let (started, recorded) = effects(&mut b2);
+        assert!(started.is_empty());
+        let waits = Outcome::Wait {
+            message: "an earlier message to this customer is still queued".into(),
+            after: ORDER_WAIT,
+            unknown: false,
+            unstart: true,
+        };
+        assert_eq!(recorded, [(2, waits), (1, retry)]);
+        // Over: the next one goes in the next slot.
+        hold(&mut b2, 4, "a", "crm", T0 + 60);
+        b2.dispatch(T0 + 60);
+        let (started, _) = effects(&mut b2);
+        finish(&mut b2, started.into_iter().next().unwrap(), Outcome::Accepted { wamid: "w".into() }, T0 + 70);
+        hold(&mut b2, 5, "a", "crm", T0 + 70);
+        assert_eq!(run_until(&mut b2, T0 + 70, T0 + 1000).iter().map(|(_, id)| *id).collect::<Vec<_>>(), [5]);
+    }
+
+    #[test]
+    fn the_pair_rate_paces_a_customer_and_far_slots_go_back_to_the_queue() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, Limits { pair_interval_ms: 600, ..limits() });
+        hold(&mut b, 1, "a", "api", T0);
+        b.dispatch(T0);
+        let (started, _) = effects(&mut b);
+        finish(&mut b, started.into_iter().next().unwrap(), Outcome::Accepted { wamid: "w".into() }, T0 + 10);
+        hold(&mut b, 2, "a", "api", T0 + 10);
+        let starts = run_until(&mut b, T0 + 10, T0 + 5000);
+        assert_eq!(starts, [(T0 + 600, 2)], "the customer's next message waits for its pair slot");
+
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, Limits { pair_interval_ms: 6000, ..limits() });
+        hold(&mut b, 1, "a", "api", T0);
+        b.dispatch(T0);
+        let (started, _) = effects(&mut b);
+        finish(&mut b, started.into_iter().next().unwrap(), Outcome::Accepted { wamid: "w".into() }, T0 + 10);
+        hold(&mut b, 2, "a", "api", T0 + 10);
+        b.dispatch(T0 + 10);
+        let (started, recorded) = effects(&mut b);
+        assert!(started.is_empty());
+        let expected = Outcome::Wait {
+            message: "pair rate: paced to Meta's limit for one customer".into(),
+            after: Duration::from_millis(5990),
+            unknown: false,
+            unstart: true,
+        };
+        assert_eq!(recorded.last(), Some(&(2, expected)), "more than LOOKAHEAD_MS away: back to the queue");
+    }
+
+    #[test]
+    fn read_marks_skip_the_pair_rate_and_the_customers_order() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, Limits { pair_interval_ms: 6000, ..limits() });
+        hold(&mut b, 1, "a", "api", T0);
+        hold(&mut b, 2, "a", "read", T0);
+        let starts = run_until(&mut b, T0, T0 + 500);
+        assert_eq!(starts.iter().map(|(_, id)| *id).collect::<Vec<_>>(), [1, 2], "the mark goes while 1 is in flight");
+    }
+
+    #[test]
+    fn meta_refusals_slow_the_number_or_the_customer() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, limits());
+        hold(&mut b, 1, "a", "api", T0);
+        b.dispatch(T0);
+        let (started, _) = effects(&mut b);
+        let over = Outcome::Retry { code: Some(130429), reason: "throughput".into(), after: None };
+        finish(&mut b, started.into_iter().next().unwrap(), over, T0 + 20);
+        hold(&mut b, 2, "b", "api", T0 + 20);
+        let starts = run_until(&mut b, T0 + 20, T0 + 5000);
+        assert_eq!(starts, [(T0 + 1020, 2)], "130429: the number's next slot a second later");
+
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, limits());
+        hold(&mut b, 1, "a", "api", T0);
+        b.dispatch(T0);
+        let (started, _) = effects(&mut b);
+        let pair =
+            Outcome::Retry { code: Some(131056), reason: "pair rate".into(), after: Some(Duration::from_millis(800)) };
+        finish(&mut b, started.into_iter().next().unwrap(), pair, T0 + 20);
+        hold(&mut b, 2, "a", "api", T0 + 20);
+        hold(&mut b, 3, "b", "api", T0 + 20);
+        let starts = run_until(&mut b, T0 + 20, T0 + 5000);
+        assert_eq!(starts.first(), Some(&(T0 + 20, 3)), "other customers go on");
+        assert_eq!(starts.get(1), Some(&(T0 + 820, 2)), "131056: not before Meta's retry-after");
+    }
+
+    #[test]
+    fn a_paused_wabas_held_sends_go_back_to_the_queue() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, limits());
+        hold(&mut b, 1, "a", "api", T0);
+        let mut ctx = Context::for_tests(1000, 7);
+        ctx.paused = Some("token refused".into());
+        b.ctx.insert(PHONE, Arc::new(ctx));
+        b.dispatch(T0);
+        let (started, recorded) = effects(&mut b);
+        assert!(started.is_empty());
+        assert!(matches!(&recorded[..], [(1, Outcome::Wait { after, unstart: true, .. })] if *after == PAUSE_WAIT));
+        assert!(b.lanes[&PHONE].held.is_empty());
+    }
+
+    #[test]
+    fn leased_sends_are_held_or_answered_at_once() {
+        let mut pacing = Pacing::default();
+        let mut b = book(&mut pacing, 1000, limits());
+        let mut done = outbound(1, "a", "api");
+        done.state = "accepted".into();
+        b.hold(PHONE, job(1), Some((done, None)), T0);
+        b.hold(PHONE, job(2), Some((outbound(2, "a", "api"), Some(99))), T0);
+        b.settled.insert(98, T0);
+        b.hold(PHONE, job(3), Some((outbound(3, "b", "api"), Some(98))), T0);
+        let mut unanswered = outbound(4, "c", "api");
+        unanswered.state = "unknown".into();
+        unanswered.unknown_since = Some(T0 - 60_000);
+        b.hold(PHONE, job(4), Some((unanswered, None)), T0);
+        let effects_now: Vec<&Effect> = b.out.iter().collect();
+        assert!(matches!(effects_now.last(), Some(Effect::ResentUnconfirmed { outbound: 4 })));
+        let (_, recorded) = effects(&mut b);
+        assert_eq!(recorded[0], (1, Outcome::Settled));
+        assert!(
+            matches!(&recorded[1], (2, Outcome::Wait { after, .. }) if *after == ORDER_WAIT),
+            "an earlier message (99) is still queued elsewhere: {recorded:?}"
+        );
+        assert_eq!(recorded.len(), 2);
+        assert_eq!(b.lanes[&PHONE].held.iter().map(|it| it.out.id).collect::<Vec<_>>(), [3, 4]);
+    }
 }

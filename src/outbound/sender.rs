@@ -331,6 +331,21 @@ pub struct Context {
     pub paused: Option<String>,
 }
 
+#[cfg(test)]
+impl Context {
+    /// A number sending at `mps` for WABA `waba_id`, with a token.
+    pub(crate) fn for_tests(mps: u32, waba_id: i64) -> Context {
+        Context {
+            phone_number_id: "1000".into(),
+            mps,
+            waba_id,
+            token: Some("token".into()),
+            sealed: None,
+            paused: None,
+        }
+    }
+}
+
 /// Loads every number's [`Context`]. Tokens unchanged since `previous` are not opened again.
 pub async fn load_contexts(
     store: &Store,

@@ -13,11 +13,14 @@
 //! - [`proxy::decide_request`] / [`proxy::decide_response`] decide what to do with a message.
 //! - [`digest::Challenger`] challenges and verifies Meta's digest credentials statelessly.
 //! - [`acl::Acl`] holds Meta's source prefixes.
+//! - [`transaction`] keys messages to transactions and runs the RFC 3261 client and server state
+//!   machines and timers on a clock the caller passes in.
 
 pub mod acl;
 pub mod digest;
 pub mod message;
 pub mod proxy;
+pub mod transaction;
 pub mod uri;
 
 #[cfg(test)]

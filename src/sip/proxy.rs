@@ -249,6 +249,19 @@ pub fn forward_branch(secret: &[u8; 32], incoming_branch: &str, sent_by: &str, c
     format!("{BRANCH_PREFIX}{}", hex::encode(mac.get(..16).unwrap_or_default()))
 }
 
+/// The branch the edge forwards `req` with ([`forward_branch`] of its top Via and Call-ID): the key of
+/// the edge's transaction for it. A retransmission, the request's CANCEL and the ACK for a non-2xx
+/// answer to it give the same branch.
+pub fn forwarded_branch(cfg: &EdgeConfig, req: &Request) -> String {
+    let incoming = top_via(&req.headers);
+    forward_branch(
+        &cfg.branch_secret,
+        incoming.as_ref().map(ViaValue::branch).unwrap_or_default(),
+        incoming.as_ref().map(|v| v.sent_by.as_str()).unwrap_or_default(),
+        call_id(&req.headers).unwrap_or_default(),
+    )
+}
+
 /// The To tag the edge puts on responses it generates for this request.
 pub fn local_to_tag(cfg: &EdgeConfig, req: &Request) -> String {
     let via = top_via(&req.headers);
@@ -471,13 +484,7 @@ fn forward(
     record_route: Option<&NextHop>,
 ) -> Decision {
     let cfg = ctx.cfg;
-    let incoming = top_via(&ctx.req.headers);
-    let branch = forward_branch(
-        &cfg.branch_secret,
-        incoming.as_ref().map(ViaValue::branch).unwrap_or_default(),
-        incoming.as_ref().map(|v| v.sent_by.as_str()).unwrap_or_default(),
-        call_id(&ctx.req.headers).unwrap_or_default(),
-    );
+    let branch = forwarded_branch(cfg, ctx.req);
     let sent_by = match toward {
         Side::Meta => &cfg.meta_host_addr_for_record_route,
         Side::Pbx => &cfg.pbx_facing,
@@ -853,9 +860,11 @@ fn annotate_in(list: &mut [Header], source: &Source) -> bool {
     true
 }
 
-/// Builds a response the edge itself sends: all Via fields, From, To (with our tag unless 100 or
-/// already tagged), Call-ID, CSeq, `extra`, Content-Length 0.
-fn local_response(req: &Request, code: u16, extra: Vec<Header>, cfg: &EdgeConfig) -> Option<Response> {
+/// Builds a response the edge itself sends: all Via fields, From, To (with our tag, [`local_to_tag`],
+/// unless 100 or already tagged), Call-ID, CSeq, `extra`, Content-Length 0. The one builder of the
+/// edge's own responses: decisions here and the transaction layer's 408 / 503 (through
+/// [`response_to_forwarded`]) alike.
+pub fn local_response(req: &Request, code: u16, extra: Vec<Header>, cfg: &EdgeConfig) -> Option<Response> {
     let mut headers: Vec<Header> = req.headers.iter().filter(|hd| matches!(hd, Header::Via(_))).cloned().collect();
     if headers.is_empty() {
         return None;
@@ -873,6 +882,15 @@ fn local_response(req: &Request, code: u16, extra: Vec<Header>, cfg: &EdgeConfig
     headers.extend(extra);
     headers.push(Header::ContentLength(h::ContentLength::new("0")));
     Some(Response { status_code: status(code), version: Version::V2, headers: headers.into(), body: Vec::new() })
+}
+
+/// The edge's own answer (408, 503) to a request it forwarded as `forwarded`: our Via comes off, and the
+/// answer is the one [`local_response`] gives the request as it arrived (same To tag). None when
+/// nothing is left to answer (a CANCEL carries only our Via).
+pub fn response_to_forwarded(forwarded: &Request, code: u16, cfg: &EdgeConfig) -> Option<Response> {
+    let mut incoming = forwarded.clone();
+    pop_top_via(&mut incoming.headers);
+    local_response(&incoming, code, Vec::new(), cfg)
 }
 
 /// Decides what to do with a response: our Via must be on top (our sent-by and a branch that
@@ -1320,6 +1338,28 @@ mod tests {
         assert!(
             matches!(decide(&ack, &meta_src()).as_slice(), [Decision::Drop { reason }] if reason.contains("edge generated"))
         );
+    }
+
+    /// The transaction layer's own 408 / 503 for a forwarded request uses the same builder, and so the
+    /// same To tag, as the decisions' answers to the request as it arrived; the ACK Meta sends for it is
+    /// recognised as the edge's.
+    #[test]
+    fn answers_to_forwarded_requests_carry_the_upstream_vias_and_our_to_tag() {
+        let (invite, _, branch) = forwarded(&decide(&td::meta_invite(), &meta_src()));
+        assert_eq!(forwarded_branch(&cfg(), &request(&td::meta_invite())), branch, "the key the edge files it under");
+        let timeout = response_to_forwarded(&invite, 408, &cfg()).unwrap();
+        assert_eq!(timeout.status_code.code(), 408);
+        let vias = header_values(&timeout.headers, "via");
+        assert_eq!(vias.len(), 1, "{vias:?}");
+        assert!(vias[0].contains(td::META_BRANCH) && !vias[0].contains(&branch), "our Via came off: {vias:?}");
+        let tag = to_tag(&timeout.headers).unwrap();
+        let hops_out = String::from_utf8(td::meta_invite()).unwrap().replace("Max-Forwards: 69", "Max-Forwards: 0");
+        let refused = only_response(decide(hops_out.as_bytes(), &meta_src()));
+        assert_eq!(refused.status_code.code(), 483);
+        assert_eq!(Some(tag), to_tag(&refused.headers), "one To tag scheme");
+        assert_eq!(tag, local_to_tag(&cfg(), &request(&td::meta_invite())));
+        let (cancel, ..) = forwarded(&decide(&td::meta_cancel(), &meta_src()));
+        assert!(response_to_forwarded(&cancel, 408, &cfg()).is_none(), "our CANCEL carries only our Via");
     }
 
     // ---- CANCEL ----
