@@ -6,7 +6,7 @@ mod common;
 use common::bridge::{now_s, Bridged, CUSTOMER, PNID};
 use common::Db;
 use serde_json::{json, Value};
-use wabridge::sandbox::payloads as p;
+use wabridge_sandbox::payloads as p;
 
 async fn install_and_bind_make_an_active_line(db: Db) {
     let b = Bridged::start(db).await;
@@ -309,7 +309,7 @@ async fn tokens_forgeries_duplicates(db: Db) {
 }
 
 async fn uninstall_stops_traffic_for_that_portal_only(db: Db) {
-    use wabridge::sandbox::bitrix::{BitrixOptions, BitrixSandbox};
+    use wabridge_sandbox::bitrix::{BitrixOptions, BitrixSandbox};
     let b = Bridged::start(db).await;
     // A second portal with its own number.
     let other = BitrixSandbox::start(BitrixOptions {
@@ -351,7 +351,7 @@ async fn uninstall_stops_traffic_for_that_portal_only(db: Db) {
         vec![p::contact(CUSTOMER, "Maria")],
         vec![p::text_message(CUSTOMER, &p::new_wamid(), now_s(), "para a loja 2")],
     );
-    let sender = wabridge::sandbox::meta::MetaWebhookSender::new(
+    let sender = wabridge_sandbox::meta::MetaWebhookSender::new(
         b.app.url("/api/waba?app_id=1234567890"),
         common::bridge::SECRET,
     );
@@ -432,7 +432,7 @@ async fn a_profile_name_is_sent_as_the_portal_takes_it(db: Db) {
         vec![p::contact(CUSTOMER, profile)],
         vec![p::text_message(CUSTOMER, &p::new_wamid(), now_s(), "oi")],
     );
-    let sender = wabridge::sandbox::meta::MetaWebhookSender::new(
+    let sender = wabridge_sandbox::meta::MetaWebhookSender::new(
         b.app.url(&format!("/api/waba?app_id={}", common::bridge::APP)),
         common::bridge::SECRET,
     );
@@ -450,7 +450,7 @@ async fn a_profile_name_is_sent_as_the_portal_takes_it(db: Db) {
 /// The customer edits a message that is in the portal: the portal's message is updated in place (same chat, same
 /// external id = the original wamid) with the new text; the edit itself stays stored; nothing "unsupported".
 async fn an_edit_updates_the_portal_message(db: Db) {
-    use wabridge::sandbox::bitrix::MessageKind;
+    use wabridge_sandbox::bitrix::MessageKind;
     let b = Bridged::start(db).await;
     let original = b.customer_text("Quero 2 pizzas").await;
     b.until("in the portal", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;
@@ -510,7 +510,7 @@ async fn an_edit_updates_the_portal_message(db: Db) {
 
 /// The customer deletes a message that is in the portal: the portal's message is deleted; no line is posted.
 async fn a_revoke_deletes_the_portal_message(db: Db) {
-    use wabridge::sandbox::bitrix::MessageKind;
+    use wabridge_sandbox::bitrix::MessageKind;
     let b = Bridged::start(db).await;
     let original = b.customer_text("número do cartão 1234").await;
     b.until("in the portal", |b| async move { b.bitrix.chat_messages().len() == 1 }).await;

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use common::{Db, TestApp, TestDb};
 use serde_json::{json, Value};
 use wabridge::calling::{explain, CallingError, CallingInput};
-use wabridge::sandbox::graph::{documented, GraphSandbox, RecordedRequest};
+use wabridge_sandbox::graph::{documented, GraphSandbox, RecordedRequest};
 
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 const TOKEN: &str = "EAAG-system-user-token-0001";

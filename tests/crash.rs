@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{Db, TestDb};
 use sqlx::Row;
-use wabridge::sandbox::meta::MetaWebhookSender;
-use wabridge::sandbox::payloads as p;
+use wabridge_sandbox::meta::MetaWebhookSender;
+use wabridge_sandbox::payloads as p;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wabridge");
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -121,11 +121,11 @@ fn stop(mut r: Running) {
 const PNID: &str = "106540352242922";
 
 /// The Graph sandbox with our number and templates, no status webhooks.
-async fn graph_sandbox() -> wabridge::sandbox::graph::GraphSandbox {
-    let graph = wabridge::sandbox::graph::GraphSandbox::start().await.unwrap();
+async fn graph_sandbox() -> wabridge_sandbox::graph::GraphSandbox {
+    let graph = wabridge_sandbox::graph::GraphSandbox::start().await.unwrap();
     graph.allow_token("EAAG-system-user-token-0001", "1234567890");
     graph.add_number(PNID, "5511930001234", "102290129340398");
-    graph.set_status_progression(PNID, wabridge::sandbox::graph_messages::Progression::Silent);
+    graph.set_status_progression(PNID, wabridge_sandbox::graph_messages::Progression::Silent);
     for t in common::bridge::templates() {
         graph.add_template("102290129340398", t);
     }

@@ -8,9 +8,9 @@ use std::time::Duration;
 use common::bridge::{Bridged, APP, CUSTOMER, DISPLAY, PNID, SECRET, TOKEN, WABA};
 use common::Db;
 use serde_json::{json, Value};
-use wabridge::sandbox::graph_messages::Progression;
-use wabridge::sandbox::meta::MetaWebhookSender;
-use wabridge::sandbox::payloads as p;
+use wabridge_sandbox::graph_messages::Progression;
+use wabridge_sandbox::meta::MetaWebhookSender;
+use wabridge_sandbox::payloads as p;
 
 const CODE: &str = "wabridge_5511930001234";
 
@@ -453,7 +453,7 @@ async fn second_process(b: &Bridged) -> wabridge::Service {
 }
 
 /// `/messages` requests the sandbox received (accepted or refused).
-fn message_posts(g: &wabridge::sandbox::graph::GraphSandbox) -> usize {
+fn message_posts(g: &wabridge_sandbox::graph::GraphSandbox) -> usize {
     g.requests().iter().filter(|r| r.method.eq_ignore_ascii_case("post") && r.path.ends_with("/messages")).count()
 }
 

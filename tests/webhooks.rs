@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use common::{Db, TestApp, TestDb};
 use serde_json::{json, Value};
 use sqlx::Row;
-use wabridge::sandbox::meta::{HandshakeError, MetaWebhookSender};
-use wabridge::sandbox::payloads as p;
+use wabridge_sandbox::meta::{HandshakeError, MetaWebhookSender};
+use wabridge_sandbox::payloads as p;
 
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 const PNID: &str = "106540352242922";
@@ -347,7 +347,7 @@ async fn duplicates_have_one_effect(db: Db) {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM message_statuses").await, 1);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM contacts").await, 1);
     // Processing the same job twice (a lease that expired mid-way) changes nothing either.
-    let payload = wabridge::meta::webhook::parse(&wabridge::sandbox::payloads::to_wire(&first)).unwrap();
+    let payload = wabridge::meta::webhook::parse(&wabridge_sandbox::payloads::to_wire(&first)).unwrap();
     let mut tx = app.svc.store.begin_write().await.unwrap();
     let again = wabridge::inbound::apply(&mut tx, &payload).await.unwrap();
     tx.commit().await.unwrap();

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use wabridge::config::Config;
-use wabridge::sandbox::bitrix::{BitrixOptions, BitrixSandbox};
-use wabridge::sandbox::graph::GraphSandbox;
-use wabridge::sandbox::meta::MetaWebhookSender;
-use wabridge::sandbox::payloads as p;
+use wabridge_sandbox::bitrix::{BitrixOptions, BitrixSandbox};
+use wabridge_sandbox::graph::GraphSandbox;
+use wabridge_sandbox::meta::MetaWebhookSender;
+use wabridge_sandbox::payloads as p;
 
 use super::{Db, TestApp, TestDb};
 

@@ -14,7 +14,7 @@ use super::{
     events, lock, BoundEvent, ChatMessage, Connector, ConnectorStatus, Inner, MessageKind, OpenChat, OpenLine,
     RefreshState, RestCall, Shared, SmsSender, StatusMark,
 };
-use crate::bitrix::form;
+use crate::form;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const MAX_BATCH: usize = 50;

@@ -1,7 +1,7 @@
 //! Benchmark: signed, durable webhook POSTs per second and latency at N concurrent connections, side by side
 //! with a bare axum handler that only answers 200 (the ceiling), in one run on one machine.
 //!
-//! cargo run --release --bin bench_webhooks -- [--seconds 10] [--connections 64] [--postgres URL]
+//! cargo run --release -p wabridge-bench --bin bench_webhooks -- [--seconds 10] [--connections 64] [--postgres URL]
 //!
 //! The load generator runs in this process on its own runtime; the servers run on another.
 
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use axum::routing::post;
 use axum::Router;
 use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
-use wabridge::sandbox::payloads as p;
 use wabridge::{Config, Service};
+use wabridge_sandbox::payloads as p;
 
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 
@@ -165,7 +165,7 @@ fn main() -> anyhow::Result<()> {
         ),
     );
     let body = p::to_wire(&payload);
-    let sig = wabridge::meta::signature::sign(SECRET.as_bytes(), &body);
+    let sig = wabridge_sandbox::signature::sign(SECRET.as_bytes(), &body);
     println!(
         "bench_webhooks: {} connections, {} s per run, body {} bytes, {} CPUs",
         a.connections,

@@ -34,7 +34,7 @@ use super::graph::{
     bearer, check_token, documented, envelope, error_response, gate, invalid, is_object_id, lock, no_such_object,
     ok_headers, record, refuse, GraphSandbox, Shared,
 };
-use crate::seal::random_token;
+use crate::token::random_token;
 
 /// The largest upload body accepted (documents go up to 100 MB, plus the multipart framing).
 pub const MAX_UPLOAD_BODY: usize = 101 * 1024 * 1024;

@@ -44,12 +44,11 @@ use serde_json::{json, Map, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::meta::graph::is_version;
-use crate::sandbox::graph_media::{self, MediaStore};
-use crate::sandbox::graph_messages::{self, Messaging, Number, WebhookRecord};
-use crate::sandbox::graph_templates::{self, TemplateStore};
-use crate::sandbox::meta::MetaWebhookSender;
-use crate::seal::random_token;
+use crate::graph_media::{self, MediaStore};
+use crate::graph_messages::{self, Messaging, Number, WebhookRecord};
+use crate::graph_templates::{self, TemplateStore};
+use crate::meta::MetaWebhookSender;
+use crate::token::random_token;
 
 /// One request as the sandbox received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -612,7 +611,7 @@ impl GraphSandbox {
                 refuse(100, Some(&format!("Unsupported {method} request: unknown path components")))
             })
             .with_state(inner.clone());
-        let (stop, task) = crate::sandbox::spawn_server(listener, app);
+        let (stop, task) = crate::spawn_server(listener, app);
         Ok(GraphSandbox { addr, inner, stop: Some(stop), task })
     }
 
@@ -766,6 +765,15 @@ pub(super) fn gate(
     }
     let app = check_token(inner, token.as_deref())?;
     Ok((token.unwrap_or_default(), app))
+}
+
+/// True for a Graph API version as the path carries it: `^v[0-9]+\.[0-9]+$` (`v23.0`), the pattern of Meta's
+/// OpenAPI description (`shared/reference/meta-messaging.md` §0).
+pub(super) fn is_version(v: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    v.strip_prefix('v')
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(major, minor)| digits(major) && digits(minor))
 }
 
 /// True for a Graph object id (decimal digits).
@@ -979,6 +987,16 @@ fn check_server(s: &Value, i: usize) -> Result<Map<String, Value>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_follow_the_documented_pattern() {
+        for ok in ["v23.0", "v1.0", "v100.25"] {
+            assert!(is_version(ok), "{ok}");
+        }
+        for bad in ["", "v", "23.0", "v23", "v23.", "v.0", "v23.0.1", "V23.0", "v2a.0", "v23.0 ", "v+1.0"] {
+            assert!(!is_version(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn post_merges_and_makes_a_password_per_app() {

@@ -6,7 +6,7 @@ use super::{
     lock, random_hex, unix_now, BitrixSandbox, FileSpec, LastPost, OperatorMessage, OperatorReply, Outgoing, PostError,
     PostedEvent, Shared, SmsMessage, SmsOrigin,
 };
-use crate::bitrix::form;
+use crate::form;
 
 const FORM: &str = "application/x-www-form-urlencoded";
 const JSON: &str = "application/json";

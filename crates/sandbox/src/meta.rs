@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::meta::signature;
-use crate::sandbox::payloads::to_wire;
+use crate::payloads::to_wire;
+use crate::signature;
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {

@@ -4,7 +4,7 @@
 //! counts accepted sends per unix second. Side by side, in the same run: a bare client (reqwest, the same
 //! concurrency, no pacing, no database) posting the same bodies straight to the sandbox, as the ceiling.
 //!
-//! cargo build --release --bin bench_sender
+//! cargo build --release -p wabridge-bench --bin bench_sender
 //! target/release/bench_sender [--scenario all|one-fast|one-slow|fifty] [--concurrency 32] [--postgres URL]
 //!
 //! Scenarios: `one-fast` 1 phone at 1,000/s, 20,000 messages; `one-slow` 1 phone at 80/s, 2,400 messages (30 s);
@@ -30,9 +30,9 @@ use sqlx::Row;
 use wabridge::http::metrics::KindLabels;
 use wabridge::outbound::{enqueue_on, NewSend, Origin};
 use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
-use wabridge::sandbox::graph::GraphSandbox;
-use wabridge::sandbox::graph_messages::Progression;
 use wabridge::{Config, Service};
+use wabridge_sandbox::graph::GraphSandbox;
+use wabridge_sandbox::graph_messages::Progression;
 
 const APP_ID: &str = "1234567890";
 const WABA_ID: &str = "102290129340398";

@@ -9,7 +9,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::bitrix::form;
+use crate::form;
 
 async fn sandbox() -> BitrixSandbox {
     BitrixSandbox::start(BitrixOptions::default()).await.unwrap()

@@ -1,7 +1,8 @@
 //! Benchmark: SIP call setups per second through the edge (Meta side TLS, PBX side UDP) to a SIPp UAS, and memory
 //! per idle TLS connection, side by side with Kamailio configured as the same record-routing TLS-to-UDP proxy.
 //!
-//! cargo build --release --bins && target/release/bench_sip \
+//! cargo build --release --bin wabridge && cargo build --release -p wabridge-bench --bin bench_sip &&
+//!     target/release/bench_sip \
 //!     [--calls 10000] [--rate 1000] [--connections 50] [--idle 10000] [--only wabridge|kamailio]
 //!
 //! Needs `sipp` and, for the comparison, Debian's `kamailio` + `kamailio-tls-modules`. The call load runs against
@@ -32,7 +33,8 @@ use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
 use wabridge::{Config, Service};
 
 const NUMBER: &str = "+5511930001234";
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The repository root (this crate is `crates/bench`): `bench/` holds the SIPp and Kamailio files.
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const KAMAILIO_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 
 struct Args {
@@ -660,7 +662,7 @@ async fn start_wabridge(c: &Certs, sipp_port: u16, data: &Path) -> anyhow::Resul
 /// `target/release/wabridge serve` as its own process, for the idle-connection memory.
 fn start_wabridge_process(c: &Certs) -> anyhow::Result<(Proc, SocketAddr)> {
     let exe = std::env::current_exe()?.with_file_name("wabridge");
-    anyhow::ensure!(exe.exists(), "{} missing: run `cargo build --release --bins` first", exe.display());
+    anyhow::ensure!(exe.exists(), "{} missing: run `cargo build --release --bin wabridge` first", exe.display());
     let data = c.dir.join("serve");
     std::fs::create_dir_all(&data)?;
     let port = free_tcp_port();

@@ -38,7 +38,7 @@ use tokio::task::JoinHandle;
 
 pub use events::EventPoster;
 
-use crate::seal::random_token;
+use crate::token::random_token;
 
 /// How the sandbox portal is set up.
 #[derive(Debug, Clone)]
@@ -596,7 +596,7 @@ impl BitrixSandbox {
             .route("/rest/{method}", any(rest::rest))
             .fallback(rest::not_found)
             .with_state(shared.clone());
-        let (stop, task) = crate::sandbox::spawn_server(listener, app);
+        let (stop, task) = crate::spawn_server(listener, app);
         Ok(BitrixSandbox { addr, shared, stop: Some(stop), task })
     }
 

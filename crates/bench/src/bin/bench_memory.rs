@@ -1,7 +1,7 @@
 //! Benchmark: what large webhooks and idle or slow connections cost the real binary (issue 11, "HTTP: bounded").
 //!
 //! ulimit -n 20000   # 5,000 client sockets here, as many server sockets in the child
-//! cargo build --release --bin wabridge --bin bench_memory
+//! cargo build --release --bin wabridge && cargo build --release -p wabridge-bench --bin bench_memory
 //! target/release/bench_memory [--binary target/release/wabridge] [--bodies 100] [--size 3000000]
 //!                             [--idle 5000] [--slowloris 100] [--hold 45] [--methods 20000] [--env KEY=VALUE ...]
 //!
@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wabridge::registry::{self, AppInput};
-use wabridge::sandbox::payloads as p;
 use wabridge::{Config, Service};
+use wabridge_sandbox::payloads as p;
 
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -110,7 +110,7 @@ fn webhook(size: usize, n: usize) -> (Vec<u8>, String) {
         p::messages_value("5511930009999", "999999999999999", vec![p::contact("5511987654321", "x")], messages),
     );
     let body = p::to_wire(&payload);
-    let sig = wabridge::meta::signature::sign(SECRET.as_bytes(), &body);
+    let sig = wabridge_sandbox::signature::sign(SECRET.as_bytes(), &body);
     (body, sig)
 }
 
