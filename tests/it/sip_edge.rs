@@ -1,7 +1,7 @@
 //! The SIP edge end to end over real sockets: a Meta-like caller over TLS written here, SIPp as the Asterisk
 //! side over UDP and TCP, and a Meta-like TLS server for requests the edge sends toward `wa.meta.vc`.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! sandbox (`/{phone-number-id}/settings`): the body posted, Meta's SIP password sealed and masked, expected vs
 //! Meta, disabling, every documented activation error stored and explained, and validation.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

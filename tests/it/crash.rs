@@ -1,6 +1,6 @@
 //! Acknowledged work survives `kill -9`: the real binary is started, fed webhooks, killed, and restarted.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

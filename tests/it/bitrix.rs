@@ -1,7 +1,7 @@
 //! Bitrix24 end to end, through real HTTP against both sandboxes, on both databases: install, a line per
 //! number, chats both ways, the 24-hour window, template commands, tokens, forgeries, duplicates, uninstall.
 
-mod common;
+use crate::common;
 
 use common::bridge::{now_s, Bridged, CUSTOMER, PNID};
 use common::Db;

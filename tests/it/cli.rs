@@ -1,6 +1,6 @@
 //! The `wabridge` CLI, run as a process against both databases.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

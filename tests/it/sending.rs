@@ -1,7 +1,7 @@
 //! Outbound delivery end to end, on both databases: the SMS provider, Meta's error classes, unanswered sends,
 //! pacing, template notifications with locale fallback, template variant checks, two processes sending once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

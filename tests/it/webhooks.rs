@@ -1,6 +1,6 @@
 //! Meta webhook intake end to end, over real HTTP on both databases, driven by the Meta sandbox.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -378,7 +378,7 @@ async fn invalid_json_becomes_a_dead_job(db: Db) {
     app.seed(SECRET).await;
     let s = sender(&app);
     let body = b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec();
-    let sig = wabridge::meta::signature::sign(SECRET.as_bytes(), &body);
+    let sig = wabridge_sandbox::signature::sign(SECRET.as_bytes(), &body);
     assert_eq!(s.post_raw(body, Some(&sig)).await.unwrap(), 200);
     let d = app.svc.engine().drain().await.unwrap();
     assert_eq!(d.dead, 1);
@@ -404,7 +404,7 @@ async fn body_limit_is_3_mib(db: Db) {
     let app = TestApp::start(db).await;
     app.seed(SECRET).await;
     let body = vec![b' '; 3 * 1024 * 1024 + 1];
-    let sig = wabridge::meta::signature::sign(SECRET.as_bytes(), &body);
+    let sig = wabridge_sandbox::signature::sign(SECRET.as_bytes(), &body);
     assert_eq!(sender(&app).post_raw(body, Some(&sig)).await.unwrap(), 413);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM inbox").await, 0);
     app.stop().await;
@@ -802,7 +802,7 @@ fn big_webhook(size: usize) -> (Vec<u8>, String) {
     let text = "x".repeat(size);
     let payload = inbound(vec![p::text_message(CUSTOMER, &p::new_wamid(), 1, &text)]);
     let body = serde_json::to_vec(&payload).unwrap();
-    let sig = wabridge::meta::signature::sign(SECRET.as_bytes(), &body);
+    let sig = wabridge_sandbox::signature::sign(SECRET.as_bytes(), &body);
     (body, sig)
 }
 

@@ -1,7 +1,7 @@
 //! Foundation, end to end over real HTTP on both databases: admin token, registry CRUD, validation,
 //! conflicts, references, secrets sealed and masked, restart keeps everything, health and metrics.
 
-mod common;
+use crate::common;
 
 use common::{Db, TestApp};
 use reqwest::Method;
@@ -696,7 +696,7 @@ async fn missing_fields_are_named(db: Db) {
 async fn openapi_document_is_valid(db: Db) {
     let app = TestApp::start(db).await;
     let doc = fetch_openapi(&app).await;
-    let schema: Value = serde_json::from_str(include_str!("fixtures/openapi-3.1-schema.json")).unwrap();
+    let schema: Value = serde_json::from_str(include_str!("../fixtures/openapi-3.1-schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).expect("the OpenAPI 3.1 schema compiles");
     let errors: Vec<String> =
         validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).take(20).collect();
