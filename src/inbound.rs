@@ -41,8 +41,20 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     // large body is held once, then only as its parsed form.
     let body: &[u8] = row.try_get("body")?;
     let large = body.len() >= LARGE_BODY;
-    let payload = webhook::parse(body)
-        .map_err(|e| JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")))?;
+    let payload = match webhook::parse(body) {
+        Ok(p) => p,
+        Err(e) => {
+            drop(row);
+            // Never processable: marked processed so that it does not hold back the CRM deliveries of later
+            // webhooks (crm/deliver.rs waits for earlier unprocessed rows); the row stays for the dead job.
+            sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")
+                .bind(inbox_id)
+                .bind(now_ms())
+                .execute(&mut *conn)
+                .await?;
+            return Err(JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")));
+        }
+    };
     drop(row);
     if large && store.backend == crate::store::Backend::Sqlite {
         // The body's pages now sit in this connection's page cache (up to 64 MiB per pool connection), where they
@@ -60,7 +72,7 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     }
     drop(conn);
     let mut tx = store.begin_write().await?;
-    let applied = apply(&mut tx, &payload).await?;
+    let applied = apply(&mut tx, &payload, Some(inbox_id)).await?;
     sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")
         .bind(inbox_id)
         .bind(now_ms())
@@ -78,8 +90,24 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     Ok(())
 }
 
-pub async fn apply(tx: &mut Transaction<'static, Any>, payload: &webhook::Payload) -> Result<Applied, JobError> {
+/// A message's place in the order of arrival: its webhook's inbox row id (rows are numbered in the order their
+/// webhooks were acknowledged), then its index in the body (`messages.arrival`, migration 0011).
+pub fn arrival(inbox_id: i64, index: usize) -> i64 {
+    inbox_id.saturating_mul(ARRIVAL_SLOTS).saturating_add(index.min(ARRIVAL_SLOTS as usize - 1) as i64)
+}
+
+/// Messages of one body told apart in [`arrival`]; later ones share the last slot (Meta sends a few at most).
+pub const ARRIVAL_SLOTS: i64 = 4096;
+
+/// Applies every effect of a parsed body; `inbox_id` is its inbox row (None when it has none: a test applying a
+/// body by hand), which gives its messages their [`arrival`].
+pub async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    payload: &webhook::Payload,
+    inbox_id: Option<i64>,
+) -> Result<Applied, JobError> {
     let mut applied = Applied::default();
+    let mut index = 0usize;
     let mut phones: HashMap<String, Option<i64>> = HashMap::new();
     for entry in &payload.entry {
         for change in &entry.changes {
@@ -103,7 +131,7 @@ pub async fn apply(tx: &mut Transaction<'static, Any>, payload: &webhook::Payloa
                         applied.unknown_phone += 1;
                         continue;
                     };
-                    apply_messages(tx, phone_id, v, &mut applied).await?;
+                    apply_messages(tx, phone_id, v, &mut applied, inbox_id, &mut index).await?;
                     let at = entry.time.map(|t| t * 1000);
                     for e in &v.errors {
                         // Not tied to a message: kept on the phone (admin API, /metrics), never silently dropped.
@@ -212,13 +240,17 @@ async fn apply_messages(
     phone_id: i64,
     v: &MessagesValue,
     applied: &mut Applied,
+    inbox_id: Option<i64>,
+    index: &mut usize,
 ) -> Result<(), JobError> {
     for m in &v.messages {
         let contact = upsert_contact(tx, phone_id, v, m).await?;
         let now = now_ms();
+        let place = inbox_id.map(|id| arrival(id, *index));
+        *index += 1;
         let new = sqlx::query(
             "INSERT INTO messages (wamid, phone_id, contact_id, direction, msg_type, body, context_wamid, raw, \
-             sent_at, created_at, updated_at) VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, $9, $9) \
+             sent_at, created_at, updated_at, arrival) VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, $9, $9, $10) \
              ON CONFLICT (wamid) DO NOTHING",
         )
         .bind(&m.id)
@@ -230,6 +262,7 @@ async fn apply_messages(
         .bind(m.raw.to_string())
         .bind(m.timestamp * 1000)
         .bind(now)
+        .bind(place)
         .execute(&mut **tx)
         .await?
         .rows_affected();

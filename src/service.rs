@@ -86,7 +86,7 @@ impl Service {
         let metrics = Metrics::new();
         let config = Arc::new(config);
         let public_base = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let bridge = crate::crm::Bridge::new(store.clone(), config.clone(), public_base);
+        let bridge = crate::crm::Bridge::new(store.clone(), config.clone(), public_base, metrics.clone());
         if !config.bitrix_client_id.is_empty() && config.public_url.is_none() {
             tracing::warn!(
                 "bitrix_client_id is set but public_url is not: portals will be given http://{addr}/... as handler \

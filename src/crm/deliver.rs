@@ -54,7 +54,8 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         .and_then(|v| v["message_id"].as_i64())
         .ok_or_else(|| JobError::Permanent("payload names no message_id".into()))?;
     let row = sqlx::query(
-        "SELECT m.wamid, m.phone_id, m.contact_id, m.created_at, m.raw, m.context_wamid, m.crm_message_id, m.sent_at, \
+        "SELECT m.wamid, m.phone_id, m.contact_id, m.arrival, m.crm_attempt_at, m.raw, m.context_wamid, \
+         m.crm_message_id, m.sent_at, \
          c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
          WHERE m.id = $1",
     )
@@ -76,20 +77,27 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     let (Some(line), Some("ok")) = (phone.line_id.clone(), phone.connector_status.as_deref()) else {
         return Err(JobError::retry("the phone's contact-centre line is not ready yet"));
     };
-    // One customer's messages reach the chat in order: wait while an earlier one (of the last hour) still has
-    // its delivery pending.
-    let earlier = sqlx::query(
-        "SELECT 1 AS one FROM messages m JOIN jobs j ON j.kind = 'crm.deliver' \
-         AND j.payload = '{\"message_id\":' || m.id || '}' AND j.done_at IS NULL AND NOT j.dead \
-         WHERE m.phone_id = $1 AND m.contact_id = $2 AND m.id < $3 AND m.created_at > $4 LIMIT 1",
-    )
-    .bind(phone_id)
-    .bind(row.try_get::<Option<i64>, _>("contact_id")?)
-    .bind(message_id)
-    .bind(row.try_get::<i64, _>("created_at")? - 3_600_000)
-    .fetch_optional(&b.store.pool)
-    .await?;
-    if earlier.is_some() {
+    // One customer's messages reach the chat in the order they arrived: wait while an earlier webhook of the
+    // app is not processed yet (it may hold an earlier message of this chat), then while an earlier message of
+    // the chat is still on its way (its job is before this one in the chat's order).
+    if let Some(arrival) = row.try_get::<Option<i64>, _>("arrival")? {
+        let inbox_id = arrival / crate::inbound::ARRIVAL_SLOTS;
+        let earlier = sqlx::query(
+            "SELECT 1 AS one FROM inbox i JOIN inbox me ON me.id = $1 WHERE i.app_id = me.app_id AND i.id < me.id \
+             AND i.processed_at IS NULL AND i.received_at > $2 LIMIT 1",
+        )
+        .bind(inbox_id)
+        .bind(now_ms() - UNPROCESSED_HOLD_MS)
+        .fetch_optional(&b.store.pool)
+        .await?;
+        if earlier.is_some() {
+            return Err(JobError::Defer {
+                message: "an earlier webhook is not processed yet".into(),
+                after: std::time::Duration::from_millis(50),
+            });
+        }
+    }
+    if crate::jobs::earlier_in_order(&b.store, job.id).await? {
         return Err(JobError::Defer {
             message: "an earlier message of this customer is still on its way to the CRM".into(),
             after: std::time::Duration::from_millis(200),
@@ -167,25 +175,60 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
             chat_name = format!("{chat_name} ({p})");
         }
     }
+    // An earlier attempt may have reached the portal (the process died, or the answer was lost): ask the portal
+    // before sending again, since it does not deduplicate by `message.id`.
+    if row.try_get::<Option<i64>, _>("crm_attempt_at")?.is_some() {
+        match already_in_portal(&b, portal_id, phone_id, &key, &wamid).await {
+            Recheck::Found { message, chat_id, session_id } => {
+                b.metrics.crm_deliveries_rechecked.get_or_create(&outcome("already_there")).inc();
+                record_delivered(&b, message_id, phone_id, &key, portal_id, &line, chat_id, session_id, &message)
+                    .await?;
+                return Ok(());
+            }
+            Recheck::NotThere => {
+                b.metrics.crm_deliveries_rechecked.get_or_create(&outcome("not_there")).inc();
+            }
+            Recheck::CannotTell(why) => {
+                b.metrics.crm_deliveries_rechecked.get_or_create(&outcome("could_not_tell")).inc();
+                sqlx::query("UPDATE messages SET crm_resent_uncertain = crm_resent_uncertain + 1 WHERE id = $1")
+                    .bind(message_id)
+                    .execute(&b.store.pool)
+                    .await?;
+                tracing::warn!(job = job.id, portal = portal_id, reason = %why,
+                    "an earlier delivery may have reached the portal and the portal cannot tell; sending it again");
+            }
+        }
+    }
     let params = json!({
         "CONNECTOR": b.connector(),
         "LINE": line,
         "MESSAGES": [{"user": user, "message": message, "chat": {"id": key, "name": chat_name}}],
     });
+    // Recorded before the call: whatever happens next, a later run knows this one may have reached the portal.
+    set_attempt(&b, message_id, Some(now_ms())).await?;
     let answer = match b.bitrix.call(portal_id, "imconnector.send.messages", &params).await {
         Ok(a) => a,
-        Err(BitrixError::Api { code, description, .. }) if code == "NOT_ACTIVE_LINE" => {
-            // The line or the connector on it went away: show it and bind again.
-            set_connector(&b.store, phone_id, "error", Some(&format!("{code}: {description}"))).await?;
-            crate::jobs::enqueue_on(&b.store.pool, BIND, &json!({"phone_id": phone_id}), None, 12, now_ms()).await?;
-            return Err(JobError::retry("the portal says the line is not active; binding it again"));
+        Err(e) => {
+            if !may_have_reached(&e) {
+                set_attempt(&b, message_id, None).await?;
+            }
+            if let BitrixError::Api { code, description, .. } = &e {
+                if code == "NOT_ACTIVE_LINE" {
+                    // The line or the connector on it went away: show it and bind again.
+                    set_connector(&b.store, phone_id, "error", Some(&format!("{code}: {description}"))).await?;
+                    crate::jobs::enqueue_on(&b.store.pool, BIND, &json!({"phone_id": phone_id}), None, 12, now_ms())
+                        .await?;
+                    return Err(JobError::retry("the portal says the line is not active; binding it again"));
+                }
+            }
+            return Err(e.into());
         }
-        Err(e) => return Err(e.into()),
     };
     let first = &answer["result"]["DATA"]["RESULT"][0];
     if let Some(reason) = refusal(first) {
         // Not in the portal: never recorded as delivered. Retried with backoff; dead after the job's attempts,
         // with the portal's reason as its last error (GET /admin/api/v1/jobs?state=dead).
+        set_attempt(&b, message_id, None).await?;
         return Err(JobError::retry(format!("the portal did not take the message: {reason}")));
     }
     let chat_id = id_text(&first["session"]["CHAT_ID"]);
@@ -195,12 +238,52 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         other => id_text(other),
     }
     .unwrap_or_else(|| "sent".to_string());
+    record_delivered(&b, message_id, phone_id, &key, portal_id, &line, chat_id, session_id, &crm_message).await?;
+    Ok(())
+}
+
+/// How long an unprocessed earlier webhook holds back deliveries: one that has failed for this long (its job
+/// retrying or dead) no longer does.
+const UNPROCESSED_HOLD_MS: i64 = 10 * 60_000;
+
+fn outcome(o: &str) -> crate::http::metrics::OutcomeLabels {
+    crate::http::metrics::OutcomeLabels { outcome: o.to_string() }
+}
+
+/// Whether a failed `imconnector.send.messages` may still have taken effect: the portal could not be reached or
+/// its answer could not be read (a timeout, a cut connection, a gateway error). A portal that answered with
+/// its own error, or a call we never sent, did not take the message.
+fn may_have_reached(e: &BitrixError) -> bool {
+    matches!(e, BitrixError::Unavailable(_) | BitrixError::Protocol { .. })
+}
+
+async fn set_attempt(b: &Bridge, message_id: i64, at: Option<i64>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET crm_attempt_at = $2 WHERE id = $1")
+        .bind(message_id)
+        .bind(at)
+        .execute(&b.store.pool)
+        .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_delivered(
+    b: &Bridge,
+    message_id: i64,
+    phone_id: i64,
+    key: &str,
+    portal_id: i64,
+    line: &str,
+    chat_id: Option<String>,
+    session_id: Option<String>,
+    crm_message: &str,
+) -> Result<(), StoreError> {
     let now = now_ms();
     let mut tx = b.store.begin_write().await?;
     sqlx::query("UPDATE messages SET crm_chat_id = $2, crm_message_id = $3, updated_at = $4 WHERE id = $1")
         .bind(message_id)
         .bind(&chat_id)
-        .bind(&crm_message)
+        .bind(crm_message)
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -212,9 +295,9 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
          session_id = COALESCE(excluded.session_id, crm_chats.session_id), updated_at = excluded.updated_at",
     )
     .bind(phone_id)
-    .bind(&key)
+    .bind(key)
     .bind(portal_id)
-    .bind(&line)
+    .bind(line)
     .bind(&chat_id)
     .bind(&session_id)
     .bind(now)
@@ -222,6 +305,73 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// What the portal says about a message an earlier attempt may have sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recheck {
+    /// It has it: its message id, and the chat and session it is in.
+    Found { message: String, chat_id: Option<String>, session_id: Option<String> },
+    /// It does not have it in the customer's chat.
+    NotThere,
+    /// We cannot ask: no chat of this customer is known yet (the first message), or the portal did not answer.
+    CannotTell(String),
+}
+
+/// Asks the portal whether the customer's open-line chat holds a message with our `message.id` (`wamid`), which
+/// the portal keeps as the message's `connectorMid` (`imopenlines.session.history.get`, bitrix24.md §2.5). The
+/// chat is known once an earlier message of the customer reached it; the session we know is looked at first,
+/// then the chat's latest (our message may have opened a new session).
+async fn already_in_portal(b: &Bridge, portal_id: i64, phone_id: i64, key: &str, wamid: &str) -> Recheck {
+    let chat = match sqlx::query("SELECT chat_id, session_id FROM crm_chats WHERE phone_id = $1 AND contact_key = $2")
+        .bind(phone_id)
+        .bind(key)
+        .fetch_optional(&b.store.pool)
+        .await
+    {
+        Ok(Some(r)) => (r.try_get::<Option<String>, _>("chat_id"), r.try_get::<Option<String>, _>("session_id")),
+        Ok(None) => return Recheck::CannotTell("no chat of this customer is known yet".into()),
+        Err(e) => return Recheck::CannotTell(e.to_string()),
+    };
+    let (Ok(Some(chat_id)), Ok(session_id)) = chat else {
+        return Recheck::CannotTell("no chat of this customer is known yet".into());
+    };
+    let mut asks = Vec::new();
+    if let Some(s) = &session_id {
+        asks.push(json!({"CHAT_ID": chat_id, "SESSION_ID": s}));
+    }
+    asks.push(json!({"CHAT_ID": chat_id}));
+    for params in asks {
+        match b.bitrix.call(portal_id, "imopenlines.session.history.get", &params).await {
+            Ok(answer) => {
+                if let Some(found) = history_has(&answer["result"], wamid) {
+                    return found;
+                }
+            }
+            Err(e) => return Recheck::CannotTell(format!("imopenlines.session.history.get: {e}")),
+        }
+    }
+    Recheck::NotThere
+}
+
+/// Finds our message in an `imopenlines.session.history.get` result: a message whose `params.connectorMid`
+/// holds `wamid` (pure).
+pub fn history_has(result: &Value, wamid: &str) -> Option<Recheck> {
+    let messages = result["message"].as_object()?;
+    let session_id = id_text(&result["sessionId"]);
+    let chat_id = id_text(&result["chatId"]);
+    messages.iter().find_map(|(id, m)| {
+        let mids = &m["params"]["connectorMid"];
+        let ours = match mids {
+            Value::Array(a) => a.iter().any(|x| id_text(x).as_deref() == Some(wamid)),
+            other => id_text(other).as_deref() == Some(wamid),
+        };
+        ours.then(|| Recheck::Found {
+            message: id_text(&m["id"]).unwrap_or_else(|| id.clone()),
+            chat_id: chat_id.clone().or_else(|| id_text(&m["chatid"])),
+            session_id: session_id.clone(),
+        })
+    })
 }
 
 /// The attachment of a media message, as `message.files` takes it: kept locally first unless the phone proxies
@@ -343,15 +493,16 @@ pub fn crm_names(profile: &str) -> (Option<String>, Option<String>) {
 }
 
 /// Queues delivery of a new inbound message when its phone is bound to a portal (called inside the inbox
-/// transaction, so a message is queued for the CRM exactly when it is first stored).
+/// transaction, so a message is queued for the CRM exactly when it is first stored). The job is ordered within
+/// its chat by the message's arrival ([`order_key`]).
 pub async fn enqueue_on(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     phone_id: i64,
     wamid: &str,
 ) -> Result<(), StoreError> {
     let row = sqlx::query(
-        "SELECT m.id FROM messages m JOIN phones p ON p.id = m.phone_id JOIN portals o ON o.id = p.portal_id \
-         WHERE m.wamid = $1 AND p.id = $2",
+        "SELECT m.id, m.contact_id, m.arrival FROM messages m JOIN phones p ON p.id = m.phone_id \
+         JOIN portals o ON o.id = p.portal_id WHERE m.wamid = $1 AND p.id = $2",
     )
     .bind(wamid)
     .bind(phone_id)
@@ -359,9 +510,20 @@ pub async fn enqueue_on(
     .await?;
     if let Some(r) = row {
         let id: i64 = r.try_get("id")?;
-        crate::jobs::enqueue_on(&mut **tx, super::DELIVER, &json!({"message_id": id}), None, 24, now_ms()).await?;
+        let key = order_key(phone_id, r.try_get("contact_id")?, id);
+        let order = crate::jobs::Order { key: &key, seq: r.try_get("arrival")? };
+        crate::jobs::enqueue_ordered_on(&mut **tx, super::DELIVER, &json!({"message_id": id}), order, 24, now_ms())
+            .await?;
     }
     Ok(())
+}
+
+/// One customer's messages to one phone reach the portal one after the other, in the order they arrived.
+pub fn order_key(phone_id: i64, contact_id: Option<i64>, message_id: i64) -> String {
+    match contact_id {
+        Some(c) => format!("crm.deliver:{phone_id}:{c}"),
+        None => format!("crm.deliver:{phone_id}:message:{message_id}"),
+    }
 }
 
 #[cfg(test)]

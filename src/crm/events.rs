@@ -227,7 +227,8 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value
                     let payload = serde_json::to_value(&reply).unwrap_or(Value::Null);
                     // One chat's replies take effect in the operator's order, whatever runs them (reply::run).
                     let order = super::reply::order_key(portal.id, &reply);
-                    crate::jobs::enqueue_ordered_on(&mut *tx, super::REPLY, &payload, &order, 12, now_ms()).await?;
+                    let order = crate::jobs::Order { key: &order, seq: None };
+                    crate::jobs::enqueue_ordered_on(&mut *tx, super::REPLY, &payload, order, 12, now_ms()).await?;
                     queued += 1;
                 }
             }

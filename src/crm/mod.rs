@@ -41,10 +41,16 @@ pub struct Bridge {
     pub public_base: String,
     /// Key of the signed media links.
     pub media_key: [u8; 32],
+    pub metrics: Arc<crate::http::metrics::Metrics>,
 }
 
 impl Bridge {
-    pub fn new(store: Store, config: Arc<Config>, public_base: String) -> Arc<Bridge> {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        public_base: String,
+        metrics: Arc<crate::http::metrics::Metrics>,
+    ) -> Arc<Bridge> {
         let bitrix = Bitrix::new(
             store.clone(),
             ClientOptions {
@@ -64,6 +70,7 @@ impl Bridge {
             config,
             public_base: public_base.trim_end_matches('/').to_string(),
             media_key,
+            metrics,
         })
     }
 

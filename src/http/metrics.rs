@@ -72,6 +72,9 @@ pub struct Metrics {
     pub wabas_sends_paused: Gauge,
     /// Sends sent again after no answer and no status webhook within the reconcile window (may be duplicates).
     pub sends_resent_unconfirmed: Counter,
+    /// Inbound messages whose earlier delivery to the portal may have gone through, by what the portal said when
+    /// asked before sending again (`already_there`, `not_there`, `could_not_tell`: sent again, may be twice).
+    pub crm_deliveries_rechecked: Family<OutcomeLabels, Counter>,
     /// Errors Meta reported in webhooks (`value.errors`) in the last 24 hours, across all processes.
     pub meta_webhook_errors_last_day: Gauge,
     /// HTTP connections open now.
@@ -142,6 +145,14 @@ impl Metrics {
              get them twice)",
             sends_resent_unconfirmed.clone(),
         );
+        let crm_deliveries_rechecked = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "crm_deliveries_rechecked",
+            "Inbound messages whose earlier delivery to the CRM may have gone through (a crash or a lost answer), by \
+             what the portal said when asked before sending again (already_there, not_there, could_not_tell: sent \
+             again, the operator may see it twice)",
+            crm_deliveries_rechecked.clone(),
+        );
         let wabas_sends_paused = Gauge::default();
         registry.register(
             "wabas_sends_paused",
@@ -177,6 +188,7 @@ impl Metrics {
             sends_pending,
             wabas_sends_paused,
             sends_resent_unconfirmed,
+            crm_deliveries_rechecked,
             meta_webhook_errors_last_day,
             http_requests,
             http_latency,

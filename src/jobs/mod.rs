@@ -726,31 +726,41 @@ pub async fn enqueue_lane_on<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    insert_on(conn, kind, payload, dedup_key, max_attempts, run_at, lane, None).await
+    insert_on(conn, kind, payload, dedup_key, max_attempts, run_at, lane, None, None).await
 }
 
-/// [`enqueue_on`] for a job that must take effect after every earlier job of `order_key` (see
+/// Where a job stands among the jobs that must take effect in order: its key (one chat, say) and, when queue
+/// order is not the order that counts, its place within the key (`seq`; jobs of one key use it all or none).
+#[derive(Debug, Clone, Copy)]
+pub struct Order<'a> {
+    pub key: &'a str,
+    pub seq: Option<i64>,
+}
+
+/// [`enqueue_on`] for a job that must take effect after every earlier job of its order key (see
 /// [`earlier_in_order`]): its handler waits while one is neither done nor dead.
 pub async fn enqueue_ordered_on<'c, E>(
     conn: E,
     kind: &str,
     payload: &serde_json::Value,
-    order_key: &str,
+    order: Order<'_>,
     max_attempts: i64,
     run_at: i64,
 ) -> Result<Option<i64>, StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    insert_on(conn, kind, payload, None, max_attempts, run_at, None, Some(order_key)).await
+    insert_on(conn, kind, payload, None, max_attempts, run_at, None, Some(order.key), order.seq).await
 }
 
-/// True while a job queued before `job_id` with the same order key is neither done nor dead (a job without a
-/// key has none). Handlers of ordered kinds defer while it is.
+/// True while a job before `job_id` in its order (same order key; a lower `order_seq`, or the same and queued
+/// earlier) is neither done nor dead (a job without a key has none). Handlers of ordered kinds defer while it is.
 pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreError> {
     let row = sqlx::query(
         "SELECT 1 AS one FROM jobs j JOIN jobs me ON me.id = $1 \
-         WHERE me.order_key IS NOT NULL AND j.order_key = me.order_key AND j.id < me.id \
+         WHERE me.order_key IS NOT NULL AND j.order_key = me.order_key \
+         AND (COALESCE(j.order_seq, 0) < COALESCE(me.order_seq, 0) \
+              OR (COALESCE(j.order_seq, 0) = COALESCE(me.order_seq, 0) AND j.id < me.id)) \
          AND j.done_at IS NULL AND NOT j.dead LIMIT 1",
     )
     .bind(job_id)
@@ -769,6 +779,7 @@ async fn insert_on<'c, E>(
     run_at: i64,
     lane: Option<i64>,
     order_key: Option<&str>,
+    order_seq: Option<i64>,
 ) -> Result<Option<i64>, StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
@@ -776,7 +787,7 @@ where
     let now = now_ms();
     let row = sqlx::query(
         "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane, \
-         order_key) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8) \
+         order_key, order_seq) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8, $9) \
          ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
     )
     .bind(kind)
@@ -787,6 +798,7 @@ where
     .bind(now)
     .bind(lane)
     .bind(order_key)
+    .bind(order_seq)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)

@@ -379,9 +379,10 @@ async fn a_message_the_portal_refuses_is_retried_not_recorded(db: Db) {
         async move {
             sqlx::query_scalar::<_, Option<String>>("SELECT crm_message_id FROM messages WHERE wamid = $1")
                 .bind(wamid)
-                .fetch_one(&pool)
+                .fetch_optional(&pool)
                 .await
-                .expect("the message is stored")
+                .expect("query")
+                .flatten()
         }
     };
     let engine = b.app.svc.engine();
@@ -418,6 +419,120 @@ async fn a_message_the_portal_refuses_is_retried_not_recorded(db: Db) {
     assert!(reason.contains("ERROR_CHAT: the chat is closed"), "{dead}");
     assert_eq!(crm_id(second).await, None);
     assert_eq!(b.bitrix.chat_messages().len(), 1);
+    b.stop().await;
+}
+
+/// The portal's texts of this customer's chat, in the order it took them.
+fn portal_texts(b: &Bridged) -> Vec<String> {
+    b.bitrix.chat_messages().iter().filter_map(|m| m.text.clone()).collect()
+}
+
+/// Two webhooks of one customer whose `inbox.process` jobs run in the wrong order (two workers or processes
+/// pick them up together and the later one finishes first): the portal still gets the messages in the order
+/// their webhooks arrived.
+async fn a_customers_messages_reach_the_portal_in_arrival_order(db: Db) {
+    let b = Bridged::start(db).await;
+    b.settle().await;
+    let engine = b.app.svc.engine();
+    b.customer_text("first").await;
+    b.customer_text("second").await;
+    let mut inbox: Vec<_> = Vec::new();
+    for job in engine.lease(64).await.expect("lease") {
+        if job.kind == "inbox.process" {
+            inbox.push(job);
+        } else {
+            engine.run(job).await;
+        }
+    }
+    assert_eq!(inbox.len(), 2, "{inbox:?}");
+    inbox.sort_by_key(|j| j.id);
+    let earlier = inbox.remove(0);
+    let later = inbox.remove(0);
+    engine.run(later).await;
+    engine.drain().await.expect("drain");
+    assert!(portal_texts(&b).is_empty(), "the second message waits for the first webhook: {:?}", portal_texts(&b));
+    engine.run(earlier).await;
+    b.until("both messages are in the portal", |b| async move { portal_texts(b).len() == 2 }).await;
+    assert_eq!(portal_texts(&b), ["first", "second"]);
+    b.stop().await;
+}
+
+/// `imconnector.send.messages` took the message but its answer was lost (a cut connection; a kill right after
+/// the call is the same to the next run): before sending again, the portal is asked, and the message reaches
+/// the chat once. Where the portal cannot be asked (the customer's first message: no chat known yet) the
+/// message is sent again, and that is counted.
+async fn a_delivery_whose_answer_was_lost_is_not_sent_twice(db: Db) {
+    let b = Bridged::start(db).await;
+    let engine = b.app.svc.engine();
+    let copies = |b: &Bridged, wamid: &str| {
+        b.bitrix.chat_messages().iter().filter(|m| m.external_message_id.as_deref() == Some(wamid)).count()
+    };
+    let recorded = |b: &Bridged, wamid: String| {
+        let pool = b.app.svc.store.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>("SELECT crm_message_id FROM messages WHERE wamid = $1")
+                .bind(wamid)
+                .fetch_optional(&pool)
+                .await
+                .expect("query")
+                .flatten()
+        }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let retry_until_recorded = |wamid: String| {
+        let b = &b;
+        async move {
+            while recorded(b, wamid.clone()).await.is_none() {
+                assert!(std::time::Instant::now() < deadline, "the message was never recorded as delivered");
+                engine.make_all_due().await.expect("due");
+                engine.drain().await.expect("drain");
+            }
+        }
+    };
+
+    // The first message of the customer: lost answer, no chat to look in. Sent again, counted.
+    b.bitrix.lose_next_answers("imconnector.send.messages", 1);
+    let first = b.customer_text("first").await;
+    retry_until_recorded(first.clone()).await;
+    assert_eq!(copies(&b, &first), 2, "no chat known yet: the portal could not be asked");
+    assert!(b.bitrix.calls_of("imopenlines.session.history.get").is_empty());
+
+    // Later messages: the portal is asked, finds it, and it is not sent again.
+    b.bitrix.lose_next_answers("imconnector.send.messages", 1);
+    let second = b.customer_text("second").await;
+    retry_until_recorded(second.clone()).await;
+    assert_eq!(copies(&b, &second), 1, "asked the portal, not sent again");
+    let asked = b.bitrix.calls_of("imopenlines.session.history.get");
+    assert!(!asked.is_empty(), "the portal was asked");
+    let crm_id = recorded(&b, second.clone()).await.expect("recorded");
+    let taken = b.bitrix.chat_messages();
+    let portal_copy = taken.iter().find(|m| m.external_message_id.as_deref() == Some(second.as_str())).unwrap();
+    assert_eq!(crm_id, portal_copy.im_message_id.to_string(), "the portal's own message id is recorded");
+
+    // An attempt recorded, then a kill before the call went out: asked, not there, sent once.
+    let third = b.customer_text("third").await;
+    // Only the webhook is processed (its delivery is queued, not run).
+    for job in engine.lease(64).await.expect("lease") {
+        engine.run(job).await;
+    }
+    let marked = sqlx::query("UPDATE messages SET crm_attempt_at = 1 WHERE wamid = $1")
+        .bind(&third)
+        .execute(&b.app.svc.store.pool)
+        .await
+        .expect("mark the attempt");
+    assert_eq!(marked.rows_affected(), 1);
+    retry_until_recorded(third.clone()).await;
+    assert_eq!(copies(&b, &third), 1);
+    assert_eq!(portal_texts(&b), ["first", "first", "second", "third"]);
+
+    let metrics = b.app.http.get(b.app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    for line in [
+        "wabridge_crm_deliveries_rechecked_total{outcome=\"could_not_tell\"} 1",
+        "wabridge_crm_deliveries_rechecked_total{outcome=\"already_there\"} 1",
+        "wabridge_crm_deliveries_rechecked_total{outcome=\"not_there\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     b.stop().await;
 }
 
@@ -771,6 +886,8 @@ async fn operator_replies_keep_their_order_per_chat(db: Db) {
 }
 
 both_databases!(
+    a_customers_messages_reach_the_portal_in_arrival_order,
+    a_delivery_whose_answer_was_lost_is_not_sent_twice,
     operator_replies_keep_their_order_per_chat,
     an_edit_updates_the_portal_message,
     a_revoke_deletes_the_portal_message,

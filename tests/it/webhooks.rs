@@ -349,7 +349,7 @@ async fn duplicates_have_one_effect(db: Db) {
     // Processing the same job twice (a lease that expired mid-way) changes nothing either.
     let payload = wabridge::meta::webhook::parse(&wabridge_sandbox::payloads::to_wire(&first)).unwrap();
     let mut tx = app.svc.store.begin_write().await.unwrap();
-    let again = wabridge::inbound::apply(&mut tx, &payload).await.unwrap();
+    let again = wabridge::inbound::apply(&mut tx, &payload, None).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(again.messages_new, 0);
     app.stop().await;

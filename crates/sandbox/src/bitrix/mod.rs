@@ -375,6 +375,8 @@ struct Inner {
     forced_query_limit: usize,
     /// The next this-many messages of `imconnector.send.messages` are refused one by one (code, message).
     refused_messages: (usize, String, String),
+    /// The next this-many calls of a method take effect but their answer is cut off half-way (method, count).
+    lost_answers: HashMap<String, usize>,
     forced_op_limit: HashMap<String, usize>,
     down: bool,
     calls: Vec<RestCall>,
@@ -423,6 +425,7 @@ impl Inner {
             bucket,
             forced_query_limit: 0,
             refused_messages: (0, String::new(), String::new()),
+            lost_answers: HashMap::new(),
             forced_op_limit: HashMap::new(),
             down: false,
             calls: Vec::new(),
@@ -702,6 +705,12 @@ impl BitrixSandbox {
     /// message's `SUCCESS: false` and `ERRORS: [{code, message}]` in `DATA.RESULT` (and `SUCCESS: false` overall).
     pub fn refuse_next_messages(&self, n: usize, code: &str, message: &str) {
         lock(&self.shared).refused_messages = (n, code.into(), message.into());
+    }
+
+    /// The next `n` calls of `method` take effect, but the connection is cut half-way through their answer (a
+    /// process killed right after the call, a proxy timing out): the caller cannot tell whether it went through.
+    pub fn lose_next_answers(&self, method: &str, n: usize) {
+        lock(&self.shared).lost_answers.insert(method.to_string(), n);
     }
 
     /// While down, every REST call answers 500 `INTERNAL_SERVER_ERROR` (OAuth keeps working).
