@@ -18,7 +18,6 @@ pub mod meta;
 pub mod outbound;
 pub mod phone;
 pub mod registry;
-pub mod sandbox;
 pub mod seal;
 pub mod service;
 pub mod sip;

@@ -40,7 +40,7 @@ pub fn verify(secret: &[u8], body: &[u8], claimed: &[u8; 32]) -> Result<(), Sign
     mac.verify_slice(claimed).map_err(|_| SignatureError::Mismatch)
 }
 
-/// The header value Meta would send for `body` (used by the sandbox and tests).
+/// The header value Meta would send for `body` (the sandbox, `crates/sandbox`, has a signer of its own).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
         Ok(m) => m,
