@@ -1,11 +1,12 @@
 //! wabridge: WhatsApp Business into CRM contact centres, the CRM's SMS sends and the office PBX.
-//! See `shared/DESIGN.md` beside the project for the architecture.
+//! docs/architecture.md describes the architecture.
 
 pub mod admin_token;
 pub mod apikeys;
 pub mod bitrix;
 pub mod bridge;
 pub mod calling;
+pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod crm;

@@ -36,6 +36,8 @@ pub struct Bridge {
     pub store: Store,
     pub bitrix: Bitrix,
     pub graph: graph::Client,
+    /// The WhatsApp channel of the bridge's numbers (Meta's Cloud API).
+    pub channel: crate::channel::meta::MetaCloud,
     pub config: Arc<Config>,
     /// Where the portal and Meta reach us: `public_url`, else the listen address.
     pub public_base: String,
@@ -65,6 +67,7 @@ impl Bridge {
         let media_key = store.sealer.derive("media-links");
         Arc::new(Bridge {
             graph: graph::Client::from_config(&config),
+            channel: crate::channel::meta::MetaCloud::from_config(&config),
             store,
             bitrix,
             config,

@@ -132,10 +132,11 @@ pub async fn media(
     let token = crate::crm::reply::token_for(&s.store, phone.waba_id)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
-    let upstream = |e: crate::meta::graph::Error| ApiError::new(StatusCode::BAD_GATEWAY, "upstream", e.to_string());
-    let info = b.graph.media_info(&media_id, &phone.phone_number_id, &token).await.map_err(upstream)?;
-    let resp = b.graph.download(&info.url, &token).await.map_err(upstream)?;
-    let mime = info.mime_type.unwrap_or_else(|| "application/octet-stream".into());
-    let body = Body::from_stream(resp.bytes_stream());
+    let from = crate::channel::Number { id: &phone.phone_number_id, token: &token };
+    let media = crate::channel::Channel::fetch_media(&b.channel, from, &media_id)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
+    let mime = media.mime_type.unwrap_or_else(|| "application/octet-stream".into());
+    let body = Body::from_stream(media.body.bytes_stream());
     Ok(([(header::CONTENT_TYPE, mime), (header::CONTENT_DISPOSITION, disposition)], body).into_response())
 }

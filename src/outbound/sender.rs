@@ -9,15 +9,15 @@ use serde_json::{json, Value};
 use sqlx::{Any, Row};
 
 use super::{Outbound, OPAQUE_PREFIX};
+use crate::channel::meta::MetaCloud;
+use crate::channel::{Channel, Number, SendClass, Sent};
 use crate::config::Config;
 use crate::jobs::{self, Job, JobError};
-use crate::meta::errors::{classify, SendClass};
-use crate::meta::graph;
 use crate::store::{now_ms, Store, StoreError};
 
 /// The Graph client and the settings every attempt needs.
 pub struct Sender {
-    graph: graph::Client,
+    channel: MetaCloud,
     timeout: Duration,
     pub reconcile_ms: i64,
     pub pair_interval_ms: i64,
@@ -101,7 +101,7 @@ pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64) -> Option<Outcome> {
 impl Sender {
     pub fn new(config: &Config) -> Sender {
         Sender {
-            graph: graph::Client::from_config(config),
+            channel: MetaCloud::from_config(config),
             timeout: Duration::from_millis(config.send_timeout_ms),
             reconcile_ms: config.send_reconcile_seconds as i64 * 1000,
             pair_interval_ms: config.send_pair_interval_ms as i64,
@@ -118,41 +118,33 @@ impl Sender {
             };
         };
         let body = graph_body(out);
-        let result = if out.is_read_mark() {
-            match self.graph.mark_read(&ctx.phone_number_id, token, &body, self.timeout).await {
-                Ok(()) => Ok(Outcome::Marked),
-                // No status webhook will ever say whether Meta had it; sending it again is harmless.
-                Err(graph::Error::Unknown { reason, .. }) => {
-                    Ok(Outcome::Retry { code: None, reason: format!("no answer from Meta: {reason}"), after: None })
-                }
-                Err(e) => Err(e),
-            }
+        let from = Number { id: &ctx.phone_number_id, token };
+        let sent = if out.is_read_mark() {
+            self.channel.mark_read(from, &body, self.timeout, attempts).await
         } else {
-            self.graph
-                .send_message(&ctx.phone_number_id, token, &body, self.timeout)
-                .await
-                .map(|acc| Outcome::Accepted { wamid: acc.wamid })
+            self.channel.send(from, &body, self.timeout, attempts).await
         };
-        match result {
-            Ok(outcome) => outcome,
-            Err(graph::Error::Unknown { reason, .. }) => Outcome::Unknown { reason },
-            Err(graph::Error::Graph(g)) => {
-                let retry_after = g.retry_after_secs.map(Duration::from_secs);
-                match classify(g.http_status, Some(g.code), retry_after, attempts) {
-                    SendClass::Retry { after, reason } => {
-                        Outcome::Retry { code: Some(g.code), reason: format!("{reason} ({g})"), after }
-                    }
-                    SendClass::TokenInvalid { code, reason } => Outcome::Paused { code, reason, waba_id: ctx.waba_id },
-                    SendClass::Permanent { code, reason } => {
-                        let detail = g.details.clone().map(|d| format!(": {d}")).unwrap_or_default();
-                        Outcome::Failed { code: Some(code), reason: format!("{reason} (Meta error {code}{detail})") }
-                    }
-                }
+        outcome_of(sent, ctx.waba_id)
+    }
+}
+
+/// The sender's outcome for what the channel said (pure).
+pub fn outcome_of(sent: Sent, waba_id: i64) -> Outcome {
+    match sent {
+        Sent::Accepted { id } => Outcome::Accepted { wamid: id },
+        Sent::Marked => Outcome::Marked,
+        Sent::Unanswered { reason } => Outcome::Unknown { reason },
+        Sent::Unreachable { reason } => Outcome::Retry { code: None, reason, after: None },
+        Sent::Refused(r) => match r.class {
+            SendClass::Retry { after, reason } => {
+                Outcome::Retry { code: r.code, reason: format!("{reason} ({})", r.detail), after }
             }
-            Err(e @ graph::Error::Connection { .. }) | Err(e @ graph::Error::Protocol { .. }) => {
-                Outcome::Retry { code: None, reason: e.to_string(), after: None }
+            SendClass::TokenInvalid { code, reason } => Outcome::Paused { code, reason, waba_id },
+            SendClass::Permanent { code, reason } => {
+                let detail = r.details.map(|d| format!(": {d}")).unwrap_or_default();
+                Outcome::Failed { code: Some(code), reason: format!("{reason} (Meta error {code}{detail})") }
             }
-        }
+        },
     }
 }
 

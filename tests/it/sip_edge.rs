@@ -828,7 +828,13 @@ async fn stranger_on_pbx_side_is_refused(db: Db) {
     assert!(pending_texts(&stranger).is_empty(), "the stranger got nothing more");
     let metrics = e.app.http.get(e.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"wabridge_sip_connections_refused_total{reason="not_pbx"} 1"#), "{metrics}");
-    let calls = e.calls().await;
+    // The call's row is written beside the forwarding, not before it: wait for it with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut calls = e.calls().await;
+    while calls.is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await; // polling the database with a deadline
+        calls = e.calls().await;
+    }
     assert_eq!(calls.len(), 1, "only the real PBX's call is recorded: {calls:?}");
     e.app.stop().await;
 }
