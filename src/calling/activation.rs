@@ -162,57 +162,6 @@ pub fn disable_body() -> Value {
     json!({"calling": {"status": "DISABLED", "sip": {"status": "DISABLED"}}})
 }
 
-/// A plain-language explanation of a Graph error code met while activating calling.
-pub fn explain(code: i64) -> Option<&'static str> {
-    Some(match code {
-        138000 => {
-            "Calling is not enabled on this phone number at Meta. Enable it first (wabridge calling enable, or \
-             POST /admin/api/v1/phones/{id}/calling with enabled=true)."
-        }
-        138014 => {
-            "Meta has temporarily disabled calling on this number because of low call quality (many declined, \
-             unanswered or short calls). It cannot be switched back on until Meta lifts the pause; watch the \
-             number's quality in WhatsApp Manager and try again later."
-        }
-        138015 => {
-            "Calling can only be enabled on a number whose messaging limit is at least 2,000 unique users a day. \
-             Raise the number's messaging limit (it grows with the volume and quality of business-initiated \
-             conversations) and try again; Meta's public test numbers are exempt."
-        }
-        138018 => {
-            "Meta's technical prerequisites for calling are not met: the number needs a SIP server configured, or \
-             an app subscribed to the WABA with the 'calls' webhook field. Check the SIP host and port, that the app \
-             is in Live mode and subscribed to the WABA, and that it already works for messaging on this number."
-        }
-        131055 => {
-            "The number is in SIP mode, so Meta refuses Graph API calling requests for it: its calls go through the \
-             SIP server only. This is expected when SIP is enabled; disable SIP to use the Graph calling endpoints."
-        }
-        100 => {
-            "Meta says a parameter is invalid; the details name it (for example the SIP host name or port, or the \
-             call hours). Correct it and try again."
-        }
-        190 => {
-            "The access token is invalid or has expired (Meta's code 190). Put a valid token on the WABA (or the \
-             app's default token) and try again; a system-user token can be made non-expiring."
-        }
-        0 | 102 => {
-            "Meta could not authenticate the access token (expired, revoked or the session was invalidated). Put a \
-             new token on the WABA or the app and try again."
-        }
-        10 => {
-            "Permission denied: the access token lacks a permission this needs (whatsapp_business_management for \
-             phone settings), or the app is not allowed on this WABA."
-        }
-        200..=299 => {
-            "Permission error: the token's (system) user has no access to this WABA or phone number, lacks the \
-             whatsapp_business_management permission, or no token was sent. Assign the WABA to the system user or \
-             use another token."
-        }
-        _ => return None,
-    })
-}
-
 /// True for codes that mean "the access token is the problem".
 pub fn is_token_error(code: i64) -> bool {
     matches!(code, 0 | 102 | 190 | 10 | 200..=299)
@@ -497,11 +446,11 @@ mod tests {
     #[test]
     fn explanations() {
         for code in [138000, 138014, 138015, 138018, 131055, 100, 190, 0, 10, 102, 200, 294] {
-            assert!(explain(code).is_some_and(|t| t.len() > 40), "{code}");
+            assert!(crate::meta::errors::explain_calling(code).is_some_and(|t| t.len() > 40), "{code}");
         }
-        assert!(explain(138015).unwrap().contains("2,000"));
-        assert!(explain(190).unwrap().contains("token"));
-        assert!(explain(131047).is_none());
+        assert!(crate::meta::errors::explain_calling(138015).unwrap().contains("2,000"));
+        assert!(crate::meta::errors::explain_calling(190).unwrap().contains("token"));
+        assert!(crate::meta::errors::explain_calling(131047).is_none());
         assert!(is_token_error(190) && is_token_error(200) && !is_token_error(138015));
     }
 

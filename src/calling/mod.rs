@@ -6,5 +6,5 @@ pub mod activation;
 pub mod permissions;
 pub mod service;
 
-pub use activation::{explain, CallingInput, CallingSettings, Difference};
+pub use activation::{CallingInput, CallingSettings, Difference};
 pub use service::{CallingError, CallingStatus};

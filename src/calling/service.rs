@@ -49,7 +49,7 @@ fn graph_line(e: &GraphError) -> String {
     if let Some(d) = &e.details {
         line.push_str(&format!(" ({d})"));
     }
-    if let Some(x) = activation::explain(e.code) {
+    if let Some(x) = crate::meta::errors::explain_calling(e.code) {
         line.push_str(" — ");
         line.push_str(x);
     }
@@ -113,7 +113,7 @@ fn error_view(e: &CallingError) -> CallingErrorView {
             code: Some(g.code),
             message: g.message.clone(),
             details: g.details.clone(),
-            explanation: activation::explain(g.code).map(String::from),
+            explanation: crate::meta::errors::explain_calling(g.code).map(String::from),
             fbtrace_id: g.fbtrace_id.clone(),
             at: None,
         },

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{digits, id_text, set_connector, Bridge};
+use super::{id_text, set_connector, Bridge};
 use crate::bitrix::client::Error as BitrixError;
 use crate::jobs::{Job, JobError};
+use crate::phone::digits;
 use crate::store::{now_ms, StoreError};
 
 /// The events a line needs (bitrix24.md §2.8).

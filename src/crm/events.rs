@@ -281,7 +281,7 @@ pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Op
         .or_else(|| text(&body["properties"]["phone_number"]))
         .ok_or_else(|| EventError::Unprocessable("message_to is missing".into()))?;
     let recipient = crate::phone::normalize_e164(&to)
-        .map(|n| super::digits(&n))
+        .map(|n| crate::phone::digits(&n))
         .map_err(|e| EventError::Unprocessable(format!("message_to {to:?} is not a phone number: {e}")))?;
     let text_body = text(&body["message_body"])
         .or_else(|| text(&body["properties"]["message_text"]))

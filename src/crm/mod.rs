@@ -134,11 +134,6 @@ pub fn id_text(v: &Value) -> Option<String> {
     }
 }
 
-/// The digits of an E.164 number.
-pub fn digits(number: &str) -> String {
-    number.chars().filter(char::is_ascii_digit).collect()
-}
-
 /// After a phone was created or changed through the registry (admin API or CLI): queue what its CRM binding
 /// and SMS-provider registration need. Binding is idempotent, so a re-bind simply runs it again.
 pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &Phone) -> Result<(), StoreError> {

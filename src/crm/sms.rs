@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{digits, Bridge};
+use super::Bridge;
 use crate::bitrix::client::Error as BitrixError;
 use crate::jobs::{Job, JobError};
+use crate::phone::digits;
 use crate::store::now_ms;
 
 pub fn code_for(number: &str) -> String {

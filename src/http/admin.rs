@@ -32,12 +32,12 @@ pub fn routes() -> Router<AppState> {
         .route("/jobs", get(super::jobs::list_jobs))
         .route("/webhook-errors", get(super::webhook_errors::list_webhook_errors))
         .route("/jobs/{id}/redrive", axum::routing::post(super::jobs::redrive_job))
-        .route("/api-keys", get(super::bridge_admin::list_keys).post(super::bridge_admin::create_key))
-        .route("/api-keys/{id}", axum::routing::delete(super::bridge_admin::revoke_key))
-        .route("/sends", get(super::bridge_admin::list_sends))
-        .route("/sends/{id}", get(super::bridge_admin::get_send))
-        .route("/wabas/{id}/templates", get(super::bridge_admin::list_templates))
-        .route("/wabas/{id}/templates/sync", axum::routing::post(super::bridge_admin::sync_templates))
+        .route("/api-keys", get(super::api_keys::list_keys).post(super::api_keys::create_key))
+        .route("/api-keys/{id}", axum::routing::delete(super::api_keys::revoke_key))
+        .route("/sends", get(super::sends::list_sends))
+        .route("/sends/{id}", get(super::sends::get_send))
+        .route("/wabas/{id}/templates", get(super::templates::list_templates))
+        .route("/wabas/{id}/templates/sync", axum::routing::post(super::templates::sync_templates))
 }
 
 /// Middleware: requires `Authorization: Bearer <admin token>`.
@@ -69,10 +69,10 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           list_wabas, create_waba, get_waba, update_waba, delete_waba,
           list_phones, create_phone, get_phone, update_phone, delete_phone,
           crate::http::calling::set_calling, crate::http::calling::calling_status,
-          crate::http::bridge_admin::create_key, crate::http::bridge_admin::list_keys,
-          crate::http::bridge_admin::revoke_key, crate::http::bridge_admin::list_sends,
-          crate::http::bridge_admin::get_send, crate::http::bridge_admin::list_templates,
-          crate::http::bridge_admin::sync_templates,
+          crate::http::api_keys::create_key, crate::http::api_keys::list_keys,
+          crate::http::api_keys::revoke_key, crate::http::sends::list_sends,
+          crate::http::sends::get_send, crate::http::templates::list_templates,
+          crate::http::templates::sync_templates,
           crate::http::notify::notify, crate::http::notify::get_send,
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,

@@ -7,7 +7,6 @@ use axum::Json;
 use super::error::{ApiError, ErrorBody, GraphErrorDetail};
 use super::json::{ApiJson, ApiPath};
 use super::AppState;
-use crate::calling::activation::explain;
 use crate::calling::{service, CallingError, CallingInput, CallingStatus};
 use crate::meta::graph;
 use crate::registry::PhoneView;
@@ -24,7 +23,7 @@ impl From<CallingError> for ApiError {
                     message: g.message.clone(),
                     kind: g.kind.clone(),
                     details: g.details.clone(),
-                    explanation: explain(g.code).map(String::from),
+                    explanation: crate::meta::errors::explain_calling(g.code).map(String::from),
                     fbtrace_id: g.fbtrace_id.clone(),
                     http_status: g.http_status,
                 },

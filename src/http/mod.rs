@@ -1,8 +1,8 @@
 //! The HTTP face: axum routers composed in one place.
 
 pub mod admin;
+pub mod api_keys;
 pub mod bitrix;
-pub mod bridge_admin;
 pub mod calling;
 pub mod calls;
 pub mod error;
@@ -11,7 +11,9 @@ pub mod jobs;
 pub mod json;
 pub mod metrics;
 pub mod notify;
+pub mod sends;
 pub mod server;
+pub mod templates;
 pub mod webhook;
 pub mod webhook_errors;
 

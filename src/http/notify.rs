@@ -154,7 +154,7 @@ pub async fn notify(
         .map_err(build_error)?;
     let send = NewSend {
         phone_id: phone.id,
-        recipient: crate::crm::digits(&to),
+        recipient: crate::phone::digits(&to),
         origin: Origin::Api,
         origin_ref: json!({"api_key": caller.key_id}),
         request: json!({"type": "template", "template": t}),

@@ -164,10 +164,6 @@ impl Client {
         &self.base_url
     }
 
-    pub fn version(&self) -> &str {
-        &self.version
-    }
-
     fn url(&self, path: &str) -> String {
         format!("{}/{}/{}", self.base_url, self.version, path.trim_start_matches('/'))
     }

@@ -169,7 +169,7 @@ impl CallingErrorView {
             code: p.calling_error_code,
             message,
             details: p.calling_error_details.clone(),
-            explanation: p.calling_error_code.and_then(crate::calling::explain).map(String::from),
+            explanation: p.calling_error_code.and_then(crate::meta::errors::explain_calling).map(String::from),
             fbtrace_id: p.calling_error_trace.clone(),
             at: p.calling_error_at.map(rfc3339),
         })

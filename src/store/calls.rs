@@ -132,11 +132,6 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_call(&self, key: &str) -> Result<Option<CallView>, StoreError> {
-        let row = sqlx::query("SELECT * FROM calls WHERE call_key = $1").bind(key).fetch_optional(&self.pool).await?;
-        Ok(row.map(|r| view(&r)).transpose()?)
-    }
-
     pub async fn list_calls(&self, f: &CallFilter) -> Result<Vec<CallView>, StoreError> {
         let mut sql = String::from("SELECT * FROM calls WHERE 1 = 1");
         let mut n = 1;

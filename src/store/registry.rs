@@ -317,13 +317,6 @@ impl Store {
         row.map(|r| self.app_from(&r)).transpose()
     }
 
-    /// Apps whose domain is `domain` (case-insensitive); several apps may share one host.
-    pub async fn find_apps_by_domain(&self, domain: &str) -> Result<Vec<App>, StoreError> {
-        let q = format!("SELECT {APP_COLS} FROM meta_apps WHERE lower(domain) = lower($1) ORDER BY id");
-        let rows = sqlx::query(&q).bind(domain).fetch_all(&self.pool).await?;
-        rows.iter().map(|r| self.app_from(r)).collect()
-    }
-
     pub async fn list_apps(&self) -> Result<Vec<App>, StoreError> {
         let q = format!("SELECT {APP_COLS} FROM meta_apps ORDER BY id");
         let rows = sqlx::query(&q).fetch_all(&self.pool).await?;

@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use common::{Db, TestApp, TestDb};
 use serde_json::{json, Value};
-use wabridge::calling::{explain, CallingError, CallingInput};
+use wabridge::calling::{CallingError, CallingInput};
+use wabridge::meta::errors::explain_calling as explain;
 use wabridge_sandbox::graph::{documented, GraphSandbox, RecordedRequest};
 
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
