@@ -2,6 +2,7 @@
 //! the requests Bitrix24 posts to us.
 
 pub mod client;
+pub mod event;
 pub mod form;
 pub mod limiter;
 pub mod oauth;
