@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Transaction};
 
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook::{self, ChangeValue, Content, InboundMessage, MessagesValue, Status, StatusKind};
-use crate::store::{now_ms, Store};
+use crate::store::{account_events, contacts, inbox, messages, phones, registry, templates};
+use crate::store::{now_ms, Store, StoreError};
 
 /// What one body did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,16 +31,14 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
         .ok()
         .and_then(|v| v["inbox_id"].as_i64())
         .ok_or_else(|| JobError::Permanent(format!("payload {:?} names no inbox_id", job.payload)))?;
-    let mut conn = store.pool.acquire().await?;
-    let row = sqlx::query("SELECT id, body FROM inbox WHERE id = $1")
-        .bind(inbox_id)
-        .fetch_optional(&mut *conn)
+    let mut conn = store.acquire().await?;
+    let row = inbox::body_on(&mut conn, inbox_id)
         .await?
         .ok_or_else(|| JobError::Permanent("its inbox row is gone (pruned?)".into()))?;
-    let inbox_id: i64 = row.try_get("id")?;
+    let inbox_id: i64 = row.id()?;
     // Parsed straight from the row's bytes (no copy), and the row is let go before the effects are applied: a
     // large body is held once, then only as its parsed form.
-    let body: &[u8] = row.try_get("body")?;
+    let body: &[u8] = row.body()?;
     let large = body.len() >= LARGE_BODY;
     let payload = match webhook::parse(body) {
         Ok(p) => p,
@@ -47,11 +46,7 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
             drop(row);
             // Never processable: marked processed so that it does not hold back the CRM deliveries of later
             // webhooks (crm/deliver.rs waits for earlier unprocessed rows); the row stays for the dead job.
-            sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")
-                .bind(inbox_id)
-                .bind(now_ms())
-                .execute(&mut *conn)
-                .await?;
+            inbox::mark_processed_on(&mut *conn, inbox_id).await?;
             return Err(JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")));
         }
     };
@@ -59,7 +54,7 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     if large && store.backend == crate::store::Backend::Sqlite {
         // The body's pages now sit in this connection's page cache (up to 64 MiB per pool connection), where they
         // are of no further use: give them back rather than keep hundreds of MiB after a burst of large webhooks.
-        if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await {
+        if let Err(e) = inbox::shrink_memory(&mut conn).await {
             tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
         }
         // SQLite allocates with the C library's malloc, not the Rust allocator: glibc keeps what SQLite freed in
@@ -73,11 +68,7 @@ pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
     drop(conn);
     let mut tx = store.begin_write().await?;
     let applied = apply(&mut tx, &payload, Some(inbox_id)).await?;
-    sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1")
-        .bind(inbox_id)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+    inbox::mark_processed_on(&mut *tx, inbox_id).await?;
     tx.commit().await?;
     tracing::debug!(job = job.id, ?applied, "webhook processed");
     if applied.unknown_phone > 0 {
@@ -117,12 +108,7 @@ pub async fn apply(
                     let phone = match phones.get(pnid) {
                         Some(p) => *p,
                         None => {
-                            let p = sqlx::query("SELECT id FROM phones WHERE phone_number_id = $1")
-                                .bind(pnid)
-                                .fetch_optional(&mut **tx)
-                                .await?
-                                .map(|r| r.try_get::<i64, _>("id"))
-                                .transpose()?;
+                            let p = phones::id_by_phone_number_id_on(tx, pnid).await?;
                             phones.insert(pnid.clone(), p);
                             p
                         }
@@ -142,52 +128,17 @@ pub async fn apply(
                     }
                 }
                 ChangeValue::TemplateStatus(t) => {
-                    let waba: Option<i64> = sqlx::query("SELECT id FROM wabas WHERE waba_id = $1")
-                        .bind(&entry.id)
-                        .fetch_optional(&mut **tx)
-                        .await?
-                        .map(|r| r.try_get("id"))
-                        .transpose()?;
+                    let waba = registry::waba_id_by_meta_id_on(tx, &entry.id).await?;
                     let Some(waba_id) = waba else {
                         applied.other_changes += 1;
                         continue;
                     };
                     let at = entry.time.map(|t| t * 1000).unwrap_or_else(now_ms);
-                    let new = sqlx::query(
-                        "INSERT INTO template_events (waba_id, template_id, event, occurred_at, name, language, reason) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(waba_id)
-                    .bind(&t.template_id)
-                    .bind(&t.event)
-                    .bind(at)
-                    .bind(&t.name)
-                    .bind(&t.language)
-                    .bind(&t.reason)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                    if new == 1 {
+                    if templates::record_event_on(tx, waba_id, t, at).await? {
                         applied.template_events += 1;
                         crate::templates::request_sync_on(&mut **tx, waba_id).await?;
                         // Only a newer event moves the template's status.
-                        sqlx::query(
-                            "INSERT INTO templates (waba_id, template_id, name, language, category, status, reason, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                             ON CONFLICT (waba_id, name, language) DO UPDATE SET status = excluded.status, \
-                               reason = excluded.reason, template_id = excluded.template_id, updated_at = excluded.updated_at \
-                             WHERE templates.updated_at <= excluded.updated_at",
-                        )
-                        .bind(waba_id)
-                        .bind(&t.template_id)
-                        .bind(&t.name)
-                        .bind(&t.language)
-                        .bind(&t.category)
-                        .bind(&t.event)
-                        .bind(&t.reason)
-                        .bind(at)
-                        .execute(&mut **tx)
-                        .await?;
+                        templates::apply_event_on(tx, waba_id, t, at).await?;
                     }
                 }
                 ChangeValue::AccountUpdate(a) => {
@@ -216,23 +167,8 @@ async fn record_account_event(
     event: Option<&str>,
     raw: &serde_json::Value,
     time: Option<i64>,
-) -> Result<(), JobError> {
-    use sha2::{Digest, Sha256};
-    let raw_text = raw.to_string();
-    let key = hex::encode(Sha256::digest(format!("{waba}|{field}|{}|{raw_text}", time.unwrap_or(0)).as_bytes()));
-    sqlx::query(
-        "INSERT INTO account_events (dedup_key, waba_id, field, event, raw, occurred_at) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (dedup_key) DO NOTHING",
-    )
-    .bind(key)
-    .bind(waba)
-    .bind(field)
-    .bind(event)
-    .bind(raw_text)
-    .bind(time.map(|t| t * 1000).unwrap_or_else(now_ms))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+) -> Result<(), StoreError> {
+    account_events::record_on(tx, waba, field, event, raw, time).await
 }
 
 async fn apply_messages(
@@ -245,29 +181,25 @@ async fn apply_messages(
 ) -> Result<(), JobError> {
     for m in &v.messages {
         let contact = upsert_contact(tx, phone_id, v, m).await?;
-        let now = now_ms();
         let place = inbox_id.map(|id| arrival(id, *index));
         *index += 1;
-        let new = sqlx::query(
-            "INSERT INTO messages (wamid, phone_id, contact_id, direction, msg_type, body, context_wamid, raw, \
-             sent_at, created_at, updated_at, arrival) VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, $9, $9, $10) \
-             ON CONFLICT (wamid) DO NOTHING",
+        let new = messages::insert_inbound_on(
+            tx,
+            &messages::NewInbound {
+                wamid: &m.id,
+                phone_id,
+                contact_id: contact,
+                msg_type: m.content.type_name(),
+                body: text_of(&m.content),
+                context_wamid: m.context.as_ref().and_then(|c| c.id.clone()),
+                raw: m.raw.to_string(),
+                sent_at: m.timestamp * 1000,
+                arrival: place,
+            },
         )
-        .bind(&m.id)
-        .bind(phone_id)
-        .bind(contact)
-        .bind(m.content.type_name())
-        .bind(text_of(&m.content))
-        .bind(m.context.as_ref().and_then(|c| c.id.clone()))
-        .bind(m.raw.to_string())
-        .bind(m.timestamp * 1000)
-        .bind(now)
-        .bind(place)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        applied.messages_new += new as usize;
-        if new == 1 {
+        .await?;
+        applied.messages_new += usize::from(new);
+        if new {
             crate::calling::permissions::record_on(tx, phone_id, contact, m).await?;
             crate::crm::deliver::enqueue_on(tx, phone_id, &m.id).await?;
         }
@@ -296,79 +228,46 @@ async fn upsert_contact(
     let Some(key) = wa_id.clone().or_else(|| user_id.clone()) else {
         return Ok(None);
     };
-    let name = profile.and_then(|p| p.profile_name.clone());
-    let at = m.timestamp * 1000;
-    let now = now_ms();
-    let row = sqlx::query(
-        "INSERT INTO contacts (phone_id, contact_key, wa_id, user_id, profile_name, last_inbound_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
-         ON CONFLICT (phone_id, contact_key) DO UPDATE SET \
-           wa_id = COALESCE(excluded.wa_id, contacts.wa_id), \
-           user_id = COALESCE(excluded.user_id, contacts.user_id), \
-           profile_name = COALESCE(excluded.profile_name, contacts.profile_name), \
-           last_inbound_at = CASE WHEN contacts.last_inbound_at IS NULL OR excluded.last_inbound_at > contacts.last_inbound_at \
-                                  THEN excluded.last_inbound_at ELSE contacts.last_inbound_at END, \
-           updated_at = excluded.updated_at \
-         RETURNING id",
-    )
-    .bind(phone_id)
-    .bind(key)
-    .bind(wa_id)
-    .bind(user_id)
-    .bind(name)
-    .bind(at)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    Ok(Some(row.try_get("id")?))
+    let sender = contacts::Sender {
+        phone_id,
+        contact_key: key,
+        wa_id,
+        user_id,
+        profile_name: profile.and_then(|p| p.profile_name.clone()),
+        inbound_at: m.timestamp * 1000,
+    };
+    Ok(Some(contacts::upsert_on(tx, &sender).await?))
 }
 
 /// Records a status once per `(wamid, status)`, and moves the message's current status only forward.
 async fn apply_status(tx: &mut Transaction<'static, Any>, s: &Status) -> Result<usize, JobError> {
     let err = s.errors.first();
-    let new = sqlx::query(
-        "INSERT INTO message_statuses (wamid, status, occurred_at, recipient, error_code, error_text, pricing, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid, status) DO NOTHING",
-    )
-    .bind(&s.id)
-    .bind(s.status.as_str())
-    .bind(s.timestamp * 1000)
-    .bind(s.recipient_id.clone().or_else(|| s.recipient_user_id.clone()))
-    .bind(err.map(|e| e.code))
-    .bind(err.map(|e| e.details.clone().or_else(|| e.title.clone()).unwrap_or_default()))
-    .bind(s.pricing.as_ref().map(|p| serde_json::json!({"model": p.pricing_model, "type": p.kind, "category": p.category}).to_string()))
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if new == 1 && !matches!(s.status, StatusKind::Other(_)) {
-        sqlx::query(
-            "UPDATE messages SET status = $2, status_rank = $3, status_at = $4, error_code = $5, error_text = $6, \
-             updated_at = $7 WHERE wamid = $1 AND status_rank < $3 AND (status IS NULL OR status <> 'failed')",
-        )
-        .bind(&s.id)
-        .bind(s.status.as_str())
-        .bind(s.status.rank() as i64)
-        .bind(s.timestamp * 1000)
-        .bind(err.map(|e| e.code))
-        .bind(err.map(|e| e.details.clone().or_else(|| e.title.clone()).unwrap_or_default()))
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await?;
-        let error = err.map(|e| (e.code, e.details.clone().or_else(|| e.title.clone()).unwrap_or_default()));
+    let error_text = err.map(|e| e.details.clone().or_else(|| e.title.clone()).unwrap_or_default());
+    let status = messages::NewStatus {
+        wamid: &s.id,
+        status: &s.status,
+        occurred_at: s.timestamp * 1000,
+        recipient: s.recipient_id.clone().or_else(|| s.recipient_user_id.clone()),
+        error_code: err.map(|e| e.code),
+        error_text: error_text.clone(),
+        pricing: s
+            .pricing
+            .as_ref()
+            .map(|p| serde_json::json!({"model": p.pricing_model, "type": p.kind, "category": p.category}).to_string()),
+    };
+    let new = messages::record_status_on(tx, &status).await?;
+    if new && !matches!(s.status, StatusKind::Other(_)) {
+        let error = err.map(|e| (e.code, error_text.unwrap_or_default()));
         let opaque = s.biz_opaque_callback_data.as_deref();
         crate::outbound::on_status(tx, &s.id, opaque, s.status.as_str(), s.status.rank() as i64, error).await?;
     }
-    Ok(new as usize)
+    Ok(usize::from(new))
 }
 
 /// The furthest status recorded for a message (statuses may arrive in any order).
-pub async fn current_status(store: &Store, wamid: &str) -> Result<Option<String>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT status FROM message_statuses WHERE wamid = $1").bind(wamid).fetch_all(&store.pool).await?;
+pub async fn current_status(store: &Store, wamid: &str) -> Result<Option<String>, StoreError> {
     let mut current: Option<StatusKind> = None;
-    for r in rows {
-        let next = StatusKind::parse(&r.try_get::<String, _>("status")?);
+    for next in messages::statuses_of(store, wamid).await? {
         if webhook::advances(current.as_ref(), &next) {
             current = Some(next);
         }

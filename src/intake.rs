@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::jobs::Engine;
-use crate::store::{now_ms, Backend, Store, StoreError};
+use crate::store::{inbox, Backend, Store, StoreError};
 
 pub const INBOX_PROCESS: &str = "inbox.process";
 
@@ -85,27 +85,5 @@ impl Intake {
 /// One statement: a multi-row INSERT of the batch's inbox rows. The `inbox_enqueue` trigger adds each row's
 /// processing job inside the same statement, so the batch commits atomically in one round trip.
 async fn commit(store: &Store, batch: &[Pending]) -> Result<(), StoreError> {
-    let mut sql = String::with_capacity(64 + batch.len() * 24);
-    sql.push_str("INSERT INTO inbox (source, app_id, body, received_at) VALUES ");
-    for i in 0..batch.len() {
-        if i > 0 {
-            sql.push(',');
-        }
-        let b = 2 + i * 2;
-        sql.push_str(&format!("('meta', ${}, ${}, $1)", b, b + 1));
-    }
-    if let Some(writer) = &store.sqlite_writer {
-        let mut q = sqlx::query::<sqlx::Sqlite>(&sql).bind(now_ms());
-        for p in batch {
-            q = q.bind(p.app_id).bind(&p.body[..]);
-        }
-        q.execute(writer).await?;
-    } else {
-        let mut q = sqlx::query(&sql).bind(now_ms());
-        for p in batch {
-            q = q.bind(p.app_id).bind(&p.body[..]);
-        }
-        q.execute(&store.pool).await?;
-    }
-    Ok(())
+    inbox::insert_batch(store, batch, |p| (p.app_id, &p.body[..])).await
 }

@@ -4,12 +4,15 @@
 //! do not (`variant_problem`, shown by the admin API).
 
 use serde_json::{json, Value};
-use sqlx::{Any, Row};
+use sqlx::Any;
 
 use crate::bridge::template::TemplateDef;
 use crate::jobs::{Job, JobError};
 use crate::meta::graph;
+use crate::store::templates::{self as stored, Synced};
 use crate::store::{now_ms, Store, StoreError};
+
+pub use crate::store::templates::TemplateView;
 
 pub const SYNC: &str = "templates.sync";
 
@@ -42,7 +45,7 @@ pub async fn run(store: Store, graph: graph::Client, job: Job) -> Result<(), Job
         .and_then(|v| v["waba_id"].as_i64())
         .ok_or_else(|| JobError::Permanent("payload names no waba_id".into()))?;
     let Some(waba) = store.get_waba(waba_id).await? else { return Ok(()) };
-    let token = crate::crm::reply::token_for(&store, waba_id).await?;
+    let token = store.graph_token(waba_id).await?;
     let list = graph.list_templates(&waba.waba_id, &token).await.map_err(|e| match e {
         graph::Error::Graph(g) if g.http_status < 500 && g.code != 4 && g.code != 80007 => {
             JobError::Permanent(format!("template sync: {g}"))
@@ -52,34 +55,19 @@ pub async fn run(store: Store, graph: graph::Client, job: Job) -> Result<(), Job
     let defs: Vec<TemplateDef> = list.iter().filter_map(def_of).collect();
     let problems = crate::bridge::variants::variant_problems(&defs);
     let now = now_ms();
-    let mut tx = store.begin_write().await?;
-    sqlx::query("DELETE FROM templates WHERE waba_id = $1").bind(waba_id).execute(&mut *tx).await?;
-    for (t, raw) in defs.iter().zip(list.iter().filter(|v| def_of(v).is_some())) {
-        let problem = problems.iter().find(|(n, l, _)| n == &t.name && l == &t.language).map(|(_, _, p)| p.clone());
-        sqlx::query(
-            "INSERT INTO templates (waba_id, template_id, name, language, category, status, components, \
-             parameter_format, variant_problem, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (waba_id, name, language) DO NOTHING",
-        )
-        .bind(waba_id)
-        .bind(raw["id"].as_str().map(String::from).or_else(|| raw["id"].as_i64().map(|i| i.to_string())))
-        .bind(&t.name)
-        .bind(&t.language)
-        .bind(&t.category)
-        .bind(&t.status)
-        .bind(t.components.to_string())
-        .bind(&t.parameter_format)
-        .bind(problem)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query("UPDATE wabas SET templates_synced_at = $2 WHERE id = $1")
-        .bind(waba_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let synced: Vec<Synced> = defs
+        .iter()
+        .zip(list.iter().filter(|v| def_of(v).is_some()))
+        .map(|(t, raw)| Synced {
+            def: t,
+            template_id: raw["id"].as_str().map(String::from).or_else(|| raw["id"].as_i64().map(|i| i.to_string())),
+            variant_problem: problems
+                .iter()
+                .find(|(n, l, _)| n == &t.name && l == &t.language)
+                .map(|(_, _, p)| p.clone()),
+        })
+        .collect();
+    stored::replace(&store, waba_id, &synced, now).await?;
     if !problems.is_empty() {
         tracing::warn!(
             waba = waba_id,
@@ -104,57 +92,10 @@ fn def_of(v: &Value) -> Option<TemplateDef> {
 
 /// The synced templates of a WABA.
 pub async fn load(store: &Store, waba_id: i64) -> Result<Vec<TemplateDef>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT name, language, status, category, components, parameter_format FROM templates \
-         WHERE waba_id = $1 ORDER BY name, language",
-    )
-    .bind(waba_id)
-    .fetch_all(&store.pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TemplateDef {
-                name: r.try_get("name")?,
-                language: r.try_get("language")?,
-                status: r.try_get("status")?,
-                category: r.try_get("category")?,
-                components: r
-                    .try_get::<Option<String>, _>("components")?
-                    .and_then(|c| serde_json::from_str(&c).ok())
-                    .unwrap_or_else(|| json!([])),
-                parameter_format: r.try_get("parameter_format")?,
-            })
-        })
-        .collect()
+    stored::load(store, waba_id).await
 }
 
-/// A synced template as the admin API shows it.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct TemplateView {
-    pub name: String,
-    pub language: String,
-    pub status: String,
-    pub category: Option<String>,
-    /// Set when this language variant's parameters differ from the template's other languages.
-    pub variant_problem: Option<String>,
-}
-
+/// The synced templates of a WABA as the admin API shows them.
 pub async fn list_views(store: &Store, waba_id: i64) -> Result<Vec<TemplateView>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT name, language, status, category, variant_problem FROM templates WHERE waba_id = $1 ORDER BY name, language",
-    )
-    .bind(waba_id)
-    .fetch_all(&store.pool)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TemplateView {
-                name: r.try_get("name")?,
-                language: r.try_get("language")?,
-                status: r.try_get("status")?,
-                category: r.try_get("category")?,
-                variant_problem: r.try_get("variant_problem")?,
-            })
-        })
-        .collect()
+    stored::list_views(store, waba_id).await
 }

@@ -1314,12 +1314,7 @@ mod tests {
     async fn inactive_portals_are_refused() {
         let s = setup(TestStore::sqlite().await).await;
         let id = s.portal("m1", "acc-0", false, "ref-0", 3_600_000).await;
-        sqlx::query("UPDATE portals SET active = $2 WHERE id = $1")
-            .bind(id)
-            .bind(false)
-            .execute(&s.t.store.pool)
-            .await
-            .unwrap();
+        s.t.store.uninstall_portal(id).await.unwrap();
         let client = Client::new(s.t.store.clone(), options(&s.base));
         assert!(matches!(client.call(id, "echo", &json!({})).await, Err(Error::PortalInactive)));
         s.t.drop_db().await;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::activation::{self, CallingInput, CallingSettings, Difference};
 use crate::meta::graph::{self, GraphError};
 use crate::registry::{self, CallingErrorView, RegistryError};
-use crate::store::registry::Phone;
+use crate::store::registry::{GraphTokenError, Phone};
 use crate::store::{now_ms, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,12 +77,14 @@ pub struct CallingStatus {
 
 /// The access token for this phone's Graph calls: the WABA's override, else the app's default token.
 pub async fn token_for(store: &Store, phone: &Phone) -> Result<String, CallingError> {
-    let waba = registry::get_waba(store, phone.waba_id).await?;
-    if let Some(t) = waba.access_token {
-        return Ok(t);
-    }
-    let app = registry::get_app(store, waba.app_id).await?;
-    app.access_token.ok_or(CallingError::NoToken { phone: phone.id, waba: waba.id, app: app.id })
+    let gone =
+        |what: &'static str, id: i64| CallingError::Registry(RegistryError::NotFound { what, id: id.to_string() });
+    store.graph_token(phone.waba_id).await.map_err(|e| match e {
+        GraphTokenError::WabaGone(waba) => gone("WABA", waba),
+        GraphTokenError::AppGone { app, .. } => gone("app", app),
+        GraphTokenError::NoToken { waba, app } => CallingError::NoToken { phone: phone.id, waba, app },
+        GraphTokenError::Store(e) => e.into(),
+    })
 }
 
 fn clear_error(p: &mut Phone) {

@@ -11,7 +11,8 @@ use super::{id_text, set_connector, Bridge};
 use crate::bitrix::client::Error as BitrixError;
 use crate::jobs::{Job, JobError};
 use crate::phone::digits;
-use crate::store::{now_ms, StoreError};
+use crate::store::phones::{self, ConnectorStatus};
+use crate::store::StoreError;
 
 /// The events a line needs (bitrix24.md §2.8).
 pub const EVENTS: [&str; 3] = ["OnImConnectorMessageAdd", "OnImConnectorLineDelete", "OnImConnectorStatusDelete"];
@@ -32,30 +33,22 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     let Some(portal_id) = phone.portal_id else { return Ok(()) };
     let Some(portal) = b.store.get_portal(portal_id).await? else { return Ok(()) };
     if !portal.active {
-        set_connector(&b.store, phone_id, "error", Some("the portal uninstalled the app")).await?;
+        set_connector(&b.store, phone_id, ConnectorStatus::Error, Some("the portal uninstalled the app")).await?;
         return Ok(());
     }
     match bind(&b, portal_id, &phone.number).await {
         Ok(line) => {
-            sqlx::query(
-                "UPDATE phones SET line_id = $2, connector_status = 'ok', connector_error = NULL, updated_at = $3 \
-                 WHERE id = $1",
-            )
-            .bind(phone_id)
-            .bind(&line)
-            .bind(now_ms())
-            .execute(&b.store.pool)
-            .await?;
+            phones::set_line_ready(&b.store, phone_id, &line).await?;
             tracing::info!(phone = phone_id, portal = portal_id, line = %line, "contact-centre line ready");
             crate::templates::request_sync(&b.store, phone.waba_id).await?;
             Ok(())
         }
         Err(e) if e.is_retryable() && job.attempts < job.max_attempts => {
-            set_connector(&b.store, phone_id, "pending", Some(&e.to_string())).await?;
+            set_connector(&b.store, phone_id, ConnectorStatus::Pending, Some(&e.to_string())).await?;
             Err(e.into())
         }
         Err(e) => {
-            set_connector(&b.store, phone_id, "error", Some(&e.to_string())).await?;
+            set_connector(&b.store, phone_id, ConnectorStatus::Error, Some(&e.to_string())).await?;
             tracing::warn!(phone = phone_id, portal = portal_id, error = %e, "binding the line failed");
             Ok(())
         }
@@ -149,29 +142,17 @@ fn api_error(step: &str, code: &str, description: &str) -> BitrixError {
     BitrixError::Api { http: 200, code: code.to_string(), description: format!("{step}: {description}") }
 }
 
-/// The portal told us a line was deleted (`line_deleted`) or our connector was switched off on it (`disabled`):
+/// The portal told us a line was deleted (`LineDeleted`) or our connector was switched off on it (`Disabled`):
 /// every phone on that line shows it until bound again. Returns how many phones it concerned.
 pub async fn line_lost(
     store: &crate::store::Store,
     portal_id: i64,
     line: &str,
-    status: &str,
+    status: ConnectorStatus,
 ) -> Result<u64, StoreError> {
     let why = match status {
-        "line_deleted" => "the open line was deleted in the portal; bind the phone again to recreate it",
+        ConnectorStatus::LineDeleted => "the open line was deleted in the portal; bind the phone again to recreate it",
         _ => "the connector was switched off on the line in the portal; bind the phone again to switch it on",
     };
-    let n = sqlx::query(
-        "UPDATE phones SET connector_status = $3, connector_error = $4, updated_at = $5 \
-         WHERE portal_id = $1 AND line_id = $2",
-    )
-    .bind(portal_id)
-    .bind(line)
-    .bind(status)
-    .bind(why)
-    .bind(now_ms())
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    Ok(n)
+    phones::set_line_status(store, portal_id, line, status, why).await
 }

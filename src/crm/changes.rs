@@ -10,14 +10,13 @@
 //! webhook, or its delivery still retrying) is not delivered at all ([`revoked`]).
 
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::deliver::refusal;
 use super::Bridge;
 use crate::bridge::render;
 use crate::jobs::JobError;
 use crate::meta::webhook::{self, Content};
-use crate::store::now_ms;
+use crate::store::messages;
 use crate::store::registry::Phone;
 
 /// The change of one stored message (the edit or revoke) to make in the portal.
@@ -40,26 +39,18 @@ struct Delivered {
 }
 
 async fn delivered(b: &Bridge, c: &Change<'_>, wamid: &str) -> Result<Option<Delivered>, JobError> {
-    let row = sqlx::query(
-        "SELECT crm_chat_id, crm_message_id, raw, contact_id FROM messages \
-         WHERE wamid = $1 AND phone_id = $2 AND direction = 'in'",
-    )
-    .bind(wamid)
-    .bind(c.phone.id)
-    .fetch_optional(&b.store.pool)
-    .await?;
-    let Some(row) = row else { return Ok(None) };
+    let Some(row) = messages::inbound_in_crm(&b.store, c.phone.id, wamid).await? else { return Ok(None) };
     // Only the customer's own messages, and only those the portal has.
-    if row.try_get::<Option<i64>, _>("contact_id")? != c.contact_id {
+    if row.contact_id != c.contact_id {
         return Ok(None);
     }
-    let Some(crm_message_id) = row.try_get::<Option<String>, _>("crm_message_id")? else { return Ok(None) };
+    let Some(crm_message_id) = row.crm_message_id else { return Ok(None) };
     let content = row
-        .try_get::<Option<String>, _>("raw")?
+        .raw
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
         .and_then(|v| webhook::parse_message(v).ok())
         .map(|m| m.content);
-    Ok(Some(Delivered { chat_id: row.try_get("crm_chat_id")?, crm_message_id, content }))
+    Ok(Some(Delivered { chat_id: row.crm_chat_id, crm_message_id, content }))
 }
 
 /// Calls `method` for one message; `Ok(false)` when the portal did not take it (e.g. it no longer has it).
@@ -82,13 +73,7 @@ async fn call(b: &Bridge, c: &Change<'_>, method: &str, message: Value) -> Resul
 /// The edit or revoke is done: recorded as delivered (against the original's portal message), so a rerun of
 /// the job does nothing.
 async fn mark_done(b: &Bridge, c: &Change<'_>, original: &Delivered) -> Result<(), JobError> {
-    sqlx::query("UPDATE messages SET crm_chat_id = $2, crm_message_id = $3, updated_at = $4 WHERE id = $1")
-        .bind(c.message_id)
-        .bind(&original.chat_id)
-        .bind(&original.crm_message_id)
-        .bind(now_ms())
-        .execute(&b.store.pool)
-        .await?;
+    messages::set_crm_ids(&b.store, c.message_id, original.chat_id.as_deref(), &original.crm_message_id).await?;
     Ok(())
 }
 
@@ -123,13 +108,7 @@ pub async fn edit(b: &Bridge, c: &Change<'_>, original: &str, new: &Content) -> 
         other => other.media().and_then(|m| m.caption.clone()),
     };
     if let Some(body) = plain {
-        sqlx::query("UPDATE messages SET body = $3, updated_at = $4 WHERE wamid = $1 AND phone_id = $2")
-            .bind(original)
-            .bind(c.phone.id)
-            .bind(body)
-            .bind(now_ms())
-            .execute(&b.store.pool)
-            .await?;
+        messages::set_body(&b.store, c.phone.id, original, &body).await?;
     }
     mark_done(b, c, &d).await?;
     Ok(true)
@@ -148,15 +127,7 @@ pub async fn revoke(b: &Bridge, c: &Change<'_>, original: &str) -> Result<bool, 
 /// True when the customer deleted `wamid` (a stored revoke of this customer names it): a message not yet in
 /// the portal is then not delivered at all.
 pub async fn revoked(b: &Bridge, c: &Change<'_>, wamid: &str) -> Result<bool, JobError> {
-    let rows = sqlx::query(
-        "SELECT raw FROM messages WHERE phone_id = $1 AND contact_id = $2 AND msg_type = 'revoke' AND direction = 'in'",
-    )
-    .bind(c.phone.id)
-    .bind(c.contact_id)
-    .fetch_all(&b.store.pool)
-    .await?;
-    for r in rows {
-        let raw: Option<String> = r.try_get("raw")?;
+    for raw in messages::revokes_of(&b.store, c.phone.id, c.contact_id).await? {
         let names = raw
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             .is_some_and(|v| v["revoke"]["original_message_id"].as_str() == Some(wamid));

@@ -6,15 +6,15 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::{changes, id_text, media, set_connector, Bridge, BIND};
 use crate::bitrix::client::Error as BitrixError;
 use crate::bridge::render;
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook;
+use crate::store::phones::ConnectorStatus;
 use crate::store::registry::Phone;
-use crate::store::{now_ms, StoreError};
+use crate::store::{crm_chats, inbox, messages, now_ms, sends, StoreError};
 
 /// Why the portal did not take one message of `imconnector.send.messages`, from its item in `DATA.RESULT`
 /// (bitrix24.md §2.5: each item has its own `SUCCESS` and `ERRORS`): `None` when it took it. An item that is
@@ -53,44 +53,31 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         .ok()
         .and_then(|v| v["message_id"].as_i64())
         .ok_or_else(|| JobError::Permanent("payload names no message_id".into()))?;
-    let row = sqlx::query(
-        "SELECT m.wamid, m.phone_id, m.contact_id, m.arrival, m.crm_attempt_at, m.raw, m.context_wamid, \
-         m.crm_message_id, m.sent_at, \
-         c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
-         WHERE m.id = $1",
-    )
-    .bind(message_id)
-    .fetch_optional(&b.store.pool)
-    .await?
-    .ok_or_else(|| JobError::Permanent(format!("message {message_id} is gone")))?;
-    if row.try_get::<Option<String>, _>("crm_message_id")?.is_some() {
+    let row = messages::for_delivery(&b.store, message_id)
+        .await?
+        .ok_or_else(|| JobError::Permanent(format!("message {message_id} is gone")))?;
+    if row.crm_message_id.is_some() {
         return Ok(()); // already in the portal
     }
-    let wamid: String = row.try_get("wamid")?;
-    let phone_id: i64 = row.try_get("phone_id")?;
+    let wamid = row.wamid.clone();
+    let phone_id = row.phone_id;
     let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
     let Some(portal_id) = phone.portal_id else { return Ok(()) };
     let portal = b.store.get_portal(portal_id).await?;
     if !portal.as_ref().is_some_and(|p| p.active) {
         return Ok(()); // uninstalled: traffic for this portal stops
     }
-    let (Some(line), Some("ok")) = (phone.line_id.clone(), phone.connector_status.as_deref()) else {
+    let (Some(line), Some(ConnectorStatus::Ok)) =
+        (phone.line_id.clone(), phone.connector_status.as_deref().and_then(ConnectorStatus::parse))
+    else {
         return Err(JobError::retry("the phone's contact-centre line is not ready yet"));
     };
     // One customer's messages reach the chat in the order they arrived: wait while an earlier webhook of the
     // app is not processed yet (it may hold an earlier message of this chat), then while an earlier message of
     // the chat is still on its way (its job is before this one in the chat's order).
-    if let Some(arrival) = row.try_get::<Option<i64>, _>("arrival")? {
+    if let Some(arrival) = row.arrival {
         let inbox_id = arrival / crate::inbound::ARRIVAL_SLOTS;
-        let earlier = sqlx::query(
-            "SELECT 1 AS one FROM inbox i JOIN inbox me ON me.id = $1 WHERE i.app_id = me.app_id AND i.id < me.id \
-             AND i.processed_at IS NULL AND i.received_at > $2 LIMIT 1",
-        )
-        .bind(inbox_id)
-        .bind(now_ms() - UNPROCESSED_HOLD_MS)
-        .fetch_optional(&b.store.pool)
-        .await?;
-        if earlier.is_some() {
+        if inbox::earlier_unprocessed(&b.store, inbox_id, now_ms() - UNPROCESSED_HOLD_MS).await? {
             return Err(JobError::Defer {
                 message: "an earlier webhook is not processed yet".into(),
                 after: std::time::Duration::from_millis(50),
@@ -103,32 +90,27 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
             after: std::time::Duration::from_millis(200),
         });
     }
-    let Some(key) = row.try_get::<Option<String>, _>("contact_key")? else {
+    let Some(key) = row.contact_key.clone() else {
         return Err(JobError::Permanent("the message has no sender to show".into()));
     };
-    let raw: Option<String> = row.try_get("raw")?;
-    let parsed = raw
+    let parsed = row
+        .raw
+        .clone()
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
         .and_then(|v| webhook::parse_message(v).ok())
         .ok_or_else(|| JobError::Permanent("the stored message cannot be read".into()))?;
     // A reply quotes the message it answers; a reaction names the message it reacts to.
     let quoted_wamid = match &parsed.content {
         webhook::Content::Reaction { message_id, .. } => Some(message_id.clone()),
-        _ => row.try_get::<Option<String>, _>("context_wamid")?,
+        _ => row.context_wamid.clone(),
     };
     let quoted = match quoted_wamid {
         Some(q) => quoted_text(&b, &q).await?,
         None => None,
     };
     // An edit or a deletion of a message the portal has changes that message; otherwise it is posted as a line.
-    let change = changes::Change {
-        message_id,
-        phone: &phone,
-        contact_id: row.try_get("contact_id")?,
-        portal_id,
-        line: &line,
-        key: &key,
-    };
+    let change =
+        changes::Change { message_id, phone: &phone, contact_id: row.contact_id, portal_id, line: &line, key: &key };
     if changes::revoked(&b, &change, &wamid).await? {
         return Ok(()); // deleted by the customer before it reached the portal: never shown
     }
@@ -144,9 +126,9 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     }
     let text = render::crm_text(&parsed, quoted.as_deref());
     let files = files_for(&b, &phone, &parsed.content).await?;
-    let wa_id: Option<String> = row.try_get("wa_id")?;
+    let wa_id = row.wa_id.clone();
     let mut user = json!({"id": key, "skip_phone_validate": "Y"});
-    let profile: Option<String> = row.try_get("profile_name")?;
+    let profile = row.profile_name.clone();
     let names = profile.as_deref().map(crm_names).unwrap_or_default();
     if let Some(first) = &names.0 {
         user["name"] = json!(first);
@@ -157,7 +139,7 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     if let Some(w) = &wa_id {
         user["phone"] = json!(format!("+{w}"));
     }
-    let mut message = json!({"id": wamid, "date": parsed.timestamp.max(row.try_get::<i64, _>("sent_at")? / 1000)});
+    let mut message = json!({"id": wamid, "date": parsed.timestamp.max(row.sent_at / 1000)});
     if !text.is_empty() || files.is_empty() {
         message["text"] = json!(text);
     }
@@ -177,7 +159,7 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     }
     // An earlier attempt may have reached the portal (the process died, or the answer was lost): ask the portal
     // before sending again, since it does not deduplicate by `message.id`.
-    if row.try_get::<Option<i64>, _>("crm_attempt_at")?.is_some() {
+    if row.crm_attempt_at.is_some() {
         match already_in_portal(&b, portal_id, phone_id, &key, &wamid).await {
             Recheck::Found { message, chat_id, session_id } => {
                 b.metrics.crm_deliveries_rechecked.get_or_create(&outcome("already_there")).inc();
@@ -190,10 +172,7 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
             }
             Recheck::CannotTell(why) => {
                 b.metrics.crm_deliveries_rechecked.get_or_create(&outcome("could_not_tell")).inc();
-                sqlx::query("UPDATE messages SET crm_resent_uncertain = crm_resent_uncertain + 1 WHERE id = $1")
-                    .bind(message_id)
-                    .execute(&b.store.pool)
-                    .await?;
+                messages::count_crm_resent_uncertain(&b.store, message_id).await?;
                 tracing::warn!(job = job.id, portal = portal_id, reason = %why,
                     "an earlier delivery may have reached the portal and the portal cannot tell; sending it again");
             }
@@ -215,7 +194,8 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
             if let BitrixError::Api { code, description, .. } = &e {
                 if code == "NOT_ACTIVE_LINE" {
                     // The line or the connector on it went away: show it and bind again.
-                    set_connector(&b.store, phone_id, "error", Some(&format!("{code}: {description}"))).await?;
+                    set_connector(&b.store, phone_id, ConnectorStatus::Error, Some(&format!("{code}: {description}")))
+                        .await?;
                     crate::jobs::enqueue_on(&b.store.pool, BIND, &json!({"phone_id": phone_id}), None, 12, now_ms())
                         .await?;
                     return Err(JobError::retry("the portal says the line is not active; binding it again"));
@@ -258,12 +238,7 @@ fn may_have_reached(e: &BitrixError) -> bool {
 }
 
 async fn set_attempt(b: &Bridge, message_id: i64, at: Option<i64>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE messages SET crm_attempt_at = $2 WHERE id = $1")
-        .bind(message_id)
-        .bind(at)
-        .execute(&b.store.pool)
-        .await?;
-    Ok(())
+    messages::set_crm_attempt(&b.store, message_id, at).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -278,31 +253,9 @@ async fn record_delivered(
     session_id: Option<String>,
     crm_message: &str,
 ) -> Result<(), StoreError> {
-    let now = now_ms();
     let mut tx = b.store.begin_write().await?;
-    sqlx::query("UPDATE messages SET crm_chat_id = $2, crm_message_id = $3, updated_at = $4 WHERE id = $1")
-        .bind(message_id)
-        .bind(&chat_id)
-        .bind(crm_message)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO crm_chats (phone_id, contact_key, portal_id, line_id, chat_id, session_id, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone_id, contact_key) DO UPDATE SET \
-         portal_id = excluded.portal_id, line_id = excluded.line_id, \
-         chat_id = COALESCE(excluded.chat_id, crm_chats.chat_id), \
-         session_id = COALESCE(excluded.session_id, crm_chats.session_id), updated_at = excluded.updated_at",
-    )
-    .bind(phone_id)
-    .bind(key)
-    .bind(portal_id)
-    .bind(line)
-    .bind(&chat_id)
-    .bind(&session_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    messages::set_crm_ids_on(&mut *tx, message_id, chat_id.as_deref(), crm_message).await?;
+    crm_chats::upsert_on(&mut tx, phone_id, key, portal_id, line, chat_id.as_deref(), session_id.as_deref()).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -323,17 +276,12 @@ pub enum Recheck {
 /// chat is known once an earlier message of the customer reached it; the session we know is looked at first,
 /// then the chat's latest (our message may have opened a new session).
 async fn already_in_portal(b: &Bridge, portal_id: i64, phone_id: i64, key: &str, wamid: &str) -> Recheck {
-    let chat = match sqlx::query("SELECT chat_id, session_id FROM crm_chats WHERE phone_id = $1 AND contact_key = $2")
-        .bind(phone_id)
-        .bind(key)
-        .fetch_optional(&b.store.pool)
-        .await
-    {
-        Ok(Some(r)) => (r.try_get::<Option<String>, _>("chat_id"), r.try_get::<Option<String>, _>("session_id")),
+    let chat = match crm_chats::get(&b.store, phone_id, key).await {
+        Ok(Some(c)) => c,
         Ok(None) => return Recheck::CannotTell("no chat of this customer is known yet".into()),
         Err(e) => return Recheck::CannotTell(e.to_string()),
     };
-    let (Ok(Some(chat_id)), Ok(session_id)) = chat else {
+    let crm_chats::CrmChat { chat_id: Some(chat_id), session_id } = chat else {
         return Recheck::CannotTell("no chat of this customer is known yet".into());
     };
     let mut asks = Vec::new();
@@ -381,7 +329,7 @@ pub async fn files_for(b: &Bridge, phone: &Phone, content: &webhook::Content) ->
     if let Some((m, kind)) = render::media_of(content) {
         let name = m.filename.clone().unwrap_or_else(|| default_name(&m.id, kind.as_str(), m.mime_type.as_deref()));
         if !phone.file_proxy {
-            let token = super::reply::token_for(&b.store, phone.waba_id).await?;
+            let token = b.store.graph_token(phone.waba_id).await?;
             media::keep_local(b, phone, &token, &m.id, &name)
                 .await
                 .map_err(|e| JobError::retry(format!("downloading the media from Meta: {e}")))?;
@@ -393,28 +341,13 @@ pub async fn files_for(b: &Bridge, phone: &Phone, content: &webhook::Content) ->
 }
 
 async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT body, msg_type FROM messages WHERE wamid = $1")
-        .bind(wamid)
-        .fetch_optional(&b.store.pool)
-        .await?;
-    Ok(match row {
-        Some(r) => Some(
-            r.try_get::<Option<String>, _>("body")?
-                .unwrap_or_else(|| format!("[{}]", r.try_get::<String, _>("msg_type").unwrap_or_default())),
-        ),
-        None => {
-            // A message we sent: its text is in the send's request.
-            let r = sqlx::query("SELECT request FROM outbound WHERE wamid = $1")
-                .bind(wamid)
-                .fetch_optional(&b.store.pool)
-                .await?;
-            r.and_then(|r| r.try_get::<String, _>("request").ok())
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .map(|v| match v["text"]["body"].as_str() {
-                    Some(t) => t.to_string(),
-                    None => format!("[{}]", v["type"].as_str().unwrap_or("message")),
-                })
-        }
+    Ok(match messages::quoted(&b.store, wamid).await? {
+        Some(q) => Some(q.body.unwrap_or_else(|| format!("[{}]", q.msg_type))),
+        // A message we sent: its text is in the send's request.
+        None => sends::request_by_wamid(&b.store, wamid).await?.map(|v| match v["text"]["body"].as_str() {
+            Some(t) => t.to_string(),
+            None => format!("[{}]", v["type"].as_str().unwrap_or("message")),
+        }),
     })
 }
 
@@ -500,18 +433,10 @@ pub async fn enqueue_on(
     phone_id: i64,
     wamid: &str,
 ) -> Result<(), StoreError> {
-    let row = sqlx::query(
-        "SELECT m.id, m.contact_id, m.arrival FROM messages m JOIN phones p ON p.id = m.phone_id \
-         JOIN portals o ON o.id = p.portal_id WHERE m.wamid = $1 AND p.id = $2",
-    )
-    .bind(wamid)
-    .bind(phone_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(r) = row {
-        let id: i64 = r.try_get("id")?;
-        let key = order_key(phone_id, r.try_get("contact_id")?, id);
-        let order = crate::jobs::Order { key: &key, seq: r.try_get("arrival")? };
+    if let Some(m) = messages::deliverable_on(tx, phone_id, wamid).await? {
+        let id = m.id;
+        let key = order_key(phone_id, m.contact_id, id);
+        let order = crate::jobs::Order { key: &key, seq: m.arrival };
         crate::jobs::enqueue_ordered_on(&mut **tx, super::DELIVER, &json!({"message_id": id}), order, 24, now_ms())
             .await?;
     }

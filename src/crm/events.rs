@@ -3,11 +3,11 @@
 //! constant time, and turned into committed work before it is acknowledged.
 
 use serde_json::{json, Value};
-use sqlx::Row;
 use subtle::ConstantTimeEq;
 
+use crate::store::phones::{self, ConnectorStatus};
 use crate::store::registry::Portal;
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{contacts, now_ms, portals, sends, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -131,11 +131,7 @@ pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), Even
     } else {
         store.update_portal(&p).await?;
     }
-    sqlx::query("UPDATE portals SET scope = $2, last_error = NULL WHERE id = $1")
-        .bind(p.id)
-        .bind(text(&a["scope"]))
-        .execute(&store.pool)
-        .await?;
+    store.set_portal_scope(p.id, text(&a["scope"]).as_deref()).await?;
     tracing::info!(portal = p.id, new, "Bitrix24 portal installed");
     Ok((p, new))
 }
@@ -184,12 +180,7 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value
     }
     match name.as_str() {
         "ONAPPUNINSTALL" => {
-            sqlx::query("UPDATE portals SET active = $2, uninstalled_at = $3, updated_at = $3 WHERE id = $1")
-                .bind(portal.id)
-                .bind(false)
-                .bind(now_ms())
-                .execute(&store.pool)
-                .await?;
+            store.uninstall_portal(portal.id).await?;
             tracing::info!(portal = portal.id, "Bitrix24 portal uninstalled the app; its traffic stops");
             Ok(Handled::Noted)
         }
@@ -213,17 +204,7 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value
                     EventError::Unprocessable("a message lacks im[chat_id], im[message_id] or chat[id]".into())
                 })?;
                 let key = format!("msgadd:{}:{}:{}", portal.id, reply.im_chat_id, reply.im_message_id);
-                let new = sqlx::query(
-                    "INSERT INTO portal_events (dedup_key, portal_id, received_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (dedup_key) DO NOTHING",
-                )
-                .bind(&key)
-                .bind(portal.id)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if new == 1 {
+                if portals::accept_event_on(&mut tx, &key, portal.id).await? {
                     let payload = serde_json::to_value(&reply).unwrap_or(Value::Null);
                     // One chat's replies take effect in the operator's order, whatever runs them (reply::run).
                     let order = super::reply::order_key(portal.id, &reply);
@@ -238,21 +219,16 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value
         "ONIMCONNECTORLINEDELETE" => {
             let line = text(data).or_else(|| text(&data["LINE"])).or_else(|| text(&data["line"]));
             if let Some(line) = line {
-                super::bind::line_lost(store, portal.id, &line, "line_deleted").await?;
+                super::bind::line_lost(store, portal.id, &line, ConnectorStatus::LineDeleted).await?;
             }
             Ok(Handled::Noted)
         }
         "ONIMCONNECTORSTATUSDELETE" => {
             let line = text(&data["line"]).or_else(|| text(&data["LINE"]));
             if let Some(line) = line {
-                let ours = sqlx::query("SELECT 1 AS one FROM phones WHERE portal_id = $1 AND line_id = $2")
-                    .bind(portal.id)
-                    .bind(&line)
-                    .fetch_optional(&store.pool)
-                    .await?
-                    .is_some();
+                let ours = phones::id_on_line(store, portal.id, &line).await?.is_some();
                 if ours && named.is_some() {
-                    super::bind::line_lost(store, portal.id, &line, "disabled").await?;
+                    super::bind::line_lost(store, portal.id, &line, ConnectorStatus::Disabled).await?;
                 }
             }
             Ok(Handled::Noted)
@@ -267,13 +243,9 @@ pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Op
     if !portal.active {
         return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
     }
-    let row = sqlx::query("SELECT id FROM phones WHERE sms_code = $1 AND portal_id = $2")
-        .bind(code)
-        .bind(portal.id)
-        .fetch_optional(&b.store.pool)
+    let phone_id = phones::id_by_sms_code(&b.store, portal.id, code)
         .await?
         .ok_or_else(|| EventError::NotFound(format!("no SMS sender {code:?} is registered for this portal")))?;
-    let phone_id: i64 = row.try_get("id")?;
     let phone = b.store.get_phone(phone_id).await?.ok_or_else(|| EventError::NotFound("the phone is gone".into()))?;
     let message_id =
         text(&body["message_id"]).ok_or_else(|| EventError::Unprocessable("message_id is missing".into()))?;
@@ -305,28 +277,20 @@ pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Op
         }
         Err(reason) => {
             // Refused before Meta: recorded as a failed send, and the portal is told why.
-            let existing = sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1")
-                .bind(&key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let id = match existing {
-                Some(r) => r.try_get("id")?,
+            let id = match sends::id_by_idempotency_key_on(&mut tx, &key).await? {
+                Some(id) => id,
                 None => {
-                    let r = sqlx::query(
-                        "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, error_text, \
-                         idempotency_key, created_at, updated_at) VALUES ($1, $2, 'sms', $3, $4, 'failed', $5, $6, $7, $7) \
-                         RETURNING id",
+                    let request = json!({"message_body": text_body});
+                    let id = sends::insert_refused_sms_on(
+                        &mut tx,
+                        phone_id,
+                        &recipient,
+                        &origin_ref,
+                        &request,
+                        &reason,
+                        &key,
                     )
-                    .bind(phone_id)
-                    .bind(&recipient)
-                    .bind(origin_ref.to_string())
-                    .bind(json!({"message_body": text_body}).to_string())
-                    .bind(&reason)
-                    .bind(&key)
-                    .bind(now_ms())
-                    .fetch_one(&mut *tx)
                     .await?;
-                    let id: i64 = r.try_get("id")?;
                     crate::outbound::report_on(&mut *tx, "sms", id, "failed", Some(&reason)).await?;
                     id
                 }
@@ -355,16 +319,7 @@ async fn decide_sms(
             }
         }
         Ok(SmsBody::Text(t)) => {
-            let last = sqlx::query(
-                "SELECT last_inbound_at FROM contacts WHERE phone_id = $1 AND (contact_key = $2 OR wa_id = $2)",
-            )
-            .bind(phone.id)
-            .bind(recipient)
-            .fetch_optional(&store.pool)
-            .await?
-            .map(|r| r.try_get::<Option<i64>, _>("last_inbound_at"))
-            .transpose()?
-            .flatten();
+            let last = contacts::last_inbound(store, phone.id, recipient).await?;
             let now = now_ms();
             let w = crate::bridge::window::window(last, now);
             if matches!(w, crate::bridge::window::Window::Open { .. }) {

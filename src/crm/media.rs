@@ -5,9 +5,9 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sqlx::Row;
 
 use crate::meta::graph;
+use crate::store::media::{self as files, NewMediaFile};
 use crate::store::{now_ms, Store, StoreError};
 
 /// The string a link signs.
@@ -76,15 +76,8 @@ pub async fn keep_local(
 ) -> Result<(), MediaError> {
     let (store, graph, data_dir) = (&b.store, &b.graph, b.config.data_dir.as_path());
     let (phone_id, phone_number_id) = (phone.id, phone.phone_number_id.as_str());
-    let known = sqlx::query("SELECT path FROM media_files WHERE phone_id = $1 AND media_id = $2")
-        .bind(phone_id)
-        .bind(media_id)
-        .fetch_optional(&store.pool)
-        .await
-        .map_err(StoreError::from)?;
-    if let Some(r) = known {
-        let path: Option<String> = r.try_get("path").map_err(StoreError::from)?;
-        if path.is_some_and(|p| std::path::Path::new(&p).exists()) {
+    if let Some(known) = files::get(store, phone_id, media_id).await? {
+        if known.path.is_some_and(|p| std::path::Path::new(&p).exists()) {
             return Ok(());
         }
     }
@@ -98,21 +91,15 @@ pub async fn keep_local(
     let tmp = path.with_extension("part");
     tokio::fs::write(&tmp, &bytes).await?;
     tokio::fs::rename(&tmp, &path).await?;
-    sqlx::query(
-        "INSERT INTO media_files (media_id, phone_id, mime_type, file_name, path, size, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone_id, media_id) DO UPDATE SET path = excluded.path, \
-         size = excluded.size, mime_type = excluded.mime_type",
-    )
-    .bind(media_id)
-    .bind(phone_id)
-    .bind(info.mime_type)
-    .bind(file_name)
-    .bind(path.to_string_lossy().to_string())
-    .bind(bytes.len() as i64)
-    .bind(now_ms())
-    .execute(&store.pool)
-    .await
-    .map_err(StoreError::from)?;
+    let file = NewMediaFile {
+        media_id,
+        phone_id,
+        mime_type: info.mime_type,
+        file_name,
+        path: path.to_string_lossy().to_string(),
+        size: bytes.len() as i64,
+    };
+    files::put(store, &file).await?;
     Ok(())
 }
 
@@ -122,31 +109,16 @@ pub async fn local(
     phone_id: i64,
     media_id: &str,
 ) -> Result<Option<(Option<String>, String)>, StoreError> {
-    let row = sqlx::query("SELECT mime_type, path FROM media_files WHERE phone_id = $1 AND media_id = $2")
-        .bind(phone_id)
-        .bind(media_id)
-        .fetch_optional(&store.pool)
-        .await?;
-    Ok(match row {
-        Some(r) => r.try_get::<Option<String>, _>("path")?.map(|p| (r.try_get("mime_type").ok().flatten(), p)),
-        None => None,
-    })
+    Ok(files::get(store, phone_id, media_id).await?.and_then(|f| f.path.map(|p| (f.mime_type, p))))
 }
 
 /// Removes local copies older than `days`.
 pub async fn prune(store: &Store, days: u64) -> Result<u64, StoreError> {
     let cutoff = now_ms() - days as i64 * 86_400_000;
-    let rows = sqlx::query("SELECT phone_id, media_id, path FROM media_files WHERE created_at < $1")
-        .bind(cutoff)
-        .fetch_all(&store.pool)
-        .await?;
-    for r in &rows {
-        if let Ok(Some(p)) = r.try_get::<Option<String>, _>("path") {
-            let _ = tokio::fs::remove_file(p).await;
-        }
+    for p in files::paths_before(store, cutoff).await?.into_iter().flatten() {
+        let _ = tokio::fs::remove_file(p).await;
     }
-    let n = sqlx::query("DELETE FROM media_files WHERE created_at < $1").bind(cutoff).execute(&store.pool).await?;
-    Ok(n.rows_affected())
+    files::delete_before(store, cutoff).await
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::bitrix::client::{Client as Bitrix, ClientOptions};
 use crate::config::Config;
 use crate::jobs::{enqueue_on, Engine};
 use crate::meta::graph;
+use crate::store::phones::{self, ConnectorStatus};
 use crate::store::registry::Phone;
 use crate::store::{now_ms, Store, StoreError};
 
@@ -140,16 +141,10 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
     let now = now_ms();
     let portal_changed = before.map(|b| b.portal_id) != Some(after.portal_id);
     if after.portal_id.is_some() {
-        sqlx::query("UPDATE phones SET connector_status = 'pending', connector_error = NULL WHERE id = $1")
-            .bind(after.id)
-            .execute(&store.pool)
-            .await?;
+        phones::reset_connector(store, after.id, Some(ConnectorStatus::Pending)).await?;
         enqueue_on(&store.pool, BIND, &json!({"phone_id": after.id}), None, 12, now).await?;
     } else if portal_changed {
-        sqlx::query("UPDATE phones SET connector_status = NULL, connector_error = NULL WHERE id = $1")
-            .bind(after.id)
-            .execute(&store.pool)
-            .await?;
+        phones::reset_connector(store, after.id, None).await?;
     }
     // The SMS provider: registered while the flag is set and a portal is bound; removed otherwise.
     let was = before.is_some_and(|b| b.sms_service && b.portal_id.is_some());
@@ -158,10 +153,7 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
         let remove_from = before.and_then(|b| if portal_changed || !is { b.portal_id } else { None });
         let payload: Value = json!({"phone_id": after.id, "remove_from": remove_from, "register": is});
         if is {
-            sqlx::query("UPDATE phones SET sms_status = 'pending', sms_error = NULL WHERE id = $1")
-                .bind(after.id)
-                .execute(&store.pool)
-                .await?;
+            phones::reset_sms(store, after.id).await?;
         }
         enqueue_on(&store.pool, SMS_REGISTER, &payload, None, 12, now).await?;
     }
@@ -169,13 +161,11 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
 }
 
 /// The connector state shown on a phone.
-pub async fn set_connector(store: &Store, phone_id: i64, status: &str, error: Option<&str>) -> Result<(), StoreError> {
-    sqlx::query("UPDATE phones SET connector_status = $2, connector_error = $3, updated_at = $4 WHERE id = $1")
-        .bind(phone_id)
-        .bind(status)
-        .bind(error)
-        .bind(now_ms())
-        .execute(&store.pool)
-        .await?;
-    Ok(())
+pub async fn set_connector(
+    store: &Store,
+    phone_id: i64,
+    status: ConnectorStatus,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    phones::set_connector(store, phone_id, status, error).await
 }

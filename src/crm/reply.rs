@@ -10,23 +10,12 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::Row;
 
 use super::Bridge;
 use crate::bridge::{bbcode, command, media_kind, template, window};
 use crate::jobs::{Job, JobError};
 use crate::outbound::{self, NewSend, Origin};
-use crate::store::{now_ms, Store};
-
-/// The Graph token of a WABA: its own, else its app's.
-pub async fn token_for(store: &Store, waba_id: i64) -> Result<String, JobError> {
-    let waba = store.get_waba(waba_id).await?.ok_or_else(|| JobError::Permanent(format!("WABA {waba_id} is gone")))?;
-    if let Some(t) = waba.access_token {
-        return Ok(t);
-    }
-    let app = store.get_app(waba.app_id).await?.ok_or_else(|| JobError::Permanent("the WABA's app is gone".into()))?;
-    app.access_token.ok_or_else(|| JobError::Permanent("no access token is configured for this WABA or its app".into()))
-}
+use crate::store::{contacts, messages, now_ms, phones};
 
 /// One operator message as the event carried it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -71,27 +60,12 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
     if !portal.active {
         return Ok(());
     }
-    let phone = sqlx::query("SELECT id FROM phones WHERE portal_id = $1 AND line_id = $2")
-        .bind(r.portal_id)
-        .bind(&r.line)
-        .fetch_optional(&b.store.pool)
-        .await?;
-    let Some(phone_id) = phone.map(|p| p.try_get::<i64, _>("id")).transpose()? else {
+    let Some(phone_id) = phones::id_on_line(&b.store, r.portal_id, &r.line).await? else {
         return Err(JobError::Permanent(format!("no phone is bound to line {} of this portal", r.line)));
     };
     let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
-    let contact =
-        sqlx::query("SELECT id, wa_id, last_inbound_at FROM contacts WHERE phone_id = $1 AND contact_key = $2")
-            .bind(phone_id)
-            .bind(&r.chat_id)
-            .fetch_optional(&b.store.pool)
-            .await?;
-    let (contact_id, wa_id, last_inbound) = match contact {
-        Some(c) => (
-            Some(c.try_get::<i64, _>("id")?),
-            c.try_get::<Option<String>, _>("wa_id")?,
-            c.try_get::<Option<i64>, _>("last_inbound_at")?,
-        ),
+    let (contact_id, wa_id, last_inbound) = match contacts::find(&b.store, phone_id, &r.chat_id).await? {
+        Some(c) => (Some(c.id), c.wa_id, c.last_inbound_at),
         None => (None, None, None),
     };
     let recipient = wa_id.unwrap_or_else(|| r.chat_id.clone());
@@ -163,15 +137,7 @@ async fn latest_inbound(
     contact_id: Option<i64>,
 ) -> Result<Option<String>, JobError> {
     let Some(contact_id) = contact_id else { return Ok(None) };
-    let row = sqlx::query(
-        "SELECT wamid FROM messages WHERE phone_id = $1 AND contact_id = $2 AND direction = 'in' \
-         ORDER BY sent_at DESC, id DESC LIMIT 1",
-    )
-    .bind(phone_id)
-    .bind(contact_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    Ok(row.map(|r| r.try_get::<String, _>("wamid")).transpose()?)
+    Ok(messages::latest_inbound_on(tx, phone_id, contact_id).await?)
 }
 
 /// Tells the operator, in the chat, why their message did not go out.

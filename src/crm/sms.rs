@@ -11,7 +11,7 @@ use super::Bridge;
 use crate::bitrix::client::Error as BitrixError;
 use crate::jobs::{Job, JobError};
 use crate::phone::digits;
-use crate::store::now_ms;
+use crate::store::phones::{self, SmsStatus};
 
 pub fn code_for(number: &str) -> String {
     format!("wabridge_{}", digits(number))
@@ -30,7 +30,7 @@ pub async fn register_job(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
             Err(e) => return Err(e.into()),
         }
         if !p["register"].as_bool().unwrap_or(false) {
-            set(&b, phone_id, "removed", None, None).await?;
+            set(&b, phone_id, SmsStatus::Removed, None, None).await?;
         }
     }
     if !p["register"].as_bool().unwrap_or(false) {
@@ -49,26 +49,22 @@ pub async fn register_job(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
         other => other.map(|_| ()),
     };
     match result {
-        Ok(()) => set(&b, phone_id, "registered", Some(&code), None).await,
+        Ok(()) => set(&b, phone_id, SmsStatus::Registered, Some(&code), None).await,
         Err(e) if e.is_retryable() && job.attempts < job.max_attempts => {
-            set(&b, phone_id, "pending", None, Some(&e.to_string())).await?;
+            set(&b, phone_id, SmsStatus::Pending, None, Some(&e.to_string())).await?;
             Err(e.into())
         }
-        Err(e) => set(&b, phone_id, "error", None, Some(&e.to_string())).await,
+        Err(e) => set(&b, phone_id, SmsStatus::Error, None, Some(&e.to_string())).await,
     }
 }
 
-async fn set(b: &Bridge, phone_id: i64, status: &str, code: Option<&str>, error: Option<&str>) -> Result<(), JobError> {
-    sqlx::query("UPDATE phones SET sms_status = $2, sms_code = COALESCE($3, sms_code), sms_error = $4, updated_at = $5 WHERE id = $1")
-        .bind(phone_id)
-        .bind(status)
-        .bind(code)
-        .bind(error)
-        .bind(now_ms())
-        .execute(&b.store.pool)
-        .await?;
-    if status == "removed" {
-        sqlx::query("UPDATE phones SET sms_code = NULL WHERE id = $1").bind(phone_id).execute(&b.store.pool).await?;
-    }
+async fn set(
+    b: &Bridge,
+    phone_id: i64,
+    status: SmsStatus,
+    code: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), JobError> {
+    phones::set_sms(&b.store, phone_id, status, code, error).await?;
     Ok(())
 }

@@ -129,7 +129,9 @@ pub async fn media(
         return Err(ApiError::not_found("the media is not kept here (pruned, or never downloaded)"));
     }
     // file_proxy: stream from Meta on demand.
-    let token = crate::crm::reply::token_for(&s.store, phone.waba_id)
+    let token = s
+        .store
+        .graph_token(phone.waba_id)
         .await
         .map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "upstream", e.to_string()))?;
     let from = crate::channel::Number { id: &phone.phone_number_id, token: &token };

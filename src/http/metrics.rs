@@ -248,29 +248,18 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Gauges that describe shared state (all processes), read at scrape time.
-async fn refresh_from_store(state: &AppState) -> Result<(), sqlx::Error> {
-    use sqlx::Row;
+async fn refresh_from_store(state: &AppState) -> Result<(), crate::store::StoreError> {
+    use crate::store::sends;
     let m = &state.metrics;
     for st in ["queued", "unknown"] {
         m.sends_pending.get_or_create(&StateLabels { state: st.into() }).set(0);
     }
-    let rows =
-        sqlx::query("SELECT state, COUNT(*) AS n FROM outbound WHERE state IN ('queued', 'unknown') GROUP BY state")
-            .fetch_all(&state.store.pool)
-            .await?;
-    for r in rows {
-        let st: String = r.try_get("state")?;
-        m.sends_pending.get_or_create(&StateLabels { state: st }).set(r.try_get::<i64, _>("n")?);
+    for (st, n) in sends::pending_by_state(&state.store).await? {
+        m.sends_pending.get_or_create(&StateLabels { state: st }).set(n);
     }
-    let paused = sqlx::query("SELECT COUNT(*) AS n FROM wabas WHERE sends_paused_at IS NOT NULL")
-        .fetch_one(&state.store.pool)
-        .await?;
-    m.wabas_sends_paused.set(paused.try_get::<i64, _>("n")?);
+    m.wabas_sends_paused.set(sends::wabas_paused(&state.store).await?);
     let day_ago = crate::store::now_ms() - 86_400_000;
-    let errors = crate::store::webhook_errors::count_since(&state.store, day_ago).await.map_err(|e| match e {
-        crate::store::StoreError::Db(e) => e,
-        other => sqlx::Error::Protocol(other.to_string()),
-    })?;
+    let errors = crate::store::webhook_errors::count_since(&state.store, day_ago).await?;
     m.meta_webhook_errors_last_day.set(errors);
     Ok(())
 }

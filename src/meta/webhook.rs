@@ -349,9 +349,12 @@ impl StatusKind {
         }
     }
 
+    /// The rank of `failed`, after which nothing moves.
+    pub const TERMINAL_RANK: u8 = 5;
+
     /// Nothing moves after `failed`.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, StatusKind::Failed)
+        self.rank() == Self::TERMINAL_RANK
     }
 
     /// True when `next` should replace `current`. Statuses only move forward (by [`rank`](Self::rank)): `read`
@@ -360,8 +363,16 @@ impl StatusKind {
     pub fn advances(current: Option<&StatusKind>, next: &StatusKind) -> bool {
         match current {
             None => true,
-            Some(cur) => !cur.is_terminal() && next.rank() > cur.rank(),
+            Some(cur) => Self::rank_advances(cur.rank(), next.rank()),
         }
+    }
+
+    /// The one rule on ranks, for a current status that is stored as its rank (0 for none): the next status
+    /// moves it when it ranks higher and the current one is not terminal. `store::messages` checks exactly
+    /// this in SQL (`status_rank < $next AND status_rank < TERMINAL_RANK`); `outbound::on_status` still has a
+    /// copy of the rank table (`status_rank`) to be replaced by `StatusKind::parse(s).rank()` and this.
+    pub fn rank_advances(current: u8, next: u8) -> bool {
+        current < Self::TERMINAL_RANK && next > current
     }
 }
 
@@ -1619,6 +1630,18 @@ mod tests {
             }
         }
         assert!(Failed.is_terminal() && !Played.is_terminal() && !other().is_terminal());
+        // The rank form (what the stored-rank SQL guard checks) agrees for every stored status, and "no status"
+        // (rank 0) lets every known status in.
+        for current in [Sent, Delivered, Read, Played, Failed] {
+            for next in &all {
+                assert_eq!(StatusKind::rank_advances(current.rank(), next.rank()), advances(Some(&current), next));
+            }
+        }
+        for next in [Sent, Delivered, Read, Played, Failed] {
+            assert!(StatusKind::rank_advances(0, next.rank()));
+        }
+        assert!(!StatusKind::rank_advances(0, other().rank()), "an unknown status is never stored as current");
+        assert_eq!(Failed.rank(), StatusKind::TERMINAL_RANK);
     }
 
     #[test]

@@ -3,10 +3,21 @@
 //! Queries are written once with `$N` placeholders, which both SQLite and PostgreSQL accept. Booleans are
 //! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
 
+pub mod account_events;
+pub mod apikeys;
+pub mod call_permissions;
 pub mod calls;
+pub mod contacts;
+pub mod crm_chats;
+pub mod inbox;
+pub mod media;
+pub mod messages;
+pub mod phones;
 pub mod portals;
 pub mod registry;
+pub mod sends;
 pub mod settings;
+pub mod templates;
 pub mod webhook_errors;
 
 use std::str::FromStr;
@@ -131,6 +142,12 @@ impl Store {
             w.close().await;
         }
         self.pool.close().await;
+    }
+
+    /// A connection of the pool, for a few statements that need the same connection (e.g. a read and then a
+    /// SQLite pragma on the connection that read).
+    pub async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        self.pool.acquire().await
     }
 
     /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so

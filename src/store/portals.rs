@@ -189,6 +189,46 @@ impl Store {
             .await?;
         Ok(())
     }
+
+    /// After an install: the scope the portal granted, and no error any more.
+    pub async fn set_portal_scope(&self, portal_id: i64, scope: Option<&str>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE portals SET scope = $2, last_error = NULL WHERE id = $1")
+            .bind(portal_id)
+            .bind(scope)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The portal uninstalled the app: inactive from now on (a logical delete; a reinstall activates it again).
+    pub async fn uninstall_portal(&self, portal_id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE portals SET active = $2, uninstalled_at = $3, updated_at = $3 WHERE id = $1")
+            .bind(portal_id)
+            .bind(false)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Accepts a portal event once: true when `dedup_key` was new (`portal_events`).
+pub async fn accept_event_on(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    dedup_key: &str,
+    portal_id: i64,
+) -> Result<bool, StoreError> {
+    let new = sqlx::query(
+        "INSERT INTO portal_events (dedup_key, portal_id, received_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(dedup_key)
+    .bind(portal_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(new == 1)
 }
 
 #[cfg(test)]

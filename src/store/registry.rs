@@ -169,6 +169,38 @@ const PHONE_COLS: &str = "id, number, phone_number_id, waba_id, portal_id, chann
                           calling_error_at, throughput_mps, connector_status, connector_error, sms_code, \
                           sms_status, sms_error, created_at, updated_at";
 
+/// Why a WABA has no Graph token ([`Store::graph_token`]).
+#[derive(Debug, thiserror::Error)]
+pub enum GraphTokenError {
+    #[error("WABA {0} is gone")]
+    WabaGone(i64),
+    #[error("the WABA's app is gone")]
+    AppGone { waba: i64, app: i64 },
+    #[error("no access token is configured for this WABA or its app")]
+    NoToken { waba: i64, app: i64 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<GraphTokenError> for crate::jobs::JobError {
+    /// The database may come back (retried); a missing WABA, app or token will not (permanent).
+    fn from(e: GraphTokenError) -> Self {
+        match e {
+            GraphTokenError::Store(e) => e.into(),
+            other => crate::jobs::JobError::Permanent(other.to_string()),
+        }
+    }
+}
+
+/// The id of the WABA Meta calls `waba_id`, inside a transaction.
+pub async fn waba_id_by_meta_id_on(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    waba_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    let row = sqlx::query("SELECT id FROM wabas WHERE waba_id = $1").bind(waba_id).fetch_optional(&mut **tx).await?;
+    Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
+}
+
 /// Reads a nullable boolean column from either dialect.
 fn get_opt_bool(r: &AnyRow, col: &str) -> Result<Option<bool>, sqlx::Error> {
     match r.try_get::<Option<bool>, _>(col) {
@@ -379,6 +411,17 @@ impl Store {
     pub async fn delete_waba(&self, id: i64) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM wabas WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// The Graph token of a WABA: its own, else its app's.
+    pub async fn graph_token(&self, waba_id: i64) -> Result<String, GraphTokenError> {
+        let waba = self.get_waba(waba_id).await?.ok_or(GraphTokenError::WabaGone(waba_id))?;
+        if let Some(t) = waba.access_token {
+            return Ok(t);
+        }
+        let app =
+            self.get_app(waba.app_id).await?.ok_or(GraphTokenError::AppGone { waba: waba.id, app: waba.app_id })?;
+        app.access_token.ok_or(GraphTokenError::NoToken { waba: waba.id, app: app.id })
     }
 
     // ---- portals ----

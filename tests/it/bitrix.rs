@@ -697,8 +697,8 @@ async fn a_call_permission_reply_is_a_line_and_is_stored(db: Db) {
         b.bitrix.chat_messages()[0].text.as_deref(),
         Some("[call permission: accepted, valid until 2025-07-22 12:23 UTC]")
     );
-    let pool = b.app.svc.store.pool.clone();
-    let stored = wabridge::calling::permissions::get(&pool, b.phone_id, CUSTOMER).await.unwrap().expect("stored");
+    let store = b.app.svc.store.clone();
+    let stored = wabridge::calling::permissions::get(&store, b.phone_id, CUSTOMER).await.unwrap().expect("stored");
     assert_eq!(stored.response, "accept");
     assert_eq!(stored.expires_at, Some(until * 1000));
     assert!(!stored.permanent);
@@ -727,7 +727,7 @@ async fn a_call_permission_reply_is_a_line_and_is_stored(db: Db) {
     )])
     .await;
     b.settle().await;
-    let stored = wabridge::calling::permissions::get(&pool, b.phone_id, CUSTOMER).await.unwrap().expect("stored");
+    let stored = wabridge::calling::permissions::get(&store, b.phone_id, CUSTOMER).await.unwrap().expect("stored");
     assert_eq!(stored.response, "reject", "an older reply does not win");
     assert!(!stored.allows_at(wabridge::store::now_ms()));
     b.stop().await;

@@ -1,0 +1,97 @@
+//! API keys for `/api/v1/*`: only a hash of each key is stored.
+
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use utoipa::ToSchema;
+
+use super::{now_ms, rfc3339, Store, StoreError};
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    /// The wabridge id of the only WABA this key may send from; null for all.
+    pub waba: Option<i64>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked: bool,
+}
+
+/// A key that is not revoked, found by its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveKey {
+    pub id: i64,
+    pub waba: Option<i64>,
+}
+
+const COLS: &str = "id, name, key_prefix, waba_id, created_at, last_used_at, revoked_at";
+
+fn view(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
+    Ok(ApiKeyView {
+        id: r.try_get("id")?,
+        name: r.try_get("name")?,
+        prefix: r.try_get("key_prefix")?,
+        waba: r.try_get("waba_id")?,
+        created_at: rfc3339(r.try_get("created_at")?),
+        last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(rfc3339),
+        revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
+    })
+}
+
+pub async fn insert(
+    store: &Store,
+    name: &str,
+    key_hash: &str,
+    prefix: &str,
+    waba: Option<i64>,
+) -> Result<ApiKeyView, StoreError> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO api_keys (name, key_hash, key_prefix, waba_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+         RETURNING {COLS}"
+    ))
+    .bind(name)
+    .bind(key_hash)
+    .bind(prefix)
+    .bind(waba)
+    .bind(now_ms())
+    .fetch_one(&store.pool)
+    .await?;
+    view(&row)
+}
+
+pub async fn list(store: &Store) -> Result<Vec<ApiKeyView>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {COLS} FROM api_keys ORDER BY id")).fetch_all(&store.pool).await?;
+    rows.iter().map(view).collect()
+}
+
+/// True when this call revoked the key (it existed and was not revoked yet).
+pub async fn revoke(store: &Store, id: i64) -> Result<bool, StoreError> {
+    let n = sqlx::query("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(now_ms())
+        .execute(&store.pool)
+        .await?
+        .rows_affected();
+    Ok(n == 1)
+}
+
+/// The key with this hash, if it exists and is not revoked.
+pub async fn find_active(store: &Store, key_hash: &str) -> Result<Option<ActiveKey>, StoreError> {
+    let row = sqlx::query("SELECT id, waba_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+        .bind(key_hash)
+        .fetch_optional(&store.pool)
+        .await?;
+    row.map(|r| Ok(ActiveKey { id: r.try_get("id")?, waba: r.try_get("waba_id")? })).transpose()
+}
+
+pub async fn touch(store: &Store, id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now_ms())
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}

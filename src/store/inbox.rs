@@ -1,0 +1,89 @@
+//! The inbox: raw verified webhook bodies, written by the intake's group commits and read once by their
+//! `inbox.process` job.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row};
+
+use super::{now_ms, Store, StoreError};
+
+/// One statement: a multi-row INSERT of a batch of Meta webhooks, all received now; `row` gives the app id and
+/// the body of an item (taken from the caller's items as they are: no copy, no second list). The
+/// `inbox_enqueue` trigger adds each row's processing job inside the same statement, so the batch commits
+/// atomically in one round trip. On SQLite it goes through the native single-connection writer (the `Any`
+/// driver would copy every body once more).
+pub async fn insert_batch<T: Sync>(store: &Store, items: &[T], row: fn(&T) -> (i64, &[u8])) -> Result<(), StoreError> {
+    let n = items.len();
+    let mut sql = String::with_capacity(64 + n * 24);
+    sql.push_str("INSERT INTO inbox (source, app_id, body, received_at) VALUES ");
+    for i in 0..n {
+        if i > 0 {
+            sql.push(',');
+        }
+        let b = 2 + i * 2;
+        sql.push_str(&format!("('meta', ${}, ${}, $1)", b, b + 1));
+    }
+    if let Some(writer) = &store.sqlite_writer {
+        let mut q = sqlx::query::<sqlx::Sqlite>(&sql).bind(now_ms());
+        for item in items {
+            let (app_id, body) = row(item);
+            q = q.bind(app_id).bind(body);
+        }
+        q.execute(writer).await?;
+    } else {
+        let mut q = sqlx::query(&sql).bind(now_ms());
+        for item in items {
+            let (app_id, body) = row(item);
+            q = q.bind(app_id).bind(body);
+        }
+        q.execute(&store.pool).await?;
+    }
+    Ok(())
+}
+
+/// A stored body, read without a copy: the bytes are borrowed from the row.
+pub struct InboxBody(AnyRow);
+
+impl InboxBody {
+    pub fn id(&self) -> Result<i64, StoreError> {
+        Ok(self.0.try_get("id")?)
+    }
+
+    pub fn body(&self) -> Result<&[u8], StoreError> {
+        Ok(self.0.try_get("body")?)
+    }
+}
+
+/// The body of inbox row `id`, if it is still there.
+pub async fn body_on(conn: &mut AnyConnection, id: i64) -> Result<Option<InboxBody>, StoreError> {
+    let row = sqlx::query("SELECT id, body FROM inbox WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    Ok(row.map(InboxBody))
+}
+
+/// Marks inbox row `id` processed (done, or never processable).
+pub async fn mark_processed_on<'c, E>(conn: E, id: i64) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    sqlx::query("UPDATE inbox SET processed_at = $2 WHERE id = $1").bind(id).bind(now_ms()).execute(conn).await?;
+    Ok(())
+}
+
+/// SQLite: gives the pages this connection caches back (after reading a large body).
+pub async fn shrink_memory(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    sqlx::query("PRAGMA shrink_memory").execute(conn).await?;
+    Ok(())
+}
+
+/// True when a webhook of the same app as inbox row `inbox_id`, acknowledged before it and received after
+/// `since` (ms), is not processed yet.
+pub async fn earlier_unprocessed(store: &Store, inbox_id: i64, since: i64) -> Result<bool, StoreError> {
+    let earlier = sqlx::query(
+        "SELECT 1 AS one FROM inbox i JOIN inbox me ON me.id = $1 WHERE i.app_id = me.app_id AND i.id < me.id \
+         AND i.processed_at IS NULL AND i.received_at > $2 LIMIT 1",
+    )
+    .bind(inbox_id)
+    .bind(since)
+    .fetch_optional(&store.pool)
+    .await?;
+    Ok(earlier.is_some())
+}

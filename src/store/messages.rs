@@ -1,0 +1,362 @@
+//! Messages and their statuses: inbound messages stored once by `wamid`, statuses once by `(wamid, status)`,
+//! the message's current status moved only forward ([`StatusKind::advances`]), and what the CRM side keeps on
+//! a message (its portal chat and message ids, delivery attempts).
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use super::{now_ms, Store, StoreError};
+use crate::meta::webhook::StatusKind;
+
+/// `messages.direction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the customer.
+    In,
+    /// To the customer.
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Direction> {
+        match s {
+            "in" => Some(Direction::In),
+            "out" => Some(Direction::Out),
+            _ => None,
+        }
+    }
+}
+
+/// An inbound message as it is stored.
+#[derive(Debug, Clone)]
+pub struct NewInbound<'a> {
+    pub wamid: &'a str,
+    pub phone_id: i64,
+    pub contact_id: Option<i64>,
+    pub msg_type: &'a str,
+    pub body: Option<String>,
+    pub context_wamid: Option<String>,
+    pub raw: String,
+    /// Meta's time (unix ms).
+    pub sent_at: i64,
+    /// Its place in arrival order (`inbound::arrival`), when it came with an inbox row.
+    pub arrival: Option<i64>,
+}
+
+/// Stores an inbound message once per `wamid`. True when it was new.
+pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInbound<'_>) -> Result<bool, StoreError> {
+    let new = sqlx::query(
+        "INSERT INTO messages (wamid, phone_id, contact_id, direction, msg_type, body, context_wamid, raw, \
+         sent_at, created_at, updated_at, arrival) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+         ON CONFLICT (wamid) DO NOTHING",
+    )
+    .bind(m.wamid)
+    .bind(m.phone_id)
+    .bind(m.contact_id)
+    .bind(Direction::In.as_str())
+    .bind(m.msg_type)
+    .bind(&m.body)
+    .bind(&m.context_wamid)
+    .bind(&m.raw)
+    .bind(m.sent_at)
+    .bind(now_ms())
+    .bind(m.arrival)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(new == 1)
+}
+
+/// One status of a message as it is stored.
+#[derive(Debug, Clone)]
+pub struct NewStatus<'a> {
+    pub wamid: &'a str,
+    pub status: &'a StatusKind,
+    /// Meta's time (unix ms).
+    pub occurred_at: i64,
+    pub recipient: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_text: Option<String>,
+    /// The pricing object as JSON text.
+    pub pricing: Option<String>,
+}
+
+/// Records a status once per `(wamid, status)` and, when it was new and is a known status, moves the message's
+/// current status to it if it [advances](StatusKind::advances) (checked in the UPDATE itself, on the stored
+/// rank, so concurrent statuses of one message cannot move it back). True when the status was new.
+pub async fn record_status_on(tx: &mut Transaction<'static, Any>, s: &NewStatus<'_>) -> Result<bool, StoreError> {
+    let new = sqlx::query(
+        "INSERT INTO message_statuses (wamid, status, occurred_at, recipient, error_code, error_text, pricing, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (wamid, status) DO NOTHING",
+    )
+    .bind(s.wamid)
+    .bind(s.status.as_str())
+    .bind(s.occurred_at)
+    .bind(&s.recipient)
+    .bind(s.error_code)
+    .bind(&s.error_text)
+    .bind(&s.pricing)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if new == 1 && !matches!(s.status, StatusKind::Other(_)) {
+        // `StatusKind::rank_advances(status_rank, $3)`, in SQL: below the new rank and not terminal.
+        sqlx::query(
+            "UPDATE messages SET status = $2, status_rank = $3, status_at = $4, error_code = $5, error_text = $6, \
+             updated_at = $7 WHERE wamid = $1 AND status_rank < $3 AND status_rank < $8",
+        )
+        .bind(s.wamid)
+        .bind(s.status.as_str())
+        .bind(i64::from(s.status.rank()))
+        .bind(s.occurred_at)
+        .bind(s.error_code)
+        .bind(&s.error_text)
+        .bind(now_ms())
+        .bind(i64::from(StatusKind::TERMINAL_RANK))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(new == 1)
+}
+
+/// Every status recorded for a message, in no particular order.
+pub async fn statuses_of(store: &Store, wamid: &str) -> Result<Vec<StatusKind>, StoreError> {
+    let rows =
+        sqlx::query("SELECT status FROM message_statuses WHERE wamid = $1").bind(wamid).fetch_all(&store.pool).await?;
+    rows.iter().map(|r| Ok(StatusKind::parse(&r.try_get::<String, _>("status")?))).collect()
+}
+
+/// An inbound message with its sender, as `crm.deliver` reads it.
+#[derive(Debug, Clone)]
+pub struct ForDelivery {
+    pub wamid: String,
+    pub phone_id: i64,
+    pub contact_id: Option<i64>,
+    pub arrival: Option<i64>,
+    pub crm_attempt_at: Option<i64>,
+    pub raw: Option<String>,
+    pub context_wamid: Option<String>,
+    pub crm_message_id: Option<String>,
+    pub sent_at: i64,
+    pub contact_key: Option<String>,
+    pub wa_id: Option<String>,
+    pub profile_name: Option<String>,
+}
+
+pub async fn for_delivery(store: &Store, message_id: i64) -> Result<Option<ForDelivery>, StoreError> {
+    let row = sqlx::query(
+        "SELECT m.wamid, m.phone_id, m.contact_id, m.arrival, m.crm_attempt_at, m.raw, m.context_wamid, \
+         m.crm_message_id, m.sent_at, \
+         c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
+         WHERE m.id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&store.pool)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(ForDelivery {
+        wamid: r.try_get("wamid")?,
+        phone_id: r.try_get("phone_id")?,
+        contact_id: r.try_get("contact_id")?,
+        arrival: r.try_get("arrival")?,
+        crm_attempt_at: r.try_get("crm_attempt_at")?,
+        raw: r.try_get("raw")?,
+        context_wamid: r.try_get("context_wamid")?,
+        crm_message_id: r.try_get("crm_message_id")?,
+        sent_at: r.try_get("sent_at")?,
+        contact_key: r.try_get("contact_key")?,
+        wa_id: r.try_get("wa_id")?,
+        profile_name: r.try_get("profile_name")?,
+    }))
+}
+
+/// A message of a phone bound to a portal, identified for its delivery job.
+#[derive(Debug, Clone, Copy)]
+pub struct Deliverable {
+    pub id: i64,
+    pub contact_id: Option<i64>,
+    pub arrival: Option<i64>,
+}
+
+/// The message `wamid` of `phone_id`, when that phone is bound to a portal.
+pub async fn deliverable_on(
+    tx: &mut Transaction<'static, Any>,
+    phone_id: i64,
+    wamid: &str,
+) -> Result<Option<Deliverable>, StoreError> {
+    let row = sqlx::query(
+        "SELECT m.id, m.contact_id, m.arrival FROM messages m JOIN phones p ON p.id = m.phone_id \
+         JOIN portals o ON o.id = p.portal_id WHERE m.wamid = $1 AND p.id = $2",
+    )
+    .bind(wamid)
+    .bind(phone_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.map(|r| {
+        Ok(Deliverable { id: r.try_get("id")?, contact_id: r.try_get("contact_id")?, arrival: r.try_get("arrival")? })
+    })
+    .transpose()
+}
+
+/// Sets (before a delivery call) or clears (the portal did not take it) the time of the last delivery attempt.
+pub async fn set_crm_attempt(store: &Store, message_id: i64, at: Option<i64>) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET crm_attempt_at = $2 WHERE id = $1")
+        .bind(message_id)
+        .bind(at)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+/// Counts a delivery sent again although an earlier attempt may have reached the portal.
+pub async fn count_crm_resent_uncertain(store: &Store, message_id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET crm_resent_uncertain = crm_resent_uncertain + 1 WHERE id = $1")
+        .bind(message_id)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+/// Records the portal's chat and message of a message: it is in the portal.
+pub async fn set_crm_ids(
+    store: &Store,
+    message_id: i64,
+    chat_id: Option<&str>,
+    crm_message_id: &str,
+) -> Result<(), StoreError> {
+    set_crm_ids_on(&store.pool, message_id, chat_id, crm_message_id).await
+}
+
+/// [`set_crm_ids`] on a connection or in a transaction.
+pub async fn set_crm_ids_on<'c, E>(
+    conn: E,
+    message_id: i64,
+    chat_id: Option<&str>,
+    crm_message_id: &str,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    sqlx::query("UPDATE messages SET crm_chat_id = $2, crm_message_id = $3, updated_at = $4 WHERE id = $1")
+        .bind(message_id)
+        .bind(chat_id)
+        .bind(crm_message_id)
+        .bind(now_ms())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A stored message's text (or, without one, its type), for quoting it.
+#[derive(Debug, Clone)]
+pub struct Quoted {
+    pub body: Option<String>,
+    pub msg_type: String,
+}
+
+pub async fn quoted(store: &Store, wamid: &str) -> Result<Option<Quoted>, StoreError> {
+    let row = sqlx::query("SELECT body, msg_type FROM messages WHERE wamid = $1")
+        .bind(wamid)
+        .fetch_optional(&store.pool)
+        .await?;
+    row.map(|r| Ok(Quoted { body: r.try_get("body")?, msg_type: r.try_get("msg_type").unwrap_or_default() }))
+        .transpose()
+}
+
+/// An inbound message of a phone and what the portal has of it.
+#[derive(Debug, Clone)]
+pub struct InboundInCrm {
+    pub contact_id: Option<i64>,
+    pub crm_chat_id: Option<String>,
+    pub crm_message_id: Option<String>,
+    pub raw: Option<String>,
+}
+
+pub async fn inbound_in_crm(store: &Store, phone_id: i64, wamid: &str) -> Result<Option<InboundInCrm>, StoreError> {
+    let row = sqlx::query(
+        "SELECT crm_chat_id, crm_message_id, raw, contact_id FROM messages \
+         WHERE wamid = $1 AND phone_id = $2 AND direction = $3",
+    )
+    .bind(wamid)
+    .bind(phone_id)
+    .bind(Direction::In.as_str())
+    .fetch_optional(&store.pool)
+    .await?;
+    row.map(|r| {
+        Ok(InboundInCrm {
+            contact_id: r.try_get("contact_id")?,
+            crm_chat_id: r.try_get("crm_chat_id")?,
+            crm_message_id: r.try_get("crm_message_id")?,
+            raw: r.try_get("raw")?,
+        })
+    })
+    .transpose()
+}
+
+/// Replaces the stored text of message `wamid` of a phone (after an edit).
+pub async fn set_body(store: &Store, phone_id: i64, wamid: &str, body: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE messages SET body = $3, updated_at = $4 WHERE wamid = $1 AND phone_id = $2")
+        .bind(wamid)
+        .bind(phone_id)
+        .bind(body)
+        .bind(now_ms())
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+/// The raw JSON of every revoke a customer of a phone sent.
+pub async fn revokes_of(
+    store: &Store,
+    phone_id: i64,
+    contact_id: Option<i64>,
+) -> Result<Vec<Option<String>>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT raw FROM messages WHERE phone_id = $1 AND contact_id = $2 AND msg_type = 'revoke' AND direction = $3",
+    )
+    .bind(phone_id)
+    .bind(contact_id)
+    .bind(Direction::In.as_str())
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter().map(|r: &AnyRow| Ok(r.try_get("raw")?)).collect()
+}
+
+/// The `wamid` of a customer's latest inbound message on a number (Meta's time, then arrival order).
+pub async fn latest_inbound_on(
+    tx: &mut Transaction<'static, Any>,
+    phone_id: i64,
+    contact_id: i64,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query(
+        "SELECT wamid FROM messages WHERE phone_id = $1 AND contact_id = $2 AND direction = $3 \
+         ORDER BY sent_at DESC, id DESC LIMIT 1",
+    )
+    .bind(phone_id)
+    .bind(contact_id)
+    .bind(Direction::In.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|r| r.try_get::<String, _>("wamid")).transpose()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Direction;
+
+    #[test]
+    fn directions_round_trip() {
+        for d in [Direction::In, Direction::Out] {
+            assert_eq!(Direction::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Direction::parse("sideways"), None);
+    }
+}
