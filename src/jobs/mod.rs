@@ -5,8 +5,9 @@
 //! marked dead. A lease that expires (its process died) makes the job due again. Tests call [`Engine::drain`].
 
 pub mod backoff;
+pub mod catalogue;
+pub mod handlers;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,13 +19,18 @@ use sqlx::{Any, Row};
 use tokio::sync::{watch, Notify, Semaphore};
 use utoipa::ToSchema;
 
+pub use self::catalogue::{Kind, Task};
+use self::handlers::Handlers;
 use crate::http::metrics::{KindLabels, Metrics};
 use crate::store::{get_bool, now_ms, rfc3339, Backend, Store, StoreError};
 
+/// A leased job's row: what the engine and handlers know of a job besides its [`Task`].
 #[derive(Debug, Clone)]
 pub struct Job {
     pub id: i64,
+    /// As stored ([`Kind::as_str`]; a kind this version does not know stays text and dies with a clear error).
     pub kind: String,
+    /// As stored: the JSON of its task's payload ([`Task::parse`]).
     pub payload: String,
     /// Attempts including the current one.
     pub attempts: i64,
@@ -63,9 +69,6 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
-pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
-pub type Handler = Arc<dyn Fn(Job) -> JobFuture + Send + Sync>;
-
 /// What a job looks like through the admin API.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
@@ -93,7 +96,7 @@ pub enum JobState {
 pub struct Engine {
     store: Store,
     owner: String,
-    handlers: HashMap<&'static str, Handler>,
+    handlers: Option<Arc<Handlers>>,
     lease: Duration,
     default_max_attempts: i64,
     notify: Arc<Notify>,
@@ -150,7 +153,7 @@ impl Engine {
         Engine {
             store,
             owner,
-            handlers: HashMap::new(),
+            handlers: None,
             lease,
             default_max_attempts,
             notify: Arc::new(Notify::new()),
@@ -179,13 +182,10 @@ impl Engine {
         }
     }
 
-    /// Registers the handler for a kind. Jobs of a kind without a handler die with a clear error.
-    pub fn register<F, Fut>(&mut self, kind: &'static str, f: F)
-    where
-        F: Fn(Job) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
-    {
-        self.handlers.insert(kind, Arc::new(move |job| Box::pin(f(job))));
+    /// Sets what runs the jobs ([`Handlers`]: every kind's handler). An engine without (tests that only lease)
+    /// fails every job it runs.
+    pub fn set_handlers(&mut self, handlers: Arc<Handlers>) {
+        self.handlers = Some(handlers);
     }
 
     pub fn owner(&self) -> &str {
@@ -201,15 +201,9 @@ impl Engine {
         }
     }
 
-    /// Adds a job. With a `dedup_key`, a second job with the same key is not added (returns `None`).
-    pub async fn enqueue(
-        &self,
-        kind: &str,
-        payload: &serde_json::Value,
-        dedup_key: Option<&str>,
-    ) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.store.pool.acquire().await?;
-        let id = enqueue_on(&mut *conn, kind, payload, dedup_key, self.default_max_attempts, now_ms()).await?;
+    /// Adds a job ([`enqueue`]) and wakes the workers.
+    pub async fn enqueue(&self, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError> {
+        let id = enqueue(&self.store.pool, task, opts).await?;
         self.wake();
         Ok(id)
     }
@@ -221,12 +215,12 @@ impl Engine {
 
     /// Runs one leased job and records its outcome. Returns the outcome for counting.
     pub async fn run(&self, job: Job) -> Outcome {
-        let handler = self.handlers.get(job.kind.as_str()).cloned();
         self.metrics.jobs_running.inc();
-        let result = match handler {
-            None => Err(JobError::Permanent(format!("no handler for job kind {:?}", job.kind))),
+        let result = match (Task::parse(&job.kind, &job.payload), &self.handlers) {
+            (Err(e), _) => Err(JobError::Permanent(e.to_string())),
+            (Ok(_), None) => Err(JobError::Permanent("this job engine runs no handlers".into())),
             // Run in its own task so a panicking handler fails only its job.
-            Some(h) => match tokio::spawn(h(job.clone())).await {
+            (Ok(task), Some(h)) => match tokio::spawn(h.clone().run(job.clone(), task)).await {
                 Ok(r) => r,
                 Err(e) if e.is_panic() => Err(JobError::retry("the handler panicked")),
                 Err(e) => Err(JobError::retry(format!("the handler was cancelled: {e}"))),
@@ -358,8 +352,9 @@ impl Engine {
     /// Periodic work is jobs too: one `maintenance.prune` per hour across all processes (dedup key).
     async fn schedule_maintenance(&self) -> Result<(), StoreError> {
         let hour = now_ms() / 3_600_000;
-        let key = format!("maintenance.prune:{hour}");
-        self.enqueue(MAINTENANCE_PRUNE, &serde_json::json!({}), Some(&key)).await?;
+        let key = Kind::MaintenancePrune.key(hour);
+        let opts = Enqueue { dedup_key: Some(&key), ..Enqueue::default() };
+        self.enqueue(&Task::MaintenancePrune(catalogue::Empty {}), opts).await?;
         Ok(())
     }
 
@@ -451,8 +446,6 @@ pub async fn prune(store: &Store, retention: Duration, debug_retention: Duration
         .rows_affected();
     Ok((inbox, jobs))
 }
-
-pub const MAINTENANCE_PRUNE: &str = "maintenance.prune";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -698,59 +691,58 @@ where
     Ok(row.try_get::<Option<i64>, _>("t")?)
 }
 
-/// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.
-pub async fn enqueue_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    dedup_key: Option<&str>,
-    max_attempts: i64,
-    run_at: i64,
-) -> Result<Option<i64>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    enqueue_lane_on(conn, kind, payload, dedup_key, max_attempts, run_at, None).await
-}
-
-/// [`enqueue_on`] for a job of a lane (see [`Lane`]).
-pub async fn enqueue_lane_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    dedup_key: Option<&str>,
-    max_attempts: i64,
-    run_at: i64,
-    lane: Option<i64>,
-) -> Result<Option<i64>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    insert_on(conn, kind, payload, dedup_key, max_attempts, run_at, lane, None, None).await
+/// How a job is queued, besides its task: all optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Enqueue<'a> {
+    /// A second job with the same key is not added ([`enqueue`] returns `None`).
+    pub dedup_key: Option<&'a str>,
+    /// When it is due (ms); now when `None`.
+    pub run_at: Option<i64>,
+    /// Its lane (see [`Lane`]): required for the kinds that are [`Kind::laned`], and only for them.
+    pub lane: Option<i64>,
+    /// Its place among jobs that take effect in order: only for the kinds that are [`Kind::ordered`].
+    pub order: Option<Order<'a>>,
+    /// Its attempts; the kind's default ([`Kind::max_attempts`]) when `None`.
+    pub max_attempts: Option<i64>,
 }
 
 /// Where a job stands among the jobs that must take effect in order: its key (one chat, say) and, when queue
-/// order is not the order that counts, its place within the key (`seq`; jobs of one key use it all or none).
+/// order is not the order that counts, its place within the key (`seq`; jobs of one key use it all or none). A
+/// job with a key takes effect after every earlier job of its key (see [`earlier_in_order`]): its handler waits
+/// while one is neither done nor dead.
 #[derive(Debug, Clone, Copy)]
 pub struct Order<'a> {
     pub key: &'a str,
     pub seq: Option<i64>,
 }
 
-/// [`enqueue_on`] for a job that must take effect after every earlier job of its order key (see
-/// [`earlier_in_order`]): its handler waits while one is neither done nor dead.
-pub async fn enqueue_ordered_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    order: Order<'_>,
-    max_attempts: i64,
-    run_at: i64,
-) -> Result<Option<i64>, StoreError>
+/// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.
+/// Returns its id, or `None` when its dedup key named an existing job.
+pub async fn enqueue<'c, E>(conn: E, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    insert_on(conn, kind, payload, None, max_attempts, run_at, None, Some(order.key), order.seq).await
+    let kind = task.kind();
+    debug_assert_eq!(opts.lane.is_some(), kind.laned(), "{kind}: a lane exactly for the laned kinds");
+    debug_assert!(opts.order.is_none() || kind.ordered(), "{kind}: an order key only for the ordered kinds");
+    let now = now_ms();
+    let row = sqlx::query(
+        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane, \
+         order_key, order_seq) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8, $9) \
+         ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
+    )
+    .bind(kind.as_str())
+    .bind(task.payload())
+    .bind(opts.dedup_key)
+    .bind(opts.max_attempts.or(kind.max_attempts()))
+    .bind(opts.run_at.unwrap_or(now))
+    .bind(now)
+    .bind(opts.lane)
+    .bind(opts.order.map(|o| o.key))
+    .bind(opts.order.and_then(|o| o.seq))
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
 }
 
 /// True while a job before `job_id` in its order (same order key; a lower `order_seq`, or the same and queued
@@ -767,39 +759,4 @@ pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreE
     .fetch_optional(&store.pool)
     .await?;
     Ok(row.is_some())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    dedup_key: Option<&str>,
-    max_attempts: i64,
-    run_at: i64,
-    lane: Option<i64>,
-    order_key: Option<&str>,
-    order_seq: Option<i64>,
-) -> Result<Option<i64>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    let now = now_ms();
-    let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane, \
-         order_key, order_seq) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8, $9) \
-         ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
-    )
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(dedup_key)
-    .bind(max_attempts)
-    .bind(run_at)
-    .bind(now)
-    .bind(lane)
-    .bind(order_key)
-    .bind(order_seq)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
 }

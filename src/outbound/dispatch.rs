@@ -36,14 +36,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::pace::{PairPacer, PhonePacer, Verdict, SLACK_MS};
 use super::sender::{self, admit, Context, Outcome, Sender, ORDER_WAIT, PAUSE_WAIT};
 use super::Outbound;
 use crate::http::metrics::{KindLabels, Metrics};
-use crate::jobs::{self, Drained, Job, JobError, LaneLeaser};
+use crate::jobs::catalogue::WaSend;
+use crate::jobs::{self, Drained, Job, JobError, Kind, LaneLeaser, Task};
 use crate::store::{now_ms, Store, StoreError};
 
 /// How far ahead a number's sends are leased and held: about this many milliseconds of its throughput.
@@ -914,8 +914,12 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     Ok(Feed { now, ctx, looked, leased: out, elsewhere, marked: mark })
 }
 
+/// The send a leased `wa.send` job names, if its row parses as one.
 fn outbound_id(job: &Job) -> Option<i64> {
-    serde_json::from_str::<Value>(&job.payload).ok().and_then(|v| v["outbound_id"].as_i64())
+    match Task::parse(&job.kind, &job.payload) {
+        Ok(Task::WaSend(WaSend { outbound_id })) => Some(outbound_id),
+        _ => None,
+    }
 }
 
 /// The writer task: commits outcomes in batches (everything that finished since the last commit, up to
@@ -959,7 +963,7 @@ async fn write_outcomes(
             drained.count(*o);
             metrics
                 .jobs_finished
-                .get_or_create(&KindLabels { kind: super::WA_SEND.into(), outcome: o.label().into() })
+                .get_or_create(&KindLabels { kind: Kind::WaSend.as_str().into(), outcome: o.label().into() })
                 .inc();
         }
         if batch.iter().any(|r| super::Origin::parse(&r.out.origin).is_some_and(super::Origin::reports)) {
@@ -1041,6 +1045,7 @@ async fn record_accepted(
 mod tests {
     //! The book's decisions on a clock that only moves when a test says (ms since an arbitrary origin).
     use super::*;
+    use serde_json::Value;
 
     const PHONE: i64 = 1;
     const T0: i64 = 1_000_000;
@@ -1076,8 +1081,8 @@ mod tests {
     fn job(id: i64) -> Job {
         Job {
             id,
-            kind: super::super::WA_SEND.into(),
-            payload: format!(r#"{{"outbound_id":{id}}}"#),
+            kind: Kind::WaSend.as_str().into(),
+            payload: Task::WaSend(WaSend { outbound_id: id }).payload(),
             attempts: 1,
             max_attempts: 10,
         }

@@ -20,12 +20,10 @@ use serde_json::Value;
 use sqlx::{Any, Row};
 use utoipa::ToSchema;
 
+use crate::jobs::catalogue::{OutboundReport, WaSend};
+use crate::jobs::{Enqueue, Kind, Task};
 use crate::store::{now_ms, rfc3339, Store, StoreError};
 
-/// Job kind of a send.
-pub const WA_SEND: &str = "wa.send";
-/// Job kind of telling the requester (CRM chat, SMS provider) what became of a send.
-pub const REPORT: &str = "outbound.report";
 /// Prefix of our `biz_opaque_callback_data`: `wb:<outbound id>`; Meta echoes it in status webhooks.
 pub const OPAQUE_PREFIX: &str = "wb:";
 
@@ -131,16 +129,15 @@ pub async fn enqueue_on(
     .fetch_one(&mut **tx)
     .await?;
     let id: i64 = row.try_get("id")?;
-    crate::jobs::enqueue_lane_on(
-        &mut **tx,
-        WA_SEND,
-        &serde_json::json!({ "outbound_id": id }),
-        Some(&format!("wa.send:{id}")),
-        max_attempts,
-        now,
-        Some(send.phone_id),
-    )
-    .await?;
+    let key = Kind::WaSend.key(id);
+    let opts = Enqueue {
+        dedup_key: Some(&key),
+        run_at: Some(now),
+        lane: Some(send.phone_id),
+        max_attempts: Some(max_attempts),
+        order: None,
+    };
+    crate::jobs::enqueue(&mut **tx, &Task::WaSend(WaSend { outbound_id: id }), opts).await?;
     Ok(Enqueued { id, duplicate: false })
 }
 
@@ -186,9 +183,13 @@ where
     if !Origin::parse(origin).is_some_and(Origin::reports) {
         return Ok(());
     }
-    let payload = serde_json::json!({ "outbound_id": outbound_id, "event": event, "reason": reason });
-    crate::jobs::enqueue_on(conn, REPORT, &payload, Some(&format!("report:{outbound_id}:{event}")), 12, now_ms())
-        .await?;
+    let task = Task::OutboundReport(OutboundReport {
+        outbound_id,
+        event: event.to_string(),
+        reason: reason.map(str::to_string),
+    });
+    let key = format!("report:{outbound_id}:{event}");
+    crate::jobs::enqueue(conn, &task, Enqueue { dedup_key: Some(&key), ..Enqueue::default() }).await?;
     Ok(())
 }
 
