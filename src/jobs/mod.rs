@@ -13,29 +13,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row};
+use sqlx::Any;
 use tokio::sync::{watch, Notify, Semaphore};
-use utoipa::ToSchema;
 
 pub use self::catalogue::{Kind, Task};
 use self::handlers::Handlers;
 use crate::http::metrics::{KindLabels, Metrics};
-use crate::store::{get_bool, now_ms, rfc3339, Backend, Store, StoreError};
+use crate::store::{self, now_ms, Backend, Store, StoreError};
 
-/// A leased job's row: what the engine and handlers know of a job besides its [`Task`].
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    /// As stored ([`Kind::as_str`]; a kind this version does not know stays text and dies with a clear error).
-    pub kind: String,
-    /// As stored: the JSON of its task's payload ([`Task::parse`]).
-    pub payload: String,
-    /// Attempts including the current one.
-    pub attempts: i64,
-    pub max_attempts: i64,
-}
+pub use crate::store::jobs::{prune, Job, JobState, JobView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -67,30 +53,6 @@ impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
         JobError::retry(format!("database: {e}"))
     }
-}
-
-/// What a job looks like through the admin API.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    pub id: i64,
-    pub kind: String,
-    /// `pending`, `running`, `done` or `dead`.
-    pub state: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub run_at: String,
-    pub last_error: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Pending,
-    Running,
-    Done,
-    Dead,
 }
 
 pub struct Engine {
@@ -143,9 +105,6 @@ impl Drained {
         }
     }
 }
-
-/// `max_attempts` may be NULL (jobs created by database triggers): the engine's default applies.
-const JOB_COLS: &str = "id, kind, payload, attempts, COALESCE(max_attempts, $5) AS max_attempts";
 
 impl Engine {
     pub fn new(store: Store, lease: Duration, default_max_attempts: i64, metrics: Arc<Metrics>) -> Self {
@@ -268,12 +227,7 @@ impl Engine {
 
     /// Makes every pending job due now (tests use it to skip backoff waits).
     pub async fn make_all_due(&self) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("UPDATE jobs SET run_at = $1 WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL")
-                .bind(now_ms())
-                .execute(&self.store.pool)
-                .await?;
-        Ok(done.rows_affected())
+        store::jobs::make_all_due(&self.store).await
     }
 
     /// The worker loop: leases due jobs up to `concurrency` at a time until `stop` turns true, then waits
@@ -342,11 +296,7 @@ impl Engine {
 
     /// When the next unleased job is due (ms), if any.
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let row =
-            sqlx::query("SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lane IS NULL AND lease_owner IS NULL")
-                .fetch_one(&self.store.pool)
-                .await?;
-        Ok(row.try_get::<Option<i64>, _>("t")?)
+        store::jobs::next_due(&self.store).await
     }
 
     /// Periodic work is jobs too: one `maintenance.prune` per hour across all processes (dedup key).
@@ -359,92 +309,15 @@ impl Engine {
     }
 
     pub async fn list(&self, state: Option<JobState>, limit: i64) -> Result<Vec<JobView>, StoreError> {
-        let filter = match state {
-            None => "1 = 1",
-            Some(JobState::Dead) => "dead",
-            Some(JobState::Done) => "done_at IS NOT NULL",
-            Some(JobState::Running) => "done_at IS NULL AND NOT dead AND lease_expires_at >= $2",
-            Some(JobState::Pending) => {
-                "done_at IS NULL AND NOT dead AND (lease_expires_at IS NULL OR lease_expires_at < $2)"
-            }
-        };
-        let q = format!(
-            "SELECT id, kind, attempts, COALESCE(max_attempts, $3) AS max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
-             created_at, updated_at FROM jobs WHERE {filter} ORDER BY id DESC LIMIT $1"
-        );
-        let rows = sqlx::query(&q)
-            .bind(limit)
-            .bind(now_ms())
-            .bind(self.default_max_attempts)
-            .fetch_all(&self.store.pool)
-            .await?;
-        let now = now_ms();
-        rows.iter()
-            .map(|r| {
-                let dead = get_bool(r, "dead")?;
-                let done: Option<i64> = r.try_get("done_at")?;
-                let lease: Option<i64> = r.try_get("lease_expires_at")?;
-                let state = if dead {
-                    "dead"
-                } else if done.is_some() {
-                    "done"
-                } else if lease.is_some_and(|l| l >= now) {
-                    "running"
-                } else {
-                    "pending"
-                };
-                Ok(JobView {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    state: state.into(),
-                    attempts: r.try_get("attempts")?,
-                    max_attempts: r.try_get("max_attempts")?,
-                    run_at: rfc3339(r.try_get("run_at")?),
-                    last_error: r.try_get("last_error")?,
-                    created_at: rfc3339(r.try_get("created_at")?),
-                    updated_at: rfc3339(r.try_get("updated_at")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        store::jobs::list(&self.store, state, limit, self.default_max_attempts).await
     }
 
     /// Puts a dead job back in the queue with a fresh attempt budget. False when no dead job has this id.
     pub async fn redrive(&self, id: i64) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE jobs SET dead = $2, attempts = 0, run_at = $3, updated_at = $3 WHERE id = $1 AND dead")
-                .bind(id)
-                .bind(false)
-                .bind(now_ms())
-                .execute(&self.store.pool)
-                .await?;
+        let redriven = store::jobs::redrive(&self.store, id).await?;
         self.wake();
-        Ok(done.rows_affected() == 1)
+        Ok(redriven)
     }
-}
-
-/// Deletes finished jobs and processed inbox rows older than `retention` (apps that keep raw events keep
-/// their inbox rows for `debug_retention`). Dead jobs are kept until someone redrives or removes them.
-pub async fn prune(store: &Store, retention: Duration, debug_retention: Duration) -> Result<(u64, u64), StoreError> {
-    let now = now_ms();
-    let cutoff = now - retention.as_millis() as i64;
-    let debug_cutoff = now - debug_retention.as_millis() as i64;
-    let inbox = sqlx::query(
-        "DELETE FROM inbox WHERE processed_at IS NOT NULL AND ( \
-           (processed_at < $1 AND app_id NOT IN (SELECT id FROM meta_apps WHERE keep_raw_events)) \
-           OR processed_at < $2)",
-    )
-    .bind(cutoff)
-    .bind(debug_cutoff.min(cutoff))
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    let jobs = sqlx::query("DELETE FROM jobs WHERE done_at IS NOT NULL AND done_at < $1")
-        .bind(cutoff)
-        .execute(&store.pool)
-        .await?
-        .rows_affected();
-    Ok((inbox, jobs))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,16 +341,6 @@ impl Outcome {
     }
 }
 
-fn job_from(r: &AnyRow) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        payload: r.try_get("payload")?,
-        attempts: r.try_get("attempts")?,
-        max_attempts: r.try_get("max_attempts")?,
-    })
-}
-
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -499,29 +362,12 @@ where
 {
     match result {
         Ok(()) => {
-            sqlx::query(
-                "UPDATE jobs SET done_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(job.id)
-            .bind(owner)
-            .bind(now)
-            .execute(conn)
-            .await?;
+            store::jobs::finish_on(conn, owner, job.id, now).await?;
             Ok(Outcome::Done)
         }
         Err(JobError::Defer { message, after }) => {
-            sqlx::query(
-                "UPDATE jobs SET run_at = $3, attempts = attempts - 1, last_error = $4, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $5 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(job.id)
-            .bind(owner)
-            .bind(now + after.as_millis() as i64)
-            .bind(truncate(&message, 2000))
-            .bind(now)
-            .execute(conn)
-            .await?;
+            let run_at = now + after.as_millis() as i64;
+            store::jobs::defer_on(conn, owner, job.id, run_at, truncate(&message, 2000), now).await?;
             Ok(Outcome::Deferred)
         }
         Err(err) => {
@@ -537,18 +383,8 @@ where
             } else {
                 tracing::info!(job = job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "job will be retried");
             }
-            sqlx::query(
-                "UPDATE jobs SET dead = $3, run_at = $4, last_error = $5, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $6 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(job.id)
-            .bind(owner)
-            .bind(dead)
-            .bind(now + delay.as_millis() as i64)
-            .bind(truncate(&message, 2000))
-            .bind(now)
-            .execute(conn)
-            .await?;
+            let run_at = now + delay.as_millis() as i64;
+            store::jobs::fail_on(conn, owner, job.id, dead, run_at, truncate(&message, 2000), now).await?;
             Ok(if dead { Outcome::Dead } else { Outcome::Retried })
         }
     }
@@ -575,35 +411,13 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        let lock = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        let lease = store::jobs::Lease {
+            backend: self.backend,
+            owner: &self.owner,
+            until: self.lease_until(lane, now),
+            default_max_attempts: self.default_max_attempts,
         };
-        // Each condition names its partial index's own condition (SQLite uses a partial index only then).
-        let which = match lane {
-            None => "lane IS NULL",
-            Some(_) => "lane = $6 AND lane IS NOT NULL",
-        };
-        let q = format!(
-            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE {which} AND done_at IS NULL AND NOT dead \
-                          AND run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
-                          ORDER BY run_at, id LIMIT $4 {lock}) \
-             RETURNING {JOB_COLS}"
-        );
-        let mut query = sqlx::query(&q)
-            .bind(&self.owner)
-            .bind(self.lease_until(lane, now))
-            .bind(now)
-            .bind(n as i64)
-            .bind(self.default_max_attempts);
-        if let Some(lane) = lane {
-            query = query.bind(lane);
-        }
-        let rows = query.fetch_all(conn).await?;
-        let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+        store::jobs::lease_on(conn, lease, lane, n, now).await
     }
 }
 
@@ -619,18 +433,7 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        let row = sqlx::query(
-            "INSERT INTO lane_claims (lane, owner, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (lane) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE lane_claims.owner = excluded.owner OR lane_claims.expires_at < $4 RETURNING lane",
-        )
-        .bind(lane)
-        .bind(&self.owner)
-        .bind(until)
-        .bind(now)
-        .fetch_optional(conn)
-        .await?;
-        Ok(row.is_some())
+        store::jobs::claim_lane_on(conn, &self.owner, lane, now, until).await
     }
 
     /// Renews this process's claims on `lanes` until `until`, and the leases of the jobs of those lanes it holds
@@ -642,24 +445,7 @@ impl LaneLeaser {
         now: i64,
         until: i64,
     ) -> Result<(), StoreError> {
-        if lanes.is_empty() {
-            return Ok(());
-        }
-        let marks: Vec<String> = (0..lanes.len()).map(|i| format!("${}", i + 3)).collect();
-        let marks = marks.join(", ");
-        let claims = format!("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND lane IN ({marks})");
-        let leases = format!(
-            "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND done_at IS NULL \
-             AND lane IS NOT NULL AND lane IN ({marks})"
-        );
-        for (q, until) in [(claims, until), (leases, self.lease_until(Some(0), now))] {
-            let mut query = sqlx::query(&q).bind(&self.owner).bind(until);
-            for lane in lanes {
-                query = query.bind(*lane);
-            }
-            query.execute(&mut *conn).await?;
-        }
-        Ok(())
+        store::jobs::renew_lanes_on(conn, &self.owner, lanes, until, self.lease_until(Some(0), now)).await
     }
 
     /// Gives up every claim of this process (it stops) as of `until`: another process may take the lanes then.
@@ -667,12 +453,7 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        sqlx::query("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND expires_at > $2")
-            .bind(&self.owner)
-            .bind(until)
-            .execute(conn)
-            .await?;
-        Ok(())
+        store::jobs::release_claims_on(conn, &self.owner, until).await
     }
 }
 
@@ -681,14 +462,7 @@ pub async fn lane_next_due<'c, E>(conn: E, lane: i64) -> Result<Option<i64>, Sto
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let row = sqlx::query(
-        "SELECT MIN(run_at) AS t FROM jobs WHERE lane = $1 AND done_at IS NULL AND NOT dead AND lane IS NOT NULL \
-         AND lease_owner IS NULL",
-    )
-    .bind(lane)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.try_get::<Option<i64>, _>("t")?)
+    store::jobs::lane_next_due_on(conn, lane).await
 }
 
 /// How a job is queued, besides its task: all optional.
@@ -725,38 +499,22 @@ where
     let kind = task.kind();
     debug_assert_eq!(opts.lane.is_some(), kind.laned(), "{kind}: a lane exactly for the laned kinds");
     debug_assert!(opts.order.is_none() || kind.ordered(), "{kind}: an order key only for the ordered kinds");
-    let now = now_ms();
-    let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane, \
-         order_key, order_seq) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8, $9) \
-         ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
-    )
-    .bind(kind.as_str())
-    .bind(task.payload())
-    .bind(opts.dedup_key)
-    .bind(opts.max_attempts.or(kind.max_attempts()))
-    .bind(opts.run_at.unwrap_or(now))
-    .bind(now)
-    .bind(opts.lane)
-    .bind(opts.order.map(|o| o.key))
-    .bind(opts.order.and_then(|o| o.seq))
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
+    let payload = task.payload();
+    let job = store::jobs::NewJob {
+        kind: kind.as_str(),
+        payload: &payload,
+        dedup_key: opts.dedup_key,
+        max_attempts: opts.max_attempts.or(kind.max_attempts()),
+        run_at: opts.run_at.unwrap_or_else(now_ms),
+        lane: opts.lane,
+        order_key: opts.order.map(|o| o.key),
+        order_seq: opts.order.and_then(|o| o.seq),
+    };
+    store::jobs::insert_on(conn, &job).await
 }
 
 /// True while a job before `job_id` in its order (same order key; a lower `order_seq`, or the same and queued
 /// earlier) is neither done nor dead (a job without a key has none). Handlers of ordered kinds defer while it is.
 pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreError> {
-    let row = sqlx::query(
-        "SELECT 1 AS one FROM jobs j JOIN jobs me ON me.id = $1 \
-         WHERE me.order_key IS NOT NULL AND j.order_key = me.order_key \
-         AND (COALESCE(j.order_seq, 0) < COALESCE(me.order_seq, 0) \
-              OR (COALESCE(j.order_seq, 0) = COALESCE(me.order_seq, 0) AND j.id < me.id)) \
-         AND j.done_at IS NULL AND NOT j.dead LIMIT 1",
-    )
-    .bind(job_id)
-    .fetch_optional(&store.pool)
-    .await?;
-    Ok(row.is_some())
+    store::jobs::earlier_in_order(store, job_id).await
 }

@@ -183,7 +183,14 @@ where
 }
 
 /// Releases a job `owner` holds until `run_at` without counting its attempt, with `message` as its last error.
-pub async fn defer_on<'c, E>(conn: E, owner: &str, id: i64, run_at: i64, message: &str, now: i64) -> Result<(), StoreError>
+pub async fn defer_on<'c, E>(
+    conn: E,
+    owner: &str,
+    id: i64,
+    run_at: i64,
+    message: &str,
+    now: i64,
+) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
@@ -408,12 +415,13 @@ pub async fn list(
 
 /// Puts a dead job back in the queue with a fresh attempt budget. False when no dead job has this id.
 pub async fn redrive(store: &Store, id: i64) -> Result<bool, StoreError> {
-    let done = sqlx::query("UPDATE jobs SET dead = $2, attempts = 0, run_at = $3, updated_at = $3 WHERE id = $1 AND dead")
-        .bind(id)
-        .bind(false)
-        .bind(now_ms())
-        .execute(&store.pool)
-        .await?;
+    let done =
+        sqlx::query("UPDATE jobs SET dead = $2, attempts = 0, run_at = $3, updated_at = $3 WHERE id = $1 AND dead")
+            .bind(id)
+            .bind(false)
+            .bind(now_ms())
+            .execute(&store.pool)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 

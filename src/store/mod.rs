@@ -4,6 +4,8 @@
 //! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
 
 pub mod calls;
+pub mod jobs;
+pub mod outbound;
 pub mod portals;
 pub mod registry;
 pub mod settings;

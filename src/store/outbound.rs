@@ -50,8 +50,12 @@ fn from_row(r: &AnyRow) -> Result<Outbound, StoreError> {
 }
 
 /// The send with this idempotency key, if any.
-pub async fn id_by_idempotency_key_on(tx: &mut Transaction<'static, Any>, key: &str) -> Result<Option<i64>, StoreError> {
-    let r = sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1").bind(key).fetch_optional(&mut **tx).await?;
+pub async fn id_by_idempotency_key_on(
+    tx: &mut Transaction<'static, Any>,
+    key: &str,
+) -> Result<Option<i64>, StoreError> {
+    let r =
+        sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1").bind(key).fetch_optional(&mut **tx).await?;
     Ok(r.map(|r| r.try_get("id")).transpose()?)
 }
 
