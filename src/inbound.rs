@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
 
+use crate::jobs::catalogue::InboxProcess;
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook::{self, ChangeValue, Content, InboundMessage, MessagesValue, Status, StatusKind};
 use crate::store::{account_events, contacts, inbox, messages, phones, registry, templates};
@@ -26,11 +27,8 @@ pub struct Applied {
 /// Bodies from this size on are dropped from the SQLite page cache once read.
 const LARGE_BODY: usize = 1024 * 1024;
 
-pub async fn process_job(store: Store, job: Job) -> Result<(), JobError> {
-    let inbox_id = serde_json::from_str::<serde_json::Value>(&job.payload)
-        .ok()
-        .and_then(|v| v["inbox_id"].as_i64())
-        .ok_or_else(|| JobError::Permanent(format!("payload {:?} names no inbox_id", job.payload)))?;
+pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(), JobError> {
+    let inbox_id = task.inbox_id;
     let mut conn = store.acquire().await?;
     let row = inbox::body_on(&mut conn, inbox_id)
         .await?

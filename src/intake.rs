@@ -11,8 +11,6 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use crate::jobs::Engine;
 use crate::store::{inbox, Backend, Store, StoreError};
 
-pub const INBOX_PROCESS: &str = "inbox.process";
-
 struct Pending {
     app_id: i64,
     body: Bytes,

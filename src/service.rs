@@ -12,8 +12,9 @@ use crate::config::Config;
 use crate::http::metrics::Metrics;
 use crate::http::webhook::AppCache;
 use crate::http::{router, AppState};
-use crate::intake::{Intake, INBOX_PROCESS};
-use crate::jobs::{Engine, JobError, MAINTENANCE_PRUNE};
+use crate::intake::Intake;
+use crate::jobs::handlers::Handlers;
+use crate::jobs::Engine;
 use crate::store::Store;
 
 pub struct Service {
@@ -30,7 +31,7 @@ pub struct Service {
     workers: Option<JoinHandle<()>>,
 }
 
-/// The job engine with every kind's handler registered.
+/// The job engine with every kind's handler ([`Handlers`]) and the send lane.
 pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridge: Arc<crate::crm::Bridge>) -> Engine {
     let mut engine = Engine::new(
         store.clone(),
@@ -38,8 +39,7 @@ pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridg
         config.job_max_attempts,
         metrics.clone(),
     );
-    let s = store.clone();
-    engine.register(INBOX_PROCESS, move |job| crate::inbound::process_job(s.clone(), job));
+    engine.set_handlers(Arc::new(Handlers::new(store.clone(), config, bridge)));
     // Sends have their own lane: the dispatcher leases, paces and group-commits them (`outbound::dispatch`).
     let dispatcher = crate::outbound::dispatch::Dispatcher::new(
         store.clone(),
@@ -50,26 +50,6 @@ pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridg
         config.send_concurrency,
     );
     engine.add_lane(Arc::new(dispatcher));
-    let (s, g) = (store.clone(), crate::meta::graph::Client::from_config(config));
-    engine.register(crate::templates::SYNC, move |job| crate::templates::run(s.clone(), g.clone(), job));
-    crate::crm::register(&mut engine, bridge);
-    let media_days = config.media_retention_days;
-    let (s, retention, debug) = (
-        store.clone(),
-        Duration::from_secs(config.retention_days * 86_400),
-        Duration::from_secs(config.debug_retention_days * 86_400),
-    );
-    engine.register(MAINTENANCE_PRUNE, move |_job| {
-        let s = s.clone();
-        async move {
-            let (inbox, jobs) = crate::jobs::prune(&s, retention, debug).await.map_err(JobError::from)?;
-            let media = crate::crm::media::prune(&s, media_days).await.map_err(JobError::from)?;
-            tracing::info!(inbox_rows = inbox, jobs, media, "pruned old inbox rows, finished jobs and media");
-            crate::templates::schedule_hourly(&s).await.map_err(JobError::from)?;
-            crate::crm::schedule_hourly(&s).await.map_err(JobError::from)?;
-            Ok(())
-        }
-    });
     engine
 }
 

@@ -7,14 +7,13 @@ use serde_json::{json, Value};
 use sqlx::Any;
 
 use crate::bridge::template::TemplateDef;
-use crate::jobs::{Job, JobError};
+use crate::jobs::catalogue::TemplatesSync;
+use crate::jobs::{Enqueue, Job, JobError, Kind, Task};
 use crate::meta::graph;
 use crate::store::templates::{self as stored, Synced};
 use crate::store::{now_ms, Store, StoreError};
 
 pub use crate::store::templates::TemplateView;
-
-pub const SYNC: &str = "templates.sync";
 
 /// Queues a sync of one WABA's templates.
 pub async fn request_sync(store: &Store, waba_id: i64) -> Result<(), StoreError> {
@@ -25,7 +24,7 @@ pub async fn request_sync_on<'c, E>(conn: E, waba_id: i64) -> Result<(), StoreEr
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    crate::jobs::enqueue_on(conn, SYNC, &json!({"waba_id": waba_id}), None, 12, now_ms()).await?;
+    crate::jobs::enqueue(conn, &Task::TemplatesSync(TemplatesSync { waba_id }), Enqueue::default()).await?;
     Ok(())
 }
 
@@ -33,17 +32,15 @@ where
 pub async fn schedule_hourly(store: &Store) -> Result<(), StoreError> {
     let hour = now_ms() / 3_600_000;
     for w in store.list_wabas().await? {
-        let key = format!("templates.sync:{}:{hour}", w.id);
-        crate::jobs::enqueue_on(&store.pool, SYNC, &json!({"waba_id": w.id}), Some(&key), 12, now_ms()).await?;
+        let key = Kind::TemplatesSync.key(format_args!("{}:{hour}", w.id));
+        let task = Task::TemplatesSync(TemplatesSync { waba_id: w.id });
+        crate::jobs::enqueue(&store.pool, &task, Enqueue { dedup_key: Some(&key), ..Enqueue::default() }).await?;
     }
     Ok(())
 }
 
-pub async fn run(store: Store, graph: graph::Client, job: Job) -> Result<(), JobError> {
-    let waba_id = serde_json::from_str::<Value>(&job.payload)
-        .ok()
-        .and_then(|v| v["waba_id"].as_i64())
-        .ok_or_else(|| JobError::Permanent("payload names no waba_id".into()))?;
+pub async fn run(store: Store, graph: graph::Client, _job: Job, task: TemplatesSync) -> Result<(), JobError> {
+    let waba_id = task.waba_id;
     let Some(waba) = store.get_waba(waba_id).await? else { return Ok(()) };
     let token = store.graph_token(waba_id).await?;
     let list = graph.list_templates(&waba.waba_id, &token).await.map_err(|e| match e {

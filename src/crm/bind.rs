@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::{id_text, set_connector, Bridge};
 use crate::bitrix::client::Error as BitrixError;
+use crate::jobs::catalogue::CrmBind;
 use crate::jobs::{Job, JobError};
 use crate::phone::digits;
 use crate::store::phones::{self, ConnectorStatus};
@@ -24,11 +25,8 @@ pub fn line_name(number: &str) -> String {
     format!("wabridge_{}", digits(number))
 }
 
-pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
-    let phone_id = serde_json::from_str::<Value>(&job.payload)
-        .ok()
-        .and_then(|v| v["phone_id"].as_i64())
-        .ok_or_else(|| JobError::Permanent("payload names no phone_id".into()))?;
+pub async fn run(b: Arc<Bridge>, job: Job, task: CrmBind) -> Result<(), JobError> {
+    let phone_id = task.phone_id;
     let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
     let Some(portal_id) = phone.portal_id else { return Ok(()) };
     let Some(portal) = b.store.get_portal(portal_id).await? else { return Ok(()) };

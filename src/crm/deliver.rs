@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{changes, id_text, media, set_connector, Bridge, BIND};
+use super::{changes, id_text, media, set_connector, Bridge};
 use crate::bitrix::client::Error as BitrixError;
 use crate::bridge::render;
-use crate::jobs::{Job, JobError};
+use crate::jobs::catalogue::{CrmBind, CrmDeliver};
+use crate::jobs::{Enqueue, Job, JobError, Kind, Task};
 use crate::meta::webhook;
 use crate::store::phones::ConnectorStatus;
 use crate::store::registry::Phone;
@@ -48,11 +49,8 @@ pub fn refusal(item: &Value) -> Option<String> {
     }
 }
 
-pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
-    let message_id = serde_json::from_str::<Value>(&job.payload)
-        .ok()
-        .and_then(|v| v["message_id"].as_i64())
-        .ok_or_else(|| JobError::Permanent("payload names no message_id".into()))?;
+pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobError> {
+    let message_id = task.message_id;
     let row = messages::for_delivery(&b.store, message_id)
         .await?
         .ok_or_else(|| JobError::Permanent(format!("message {message_id} is gone")))?;
@@ -196,8 +194,8 @@ pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
                     // The line or the connector on it went away: show it and bind again.
                     set_connector(&b.store, phone_id, ConnectorStatus::Error, Some(&format!("{code}: {description}")))
                         .await?;
-                    crate::jobs::enqueue_on(&b.store.pool, BIND, &json!({"phone_id": phone_id}), None, 12, now_ms())
-                        .await?;
+                    let task = Task::CrmBind(CrmBind { phone_id });
+                    crate::jobs::enqueue(&b.store.pool, &task, Enqueue::default()).await?;
                     return Err(JobError::retry("the portal says the line is not active; binding it again"));
                 }
             }
@@ -437,8 +435,8 @@ pub async fn enqueue_on(
         let id = m.id;
         let key = order_key(phone_id, m.contact_id, id);
         let order = crate::jobs::Order { key: &key, seq: m.arrival };
-        crate::jobs::enqueue_ordered_on(&mut **tx, super::DELIVER, &json!({"message_id": id}), order, 24, now_ms())
-            .await?;
+        let task = Task::CrmDeliver(CrmDeliver { message_id: id });
+        crate::jobs::enqueue(&mut **tx, &task, Enqueue { order: Some(order), ..Enqueue::default() }).await?;
     }
     Ok(())
 }
@@ -446,8 +444,8 @@ pub async fn enqueue_on(
 /// One customer's messages to one phone reach the portal one after the other, in the order they arrived.
 pub fn order_key(phone_id: i64, contact_id: Option<i64>, message_id: i64) -> String {
     match contact_id {
-        Some(c) => format!("crm.deliver:{phone_id}:{c}"),
-        None => format!("crm.deliver:{phone_id}:message:{message_id}"),
+        Some(c) => Kind::CrmDeliver.key(format_args!("{phone_id}:{c}")),
+        None => Kind::CrmDeliver.key(format_args!("{phone_id}:message:{message_id}")),
     }
 }
 

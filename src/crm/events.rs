@@ -205,11 +205,11 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value
                 })?;
                 let key = format!("msgadd:{}:{}:{}", portal.id, reply.im_chat_id, reply.im_message_id);
                 if portals::accept_event_on(&mut tx, &key, portal.id).await? {
-                    let payload = serde_json::to_value(&reply).unwrap_or(Value::Null);
                     // One chat's replies take effect in the operator's order, whatever runs them (reply::run).
                     let order = super::reply::order_key(portal.id, &reply);
                     let order = crate::jobs::Order { key: &order, seq: None };
-                    crate::jobs::enqueue_ordered_on(&mut *tx, super::REPLY, &payload, order, 12, now_ms()).await?;
+                    let opts = crate::jobs::Enqueue { order: Some(order), ..Default::default() };
+                    crate::jobs::enqueue(&mut *tx, &crate::jobs::Task::CrmReply(reply), opts).await?;
                     queued += 1;
                 }
             }

@@ -13,23 +13,19 @@ pub mod sms;
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::bitrix::client::{Client as Bitrix, ClientOptions};
 use crate::config::Config;
-use crate::jobs::{enqueue_on, Engine};
+use crate::jobs::catalogue::{CrmBind, Empty, SmsRegister};
+use crate::jobs::{enqueue, Enqueue, Kind, Task};
 use crate::meta::graph;
 use crate::store::phones::{self, ConnectorStatus};
 use crate::store::registry::Phone;
 use crate::store::{now_ms, Store, StoreError};
 
-pub const BIND: &str = "crm.bind";
-pub const DELIVER: &str = "crm.deliver";
-pub const REPLY: &str = "crm.reply";
-pub const SMS_REGISTER: &str = "sms.register";
-/// Hourly: refresh the tokens of portals that have been idle for a week, so their refresh token (180 days per
+/// How long a portal may be idle before `crm.maintenance` refreshes its tokens, so its refresh token (180 days per
 /// Bitrix24's docs; 28 days in older ones) never lapses.
-pub const MAINTENANCE: &str = "crm.maintenance";
 const IDLE_MS: i64 = 7 * 86_400_000;
 
 /// What every CRM job needs.
@@ -87,33 +83,16 @@ impl Bridge {
     }
 }
 
-/// Registers the CRM job kinds.
-pub fn register(engine: &mut Engine, bridge: Arc<Bridge>) {
-    let b = bridge.clone();
-    engine.register(BIND, move |job| bind::run(b.clone(), job));
-    let b = bridge.clone();
-    engine.register(DELIVER, move |job| deliver::run(b.clone(), job));
-    let b = bridge.clone();
-    engine.register(REPLY, move |job| reply::run(b.clone(), job));
-    let b = bridge.clone();
-    engine.register(SMS_REGISTER, move |job| sms::register_job(b.clone(), job));
-    let b = bridge.clone();
-    engine.register(crate::outbound::REPORT, move |job| report::run(b.clone(), job));
-    let b = bridge;
-    engine.register(MAINTENANCE, move |_job| {
-        let b = b.clone();
-        async move { refresh_idle(&b).await }
-    });
-}
-
-/// Queues this hour's [`MAINTENANCE`] job (once across all processes).
+/// Queues this hour's `crm.maintenance` job (once across all processes).
 pub async fn schedule_hourly(store: &Store) -> Result<(), StoreError> {
-    let key = format!("{MAINTENANCE}:{}", now_ms() / 3_600_000);
-    enqueue_on(&store.pool, MAINTENANCE, &json!({}), Some(&key), 3, now_ms()).await?;
+    let key = Kind::CrmMaintenance.key(now_ms() / 3_600_000);
+    let opts = Enqueue { dedup_key: Some(&key), ..Enqueue::default() };
+    enqueue(&store.pool, &Task::CrmMaintenance(Empty {}), opts).await?;
     Ok(())
 }
 
-async fn refresh_idle(b: &Bridge) -> Result<(), crate::jobs::JobError> {
+/// `crm.maintenance`: refreshes the tokens of portals idle for a week.
+pub async fn refresh_idle(b: &Bridge) -> Result<(), crate::jobs::JobError> {
     let cutoff = now_ms() - IDLE_MS;
     for p in b.store.list_portals().await? {
         if p.active && p.token_expires_at.is_some_and(|t| t < cutoff) {
@@ -142,7 +121,8 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
     let portal_changed = before.map(|b| b.portal_id) != Some(after.portal_id);
     if after.portal_id.is_some() {
         phones::reset_connector(store, after.id, Some(ConnectorStatus::Pending)).await?;
-        enqueue_on(&store.pool, BIND, &json!({"phone_id": after.id}), None, 12, now).await?;
+        let opts = Enqueue { run_at: Some(now), ..Enqueue::default() };
+        enqueue(&store.pool, &Task::CrmBind(CrmBind { phone_id: after.id }), opts).await?;
     } else if portal_changed {
         phones::reset_connector(store, after.id, None).await?;
     }
@@ -151,11 +131,11 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
     let is = after.sms_service && after.portal_id.is_some();
     if is || was {
         let remove_from = before.and_then(|b| if portal_changed || !is { b.portal_id } else { None });
-        let payload: Value = json!({"phone_id": after.id, "remove_from": remove_from, "register": is});
+        let task = Task::SmsRegister(SmsRegister { phone_id: after.id, remove_from, register: is });
         if is {
             phones::reset_sms(store, after.id).await?;
         }
-        enqueue_on(&store.pool, SMS_REGISTER, &payload, None, 12, now).await?;
+        enqueue(&store.pool, &task, Enqueue { run_at: Some(now), ..Enqueue::default() }).await?;
     }
     Ok(())
 }

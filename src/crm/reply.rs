@@ -17,8 +17,8 @@ use crate::jobs::{Job, JobError};
 use crate::outbound::{self, NewSend, Origin};
 use crate::store::{contacts, messages, now_ms, phones};
 
-/// One operator message as the event carried it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// One operator message as the event carried it: the payload of a `crm.reply` job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Reply {
     pub portal_id: i64,
     pub line: String,
@@ -32,7 +32,7 @@ pub struct Reply {
     pub files: Vec<File>,
 }
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct File {
     pub name: String,
     pub link: String,
@@ -41,11 +41,10 @@ pub struct File {
 
 /// The order key of a reply's job: replies in one chat of one portal line take effect in the order they came.
 pub fn order_key(portal_id: i64, r: &Reply) -> String {
-    format!("crm.reply:{portal_id}:{}:{}", r.line, r.chat_id)
+    crate::jobs::Kind::CrmReply.key(format_args!("{portal_id}:{}:{}", r.line, r.chat_id))
 }
 
-pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
-    let r: Reply = serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
+pub async fn run(b: Arc<Bridge>, job: Job, r: Reply) -> Result<(), JobError> {
     if crate::jobs::earlier_in_order(&b.store, job.id).await? {
         // An earlier reply of this chat is still on its way (another worker, a retry): its sends go first.
         return Err(JobError::Defer {

@@ -10,19 +10,16 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::Bridge;
+use crate::jobs::catalogue::OutboundReport;
 use crate::jobs::{Job, JobError};
 use crate::outbound;
 use crate::store::now_ms;
 
-pub async fn run(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
-    let p: Value = serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-    let (Some(id), Some(event)) = (p["outbound_id"].as_i64(), p["event"].as_str()) else {
-        return Err(JobError::Permanent("payload names no outbound_id/event".into()));
-    };
-    let reason = p["reason"].as_str();
+pub async fn run(b: Arc<Bridge>, _job: Job, task: OutboundReport) -> Result<(), JobError> {
+    let (id, event, reason) = (task.outbound_id, task.event.as_str(), task.reason.as_deref());
     let Some(out) = outbound::get(&b.store, id).await? else { return Ok(()) };
     let r = &out.origin_ref;
     let Some(portal_id) = r["portal_id"].as_i64() else { return Ok(()) };

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::Bridge;
 use crate::bitrix::client::Error as BitrixError;
+use crate::jobs::catalogue::SmsRegister;
 use crate::jobs::{Job, JobError};
 use crate::phone::digits;
 use crate::store::phones::{self, SmsStatus};
@@ -17,23 +18,22 @@ pub fn code_for(number: &str) -> String {
     format!("wabridge_{}", digits(number))
 }
 
-pub async fn register_job(b: Arc<Bridge>, job: Job) -> Result<(), JobError> {
-    let p: Value = serde_json::from_str(&job.payload).map_err(|e| JobError::Permanent(format!("bad payload: {e}")))?;
-    let phone_id = p["phone_id"].as_i64().ok_or_else(|| JobError::Permanent("payload names no phone_id".into()))?;
+pub async fn register_job(b: Arc<Bridge>, job: Job, p: SmsRegister) -> Result<(), JobError> {
+    let phone_id = p.phone_id;
     let Some(phone) = b.store.get_phone(phone_id).await? else { return Ok(()) };
     let code = code_for(&phone.number);
-    if let Some(old_portal) = p["remove_from"].as_i64() {
+    if let Some(old_portal) = p.remove_from {
         match b.bitrix.call(old_portal, "messageservice.sender.delete", &json!({"CODE": code})).await {
             Ok(_) => {}
             Err(BitrixError::Api { code: c, .. }) if c == "ERROR_SENDER_NOT_FOUND" => {}
             Err(BitrixError::PortalInactive | BitrixError::Reauthorize(_) | BitrixError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
-        if !p["register"].as_bool().unwrap_or(false) {
+        if !p.register {
             set(&b, phone_id, SmsStatus::Removed, None, None).await?;
         }
     }
-    if !p["register"].as_bool().unwrap_or(false) {
+    if !p.register {
         return Ok(());
     }
     let (true, Some(portal_id)) = (phone.sms_service, phone.portal_id) else { return Ok(()) };

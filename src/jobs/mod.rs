@@ -5,31 +5,23 @@
 //! marked dead. A lease that expires (its process died) makes the job due again. Tests call [`Engine::drain`].
 
 pub mod backoff;
+pub mod catalogue;
+pub mod handlers;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use sqlx::any::AnyRow;
-use sqlx::{Any, Row};
+use sqlx::Any;
 use tokio::sync::{watch, Notify, Semaphore};
-use utoipa::ToSchema;
 
+pub use self::catalogue::{Kind, Task};
+use self::handlers::Handlers;
 use crate::http::metrics::{KindLabels, Metrics};
-use crate::store::{get_bool, now_ms, rfc3339, Backend, Store, StoreError};
+use crate::store::{self, now_ms, Backend, Store, StoreError};
 
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub payload: String,
-    /// Attempts including the current one.
-    pub attempts: i64,
-    pub max_attempts: i64,
-}
+pub use crate::store::jobs::{prune, Job, JobState, JobView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -63,37 +55,10 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
-pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send>>;
-pub type Handler = Arc<dyn Fn(Job) -> JobFuture + Send + Sync>;
-
-/// What a job looks like through the admin API.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobView {
-    pub id: i64,
-    pub kind: String,
-    /// `pending`, `running`, `done` or `dead`.
-    pub state: String,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub run_at: String,
-    pub last_error: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Pending,
-    Running,
-    Done,
-    Dead,
-}
-
 pub struct Engine {
     store: Store,
     owner: String,
-    handlers: HashMap<&'static str, Handler>,
+    handlers: Option<Arc<Handlers>>,
     lease: Duration,
     default_max_attempts: i64,
     notify: Arc<Notify>,
@@ -141,16 +106,13 @@ impl Drained {
     }
 }
 
-/// `max_attempts` may be NULL (jobs created by database triggers): the engine's default applies.
-const JOB_COLS: &str = "id, kind, payload, attempts, COALESCE(max_attempts, $5) AS max_attempts";
-
 impl Engine {
     pub fn new(store: Store, lease: Duration, default_max_attempts: i64, metrics: Arc<Metrics>) -> Self {
         let owner = format!("{}-{}", std::process::id(), crate::seal::random_token(8));
         Engine {
             store,
             owner,
-            handlers: HashMap::new(),
+            handlers: None,
             lease,
             default_max_attempts,
             notify: Arc::new(Notify::new()),
@@ -179,13 +141,10 @@ impl Engine {
         }
     }
 
-    /// Registers the handler for a kind. Jobs of a kind without a handler die with a clear error.
-    pub fn register<F, Fut>(&mut self, kind: &'static str, f: F)
-    where
-        F: Fn(Job) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), JobError>> + Send + 'static,
-    {
-        self.handlers.insert(kind, Arc::new(move |job| Box::pin(f(job))));
+    /// Sets what runs the jobs ([`Handlers`]: every kind's handler). An engine without (tests that only lease)
+    /// fails every job it runs.
+    pub fn set_handlers(&mut self, handlers: Arc<Handlers>) {
+        self.handlers = Some(handlers);
     }
 
     pub fn owner(&self) -> &str {
@@ -201,15 +160,9 @@ impl Engine {
         }
     }
 
-    /// Adds a job. With a `dedup_key`, a second job with the same key is not added (returns `None`).
-    pub async fn enqueue(
-        &self,
-        kind: &str,
-        payload: &serde_json::Value,
-        dedup_key: Option<&str>,
-    ) -> Result<Option<i64>, StoreError> {
-        let mut conn = self.store.pool.acquire().await?;
-        let id = enqueue_on(&mut *conn, kind, payload, dedup_key, self.default_max_attempts, now_ms()).await?;
+    /// Adds a job ([`enqueue`]) and wakes the workers.
+    pub async fn enqueue(&self, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError> {
+        let id = enqueue(&self.store.pool, task, opts).await?;
         self.wake();
         Ok(id)
     }
@@ -221,12 +174,12 @@ impl Engine {
 
     /// Runs one leased job and records its outcome. Returns the outcome for counting.
     pub async fn run(&self, job: Job) -> Outcome {
-        let handler = self.handlers.get(job.kind.as_str()).cloned();
         self.metrics.jobs_running.inc();
-        let result = match handler {
-            None => Err(JobError::Permanent(format!("no handler for job kind {:?}", job.kind))),
+        let result = match (Task::parse(&job.kind, &job.payload), &self.handlers) {
+            (Err(e), _) => Err(JobError::Permanent(e.to_string())),
+            (Ok(_), None) => Err(JobError::Permanent("this job engine runs no handlers".into())),
             // Run in its own task so a panicking handler fails only its job.
-            Some(h) => match tokio::spawn(h(job.clone())).await {
+            (Ok(task), Some(h)) => match tokio::spawn(h.clone().run(job.clone(), task)).await {
                 Ok(r) => r,
                 Err(e) if e.is_panic() => Err(JobError::retry("the handler panicked")),
                 Err(e) => Err(JobError::retry(format!("the handler was cancelled: {e}"))),
@@ -274,12 +227,7 @@ impl Engine {
 
     /// Makes every pending job due now (tests use it to skip backoff waits).
     pub async fn make_all_due(&self) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("UPDATE jobs SET run_at = $1 WHERE done_at IS NULL AND NOT dead AND lease_owner IS NULL")
-                .bind(now_ms())
-                .execute(&self.store.pool)
-                .await?;
-        Ok(done.rows_affected())
+        store::jobs::make_all_due(&self.store).await
     }
 
     /// The worker loop: leases due jobs up to `concurrency` at a time until `stop` turns true, then waits
@@ -348,111 +296,29 @@ impl Engine {
 
     /// When the next unleased job is due (ms), if any.
     async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        let row =
-            sqlx::query("SELECT MIN(run_at) AS t FROM jobs WHERE done_at IS NULL AND NOT dead AND lane IS NULL AND lease_owner IS NULL")
-                .fetch_one(&self.store.pool)
-                .await?;
-        Ok(row.try_get::<Option<i64>, _>("t")?)
+        store::jobs::next_due(&self.store).await
     }
 
     /// Periodic work is jobs too: one `maintenance.prune` per hour across all processes (dedup key).
     async fn schedule_maintenance(&self) -> Result<(), StoreError> {
         let hour = now_ms() / 3_600_000;
-        let key = format!("maintenance.prune:{hour}");
-        self.enqueue(MAINTENANCE_PRUNE, &serde_json::json!({}), Some(&key)).await?;
+        let key = Kind::MaintenancePrune.key(hour);
+        let opts = Enqueue { dedup_key: Some(&key), ..Enqueue::default() };
+        self.enqueue(&Task::MaintenancePrune(catalogue::Empty {}), opts).await?;
         Ok(())
     }
 
     pub async fn list(&self, state: Option<JobState>, limit: i64) -> Result<Vec<JobView>, StoreError> {
-        let filter = match state {
-            None => "1 = 1",
-            Some(JobState::Dead) => "dead",
-            Some(JobState::Done) => "done_at IS NOT NULL",
-            Some(JobState::Running) => "done_at IS NULL AND NOT dead AND lease_expires_at >= $2",
-            Some(JobState::Pending) => {
-                "done_at IS NULL AND NOT dead AND (lease_expires_at IS NULL OR lease_expires_at < $2)"
-            }
-        };
-        let q = format!(
-            "SELECT id, kind, attempts, COALESCE(max_attempts, $3) AS max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
-             created_at, updated_at FROM jobs WHERE {filter} ORDER BY id DESC LIMIT $1"
-        );
-        let rows = sqlx::query(&q)
-            .bind(limit)
-            .bind(now_ms())
-            .bind(self.default_max_attempts)
-            .fetch_all(&self.store.pool)
-            .await?;
-        let now = now_ms();
-        rows.iter()
-            .map(|r| {
-                let dead = get_bool(r, "dead")?;
-                let done: Option<i64> = r.try_get("done_at")?;
-                let lease: Option<i64> = r.try_get("lease_expires_at")?;
-                let state = if dead {
-                    "dead"
-                } else if done.is_some() {
-                    "done"
-                } else if lease.is_some_and(|l| l >= now) {
-                    "running"
-                } else {
-                    "pending"
-                };
-                Ok(JobView {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    state: state.into(),
-                    attempts: r.try_get("attempts")?,
-                    max_attempts: r.try_get("max_attempts")?,
-                    run_at: rfc3339(r.try_get("run_at")?),
-                    last_error: r.try_get("last_error")?,
-                    created_at: rfc3339(r.try_get("created_at")?),
-                    updated_at: rfc3339(r.try_get("updated_at")?),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
+        store::jobs::list(&self.store, state, limit, self.default_max_attempts).await
     }
 
     /// Puts a dead job back in the queue with a fresh attempt budget. False when no dead job has this id.
     pub async fn redrive(&self, id: i64) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE jobs SET dead = $2, attempts = 0, run_at = $3, updated_at = $3 WHERE id = $1 AND dead")
-                .bind(id)
-                .bind(false)
-                .bind(now_ms())
-                .execute(&self.store.pool)
-                .await?;
+        let redriven = store::jobs::redrive(&self.store, id).await?;
         self.wake();
-        Ok(done.rows_affected() == 1)
+        Ok(redriven)
     }
 }
-
-/// Deletes finished jobs and processed inbox rows older than `retention` (apps that keep raw events keep
-/// their inbox rows for `debug_retention`). Dead jobs are kept until someone redrives or removes them.
-pub async fn prune(store: &Store, retention: Duration, debug_retention: Duration) -> Result<(u64, u64), StoreError> {
-    let now = now_ms();
-    let cutoff = now - retention.as_millis() as i64;
-    let debug_cutoff = now - debug_retention.as_millis() as i64;
-    let inbox = sqlx::query(
-        "DELETE FROM inbox WHERE processed_at IS NOT NULL AND ( \
-           (processed_at < $1 AND app_id NOT IN (SELECT id FROM meta_apps WHERE keep_raw_events)) \
-           OR processed_at < $2)",
-    )
-    .bind(cutoff)
-    .bind(debug_cutoff.min(cutoff))
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    let jobs = sqlx::query("DELETE FROM jobs WHERE done_at IS NOT NULL AND done_at < $1")
-        .bind(cutoff)
-        .execute(&store.pool)
-        .await?
-        .rows_affected();
-    Ok((inbox, jobs))
-}
-
-pub const MAINTENANCE_PRUNE: &str = "maintenance.prune";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -473,16 +339,6 @@ impl Outcome {
             Outcome::Deferred => "deferred",
         }
     }
-}
-
-fn job_from(r: &AnyRow) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: r.try_get("id")?,
-        kind: r.try_get("kind")?,
-        payload: r.try_get("payload")?,
-        attempts: r.try_get("attempts")?,
-        max_attempts: r.try_get("max_attempts")?,
-    })
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -506,29 +362,12 @@ where
 {
     match result {
         Ok(()) => {
-            sqlx::query(
-                "UPDATE jobs SET done_at = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $3 \
-                 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(job.id)
-            .bind(owner)
-            .bind(now)
-            .execute(conn)
-            .await?;
+            store::jobs::finish_on(conn, owner, job.id, now).await?;
             Ok(Outcome::Done)
         }
         Err(JobError::Defer { message, after }) => {
-            sqlx::query(
-                "UPDATE jobs SET run_at = $3, attempts = attempts - 1, last_error = $4, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $5 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(job.id)
-            .bind(owner)
-            .bind(now + after.as_millis() as i64)
-            .bind(truncate(&message, 2000))
-            .bind(now)
-            .execute(conn)
-            .await?;
+            let run_at = now + after.as_millis() as i64;
+            store::jobs::defer_on(conn, owner, job.id, run_at, truncate(&message, 2000), now).await?;
             Ok(Outcome::Deferred)
         }
         Err(err) => {
@@ -544,18 +383,8 @@ where
             } else {
                 tracing::info!(job = job.id, kind = %job.kind, attempts = job.attempts, retry_in_ms = delay.as_millis() as u64, error = %message, "job will be retried");
             }
-            sqlx::query(
-                "UPDATE jobs SET dead = $3, run_at = $4, last_error = $5, lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $6 WHERE id = $1 AND lease_owner = $2",
-            )
-            .bind(job.id)
-            .bind(owner)
-            .bind(dead)
-            .bind(now + delay.as_millis() as i64)
-            .bind(truncate(&message, 2000))
-            .bind(now)
-            .execute(conn)
-            .await?;
+            let run_at = now + delay.as_millis() as i64;
+            store::jobs::fail_on(conn, owner, job.id, dead, run_at, truncate(&message, 2000), now).await?;
             Ok(if dead { Outcome::Dead } else { Outcome::Retried })
         }
     }
@@ -582,35 +411,13 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        let lock = match self.backend {
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        let lease = store::jobs::Lease {
+            backend: self.backend,
+            owner: &self.owner,
+            until: self.lease_until(lane, now),
+            default_max_attempts: self.default_max_attempts,
         };
-        // Each condition names its partial index's own condition (SQLite uses a partial index only then).
-        let which = match lane {
-            None => "lane IS NULL",
-            Some(_) => "lane = $6 AND lane IS NOT NULL",
-        };
-        let q = format!(
-            "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-             WHERE id IN (SELECT id FROM jobs WHERE {which} AND done_at IS NULL AND NOT dead \
-                          AND run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
-                          ORDER BY run_at, id LIMIT $4 {lock}) \
-             RETURNING {JOB_COLS}"
-        );
-        let mut query = sqlx::query(&q)
-            .bind(&self.owner)
-            .bind(self.lease_until(lane, now))
-            .bind(now)
-            .bind(n as i64)
-            .bind(self.default_max_attempts);
-        if let Some(lane) = lane {
-            query = query.bind(lane);
-        }
-        let rows = query.fetch_all(conn).await?;
-        let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;
-        jobs.sort_by_key(|j| j.id);
-        Ok(jobs)
+        store::jobs::lease_on(conn, lease, lane, n, now).await
     }
 }
 
@@ -626,18 +433,7 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        let row = sqlx::query(
-            "INSERT INTO lane_claims (lane, owner, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (lane) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
-             WHERE lane_claims.owner = excluded.owner OR lane_claims.expires_at < $4 RETURNING lane",
-        )
-        .bind(lane)
-        .bind(&self.owner)
-        .bind(until)
-        .bind(now)
-        .fetch_optional(conn)
-        .await?;
-        Ok(row.is_some())
+        store::jobs::claim_lane_on(conn, &self.owner, lane, now, until).await
     }
 
     /// Renews this process's claims on `lanes` until `until`, and the leases of the jobs of those lanes it holds
@@ -649,24 +445,7 @@ impl LaneLeaser {
         now: i64,
         until: i64,
     ) -> Result<(), StoreError> {
-        if lanes.is_empty() {
-            return Ok(());
-        }
-        let marks: Vec<String> = (0..lanes.len()).map(|i| format!("${}", i + 3)).collect();
-        let marks = marks.join(", ");
-        let claims = format!("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND lane IN ({marks})");
-        let leases = format!(
-            "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND done_at IS NULL \
-             AND lane IS NOT NULL AND lane IN ({marks})"
-        );
-        for (q, until) in [(claims, until), (leases, self.lease_until(Some(0), now))] {
-            let mut query = sqlx::query(&q).bind(&self.owner).bind(until);
-            for lane in lanes {
-                query = query.bind(*lane);
-            }
-            query.execute(&mut *conn).await?;
-        }
-        Ok(())
+        store::jobs::renew_lanes_on(conn, &self.owner, lanes, until, self.lease_until(Some(0), now)).await
     }
 
     /// Gives up every claim of this process (it stops) as of `until`: another process may take the lanes then.
@@ -674,12 +453,7 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
-        sqlx::query("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND expires_at > $2")
-            .bind(&self.owner)
-            .bind(until)
-            .execute(conn)
-            .await?;
-        Ok(())
+        store::jobs::release_claims_on(conn, &self.owner, until).await
     }
 }
 
@@ -688,118 +462,59 @@ pub async fn lane_next_due<'c, E>(conn: E, lane: i64) -> Result<Option<i64>, Sto
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let row = sqlx::query(
-        "SELECT MIN(run_at) AS t FROM jobs WHERE lane = $1 AND done_at IS NULL AND NOT dead AND lane IS NOT NULL \
-         AND lease_owner IS NULL",
-    )
-    .bind(lane)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.try_get::<Option<i64>, _>("t")?)
+    store::jobs::lane_next_due_on(conn, lane).await
 }
 
-/// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.
-pub async fn enqueue_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    dedup_key: Option<&str>,
-    max_attempts: i64,
-    run_at: i64,
-) -> Result<Option<i64>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    enqueue_lane_on(conn, kind, payload, dedup_key, max_attempts, run_at, None).await
-}
-
-/// [`enqueue_on`] for a job of a lane (see [`Lane`]).
-pub async fn enqueue_lane_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    dedup_key: Option<&str>,
-    max_attempts: i64,
-    run_at: i64,
-    lane: Option<i64>,
-) -> Result<Option<i64>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    insert_on(conn, kind, payload, dedup_key, max_attempts, run_at, lane, None, None).await
+/// How a job is queued, besides its task: all optional.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Enqueue<'a> {
+    /// A second job with the same key is not added ([`enqueue`] returns `None`).
+    pub dedup_key: Option<&'a str>,
+    /// When it is due (ms); now when `None`.
+    pub run_at: Option<i64>,
+    /// Its lane (see [`Lane`]): required for the kinds that are [`Kind::laned`], and only for them.
+    pub lane: Option<i64>,
+    /// Its place among jobs that take effect in order: only for the kinds that are [`Kind::ordered`].
+    pub order: Option<Order<'a>>,
+    /// Its attempts; the kind's default ([`Kind::max_attempts`]) when `None`.
+    pub max_attempts: Option<i64>,
 }
 
 /// Where a job stands among the jobs that must take effect in order: its key (one chat, say) and, when queue
-/// order is not the order that counts, its place within the key (`seq`; jobs of one key use it all or none).
+/// order is not the order that counts, its place within the key (`seq`; jobs of one key use it all or none). A
+/// job with a key takes effect after every earlier job of its key (see [`earlier_in_order`]): its handler waits
+/// while one is neither done nor dead.
 #[derive(Debug, Clone, Copy)]
 pub struct Order<'a> {
     pub key: &'a str,
     pub seq: Option<i64>,
 }
 
-/// [`enqueue_on`] for a job that must take effect after every earlier job of its order key (see
-/// [`earlier_in_order`]): its handler waits while one is neither done nor dead.
-pub async fn enqueue_ordered_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    order: Order<'_>,
-    max_attempts: i64,
-    run_at: i64,
-) -> Result<Option<i64>, StoreError>
+/// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.
+/// Returns its id, or `None` when its dedup key named an existing job.
+pub async fn enqueue<'c, E>(conn: E, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    insert_on(conn, kind, payload, None, max_attempts, run_at, None, Some(order.key), order.seq).await
+    let kind = task.kind();
+    debug_assert_eq!(opts.lane.is_some(), kind.laned(), "{kind}: a lane exactly for the laned kinds");
+    debug_assert!(opts.order.is_none() || kind.ordered(), "{kind}: an order key only for the ordered kinds");
+    let payload = task.payload();
+    let job = store::jobs::NewJob {
+        kind: kind.as_str(),
+        payload: &payload,
+        dedup_key: opts.dedup_key,
+        max_attempts: opts.max_attempts.or(kind.max_attempts()),
+        run_at: opts.run_at.unwrap_or_else(now_ms),
+        lane: opts.lane,
+        order_key: opts.order.map(|o| o.key),
+        order_seq: opts.order.and_then(|o| o.seq),
+    };
+    store::jobs::insert_on(conn, &job).await
 }
 
 /// True while a job before `job_id` in its order (same order key; a lower `order_seq`, or the same and queued
 /// earlier) is neither done nor dead (a job without a key has none). Handlers of ordered kinds defer while it is.
 pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreError> {
-    let row = sqlx::query(
-        "SELECT 1 AS one FROM jobs j JOIN jobs me ON me.id = $1 \
-         WHERE me.order_key IS NOT NULL AND j.order_key = me.order_key \
-         AND (COALESCE(j.order_seq, 0) < COALESCE(me.order_seq, 0) \
-              OR (COALESCE(j.order_seq, 0) = COALESCE(me.order_seq, 0) AND j.id < me.id)) \
-         AND j.done_at IS NULL AND NOT j.dead LIMIT 1",
-    )
-    .bind(job_id)
-    .fetch_optional(&store.pool)
-    .await?;
-    Ok(row.is_some())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_on<'c, E>(
-    conn: E,
-    kind: &str,
-    payload: &serde_json::Value,
-    dedup_key: Option<&str>,
-    max_attempts: i64,
-    run_at: i64,
-    lane: Option<i64>,
-    order_key: Option<&str>,
-    order_seq: Option<i64>,
-) -> Result<Option<i64>, StoreError>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    let now = now_ms();
-    let row = sqlx::query(
-        "INSERT INTO jobs (kind, payload, dedup_key, attempts, max_attempts, run_at, created_at, updated_at, lane, \
-         order_key, order_seq) VALUES ($1, $2, $3, 0, $4, $5, $6, $6, $7, $8, $9) \
-         ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING RETURNING id",
-    )
-    .bind(kind)
-    .bind(payload.to_string())
-    .bind(dedup_key)
-    .bind(max_attempts)
-    .bind(run_at)
-    .bind(now)
-    .bind(lane)
-    .bind(order_key)
-    .bind(order_seq)
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
+    store::jobs::earlier_in_order(store, job_id).await
 }

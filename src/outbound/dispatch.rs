@@ -36,15 +36,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::pace::{PairPacer, PhonePacer, Verdict, SLACK_MS};
 use super::sender::{self, admit, Context, Outcome, Sender, ORDER_WAIT, PAUSE_WAIT};
-use super::Outbound;
+use super::{Outbound, SendState};
 use crate::http::metrics::{KindLabels, Metrics};
-use crate::jobs::{self, Drained, Job, JobError, LaneLeaser};
-use crate::store::{now_ms, Store, StoreError};
+use crate::jobs::catalogue::WaSend;
+use crate::jobs::{self, Drained, Job, JobError, Kind, LaneLeaser, Task};
+use crate::store::{self, now_ms, Store, StoreError};
 
 /// How far ahead a number's sends are leased and held: about this many milliseconds of its throughput.
 pub const LOOKAHEAD_MS: i64 = 1000;
@@ -592,7 +592,7 @@ impl<'a> Book<'a> {
                 return;
             }
         }
-        if out.state == "unknown" {
+        if out.state == SendState::Unknown {
             self.out.push(Effect::ResentUnconfirmed { outbound: out.id });
         }
         self.known.insert(out.id);
@@ -914,8 +914,12 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
     Ok(Feed { now, ctx, looked, leased: out, elsewhere, marked: mark })
 }
 
+/// The send a leased `wa.send` job names, if its row parses as one.
 fn outbound_id(job: &Job) -> Option<i64> {
-    serde_json::from_str::<Value>(&job.payload).ok().and_then(|v| v["outbound_id"].as_i64())
+    match Task::parse(&job.kind, &job.payload) {
+        Ok(Task::WaSend(WaSend { outbound_id })) => Some(outbound_id),
+        _ => None,
+    }
 }
 
 /// The writer task: commits outcomes in batches (everything that finished since the last commit, up to
@@ -959,10 +963,10 @@ async fn write_outcomes(
             drained.count(*o);
             metrics
                 .jobs_finished
-                .get_or_create(&KindLabels { kind: super::WA_SEND.into(), outcome: o.label().into() })
+                .get_or_create(&KindLabels { kind: Kind::WaSend.as_str().into(), outcome: o.label().into() })
                 .inc();
         }
-        if batch.iter().any(|r| super::Origin::parse(&r.out.origin).is_some_and(super::Origin::reports)) {
+        if batch.iter().any(|r| r.out.origin.reports()) {
             generic.notify_waiters();
             generic.notify_one();
         }
@@ -1004,36 +1008,19 @@ async fn record_accepted(
     chunk: &[&Record],
     now: i64,
 ) -> Result<(), StoreError> {
-    let values: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
-    let q = format!(
-        "UPDATE outbound SET state = 'accepted', wamid = v.column2, unknown_since = NULL, error_code = NULL, \
-         error_text = NULL, attempts = attempts + 1, updated_at = $1 FROM (VALUES {}) AS v \
-         WHERE outbound.id = v.column1 AND outbound.state IN ('queued', 'unknown', 'sending')",
-        values.join(", ")
-    );
-    let mut query = sqlx::query(&q).bind(now);
+    let accepted: Vec<(i64, &str)> = chunk
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Accepted { wamid } => (r.out.id, wamid.as_str()),
+            _ => (r.out.id, ""),
+        })
+        .collect();
+    store::outbound::accept_many_on(tx, &accepted, now).await?;
     for r in chunk {
-        let wamid = match &r.outcome {
-            Outcome::Accepted { wamid } => wamid.as_str(),
-            _ => "",
-        };
-        query = query.bind(r.out.id).bind(wamid);
+        super::report_on(&mut **tx, r.out.origin.as_str(), r.out.id, "accepted", None).await?;
     }
-    query.execute(&mut **tx).await?;
-    for r in chunk {
-        super::report_on(&mut **tx, &r.out.origin, r.out.id, "accepted", None).await?;
-    }
-    let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-    let q = format!(
-        "UPDATE jobs SET done_at = $1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $1 \
-         WHERE lease_owner = $2 AND id IN ({})",
-        marks.join(", ")
-    );
-    let mut query = sqlx::query(&q).bind(now).bind(owner);
-    for r in chunk {
-        query = query.bind(r.job.id);
-    }
-    query.execute(&mut **tx).await?;
+    let ids: Vec<i64> = chunk.iter().map(|r| r.job.id).collect();
+    store::jobs::finish_many_on(&mut **tx, owner, &ids, now).await?;
     Ok(())
 }
 
@@ -1041,6 +1028,7 @@ async fn record_accepted(
 mod tests {
     //! The book's decisions on a clock that only moves when a test says (ms since an arbitrary origin).
     use super::*;
+    use serde_json::Value;
 
     const PHONE: i64 = 1;
     const T0: i64 = 1_000_000;
@@ -1054,10 +1042,10 @@ mod tests {
             id,
             phone_id: PHONE,
             recipient: to.into(),
-            origin: origin.into(),
+            origin: super::super::Origin::parse(origin).expect("an origin"),
             origin_ref: Value::Null,
             request: Value::Null,
-            state: "queued".into(),
+            state: SendState::Queued,
             wamid: None,
             status: None,
             error_code: None,
@@ -1076,8 +1064,8 @@ mod tests {
     fn job(id: i64) -> Job {
         Job {
             id,
-            kind: super::super::WA_SEND.into(),
-            payload: format!(r#"{{"outbound_id":{id}}}"#),
+            kind: Kind::WaSend.as_str().into(),
+            payload: Task::WaSend(WaSend { outbound_id: id }).payload(),
             attempts: 1,
             max_attempts: 10,
         }
@@ -1301,13 +1289,13 @@ mod tests {
         let mut pacing = Pacing::default();
         let mut b = book(&mut pacing, 1000, limits());
         let mut done = outbound(1, "a", "api");
-        done.state = "accepted".into();
+        done.state = SendState::Accepted;
         b.hold(PHONE, job(1), Some((done, None)), T0);
         b.hold(PHONE, job(2), Some((outbound(2, "a", "api"), Some(99))), T0);
         b.settled.insert(98, T0);
         b.hold(PHONE, job(3), Some((outbound(3, "b", "api"), Some(98))), T0);
         let mut unanswered = outbound(4, "c", "api");
-        unanswered.state = "unknown".into();
+        unanswered.state = SendState::Unknown;
         unanswered.unknown_since = Some(T0 - 60_000);
         b.hold(PHONE, job(4), Some((unanswered, None)), T0);
         let effects_now: Vec<&Effect> = b.out.iter().collect();

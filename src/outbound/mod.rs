@@ -3,7 +3,7 @@
 //! attempt ([`enqueue_on`]); the send dispatcher
 //! ([`dispatch`], the job engine's lane for sends) paces it and sends it through the one sender ([`sender`]).
 //!
-//! States of an outbound row: `queued` (also while its request is out) → `accepted` (Meta gave a wamid) or
+//! States of an outbound row ([`SendState`]): `queued` (also while its request is out) → `accepted` (Meta gave a wamid) or
 //! `failed` (a permanent error, with its reason); `unknown` when a request went out and no answer came (it may
 //! have reached Meta), or an earlier attempt was started (`started`, marked before the request may go out) and
 //! left no outcome: it waits `send_reconcile_seconds` for a status webhook carrying its
@@ -17,15 +17,13 @@ pub mod sender;
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{Any, Row};
+use sqlx::Any;
 use utoipa::ToSchema;
 
-use crate::store::{now_ms, rfc3339, Store, StoreError};
+use crate::jobs::catalogue::{OutboundReport, WaSend};
+use crate::jobs::{Enqueue, Kind, Task};
+use crate::store::{self, now_ms, StoreError};
 
-/// Job kind of a send.
-pub const WA_SEND: &str = "wa.send";
-/// Job kind of telling the requester (CRM chat, SMS provider) what became of a send.
-pub const REPORT: &str = "outbound.report";
 /// Prefix of our `biz_opaque_callback_data`: `wb:<outbound id>`; Meta echoes it in status webhooks.
 pub const OPAQUE_PREFIX: &str = "wb:";
 
@@ -76,6 +74,57 @@ impl Origin {
     }
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Where a send stands (`outbound.state`). A request in flight leaves its send `queued`; the attempt is marked in
+/// `started` first. (Versions before the send dispatcher had a `sending` state; migration 0012 made such rows
+/// `unknown`, which is what they were.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SendState {
+    /// Not sent yet, or its request is out.
+    Queued,
+    /// A request went out and no answer came (or an attempt left no outcome): it waits for a status webhook.
+    Unknown,
+    /// Meta took it (a wamid), or took the read mark.
+    Accepted,
+    /// Will never go: refused by Meta, or given up on, with its reason.
+    Failed,
+}
+
+impl SendState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendState::Queued => "queued",
+            SendState::Unknown => "unknown",
+            SendState::Accepted => "accepted",
+            SendState::Failed => "failed",
+        }
+    }
+
+    /// The state stored as `s` (`None` for a value this version does not know).
+    pub fn parse(s: &str) -> Option<SendState> {
+        [SendState::Queued, SendState::Unknown, SendState::Accepted, SendState::Failed]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+
+    /// Accepted or failed: nothing more happens to the send (statuses aside).
+    pub fn is_over(self) -> bool {
+        matches!(self, SendState::Accepted | SendState::Failed)
+    }
+}
+
+impl std::fmt::Display for SendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// A send to commit.
 #[derive(Debug, Clone)]
 pub struct NewSend {
@@ -108,39 +157,20 @@ pub async fn enqueue_on(
 ) -> Result<Enqueued, StoreError> {
     let now = now_ms();
     if let Some(key) = &send.idempotency_key {
-        if let Some(r) = sqlx::query("SELECT id FROM outbound WHERE idempotency_key = $1")
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await?
-        {
-            return Ok(Enqueued { id: r.try_get("id")?, duplicate: true });
+        if let Some(id) = store::outbound::id_by_idempotency_key_on(tx, key).await? {
+            return Ok(Enqueued { id, duplicate: true });
         }
     }
-    let row = sqlx::query(
-        "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, idempotency_key, api_key_id, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $8) RETURNING id",
-    )
-    .bind(send.phone_id)
-    .bind(&send.recipient)
-    .bind(send.origin.as_str())
-    .bind(send.origin_ref.to_string())
-    .bind(send.request.to_string())
-    .bind(&send.idempotency_key)
-    .bind(send.api_key_id)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?;
-    let id: i64 = row.try_get("id")?;
-    crate::jobs::enqueue_lane_on(
-        &mut **tx,
-        WA_SEND,
-        &serde_json::json!({ "outbound_id": id }),
-        Some(&format!("wa.send:{id}")),
-        max_attempts,
-        now,
-        Some(send.phone_id),
-    )
-    .await?;
+    let id = store::outbound::insert_on(tx, send, now).await?;
+    let key = Kind::WaSend.key(id);
+    let opts = Enqueue {
+        dedup_key: Some(&key),
+        run_at: Some(now),
+        lane: Some(send.phone_id),
+        max_attempts: Some(max_attempts),
+        order: None,
+    };
+    crate::jobs::enqueue(&mut **tx, &Task::WaSend(WaSend { outbound_id: id }), opts).await?;
     Ok(Enqueued { id, duplicate: false })
 }
 
@@ -186,9 +216,13 @@ where
     if !Origin::parse(origin).is_some_and(Origin::reports) {
         return Ok(());
     }
-    let payload = serde_json::json!({ "outbound_id": outbound_id, "event": event, "reason": reason });
-    crate::jobs::enqueue_on(conn, REPORT, &payload, Some(&format!("report:{outbound_id}:{event}")), 12, now_ms())
-        .await?;
+    let task = Task::OutboundReport(OutboundReport {
+        outbound_id,
+        event: event.to_string(),
+        reason: reason.map(str::to_string),
+    });
+    let key = format!("report:{outbound_id}:{event}");
+    crate::jobs::enqueue(conn, &task, Enqueue { dedup_key: Some(&key), ..Enqueue::default() }).await?;
     Ok(())
 }
 
@@ -198,13 +232,12 @@ pub struct Outbound {
     pub id: i64,
     pub phone_id: i64,
     pub recipient: String,
-    pub origin: String,
+    pub origin: Origin,
     #[schema(value_type = Object)]
     pub origin_ref: Value,
     #[schema(value_type = Object)]
     pub request: Value,
-    /// `queued`, `unknown`, `accepted` or `failed`.
-    pub state: String,
+    pub state: SendState,
     pub wamid: Option<String>,
     /// Meta's latest status: `sent`, `delivered`, `read` or `failed`.
     pub status: Option<String>,
@@ -228,99 +261,14 @@ pub struct Outbound {
     pub updated_at_ms: i64,
 }
 
-const COLS: &str = "id, phone_id, recipient, origin, origin_ref, request, state, wamid, status, error_code, \
-                    error_text, attempts, resent_unconfirmed, started, unknown_since, api_key_id, created_at, updated_at";
-
-fn from_row(r: &sqlx::any::AnyRow) -> Result<Outbound, StoreError> {
-    let updated: i64 = r.try_get("updated_at")?;
-    Ok(Outbound {
-        id: r.try_get("id")?,
-        phone_id: r.try_get("phone_id")?,
-        recipient: r.try_get("recipient")?,
-        origin: r.try_get("origin")?,
-        origin_ref: serde_json::from_str(&r.try_get::<String, _>("origin_ref")?).unwrap_or(Value::Null),
-        request: serde_json::from_str(&r.try_get::<String, _>("request")?).unwrap_or(Value::Null),
-        state: r.try_get("state")?,
-        wamid: r.try_get("wamid")?,
-        status: r.try_get("status")?,
-        error_code: r.try_get("error_code")?,
-        error_text: r.try_get("error_text")?,
-        attempts: r.try_get("attempts")?,
-        resent_unconfirmed: r.try_get("resent_unconfirmed")?,
-        started: r.try_get("started")?,
-        unknown_since: r.try_get("unknown_since")?,
-        api_key_id: r.try_get("api_key_id")?,
-        created_at: rfc3339(r.try_get("created_at")?),
-        updated_at: rfc3339(updated),
-        updated_at_ms: updated,
-    })
-}
-
 impl Outbound {
     /// True for a read mark ([`Origin::Read`]) rather than a message to the customer.
     pub fn is_read_mark(&self) -> bool {
-        Origin::parse(&self.origin) == Some(Origin::Read)
+        self.origin == Origin::Read
     }
 }
 
-pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError> {
-    let q = format!("SELECT {COLS} FROM outbound WHERE id = $1");
-    sqlx::query(&q).bind(id).fetch_optional(&store.pool).await?.as_ref().map(from_row).transpose()
-}
-
-/// The rows of `ids` (in any order), each with the first earlier message to the same customer from the same
-/// number that is still pending (`queued`, `sending` or `unknown`), if any: messages to one customer keep
-/// their order. Read marks ([`Origin::Read`]) are not messages: they neither wait nor are waited for. One query
-/// per 500 ids.
-pub async fn get_many_with_blocker(store: &Store, ids: &[i64]) -> Result<Vec<(Outbound, Option<i64>)>, StoreError> {
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let q = format!(
-            "SELECT {COLS}, CASE WHEN b.origin = '{read}' THEN NULL ELSE (SELECT MIN(o.id) FROM outbound o \
-             WHERE o.phone_id = b.phone_id AND o.recipient = b.recipient AND o.id < b.id AND o.origin <> '{read}' \
-             AND o.state IN ('queued', 'sending', 'unknown')) END AS blocker \
-             FROM outbound b WHERE b.id IN ({})",
-            marks.join(", "),
-            read = Origin::Read.as_str(),
-        );
-        let mut query = sqlx::query(&q);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for r in query.fetch_all(&store.pool).await? {
-            out.push((from_row(&r)?, r.try_get::<Option<i64>, _>("blocker")?));
-        }
-    }
-    Ok(out)
-}
-
-/// Adds `by` (1: marked started; -1: the mark taken back, the send never went out) to the started attempts of
-/// the sends `ids` that are not over, on `tx`.
-pub async fn mark_started_on(tx: &mut sqlx::Transaction<'static, Any>, ids: &[i64], by: i64) -> Result<(), StoreError> {
-    for chunk in ids.chunks(500) {
-        let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let guard = if by < 0 { " AND started > attempts" } else { "" };
-        let q = format!(
-            "UPDATE outbound SET started = started + $1, \
-             resent_unconfirmed = resent_unconfirmed + CASE WHEN state = 'unknown' THEN $1 ELSE 0 END \
-             WHERE id IN ({}) AND state IN ('queued', 'unknown'){guard}",
-            marks.join(", ")
-        );
-        let mut query = sqlx::query(&q).bind(by);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-/// Recent sends, newest first (admin API).
-pub async fn list(store: &Store, limit: i64) -> Result<Vec<Outbound>, StoreError> {
-    let q = format!("SELECT {COLS} FROM outbound ORDER BY id DESC LIMIT $1");
-    sqlx::query(&q).bind(limit).fetch_all(&store.pool).await?.iter().map(from_row).collect()
-}
+pub use crate::store::outbound::{get, get_many_with_blocker, list, mark_started_on};
 
 /// Called inside the transaction that records a status webhook: ties the status to our send (by wamid, or
 /// by `biz_opaque_callback_data` when the send's answer never came), moves its status forward and queues
@@ -334,65 +282,25 @@ pub async fn on_status(
     error: Option<(i64, String)>,
 ) -> Result<bool, StoreError> {
     let by_opaque = opaque.and_then(|o| o.strip_prefix(OPAQUE_PREFIX)).and_then(|id| id.parse::<i64>().ok());
-    let row = match sqlx::query("SELECT id, origin, state, status FROM outbound WHERE wamid = $1")
-        .bind(wamid)
-        .fetch_optional(&mut **tx)
-        .await?
-    {
-        Some(r) => Some(r),
-        None => match by_opaque {
-            Some(id) => {
-                sqlx::query("SELECT id, origin, state, status FROM outbound WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?
-            }
-            None => None,
-        },
-    };
-    let Some(row) = row else { return Ok(false) };
-    let id: i64 = row.try_get("id")?;
-    let state: String = row.try_get("state")?;
-    let current: Option<String> = row.try_get("status")?;
+    let Some(target) = store::outbound::status_target_on(tx, wamid, by_opaque).await? else { return Ok(false) };
+    let (id, current) = (target.id, target.status);
     let now = now_ms();
-    // Any state before `accepted`: the request may still be waiting for its answer (`queued`), or its answer was
-    // lost (`unknown`); either way Meta took the message.
-    if state == "unknown" || state == "sending" || state == "queued" {
+    // Not over: the request may still be waiting for its answer (`queued`), or its answer was lost (`unknown`);
+    // either way Meta took the message.
+    if !target.state.is_over() {
         // The answer to our request was lost, but Meta took the message: reconciled, never resent.
-        sqlx::query(
-            "UPDATE outbound SET state = 'accepted', wamid = $2, unknown_since = NULL, updated_at = $3 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(wamid)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        store::outbound::confirm_on(tx, id, wamid, now).await?;
         tracing::info!(outbound = id, "a send whose answer was lost is confirmed by a status webhook");
     }
     let current_rank = current.as_deref().map(status_rank).unwrap_or(0);
     if current.as_deref() == Some("failed") || rank <= current_rank {
         return Ok(true);
     }
-    let (code, text) = match &error {
-        Some((c, t)) => (Some(*c), Some(t.clone())),
-        None => (None, None),
-    };
-    sqlx::query(
-        "UPDATE outbound SET status = $2, error_code = COALESCE($3, error_code), error_text = COALESCE($4, error_text), \
-         updated_at = $5 WHERE id = $1",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(code)
-    .bind(text.clone())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    store::outbound::set_status_on(tx, id, status, error.as_ref().map(|(c, t)| (*c, t.as_str())), now).await?;
     let reason = error.as_ref().map(|(c, t)| format!("{} ({c}: {t})", crate::meta::errors::explain(*c)));
-    let origin: String = row.try_get("origin")?;
     // Meta took the message and then could not deliver it: `undelivered` (a send Meta refused is `failed`).
     let event = if status == "failed" { "undelivered" } else { status };
-    report_on(&mut **tx, &origin, id, event, reason.as_deref()).await?;
+    report_on(&mut **tx, target.origin.as_str(), id, event, reason.as_deref()).await?;
     Ok(true)
 }
 
@@ -409,7 +317,17 @@ fn status_rank(s: &str) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::Origin;
+    use super::{Origin, SendState};
+
+    #[test]
+    fn states_round_trip_and_only_accepted_and_failed_are_over() {
+        for st in [SendState::Queued, SendState::Unknown, SendState::Accepted, SendState::Failed] {
+            assert_eq!(SendState::parse(st.as_str()), Some(st));
+            assert_eq!(st.is_over(), matches!(st, SendState::Accepted | SendState::Failed));
+        }
+        assert_eq!(SendState::parse("sending"), None, "not written since the send dispatcher; migration 0012");
+        assert_eq!(format!("{:<9}|", SendState::Queued), "queued   |");
+    }
 
     #[test]
     fn origins_round_trip_and_only_messages_to_requesters_are_reported() {

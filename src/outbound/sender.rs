@@ -6,14 +6,14 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sqlx::{Any, Row};
+use sqlx::Any;
 
-use super::{Outbound, OPAQUE_PREFIX};
+use super::{Outbound, SendState, OPAQUE_PREFIX};
 use crate::channel::meta::MetaCloud;
 use crate::channel::{Channel, Number, SendClass, Sent};
 use crate::config::Config;
 use crate::jobs::{self, Job, JobError};
-use crate::store::{now_ms, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 /// The Graph client and the settings every attempt needs.
 pub struct Sender {
@@ -63,14 +63,14 @@ impl Outcome {
 /// May a leased send go out now? `None`: yes. Pure: the row as stored, the time and the reconcile window. (A
 /// paused WABA's sends are not leased at all; see `dispatch.rs`.)
 pub fn admit(out: &Outbound, now: i64, reconcile_ms: i64) -> Option<Outcome> {
-    match out.state.as_str() {
-        "accepted" | "failed" => return Some(Outcome::Settled),
+    match out.state {
+        SendState::Accepted | SendState::Failed => return Some(Outcome::Settled),
         // A read mark has no status webhook to reconcile an unanswered attempt from, and marking read twice is
         // harmless: it simply goes again.
         _ if out.is_read_mark() => {}
         // A request went out and its answer was lost: wait for a status webhook to say whether Meta took it before
         // sending again.
-        "unknown" | "sending" => {
+        SendState::Unknown => {
             let since = out.unknown_since.unwrap_or(out.updated_at_ms);
             let left = since + reconcile_ms - now;
             if left > 0 {
@@ -163,42 +163,18 @@ pub async fn record_on(
     let result = match outcome {
         Outcome::Accepted { wamid } => {
             // Not over a webhook's confirmation, nor a failure recorded meanwhile.
-            sqlx::query(
-                "UPDATE outbound SET state = 'accepted', wamid = $2, unknown_since = NULL, error_code = NULL, \
-                 error_text = NULL, attempts = attempts + 1, updated_at = $3 \
-                 WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-            )
-            .bind(id)
-            .bind(wamid)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            super::report_on(&mut **tx, &out.origin, id, "accepted", None).await?;
+            store::outbound::accept_on(tx, id, Some(wamid), now).await?;
+            super::report_on(&mut **tx, out.origin.as_str(), id, "accepted", None).await?;
             Ok(())
         }
         Outcome::Marked => {
             // A read mark: over, with nothing to report and no wamid of its own.
-            sqlx::query(
-                "UPDATE outbound SET state = 'accepted', unknown_since = NULL, error_code = NULL, error_text = NULL, \
-                 attempts = attempts + 1, updated_at = $2 WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            store::outbound::accept_on(tx, id, None, now).await?;
             Ok(())
         }
         Outcome::Unknown { reason } => {
             // Only from `queued`: a status webhook may already have confirmed it (`accepted`) while we waited.
-            sqlx::query(
-                "UPDATE outbound SET state = 'unknown', unknown_since = $2, error_text = $3, attempts = attempts + 1, \
-                 updated_at = $2 WHERE id = $1 AND state IN ('queued', 'sending')",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(format!("no answer from Meta: {reason}"))
-            .execute(&mut **tx)
-            .await?;
+            store::outbound::unanswered_on(tx, id, &format!("no answer from Meta: {reason}"), now).await?;
             tracing::warn!(outbound = id, %reason, "send unanswered; waiting for a status webhook before any retry");
             Err(JobError::Defer {
                 message: format!("no answer from Meta ({reason}); reconciling from status webhooks"),
@@ -211,14 +187,14 @@ pub async fn record_on(
                 fail_on(tx, out, *code, &reason, now).await?;
                 Err(JobError::Permanent(reason))
             } else {
-                set_state_on(tx, id, "queued", *code, reason, 1, now).await?;
+                store::outbound::set_state_on(tx, id, SendState::Queued, *code, reason, 1, now).await?;
                 Err(JobError::Retry { message: reason.clone(), after: *after })
             }
         }
         Outcome::Paused { code, reason, waba_id } => {
             pause_waba_on(&mut **tx, *waba_id, &format!("{reason} (Meta error {code})")).await?;
             // The attempt is recorded (it went out, Meta refused the token); the job spends none while paused.
-            set_state_on(tx, id, "queued", Some(*code), reason, 1, now).await?;
+            store::outbound::set_state_on(tx, id, SendState::Queued, Some(*code), reason, 1, now).await?;
             Err(JobError::Defer { message: format!("sends paused: {reason}"), after: PAUSE_WAIT })
         }
         Outcome::Failed { code, reason } => {
@@ -227,19 +203,10 @@ pub async fn record_on(
         }
         Outcome::Wait { message, after, unknown, unstart } => {
             if *unstart {
-                sqlx::query("UPDATE outbound SET started = started - 1 WHERE id = $1 AND started > attempts")
-                    .bind(id)
-                    .execute(&mut **tx)
-                    .await?;
+                store::outbound::unstart_on(tx, id).await?;
             }
             if *unknown {
-                sqlx::query(
-                    "UPDATE outbound SET state = 'unknown', unknown_since = $2, updated_at = $2 WHERE id = $1 AND state = 'queued'",
-                )
-                .bind(id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                store::outbound::left_unknown_on(tx, id, now).await?;
                 tracing::warn!(outbound = id, "an earlier attempt left no outcome; waiting for a status webhook first");
             }
             Err(JobError::Defer { message: message.clone(), after: *after })
@@ -247,32 +214,6 @@ pub async fn record_on(
         Outcome::Settled => Ok(()),
     };
     jobs::record_on(&mut **tx, owner, job, result, now).await
-}
-
-/// Moves a send that is not over (`queued`, `unknown`) to `state` with Meta's code and the reason, counting
-/// `attempt` (0 or 1) attempts.
-async fn set_state_on(
-    tx: &mut sqlx::Transaction<'static, Any>,
-    id: i64,
-    state: &str,
-    code: Option<i64>,
-    reason: &str,
-    attempt: i64,
-    now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE outbound SET state = $5, error_code = $2, error_text = $3, attempts = attempts + $6, updated_at = $4 \
-         WHERE id = $1 AND state IN ('queued', 'unknown', 'sending')",
-    )
-    .bind(id)
-    .bind(code)
-    .bind(reason)
-    .bind(now)
-    .bind(state)
-    .bind(attempt)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// A permanent failure: recorded with its reason and reported to whoever asked.
@@ -283,8 +224,8 @@ async fn fail_on(
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    set_state_on(tx, out.id, "failed", code, reason, 1, now).await?;
-    super::report_on(&mut **tx, &out.origin, out.id, "failed", Some(reason)).await?;
+    store::outbound::set_state_on(tx, out.id, SendState::Failed, code, reason, 1, now).await?;
+    super::report_on(&mut **tx, out.origin.as_str(), out.id, "failed", Some(reason)).await?;
     tracing::info!(outbound = out.id, code, "send failed permanently");
     Ok(())
 }
@@ -343,38 +284,23 @@ pub async fn load_contexts(
     store: &Store,
     previous: &std::collections::HashMap<i64, std::sync::Arc<Context>>,
 ) -> Result<std::collections::HashMap<i64, std::sync::Arc<Context>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT p.id, p.phone_number_id, p.throughput_mps, w.id AS waba_id, w.access_token AS waba_token, \
-         a.access_token AS app_token, w.sends_paused_at, w.sends_paused_reason \
-         FROM phones p JOIN wabas w ON w.id = p.waba_id JOIN meta_apps a ON a.id = w.app_id",
-    )
-    .fetch_all(&store.pool)
-    .await?;
-    let mut out = std::collections::HashMap::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        let (field, sealed) = match row.try_get::<Option<String>, _>("waba_token")? {
-            Some(t) => ("wabas.access_token", Some(t)),
-            None => ("meta_apps.access_token", row.try_get::<Option<String>, _>("app_token")?),
-        };
-        let token = match previous.get(&id) {
-            Some(p) if p.sealed == sealed => p.token.clone(),
+    let phones = store::outbound::phones_sending(store).await?;
+    let mut out = std::collections::HashMap::with_capacity(phones.len());
+    for p in phones {
+        let (field, sealed) = p.token;
+        let token = match previous.get(&p.phone_id) {
+            Some(c) if c.sealed == sealed => c.token.clone(),
             _ => store.open_opt(field, sealed.clone())?,
         };
-        let paused_at: Option<i64> = row.try_get("sends_paused_at")?;
-        let paused = match paused_at {
-            Some(_) => Some(row.try_get::<Option<String>, _>("sends_paused_reason")?.unwrap_or_default()),
-            None => None,
-        };
         let ctx = Context {
-            phone_number_id: row.try_get("phone_number_id")?,
-            mps: row.try_get::<i64, _>("throughput_mps")?.clamp(1, 1000) as u32,
-            waba_id: row.try_get("waba_id")?,
+            phone_number_id: p.phone_number_id,
+            mps: p.throughput_mps.clamp(1, 1000) as u32,
+            waba_id: p.waba_id,
             token,
             sealed,
-            paused,
+            paused: p.paused,
         };
-        out.insert(id, std::sync::Arc::new(ctx));
+        out.insert(p.phone_id, std::sync::Arc::new(ctx));
     }
     Ok(out)
 }
@@ -386,16 +312,7 @@ async fn pause_waba_on<'c, E>(conn: E, waba_id: i64, reason: &str) -> Result<(),
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let n = sqlx::query(
-        "UPDATE wabas SET sends_paused_at = $2, sends_paused_reason = $3 WHERE id = $1 AND sends_paused_at IS NULL",
-    )
-    .bind(waba_id)
-    .bind(now_ms())
-    .bind(reason)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    if n > 0 {
+    if store::outbound::pause_waba_on(conn, waba_id, reason).await? {
         tracing::error!(waba = waba_id, %reason, "ALERT: Meta refused the access token; sends of this WABA are paused until the token is replaced");
     }
     Ok(())
@@ -403,22 +320,8 @@ where
 
 /// Lifts a pause (after a token change) and makes the WABA's waiting sends due now.
 pub async fn resume_waba(store: &Store, waba_id: i64) -> Result<(), crate::store::StoreError> {
-    let lifted = sqlx::query(
-        "UPDATE wabas SET sends_paused_at = NULL, sends_paused_reason = NULL WHERE id = $1 AND sends_paused_at IS NOT NULL",
-    )
-    .bind(waba_id)
-    .execute(&store.pool)
-    .await?
-    .rows_affected();
-    if lifted > 0 {
-        sqlx::query(
-            "UPDATE jobs SET run_at = $2 WHERE lane IN (SELECT id FROM phones WHERE waba_id = $1) AND lane IS NOT NULL \
-             AND done_at IS NULL AND NOT dead AND lease_owner IS NULL",
-        )
-        .bind(waba_id)
-        .bind(now_ms())
-        .execute(&store.pool)
-        .await?;
+    if store::outbound::unpause_waba(store, waba_id).await? {
+        store::jobs::make_waba_lanes_due(store, waba_id).await?;
         tracing::info!(waba = waba_id, "sends resumed after a token change");
     }
     Ok(())
@@ -433,10 +336,10 @@ mod tests {
             id: 7,
             phone_id: 1,
             recipient: "5511987654321".into(),
-            origin: "api".into(),
+            origin: crate::outbound::Origin::Api,
             origin_ref: Value::Null,
             request: json!({"type": "text", "text": {"body": "hi"}}),
-            state: state.into(),
+            state: SendState::parse(state).expect("a state"),
             wamid: None,
             status: None,
             error_code: None,
@@ -493,7 +396,7 @@ mod tests {
 
     fn read_mark(state: &str, attempts: i64, started: i64) -> Outbound {
         let mut r = row(state, attempts, Some(10_000));
-        r.origin = crate::outbound::Origin::Read.as_str().into();
+        r.origin = crate::outbound::Origin::Read;
         r.request = json!({"status": "read", "message_id": "wamid.IN"});
         r.started = started;
         r

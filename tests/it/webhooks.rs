@@ -972,6 +972,34 @@ async fn chunked_webhooks_take_budget_as_they_grow(db: Db) {
     app.stop().await;
 }
 
+/// The `inbox_enqueue` trigger writes the `inbox.process` job of every inbox row in SQL: what it writes is a task
+/// the job catalogue parses (its kind spelled as the catalogue spells it, its payload naming the row).
+async fn the_inbox_trigger_writes_a_catalogue_task(db: Db) {
+    use wabridge::jobs::catalogue::InboxProcess;
+    use wabridge::jobs::{Kind, Task};
+    let app = TestApp::start(db).await;
+    let (a, _, _) = app.seed(SECRET).await;
+    let app_id = a["id"].as_i64().expect("app id");
+    let pool = &app.svc.store.pool;
+    let id: i64 =
+        sqlx::query("INSERT INTO inbox (source, app_id, body, received_at) VALUES ('meta', $1, $2, $3) RETURNING id")
+            .bind(app_id)
+            .bind(b"{}".to_vec())
+            .bind(wabridge::store::now_ms())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            .get(0);
+    let rows = sqlx::query("SELECT kind, payload, max_attempts FROM jobs").fetch_all(pool).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let (kind, payload): (String, String) = (rows[0].get("kind"), rows[0].get("payload"));
+    let task = Task::parse(&kind, &payload).unwrap_or_else(|e| panic!("{kind} {payload}: {e}"));
+    assert_eq!(task, Task::InboxProcess(InboxProcess { inbox_id: id }));
+    assert_eq!(task.kind(), Kind::InboxProcess);
+    assert_eq!(rows[0].get::<Option<i64>, _>("max_attempts"), Kind::InboxProcess.max_attempts());
+    app.stop().await;
+}
+
 both_databases!(
     value_level_errors_are_recorded,
     handshake,
@@ -986,6 +1014,7 @@ both_databases!(
     sandbox_retries_until_acknowledged,
     leases_are_exclusive_and_expire,
     retention_prunes_old_work,
+    the_inbox_trigger_writes_a_catalogue_task,
     two_instances_process_each_job_once,
     idle_connections_are_closed,
     slowloris_headers_are_cut,

@@ -28,6 +28,7 @@ use clap::{Parser, ValueEnum};
 use serde_json::json;
 use sqlx::Row;
 use wabridge::http::metrics::KindLabels;
+use wabridge::jobs::Kind;
 use wabridge::outbound::{enqueue_on, NewSend, Origin};
 use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
 use wabridge::{Config, Service};
@@ -761,10 +762,10 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
     let metrics = svc.state.metrics.clone();
     rt.service.block_on(svc.stop())?;
     let mut jobs = BTreeMap::new();
-    for kind in ["wa.send", "outbound.report"] {
+    for kind in [Kind::WaSend, Kind::OutboundReport] {
         for outcome in ["done", "deferred", "retried", "dead"] {
-            let n =
-                metrics.jobs_finished.get_or_create(&KindLabels { kind: kind.into(), outcome: outcome.into() }).get();
+            let labels = KindLabels { kind: kind.as_str().into(), outcome: outcome.into() };
+            let n = metrics.jobs_finished.get_or_create(&labels).get();
             if n > 0 {
                 jobs.insert(format!("{kind} {outcome}"), n);
             }

@@ -1,0 +1,64 @@
+//! Every job kind's handler, registered in one place: [`Handlers::run`] matches on the [`Task`] exhaustively, so a
+//! kind added to the catalogue without a handler does not compile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::catalogue::Task;
+use super::{Job, JobError};
+use crate::config::Config;
+use crate::crm::Bridge;
+use crate::meta::graph;
+use crate::store::Store;
+
+/// What the handlers need: the store, the Graph client, the CRM bridge and the retention settings.
+pub struct Handlers {
+    store: Store,
+    graph: graph::Client,
+    bridge: Arc<Bridge>,
+    retention: Duration,
+    debug_retention: Duration,
+    media_retention_days: u64,
+}
+
+impl Handlers {
+    pub fn new(store: Store, config: &Config, bridge: Arc<Bridge>) -> Handlers {
+        Handlers {
+            store,
+            graph: graph::Client::from_config(config),
+            bridge,
+            retention: Duration::from_secs(config.retention_days * 86_400),
+            debug_retention: Duration::from_secs(config.debug_retention_days * 86_400),
+            media_retention_days: config.media_retention_days,
+        }
+    }
+
+    /// Runs a leased job (`job`: its row) whose payload parsed as `task`.
+    pub async fn run(self: Arc<Self>, job: Job, task: Task) -> Result<(), JobError> {
+        let b = || self.bridge.clone();
+        match task {
+            Task::InboxProcess(p) => crate::inbound::process_job(self.store.clone(), job, p).await,
+            // Sends are leased and run by their lane's dispatcher (`outbound::dispatch`); the generic workers never
+            // lease a job with a lane, so this is only a send queued without one.
+            Task::WaSend(_) => Err(JobError::Permanent("wa.send jobs run in their phone's send lane only".into())),
+            Task::OutboundReport(p) => crate::crm::report::run(b(), job, p).await,
+            Task::TemplatesSync(p) => crate::templates::run(self.store.clone(), self.graph.clone(), job, p).await,
+            Task::CrmBind(p) => crate::crm::bind::run(b(), job, p).await,
+            Task::CrmDeliver(p) => crate::crm::deliver::run(b(), job, p).await,
+            Task::CrmReply(p) => crate::crm::reply::run(b(), job, p).await,
+            Task::SmsRegister(p) => crate::crm::sms::register_job(b(), job, p).await,
+            Task::CrmMaintenance(_) => crate::crm::refresh_idle(&self.bridge).await,
+            Task::MaintenancePrune(_) => self.prune().await,
+        }
+    }
+
+    async fn prune(&self) -> Result<(), JobError> {
+        let s = &self.store;
+        let (inbox, jobs) = super::prune(s, self.retention, self.debug_retention).await?;
+        let media = crate::crm::media::prune(s, self.media_retention_days).await?;
+        tracing::info!(inbox_rows = inbox, jobs, media, "pruned old inbox rows, finished jobs and media");
+        crate::templates::schedule_hourly(s).await?;
+        crate::crm::schedule_hourly(s).await?;
+        Ok(())
+    }
+}
