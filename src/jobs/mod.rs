@@ -234,6 +234,20 @@ impl Engine {
     /// for the jobs it is running to finish. New jobs are leased no later than `poll` after they are due.
     pub async fn run_workers(self: Arc<Self>, concurrency: usize, poll: Duration, mut stop: watch::Receiver<bool>) {
         let lanes: Vec<_> = self.lanes.iter().map(|l| tokio::spawn(l.clone().run(stop.clone()))).collect();
+        // The leases of running jobs are renewed every third of a lease, until every worker has finished.
+        let renewer = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let every = (me.lease / 3).max(Duration::from_millis(100));
+                loop {
+                    tokio::time::sleep(every).await;
+                    let until = now_ms() + me.lease.as_millis() as i64;
+                    if let Err(e) = store::jobs::renew_running_on(&me.store.pool, &me.owner, until).await {
+                        tracing::warn!(error = %e, "could not renew the leases of running jobs");
+                    }
+                }
+            })
+        };
         let permits = Arc::new(Semaphore::new(concurrency));
         let mut last_maintenance = 0i64;
         loop {
@@ -289,6 +303,7 @@ impl Engine {
         }
         // Stop leasing; let running jobs finish.
         let _ = permits.acquire_many(concurrency as u32).await;
+        renewer.abort();
         for lane in lanes {
             let _ = lane.await;
         }

@@ -285,6 +285,24 @@ pub async fn renew_lanes_on(
     Ok(())
 }
 
+/// Extends until `until` the leases of the jobs `owner` holds outside lanes and has not ended: the jobs its
+/// workers are running. A handler that takes longer than a lease (a slow portal, a large media download) keeps
+/// its job, so no other worker or process runs it a second time meanwhile. Returns how many were extended.
+pub async fn renew_running_on<'c, E>(conn: E, owner: &str, until: i64) -> Result<u64, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let done = sqlx::query(
+        "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND done_at IS NULL AND NOT dead \
+         AND lane IS NULL AND lease_expires_at < $2",
+    )
+    .bind(owner)
+    .bind(until)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Gives up every claim of `owner` as of `until`.
 pub async fn release_claims_on<'c, E>(conn: E, owner: &str, until: i64) -> Result<(), StoreError>
 where
