@@ -121,6 +121,12 @@ fn list(v: &Value) -> Vec<&Value> {
     }
 }
 
+/// The `auth[…]` block of any decoded request (the SMS provider's sends carry it too).
+pub fn auth_of(body: &Value) -> Auth {
+    let a = &body["auth"];
+    Auth { member_id: text(&a["member_id"]), application_token: text(&a["application_token"]) }
+}
+
 /// Whether a decoded body is an install (the event, or the iframe install form).
 pub fn is_install(body: &Value) -> bool {
     body["event"].as_str().is_some_and(|e| e.eq_ignore_ascii_case("ONAPPINSTALL"))
@@ -130,8 +136,7 @@ pub fn is_install(body: &Value) -> bool {
 
 /// Parses a decoded request body.
 pub fn parse(body: &Value) -> Result<Request, ParseError> {
-    let a = &body["auth"];
-    let auth = Auth { member_id: text(&a["member_id"]), application_token: text(&a["application_token"]) };
+    let auth = auth_of(body);
     if is_install(body) {
         return Ok(Request { auth, event: Event::Install(install(body)?) });
     }

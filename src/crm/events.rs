@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use crate::bitrix::event::{Auth, Event, Install};
 use crate::store::phones::{self, ConnectorStatus};
 use crate::store::registry::Portal;
 use crate::store::{contacts, now_ms, portals, sends, Store, StoreError};
@@ -34,11 +35,14 @@ impl From<sqlx::Error> for EventError {
 use super::id_text as text;
 
 /// The portal a request claims to come from, if its `auth[application_token]` matches (constant time).
-pub async fn authenticate(store: &Store, body: &Value) -> Result<Portal, EventError> {
-    let auth = &body["auth"];
-    let member = text(&auth["member_id"])
+pub async fn authenticate(store: &Store, auth: &Auth) -> Result<Portal, EventError> {
+    let member = auth
+        .member_id
+        .clone()
         .ok_or_else(|| EventError::Unauthorized("the request carries no auth[member_id]".into()))?;
-    let token = text(&auth["application_token"])
+    let token = auth
+        .application_token
+        .clone()
         .ok_or_else(|| EventError::Unauthorized("the request carries no auth[application_token]".into()))?;
     let portal = store
         .find_portal_by_member_id(&member)
@@ -56,21 +60,14 @@ pub async fn authenticate(store: &Store, body: &Value) -> Result<Portal, EventEr
 /// portal has confirmed the access token (`app.info` on its REST endpoint).
 /// A portal that is installed and active keeps its `application_token`: a second install must carry the same
 /// one (Bitrix24 re-sends it when the app is reinstalled after an uninstall, which deactivated the portal).
-pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), EventError> {
-    let a = &body["auth"];
-    // The iframe install form carries the same fields under other names (bitrix24.md §1.2b).
-    let pick = |k: &str, alt: &str| text(&a[k]).or_else(|| text(&body[alt]));
-    let missing = |f: &str| EventError::Unprocessable(format!("the install request has no {f}"));
-    let member = pick("member_id", "member_id").ok_or_else(|| missing("auth[member_id]"))?;
-    let app_token = pick("application_token", "APPLICATION_TOKEN").ok_or_else(|| missing("auth[application_token]"))?;
-    let access = pick("access_token", "AUTH_ID").ok_or_else(|| missing("auth[access_token]"))?;
-    let refresh = pick("refresh_token", "REFRESH_ID").ok_or_else(|| missing("auth[refresh_token]"))?;
-    let domain = pick("domain", "DOMAIN").ok_or_else(|| missing("auth[domain]"))?;
-    let endpoint = pick("client_endpoint", "client_endpoint").unwrap_or_else(|| format!("https://{domain}/rest/"));
+pub async fn install(store: &Store, install: &Install) -> Result<(Portal, bool), EventError> {
+    let Install {
+        member_id: member, application_token: app_token, access_token: access, refresh_token: refresh, ..
+    } = install.clone();
+    let (domain, endpoint, expires_in) = (install.domain.clone(), install.client_endpoint.clone(), install.expires_in);
     if url::Url::parse(&endpoint).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true) {
         return Err(EventError::Unprocessable(format!("auth[client_endpoint] {endpoint:?} is not an http(s) URL")));
     }
-    let expires_in = pick("expires_in", "AUTH_EXPIRES").and_then(|e| e.parse::<i64>().ok()).unwrap_or(3600);
     let now = now_ms();
     let existing = store.find_portal_by_member_id(&member).await?;
     let mut p = match existing {
@@ -131,7 +128,7 @@ pub async fn install(store: &Store, body: &Value) -> Result<(Portal, bool), Even
     } else {
         store.update_portal(&p).await?;
     }
-    store.set_portal_scope(p.id, text(&a["scope"]).as_deref()).await?;
+    store.set_portal_scope(p.id, install.scope.as_deref()).await?;
     tracing::info!(portal = p.id, new, "Bitrix24 portal installed");
     Ok((p, new))
 }
@@ -171,38 +168,25 @@ pub enum Handled {
 
 /// An event from an authenticated portal: durable effects before the answer. `connector` is our connector's id:
 /// connector events that name another connector (a line can carry several) are not ours and change nothing.
-pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value) -> Result<Handled, EventError> {
-    let name = text(&body["event"]).unwrap_or_default().to_ascii_uppercase();
-    let data = &body["data"];
-    let named = text(&data["CONNECTOR"]).or_else(|| text(&data["connector"]));
-    if name.starts_with("ONIMCONNECTOR") && named.as_deref().is_some_and(|c| c != connector) {
+pub async fn event(store: &Store, portal: &Portal, connector: &str, event: &Event) -> Result<Handled, EventError> {
+    if event.connector().is_some_and(|c| c != connector) {
         return Ok(Handled::Ignored);
     }
-    match name.as_str() {
-        "ONAPPUNINSTALL" => {
+    match event {
+        Event::Install(_) => Ok(Handled::Ignored), // handled by `install`, never here
+        Event::Uninstall => {
             store.uninstall_portal(portal.id).await?;
             tracing::info!(portal = portal.id, "Bitrix24 portal uninstalled the app; its traffic stops");
             Ok(Handled::Noted)
         }
-        "ONIMCONNECTORMESSAGEADD" => {
+        Event::MessageAdd { line, messages, .. } => {
             if !portal.active {
                 return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
             }
-            let line = text(&data["LINE"]).ok_or_else(|| EventError::Unprocessable("data[LINE] is missing".into()))?;
-            let items = match &data["MESSAGES"] {
-                Value::Array(a) => a.clone(),
-                Value::Object(m) => m.values().cloned().collect(),
-                _ => Vec::new(),
-            };
-            if items.is_empty() {
-                return Err(EventError::Unprocessable("data[MESSAGES] is missing or empty".into()));
-            }
             let mut tx = store.begin_write().await?;
             let mut queued = 0;
-            for item in &items {
-                let reply = super::reply::from_event(portal.id, &line, item).ok_or_else(|| {
-                    EventError::Unprocessable("a message lacks im[chat_id], im[message_id] or chat[id]".into())
-                })?;
+            for m in messages {
+                let reply = super::reply::from_operator(portal.id, line, m);
                 let key = format!("msgadd:{}:{}:{}", portal.id, reply.im_chat_id, reply.im_message_id);
                 if portals::accept_event_on(&mut tx, &key, portal.id).await? {
                     // One chat's replies take effect in the operator's order, whatever runs them (reply::run).
@@ -216,30 +200,28 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, body: &Value
             tx.commit().await?;
             Ok(if queued == 0 { Handled::Duplicate } else { Handled::Queued(queued) })
         }
-        "ONIMCONNECTORLINEDELETE" => {
-            let line = text(data).or_else(|| text(&data["LINE"])).or_else(|| text(&data["line"]));
+        Event::LineDelete { line } => {
             if let Some(line) = line {
-                super::bind::line_lost(store, portal.id, &line, ConnectorStatus::LineDeleted).await?;
+                super::bind::line_lost(store, portal.id, line, ConnectorStatus::LineDeleted).await?;
             }
             Ok(Handled::Noted)
         }
-        "ONIMCONNECTORSTATUSDELETE" => {
-            let line = text(&data["line"]).or_else(|| text(&data["LINE"]));
+        Event::StatusDelete { connector: named, line } => {
             if let Some(line) = line {
-                let ours = phones::id_on_line(store, portal.id, &line).await?.is_some();
+                let ours = phones::id_on_line(store, portal.id, line).await?.is_some();
                 if ours && named.is_some() {
-                    super::bind::line_lost(store, portal.id, &line, ConnectorStatus::Disabled).await?;
+                    super::bind::line_lost(store, portal.id, line, ConnectorStatus::Disabled).await?;
                 }
             }
             Ok(Handled::Noted)
         }
-        _ => Ok(Handled::Ignored),
+        Event::Other { .. } => Ok(Handled::Ignored),
     }
 }
 
 /// The SMS provider's send (bitrix24.md §3): commits the send (or its failure) and its status report.
 pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Option<String>), EventError> {
-    let portal = authenticate(&b.store, body).await?;
+    let portal = authenticate(&b.store, &crate::bitrix::event::auth_of(body)).await?;
     if !portal.active {
         return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
     }

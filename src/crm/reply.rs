@@ -152,33 +152,20 @@ pub async fn system_message(b: &Bridge, portal_id: i64, im_chat_id: &str, text: 
     Ok(())
 }
 
-/// Reads a reply from an `ONIMCONNECTORMESSAGEADD` message item.
-pub fn from_event(portal_id: i64, line: &str, item: &Value) -> Option<Reply> {
-    let text_of = super::id_text;
-    let files = match &item["message"]["files"] {
-        Value::Array(fs) => fs.clone(),
-        Value::Object(m) => m.values().cloned().collect(),
-        _ => Vec::new(),
-    };
-    Some(Reply {
+/// A reply from a parsed `ONIMCONNECTORMESSAGEADD` message item (`bitrix::event`).
+pub fn from_operator(portal_id: i64, line: &str, m: &crate::bitrix::event::OperatorMessage) -> Reply {
+    Reply {
         portal_id,
         line: line.to_string(),
-        im_chat_id: text_of(&item["im"]["chat_id"])?,
-        im_message_id: text_of(&item["im"]["message_id"])?,
-        chat_id: text_of(&item["chat"]["id"])?,
-        user_id: text_of(&item["message"]["user_id"]).unwrap_or_default(),
-        text: text_of(&item["message"]["text"]).unwrap_or_default(),
-        files: files
+        im_chat_id: m.im_chat_id.clone(),
+        im_message_id: m.im_message_id.clone(),
+        chat_id: m.chat_id.clone(),
+        user_id: m.user_id.clone(),
+        text: m.text.clone(),
+        files: m
+            .files
             .iter()
-            .filter_map(|f| {
-                // `name/type/link` per Bitrix's source; `downloadLink/mime` per one third-party app (UNCONFIRMED).
-                let link = text_of(&f["link"]).or_else(|| text_of(&f["downloadLink"]))?;
-                Some(File {
-                    name: text_of(&f["name"]).unwrap_or_else(|| "file".into()),
-                    link,
-                    mime: text_of(&f["mime"]).or_else(|| text_of(&f["type"]).filter(|t| t.contains('/'))),
-                })
-            })
+            .map(|f| File { name: f.name.clone(), link: f.link.clone(), mime: f.mime.clone() })
             .collect(),
-    })
+    }
 }

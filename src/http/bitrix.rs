@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 use super::json::{ApiPath, ApiQuery};
 use super::AppState;
+use crate::bitrix::event::{is_install, Event, Request};
 use crate::crm::events::{self, EventError, Handled};
 
 impl From<EventError> for ApiError {
@@ -31,10 +32,8 @@ fn parse(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     crate::bitrix::form::parse(ct, body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
-fn is_install(body: &Value) -> bool {
-    body["event"].as_str().is_some_and(|e| e.eq_ignore_ascii_case("ONAPPINSTALL"))
-        || (body.get("event").is_none()
-            && (body.get("AUTH_ID").is_some() || body["auth"].get("refresh_token").is_some()))
+fn typed(v: &Value) -> Result<Request, ApiError> {
+    crate::bitrix::event::parse(v).map_err(|e| ApiError::field(&e.field, e.problem))
 }
 
 pub async fn install(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
@@ -42,7 +41,10 @@ pub async fn install(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
     if !is_install(&v) {
         return handle_event(&s, &v).await;
     }
-    let (portal, new) = events::install(&s.store, &v).await?;
+    let Event::Install(install) = typed(&v)?.event else {
+        return Err(ApiError::bad_request("not an install request"));
+    };
+    let (portal, new) = events::install(&s.store, &install).await?;
     // Phones already bound to this portal (a reinstall) get their lines bound again.
     for p in s.store.list_phones().await? {
         if p.portal_id == Some(portal.id) {
@@ -62,9 +64,11 @@ pub async fn event(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -
     handle_event(&s, &v).await
 }
 
+/// An event: the portal is authenticated first (constant time), then what it says is read.
 async fn handle_event(s: &AppState, v: &Value) -> Result<Response, ApiError> {
-    let portal = events::authenticate(&s.store, v).await?;
-    let handled = events::event(&s.store, &portal, &s.config.bitrix_connector_id, v).await?;
+    let portal = events::authenticate(&s.store, &crate::bitrix::event::auth_of(v)).await?;
+    let request = typed(v)?;
+    let handled = events::event(&s.store, &portal, &s.config.bitrix_connector_id, &request.event).await?;
     s.engine.wake();
     let (status, what) = match handled {
         Handled::Queued(n) => (StatusCode::OK, json!({"accepted": n})),
