@@ -4,7 +4,6 @@
 pub mod admin_token;
 pub mod apikeys;
 pub mod bitrix;
-pub mod bridge;
 pub mod calling;
 pub mod channel;
 pub mod cli;
@@ -16,6 +15,7 @@ pub mod inbound;
 pub mod intake;
 pub mod jobs;
 pub mod meta;
+pub mod metrics;
 pub mod outbound;
 pub mod phone;
 pub mod registry;
@@ -25,6 +25,7 @@ pub mod sip;
 pub mod store;
 pub mod telemetry;
 pub mod templates;
+pub mod translate;
 
 pub use config::Config;
 pub use service::Service;

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http::metrics::Metrics;
 use crate::http::webhook::AppCache;
 use crate::http::{router, AppState};
 use crate::intake::Intake;
 use crate::jobs::handlers::Handlers;
 use crate::jobs::Engine;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub struct Service {

@@ -1,17 +1,17 @@
 //! Template definitions, synced from `GET /{waba-id}/message_templates` (all pages) when a phone is bound,
 //! when a template-status webhook arrives, and every hour. Each sync also checks that the language variants
-//! of one template take the same parameters in the same order (`bridge::variants`) and flags the ones that
+//! of one template take the same parameters in the same order (`translate::variants`) and flags the ones that
 //! do not (`variant_problem`, shown by the admin API).
 
 use serde_json::{json, Value};
 use sqlx::Any;
 
-use crate::bridge::template::TemplateDef;
 use crate::jobs::catalogue::TemplatesSync;
 use crate::jobs::{Enqueue, Job, JobError, Kind, Task};
 use crate::meta::graph;
 use crate::store::templates::{self as stored, Synced};
 use crate::store::{now_ms, Store, StoreError};
+use crate::translate::template::TemplateDef;
 
 pub use crate::store::templates::TemplateView;
 
@@ -50,7 +50,7 @@ pub async fn run(store: Store, graph: graph::Client, _job: Job, task: TemplatesS
         e => JobError::retry(format!("template sync: {e}")),
     })?;
     let defs: Vec<TemplateDef> = list.iter().filter_map(def_of).collect();
-    let problems = crate::bridge::variants::variant_problems(&defs);
+    let problems = crate::translate::variants::variant_problems(&defs);
     let now = now_ms();
     let synced: Vec<Synced> = defs
         .iter()

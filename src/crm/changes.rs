@@ -6,18 +6,18 @@
 //!
 //! When the original is not in the portal (never delivered, unknown to us, or the portal no longer has it), these
 //! give `Ok(false)` and `crm.deliver` posts a readable line instead ("[edited] …", "[the customer deleted a
-//! message]", see `bridge::render`). A message the customer deleted before it reached the portal (both in one
+//! message]", see `translate::render`). A message the customer deleted before it reached the portal (both in one
 //! webhook, or its delivery still retrying) is not delivered at all ([`revoked`]).
 
 use serde_json::{json, Value};
 
 use super::deliver::refusal;
 use super::Bridge;
-use crate::bridge::render;
 use crate::jobs::JobError;
 use crate::meta::webhook::{self, Content};
 use crate::store::messages;
 use crate::store::registry::Phone;
+use crate::translate::render;
 
 /// The change of one stored message (the edit or revoke) to make in the portal.
 pub struct Change<'a> {

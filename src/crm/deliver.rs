@@ -9,13 +9,13 @@ use serde_json::{json, Value};
 
 use super::{changes, id_text, media, set_connector, Bridge};
 use crate::bitrix::client::Error as BitrixError;
-use crate::bridge::render;
 use crate::jobs::catalogue::{CrmBind, CrmDeliver};
 use crate::jobs::{Enqueue, Job, JobError, Kind, Task};
 use crate::meta::webhook;
 use crate::store::phones::ConnectorStatus;
 use crate::store::registry::Phone;
 use crate::store::{crm_chats, inbox, messages, now_ms, sends, StoreError};
+use crate::translate::render;
 
 /// Why the portal did not take one message of `imconnector.send.messages`, from its item in `DATA.RESULT`
 /// (bitrix24.md §2.5: each item has its own `SUCCESS` and `ERRORS`): `None` when it took it. An item that is
@@ -224,8 +224,8 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
 /// retrying or dead) no longer does.
 const UNPROCESSED_HOLD_MS: i64 = 10 * 60_000;
 
-fn outcome(o: &str) -> crate::http::metrics::OutcomeLabels {
-    crate::http::metrics::OutcomeLabels { outcome: o.to_string() }
+fn outcome(o: &str) -> crate::metrics::OutcomeLabels {
+    crate::metrics::OutcomeLabels { outcome: o.to_string() }
 }
 
 /// Whether a failed `imconnector.send.messages` may still have taken effect: the portal could not be reached or

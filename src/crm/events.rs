@@ -291,11 +291,11 @@ async fn decide_sms(
     recipient: &str,
     body: &str,
 ) -> Result<Result<Value, String>, EventError> {
-    use crate::bridge::command::{parse_sms, SmsBody};
+    use crate::translate::command::{parse_sms, SmsBody};
     Ok(match parse_sms(body) {
         Ok(SmsBody::Template(cmd)) => {
             let defs = crate::templates::load(store, phone.waba_id).await?;
-            match crate::bridge::template::from_command(&defs, &cmd) {
+            match crate::translate::template::from_command(&defs, &cmd) {
                 Ok(t) => Ok(json!({"type": "template", "template": t})),
                 Err(e) => Err(e.to_string()),
             }
@@ -303,11 +303,11 @@ async fn decide_sms(
         Ok(SmsBody::Text(t)) => {
             let last = contacts::last_inbound(store, phone.id, recipient).await?;
             let now = now_ms();
-            let w = crate::bridge::window::window(last, now);
-            if matches!(w, crate::bridge::window::Window::Open { .. }) {
+            let w = crate::translate::window::window(last, now);
+            if matches!(w, crate::translate::window::Window::Open { .. }) {
                 Ok(json!({"type": "text", "text": {"body": t, "preview_url": true}}))
             } else {
-                Err(crate::bridge::window::refusal(&w, now))
+                Err(crate::translate::window::refusal(&w, now))
             }
         }
         Err(e) => Err(e.to_string()),

@@ -40,7 +40,7 @@ pub struct Bridge {
     pub public_base: String,
     /// Key of the signed media links.
     pub media_key: [u8; 32],
-    pub metrics: Arc<crate::http::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Bridge {
@@ -48,7 +48,7 @@ impl Bridge {
         store: Store,
         config: Arc<Config>,
         public_base: String,
-        metrics: Arc<crate::http::metrics::Metrics>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Bridge> {
         let bitrix = Bitrix::new(
             store.clone(),

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::Bridge;
-use crate::bridge::{bbcode, command, media_kind, template, window};
 use crate::jobs::{Job, JobError};
 use crate::outbound::{self, NewSend, Origin};
 use crate::store::{contacts, messages, now_ms, phones};
+use crate::translate::{bbcode, command, media_kind, template, window};
 
 /// One operator message as the event carried it: the payload of a `crm.reply` job.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -24,7 +24,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use super::framing::{next_frame, Frame};
 use super::tls::{client_config, server_config, ReloadableCert, TlsError};
 use crate::config::Config;
-use crate::http::metrics::{Metrics, OutcomeLabels, ReasonLabels};
+use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
 use crate::sip::acl::Acl;
 use crate::sip::digest::Challenger;
 use crate::sip::message::{

@@ -26,9 +26,9 @@ use axum::{middleware, Router};
 use crate::config::Config;
 use crate::intake::Intake;
 use crate::jobs::Engine;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use error::ApiError;
-use metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -20,8 +20,8 @@ use super::error::ApiError;
 use super::json::{ApiJson, ApiPath};
 use super::AppState;
 use crate::apikeys::Caller;
-use crate::bridge::template::{self, Params, TemplateError};
 use crate::outbound::{self, NewSend, Origin};
+use crate::translate::template::{self, Params, TemplateError};
 
 /// Middleware: requires `Authorization: Bearer <API key>`.
 pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
@@ -140,7 +140,7 @@ pub async fn notify(
         ));
     }
     let locale = input.locale.clone().unwrap_or_else(|| "en".into());
-    let language = crate::bridge::locale::pick_language(&locale, &approved).ok_or_else(|| {
+    let language = crate::translate::locale::pick_language(&locale, &approved).ok_or_else(|| {
         unprocessable("locale", format!("no approved language of {:?} fits {locale:?}", input.template))
     })?;
     let def =

@@ -43,8 +43,8 @@ use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use super::error::ApiError;
-use super::metrics::{Metrics, PhaseLabels};
 use super::AppState;
+use crate::metrics::{Metrics, PhaseLabels};
 
 /// The connection bounds, from the configuration.
 #[derive(Debug, Clone, Copy)]

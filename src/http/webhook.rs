@@ -18,9 +18,9 @@ use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
-use super::metrics::{Metrics, ReasonLabels};
 use super::AppState;
 use crate::meta::signature::{self, SignatureError};
+use crate::metrics::{Metrics, ReasonLabels};
 use crate::store::registry::App;
 
 /// The registered apps a request may be for: the one named by `app_id`, or those on the request's host.

@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 pub use self::catalogue::{Kind, Task};
 use self::handlers::Handlers;
-use crate::http::metrics::{KindLabels, Metrics};
+use crate::metrics::{KindLabels, Metrics};
 use crate::store::{self, now_ms, Backend, Store, StoreError};
 
 pub use crate::store::jobs::{prune, Job, JobState, JobView};

@@ -41,9 +41,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::pace::{PairPacer, PhonePacer, Verdict, SLACK_MS};
 use super::sender::{self, admit, Context, Outcome, Sender, ORDER_WAIT, PAUSE_WAIT};
 use super::{Outbound, SendState};
-use crate::http::metrics::{KindLabels, Metrics};
 use crate::jobs::catalogue::WaSend;
 use crate::jobs::{self, Drained, Job, JobError, Kind, LaneLeaser, Task};
+use crate::metrics::{KindLabels, Metrics};
 use crate::store::{self, now_ms, Store, StoreError};
 
 /// How far ahead a number's sends are leased and held: about this many milliseconds of its throughput.

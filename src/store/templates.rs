@@ -4,8 +4,8 @@ use serde_json::json;
 use sqlx::{Any, Row, Transaction};
 
 use super::{Store, StoreError};
-use crate::bridge::template::TemplateDef;
 use crate::meta::webhook::TemplateStatusUpdate;
+use crate::translate::template::TemplateDef;
 
 /// A synced template as the admin API shows it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]

@@ -433,7 +433,7 @@ async fn leases_are_exclusive_and_expire(db: Db) {
         assert!(s.deliver(&inbound(vec![p::text_message(CUSTOMER, &format!("wamid.l{i}"), i, "x")])).await.delivered);
     }
     let store = app.svc.store.clone();
-    let metrics = wabridge::http::metrics::Metrics::new();
+    let metrics = wabridge::metrics::Metrics::new();
     let a = wabridge::jobs::Engine::new(store.clone(), Duration::from_millis(300), 5, metrics.clone());
     let b = wabridge::jobs::Engine::new(store.clone(), Duration::from_secs(60), 5, metrics);
     let (ja, jb) = tokio::join!(a.lease(25), b.lease(25));
