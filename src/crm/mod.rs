@@ -1,6 +1,6 @@
 //! The CRM side of the bridge (Bitrix24 first): binding a number to a contact-centre line, inbound messages
 //! into the line, operator replies out to WhatsApp, delivery marks back, and the CRM's SMS provider.
-//! Decisions live in `crate::bridge`; these modules load, call the decision, and store or call the portal.
+//! Decisions live in `crate::translate`; these modules load, call the decision, and store or call the portal.
 
 pub mod bind;
 pub mod changes;
