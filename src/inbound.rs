@@ -38,14 +38,15 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
     // large body is held once, then only as its parsed form.
     let body: &[u8] = row.body()?;
     let large = body.len() >= LARGE_BODY;
-    let payload = match webhook::parse(body) {
+    let source = row.source()?;
+    let payload = match crate::channel::parse_inbound(&source, body) {
         Ok(p) => p,
         Err(e) => {
             drop(row);
             // Never processable: marked processed so that it does not hold back the CRM deliveries of later
             // webhooks (crm/deliver.rs waits for earlier unprocessed rows); the row stays for the dead job.
             inbox::mark_processed_on(&mut *conn, inbox_id).await?;
-            return Err(JobError::Permanent(format!("webhook body is not a valid Meta payload: {e}")));
+            return Err(JobError::Permanent(format!("the stored body cannot be read: {e}")));
         }
     };
     drop(row);

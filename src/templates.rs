@@ -39,16 +39,11 @@ pub async fn schedule_hourly(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub async fn run(store: Store, graph: graph::Client, _job: Job, task: TemplatesSync) -> Result<(), JobError> {
+pub async fn run(store: Store, graph: graph::Client, job: Job, task: TemplatesSync) -> Result<(), JobError> {
     let waba_id = task.waba_id;
     let Some(waba) = store.get_waba(waba_id).await? else { return Ok(()) };
     let token = store.graph_token(waba_id).await?;
-    let list = graph.list_templates(&waba.waba_id, &token).await.map_err(|e| match e {
-        graph::Error::Graph(g) if g.http_status < 500 && g.code != 4 && g.code != 80007 => {
-            JobError::Permanent(format!("template sync: {g}"))
-        }
-        e => JobError::retry(format!("template sync: {e}")),
-    })?;
+    let list = graph.list_templates(&waba.waba_id, &token).await.map_err(|e| sync_error(e, job.attempts))?;
     let defs: Vec<TemplateDef> = list.iter().filter_map(def_of).collect();
     let problems = crate::translate::variants::variant_problems(&defs);
     let now = now_ms();
@@ -95,4 +90,54 @@ pub async fn load(store: &Store, waba_id: i64) -> Result<Vec<TemplateDef>, Store
 /// The synced templates of a WABA as the admin API shows them.
 pub async fn list_views(store: &Store, waba_id: i64) -> Result<Vec<TemplateView>, StoreError> {
     stored::list_views(store, waba_id).await
+}
+
+/// What a failed template listing means for the sync job, by the one Graph error table (`meta::errors::classify`):
+/// retried when Meta says so (rate limits, 5xx), otherwise dead with Meta's words (a refused token included: the
+/// next hourly sync asks again once a new token is set).
+fn sync_error(e: graph::Error, attempts: i64) -> JobError {
+    use crate::meta::errors::{classify, SendClass};
+    match e {
+        graph::Error::Graph(g) => {
+            let retry_after = g.retry_after_secs.map(std::time::Duration::from_secs);
+            match classify(g.http_status, Some(g.code), retry_after, attempts) {
+                SendClass::Retry { after, .. } => JobError::Retry { message: format!("template sync: {g}"), after },
+                SendClass::Permanent { .. } | SendClass::TokenInvalid { .. } => {
+                    JobError::Permanent(format!("template sync: {g}"))
+                }
+            }
+        }
+        e => JobError::retry(format!("template sync: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod sync_error_tests {
+    use super::sync_error;
+    use crate::jobs::JobError;
+    use crate::meta::graph::{self, GraphError};
+
+    fn meta(http_status: u16, code: i64) -> graph::Error {
+        graph::Error::Graph(GraphError {
+            http_status,
+            code,
+            message: format!("(#{code}) x"),
+            kind: None,
+            details: None,
+            subcode: None,
+            fbtrace_id: None,
+            retry_after_secs: None,
+        })
+    }
+
+    #[test]
+    fn template_sync_failures_follow_the_one_error_table() {
+        assert!(matches!(sync_error(meta(400, 4), 1), JobError::Retry { .. }), "rate limit: later");
+        assert!(matches!(sync_error(meta(429, 80007), 1), JobError::Retry { .. }));
+        assert!(matches!(sync_error(meta(500, 2), 1), JobError::Retry { .. }), "Meta's service down");
+        assert!(matches!(sync_error(meta(401, 190), 1), JobError::Permanent(_)), "a refused token: next hourly sync");
+        assert!(matches!(sync_error(meta(400, 100), 1), JobError::Permanent(_)), "a bad request will not change");
+        let down = graph::Error::Connection { url: "u".into(), reason: "refused".into() };
+        assert!(matches!(sync_error(down, 1), JobError::Retry { .. }));
+    }
 }

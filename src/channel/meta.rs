@@ -19,6 +19,11 @@ use crate::meta::errors::{classify, SendClass};
 use crate::meta::graph::{self, GraphError};
 use crate::meta::webhook::{self, Payload};
 
+/// A verified Meta webhook body as our inbound model.
+pub fn parse(body: &[u8]) -> Result<Payload, ChannelError> {
+    webhook::parse(body).map_err(|e| ChannelError::Unreadable { channel: "Meta", reason: e.to_string() })
+}
+
 /// Meta's Cloud API, at the configured Graph base URL and version.
 #[derive(Clone)]
 pub struct MetaCloud {
@@ -63,7 +68,7 @@ impl Channel for MetaCloud {
     }
 
     fn parse_inbound(&self, body: &[u8]) -> Result<Payload, ChannelError> {
-        webhook::parse(body).map_err(|e| ChannelError::Unreadable { channel: "Meta webhook", reason: e.to_string() })
+        parse(body)
     }
 
     async fn send(&self, from: Number<'_>, body: &Value, timeout: Duration, attempts: i64) -> Sent {
@@ -147,6 +152,6 @@ mod tests {
         let ok = br#"{"object":"whatsapp_business_account","entry":[]}"#;
         assert!(m.parse_inbound(ok).is_ok());
         let err = m.parse_inbound(b"not json").unwrap_err();
-        assert!(err.to_string().starts_with("not a valid Meta webhook payload"), "{err}");
+        assert!(err.to_string().starts_with("not a valid Meta payload"), "{err}");
     }
 }

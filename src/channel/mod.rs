@@ -88,6 +88,15 @@ impl From<crate::meta::graph::Error> for ChannelError {
     }
 }
 
+/// Our inbound model from a verified body that the channel named `source` (`inbox.source`) posted: the one place
+/// that maps a stored inbound row to its channel's parser.
+pub fn parse_inbound(source: &str, body: &[u8]) -> Result<Payload, ChannelError> {
+    match source {
+        "meta" => meta::parse(body),
+        other => Err(ChannelError::Unreadable { channel: "unknown channel", reason: format!("source {other:?}") }),
+    }
+}
+
 /// What wabridge needs from a WhatsApp channel (see the module doc for who asks what).
 pub trait Channel: Send + Sync {
     /// The channel's name, as `inbox.source` stores it (`meta`).

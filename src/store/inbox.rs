@@ -51,11 +51,16 @@ impl InboxBody {
     pub fn body(&self) -> Result<&[u8], StoreError> {
         Ok(self.0.try_get("body")?)
     }
+
+    /// The channel that posted it (`meta`).
+    pub fn source(&self) -> Result<String, StoreError> {
+        Ok(self.0.try_get("source")?)
+    }
 }
 
 /// The body of inbox row `id`, if it is still there.
 pub async fn body_on(conn: &mut AnyConnection, id: i64) -> Result<Option<InboxBody>, StoreError> {
-    let row = sqlx::query("SELECT id, body FROM inbox WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query("SELECT id, source, body FROM inbox WHERE id = $1").bind(id).fetch_optional(conn).await?;
     Ok(row.map(InboxBody))
 }
 
