@@ -124,37 +124,15 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
     }
     let text = render::crm_text(&parsed, quoted.as_deref());
     let files = files_for(&b, &phone, &parsed.content).await?;
-    let wa_id = row.wa_id.clone();
-    let mut user = json!({"id": key, "skip_phone_validate": "Y"});
-    let profile = row.profile_name.clone();
-    let names = profile.as_deref().map(crm_names).unwrap_or_default();
-    if let Some(first) = &names.0 {
-        user["name"] = json!(first);
-    }
-    if let Some(last) = &names.1 {
-        user["last_name"] = json!(last);
-    }
-    if let Some(w) = &wa_id {
-        user["phone"] = json!(format!("+{w}"));
-    }
-    let mut message = json!({"id": wamid, "date": parsed.timestamp.max(row.sent_at / 1000)});
-    if !text.is_empty() || files.is_empty() {
-        message["text"] = json!(text);
-    }
-    if !files.is_empty() {
-        message["files"] = Value::Array(files);
-    }
-    let mut chat_name = match &wa_id {
-        Some(w) => format!("WhatsApp +{w}"),
-        None => "WhatsApp".to_string(),
+    let item = ClientMessage {
+        key: &key,
+        wa_id: row.wa_id.as_deref(),
+        profile: row.profile_name.as_deref(),
+        wamid: &wamid,
+        date: parsed.timestamp.max(row.sent_at / 1000),
+        text: &text,
+        files,
     };
-    // A profile name the portal's user fields cannot hold as it is stays readable in the chat's name.
-    if let Some(p) = profile.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-        let shown = [names.0.as_deref(), names.1.as_deref()].iter().flatten().copied().collect::<Vec<_>>().join(" ");
-        if shown != p {
-            chat_name = format!("{chat_name} ({p})");
-        }
-    }
     // An earlier attempt may have reached the portal (the process died, or the answer was lost): ask the portal
     // before sending again, since it does not deduplicate by `message.id`.
     if row.crm_attempt_at.is_some() {
@@ -176,11 +154,7 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
             }
         }
     }
-    let params = json!({
-        "CONNECTOR": b.connector(),
-        "LINE": line,
-        "MESSAGES": [{"user": user, "message": message, "chat": {"id": key, "name": chat_name}}],
-    });
+    let params = send_messages_params(b.connector(), &line, item);
     // Recorded before the call: whatever happens next, a later run knows this one may have reached the portal.
     set_attempt(&b, message_id, Some(now_ms())).await?;
     let answer = match b.bitrix.call(portal_id, "imconnector.send.messages", &params).await {
@@ -218,6 +192,68 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
     .unwrap_or_else(|| "sent".to_string());
     record_delivered(&b, message_id, phone_id, &key, portal_id, &line, chat_id, session_id, &crm_message).await?;
     Ok(())
+}
+
+/// One customer message as the portal's `imconnector.send.messages` takes it.
+#[derive(Debug, Clone)]
+pub struct ClientMessage<'a> {
+    /// The customer's key: `user.id` and `chat.id` (one chat per customer per line).
+    pub key: &'a str,
+    pub wa_id: Option<&'a str>,
+    /// The WhatsApp profile name, as the customer set it.
+    pub profile: Option<&'a str>,
+    /// `message.id`: the portal keeps it as the message's `connectorMid`.
+    pub wamid: &'a str,
+    /// Unix seconds.
+    pub date: i64,
+    /// The rendered text (BBCode); may be empty when there are files.
+    pub text: &'a str,
+    /// `message.files` (`[{url, name}]`).
+    pub files: Vec<Value>,
+}
+
+/// The params of `imconnector.send.messages` for one customer message (bitrix24.md §2.5), pure:
+/// - `user`: `id` = the customer's key, `skip_phone_validate: Y`, the profile name as the portal's fields take it
+///   ([`crm_names`]), `phone` = `+<wa_id>` when known;
+/// - `message`: `id` = the wamid, `date`, `text` (always when there are no files, so the call is never empty),
+///   `files` when any;
+/// - `chat`: `id` = the customer's key, `name` = `WhatsApp +<wa_id>`, with the full profile name in brackets
+///   when the user fields could not hold it as it is.
+pub fn send_messages_params(connector: &str, line: &str, m: ClientMessage<'_>) -> Value {
+    let mut user = json!({"id": m.key, "skip_phone_validate": "Y"});
+    let names = m.profile.map(crm_names).unwrap_or_default();
+    if let Some(first) = &names.0 {
+        user["name"] = json!(first);
+    }
+    if let Some(last) = &names.1 {
+        user["last_name"] = json!(last);
+    }
+    if let Some(w) = m.wa_id {
+        user["phone"] = json!(format!("+{w}"));
+    }
+    let mut message = json!({"id": m.wamid, "date": m.date});
+    if !m.text.is_empty() || m.files.is_empty() {
+        message["text"] = json!(m.text);
+    }
+    if !m.files.is_empty() {
+        message["files"] = Value::Array(m.files);
+    }
+    let mut chat_name = match m.wa_id {
+        Some(w) => format!("WhatsApp +{w}"),
+        None => "WhatsApp".to_string(),
+    };
+    // A profile name the portal's user fields cannot hold as it is stays readable in the chat's name.
+    if let Some(p) = m.profile.map(str::trim).filter(|p| !p.is_empty()) {
+        let shown = [names.0.as_deref(), names.1.as_deref()].iter().flatten().copied().collect::<Vec<_>>().join(" ");
+        if shown != p {
+            chat_name = format!("{chat_name} ({p})");
+        }
+    }
+    json!({
+        "CONNECTOR": connector,
+        "LINE": line,
+        "MESSAGES": [{"user": user, "message": message, "chat": {"id": m.key, "name": chat_name}}],
+    })
 }
 
 /// How long an unprocessed earlier webhook holds back deliveries: one that has failed for this long (its job
@@ -451,8 +487,48 @@ pub fn order_key(phone_id: i64, contact_id: Option<i64>, message_id: i64) -> Str
 
 #[cfg(test)]
 mod tests {
-    use super::{crm_names, extension, refusal};
+    use super::{crm_names, extension, refusal, send_messages_params, ClientMessage};
     use serde_json::json;
+
+    fn client<'a>(profile: Option<&'a str>, text: &'a str, files: Vec<serde_json::Value>) -> ClientMessage<'a> {
+        ClientMessage {
+            key: "5511987654321",
+            wa_id: Some("5511987654321"),
+            profile,
+            wamid: "wamid.X",
+            date: 1_700_000_000,
+            text,
+            files,
+        }
+    }
+
+    #[test]
+    fn the_portal_gets_one_message_per_call_in_its_documented_shape() {
+        let p = send_messages_params("wabridge_whatsapp", "107", client(Some("Maria Souza"), "oi", vec![]));
+        assert_eq!(
+            p,
+            json!({"CONNECTOR": "wabridge_whatsapp", "LINE": "107", "MESSAGES": [{
+                "user": {"id": "5511987654321", "skip_phone_validate": "Y", "name": "Maria Souza",
+                         "phone": "+5511987654321"},
+                "message": {"id": "wamid.X", "date": 1_700_000_000, "text": "oi"},
+                "chat": {"id": "5511987654321", "name": "WhatsApp +5511987654321"},
+            }]})
+        );
+        // A name the fields cannot hold: what fits, and the whole name in the chat's name.
+        let p =
+            send_messages_params("c", "1", client(Some("Zoë 😊 2nd"), "", vec![json!({"url": "u", "name": "a.jpg"})]));
+        let m = &p["MESSAGES"][0];
+        assert_eq!(m["user"]["name"], "Zoë");
+        assert_eq!(m["chat"]["name"], "WhatsApp +5511987654321 (Zoë 😊 2nd)");
+        assert!(m["message"].get("text").is_none(), "a file alone carries no empty text");
+        assert_eq!(m["message"]["files"][0]["name"], "a.jpg");
+        // No text and no file: the text is sent (empty), so the call is never without both.
+        let p = send_messages_params("c", "1", ClientMessage { wa_id: None, ..client(None, "", vec![]) });
+        let m = &p["MESSAGES"][0];
+        assert_eq!(m["message"]["text"], "");
+        assert!(m["user"].get("phone").is_none() && m["user"].get("name").is_none());
+        assert_eq!(m["chat"]["name"], "WhatsApp");
+    }
 
     #[test]
     fn names_the_portal_takes() {
