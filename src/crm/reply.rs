@@ -71,35 +71,20 @@ pub async fn run(b: Arc<Bridge>, job: Job, r: Reply) -> Result<(), JobError> {
     let (_, body) = bbcode::split_signature(&r.text);
     let text = bbcode::to_whatsapp(body).trim().to_string();
 
-    let mut requests: Vec<Value> = Vec::new();
-    match command::parse_chat(&text) {
+    let requests = match command::parse_chat(&text) {
         Some(Ok(cmd)) => {
             let defs = crate::templates::load(&b.store, phone.waba_id).await?;
             match template::from_command(&defs, &cmd) {
-                Ok(t) => requests.push(json!({"type": "template", "template": t})),
+                Ok(t) => vec![json!({"type": "template", "template": t})],
                 Err(e) => return refuse(&b, &r, &format!("The template was not sent: {e}")).await,
             }
         }
         Some(Err(e)) => return refuse(&b, &r, &format!("The template command was not understood: {e}")).await,
-        None => {
-            let now = now_ms();
-            let w = window::window(last_inbound, now);
-            if !matches!(w, window::Window::Open { .. }) {
-                return refuse(&b, &r, &window::refusal(&w, now)).await;
-            }
-            if !text.is_empty() {
-                requests.push(json!({"type": "text", "text": {"body": text, "preview_url": true}}));
-            }
-            for f in &r.files {
-                let kind = media_kind::media_kind(f.mime.as_deref(), &f.name);
-                let mut media = json!({"link": f.link});
-                if kind == media_kind::MediaKind::Document {
-                    media["filename"] = json!(f.name);
-                }
-                requests.push(json!({"type": kind.as_str(), kind.as_str(): media}));
-            }
-        }
-    }
+        None => match free_form_requests(&text, &r.files, last_inbound, now_ms()) {
+            Ok(requests) => requests,
+            Err(why) => return refuse(&b, &r, &why).await,
+        },
+    };
     if requests.is_empty() {
         return Ok(());
     }
@@ -127,6 +112,34 @@ pub async fn run(b: Arc<Bridge>, job: Job, r: Reply) -> Result<(), JobError> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// What an operator's free-form message becomes at WhatsApp (pure): the Graph request bodies (a text, then one per
+/// file: image, video, audio or document by MIME type and extension, documents with their file name), or, outside
+/// the customer's 24-hour window, why nothing may go (`window::refusal`, shown to the operator).
+pub fn free_form_requests(
+    text: &str,
+    files: &[File],
+    last_inbound: Option<i64>,
+    now: i64,
+) -> Result<Vec<Value>, String> {
+    let w = window::window(last_inbound, now);
+    if !matches!(w, window::Window::Open { .. }) {
+        return Err(window::refusal(&w, now));
+    }
+    let mut requests = Vec::new();
+    if !text.is_empty() {
+        requests.push(json!({"type": "text", "text": {"body": text, "preview_url": true}}));
+    }
+    for f in files {
+        let kind = media_kind::media_kind(f.mime.as_deref(), &f.name);
+        let mut media = json!({"link": f.link});
+        if kind == media_kind::MediaKind::Document {
+            media["filename"] = json!(f.name);
+        }
+        requests.push(json!({"type": kind.as_str(), kind.as_str(): media}));
+    }
+    Ok(requests)
 }
 
 /// The customer's latest inbound message on this number (Meta's time, then arrival order), if any.
@@ -167,5 +180,33 @@ pub fn from_operator(portal_id: i64, line: &str, m: &crate::bitrix::event::Opera
             .iter()
             .map(|f| File { name: f.name.clone(), link: f.link.clone(), mime: f.mime.clone() })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{free_form_requests, File};
+    use serde_json::json;
+
+    #[test]
+    fn an_operators_message_becomes_graph_requests_inside_the_window_only() {
+        let now = 1_700_000_000_000;
+        let files = vec![
+            File { name: "photo.jpg".into(), link: "https://p/1".into(), mime: Some("image/jpeg".into()) },
+            File { name: "offer.pdf".into(), link: "https://p/2".into(), mime: None },
+        ];
+        let r = free_form_requests("Olá *Maria*", &files, Some(now - 3_600_000), now).unwrap();
+        assert_eq!(
+            r,
+            vec![
+                json!({"type": "text", "text": {"body": "Olá *Maria*", "preview_url": true}}),
+                json!({"type": "image", "image": {"link": "https://p/1"}}),
+                json!({"type": "document", "document": {"link": "https://p/2", "filename": "offer.pdf"}}),
+            ]
+        );
+        assert_eq!(free_form_requests("", &[], Some(now - 1_000), now).unwrap(), Vec::<serde_json::Value>::new());
+        let closed = free_form_requests("hi", &[], Some(now - 25 * 3_600_000), now).unwrap_err();
+        assert!(closed.contains("template"), "{closed}");
+        assert!(free_form_requests("hi", &[], None, now).is_err(), "never wrote: no window");
     }
 }
