@@ -122,19 +122,9 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
     if changed {
         return Ok(());
     }
-    let text = render::crm_text(&parsed, quoted.as_deref());
-    let files = files_for(&b, &phone, &parsed.content).await?;
-    let item = ClientMessage {
-        key: &key,
-        wa_id: row.wa_id.as_deref(),
-        profile: row.profile_name.as_deref(),
-        wamid: &wamid,
-        date: parsed.timestamp.max(row.sent_at / 1000),
-        text: &text,
-        files,
-    };
     // An earlier attempt may have reached the portal (the process died, or the answer was lost): ask the portal
-    // before sending again, since it does not deduplicate by `message.id`.
+    // before sending again (and before fetching its media), since it does not deduplicate by `message.id`.
+    let mut resent_uncertain = false;
     if row.crm_attempt_at.is_some() {
         match already_in_portal(&b, portal_id, phone_id, &key, &wamid).await {
             Recheck::Found { message, chat_id, session_id } => {
@@ -148,15 +138,29 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
             }
             Recheck::CannotTell(why) => {
                 b.metrics.crm_deliveries_rechecked.get_or_create(&outcome("could_not_tell")).inc();
-                messages::count_crm_resent_uncertain(&b.store, message_id).await?;
+                resent_uncertain = true;
                 tracing::warn!(job = job.id, portal = portal_id, reason = %why,
                     "an earlier delivery may have reached the portal and the portal cannot tell; sending it again");
             }
         }
     }
+    let text = render::crm_text(&parsed, quoted.as_deref());
+    let files = files_for(&b, &phone, &parsed.content).await?;
+    let item = ClientMessage {
+        key: &key,
+        wa_id: row.wa_id.as_deref(),
+        profile: row.profile_name.as_deref(),
+        wamid: &wamid,
+        date: parsed.timestamp.max(row.sent_at / 1000),
+        text: &text,
+        files,
+    };
     let params = send_messages_params(b.connector(), &line, item);
     // Recorded before the call: whatever happens next, a later run knows this one may have reached the portal.
     set_attempt(&b, message_id, Some(now_ms())).await?;
+    if resent_uncertain {
+        messages::count_crm_resent_uncertain(&b.store, message_id).await?;
+    }
     let answer = match b.bitrix.call(portal_id, "imconnector.send.messages", &params).await {
         Ok(a) => a,
         Err(e) => {

@@ -55,6 +55,15 @@ impl From<sqlx::Error> for JobError {
     }
 }
 
+/// A task that ends with its handle, however the owner ends (a worker loop that is itself aborted included).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub struct Engine {
     store: Store,
     owner: String,
@@ -235,7 +244,7 @@ impl Engine {
     pub async fn run_workers(self: Arc<Self>, concurrency: usize, poll: Duration, mut stop: watch::Receiver<bool>) {
         let lanes: Vec<_> = self.lanes.iter().map(|l| tokio::spawn(l.clone().run(stop.clone()))).collect();
         // The leases of running jobs are renewed every third of a lease, until every worker has finished.
-        let renewer = {
+        let renewer = AbortOnDrop({
             let me = self.clone();
             tokio::spawn(async move {
                 let every = (me.lease / 3).max(Duration::from_millis(100));
@@ -247,7 +256,7 @@ impl Engine {
                     }
                 }
             })
-        };
+        });
         let permits = Arc::new(Semaphore::new(concurrency));
         let mut last_maintenance = 0i64;
         loop {
@@ -303,7 +312,7 @@ impl Engine {
         }
         // Stop leasing; let running jobs finish.
         let _ = permits.acquire_many(concurrency as u32).await;
-        renewer.abort();
+        drop(renewer);
         for lane in lanes {
             let _ = lane.await;
         }
