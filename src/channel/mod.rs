@@ -1,6 +1,6 @@
 //! The WhatsApp channel seam: what the rest of wabridge needs from a provider of WhatsApp numbers, behind one
 //! interface. Meta's Cloud API ([`meta::MetaCloud`]) is the first implementation; Twilio's WhatsApp channel is the
-//! next (`shared`-free summary in docs/architecture.md, "Seams").
+//! next (docs/architecture.md, "Seams").
 //!
 //! | need | who asks | [`Channel`] method |
 //! |---|---|---|
