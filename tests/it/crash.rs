@@ -306,7 +306,7 @@ async fn a_kill_while_sending_resends_only_what_may_have_gone(db: Db) {
 
 /// The whole path under `kill -9`: customers write (each their next message only after the previous got 200),
 /// the portal gets every message, operators answer from the portal, Meta gets every answer and reports
-/// statuses, while the process is killed at random moments and restarted at once. Per conversation: nothing
+/// statuses, while the process is killed at random points of the traffic and restarted at once. Per conversation: nothing
 /// lost, nothing reordered, nothing twice except what wabridge itself recorded as "sent again without being
 /// able to tell" (`messages.crm_resent_uncertain`, `outbound.resent_unconfirmed`; both are counted in /metrics).
 async fn the_whole_path_survives_kill_9(db: Db) {
@@ -376,13 +376,19 @@ async fn the_whole_path_survives_kill_9(db: Db) {
     // The process under test, and a killer that kill -9s it at random moments and restarts it at once.
     let current = Arc::new(Mutex::new(Some(first)));
     let stop_killing = Arc::new(AtomicBool::new(false));
+    // The kills are tied to progress, not to the clock, so all of them land while traffic flows however fast or
+    // slow this machine is: the k-th when the portal has taken a random number of messages in the k-th twelfth.
     let killer = {
-        let (current, stop_killing, env) = (current.clone(), stop_killing.clone(), env.clone());
+        let (current, stop_killing, env, portal) = (current.clone(), stop_killing.clone(), env.clone(), bitrix.clone());
         let (url, dir) = (testdb.url.clone(), testdb.dir.path().to_path_buf());
         tokio::task::spawn_blocking(move || {
             let mut kills = 0;
             while kills < KILLS && !stop_killing.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(300..900)));
+                let at = (kills + 1) * 12 + rand::thread_rng().gen_range(0..8);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while portal.chat_messages().len() < at && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5)); // polling the emulator with a deadline
+                }
                 let mut slot = current.lock().unwrap();
                 if let Some(mut r) = slot.take() {
                     r.child.kill().unwrap(); // SIGKILL
