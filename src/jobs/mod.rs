@@ -171,7 +171,7 @@ impl Engine {
 
     /// Adds a job ([`enqueue`]) and wakes the workers.
     pub async fn enqueue(&self, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError> {
-        let id = enqueue(&self.store.pool, task, opts).await?;
+        let id = self.store.enqueue(task, opts).await?;
         self.wake();
         Ok(id)
     }
@@ -512,6 +512,14 @@ pub struct Enqueue<'a> {
 pub struct Order<'a> {
     pub key: &'a str,
     pub seq: Option<i64>,
+}
+
+impl Store {
+    /// Queues `task` on its own (outside any transaction of the caller); see [`enqueue`]. Workers pick it up at
+    /// their next poll (an [`Engine`] at hand wakes them at once: [`Engine::enqueue`]).
+    pub async fn enqueue(&self, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError> {
+        enqueue(&self.pool, task, opts).await
+    }
 }
 
 /// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.

@@ -51,7 +51,9 @@ pub enum StoreError {
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub pool: AnyPool,
+    /// Only `src/store/` runs SQL on it (and the job engine hands it to `store::jobs` as an executor); tests and
+    /// benchmarks that inspect the database read it through [`Store::raw_pool`].
+    pub(crate) pool: AnyPool,
     /// SQLite only: a native single-connection pool for the webhook intake's group commits (the `Any` driver
     /// converts and copies every argument once more, which shows at tens of thousands of rows per second).
     pub sqlite_writer: Option<sqlx::SqlitePool>,
@@ -132,6 +134,13 @@ impl Store {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    /// The pool itself, for tests and benchmarks that look into the database directly. The product goes through
+    /// the functions of `src/store/`.
+    #[doc(hidden)]
+    pub fn raw_pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// True when the database answers a trivial query.

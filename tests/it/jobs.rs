@@ -6,7 +6,7 @@ use wabridge::jobs::{Enqueue, Task};
 async fn lease_of(app: &TestApp, id: i64) -> (Option<String>, Option<i64>) {
     sqlx::query_as::<_, (Option<String>, Option<i64>)>("SELECT lease_owner, lease_expires_at FROM jobs WHERE id = $1")
         .bind(id)
-        .fetch_one(&app.svc.store.pool)
+        .fetch_one(app.svc.store.raw_pool())
         .await
         .unwrap()
 }
@@ -23,7 +23,7 @@ async fn running_jobs_keep_their_leases(db: Db) {
     let done = engine.enqueue(&task(2), Enqueue::default()).await.unwrap().unwrap();
     let leased = engine.lease(10).await.unwrap();
     assert!(leased.iter().any(|j| j.id == mine) && leased.iter().any(|j| j.id == done), "{leased:?}");
-    let pool = &app.svc.store.pool;
+    let pool = app.svc.store.raw_pool();
     sqlx::query("UPDATE jobs SET done_at = 1 WHERE id = $1").bind(done).execute(pool).await.unwrap();
     let other = engine.enqueue(&task(3), Enqueue::default()).await.unwrap().unwrap();
     sqlx::query("UPDATE jobs SET lease_owner = 'another-process', lease_expires_at = 5 WHERE id = $1")
