@@ -15,7 +15,7 @@ use crate::jobs::{Enqueue, Job, JobError, Kind, Task};
 use crate::meta::webhook;
 use crate::store::phones::ConnectorStatus;
 use crate::store::registry::Phone;
-use crate::store::{crm_chats, inbox, messages, now_ms, sends, StoreError};
+use crate::store::{crm_chats, inbox, messages, now_ms, outbound, StoreError};
 use crate::translate::render;
 
 pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobError> {
@@ -224,7 +224,7 @@ async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreErr
     Ok(match messages::quoted(&b.store, wamid).await? {
         Some(q) => Some(q.body.unwrap_or_else(|| format!("[{}]", q.msg_type))),
         // A message we sent: its text is in the send's request.
-        None => sends::request_by_wamid(&b.store, wamid).await?.map(|v| match v["text"]["body"].as_str() {
+        None => outbound::request_by_wamid(&b.store, wamid).await?.map(|v| match v["text"]["body"].as_str() {
             Some(t) => t.to_string(),
             None => format!("[{}]", v["type"].as_str().unwrap_or("message")),
         }),

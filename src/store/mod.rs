@@ -17,7 +17,6 @@ pub mod outbound;
 pub mod phones;
 pub mod portals;
 pub mod registry;
-pub mod sends;
 pub mod settings;
 pub mod templates;
 pub mod webhook_errors;
