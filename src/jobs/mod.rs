@@ -251,7 +251,9 @@ impl Engine {
                 loop {
                     tokio::time::sleep(every).await;
                     let until = now_ms() + me.lease.as_millis() as i64;
-                    if let Err(e) = store::jobs::renew_running_on(&me.store.pool, &me.owner, until).await {
+                    if let Err(e) =
+                        store::jobs::renew_running_on(&me.store.pool, me.store.backend, &me.owner, until).await
+                    {
                         tracing::warn!(error = %e, "could not renew the leases of running jobs");
                     }
                 }
@@ -469,7 +471,7 @@ impl LaneLeaser {
         now: i64,
         until: i64,
     ) -> Result<(), StoreError> {
-        store::jobs::renew_lanes_on(conn, &self.owner, lanes, until, self.lease_until(Some(0), now)).await
+        store::jobs::renew_lanes_on(conn, self.backend, &self.owner, lanes, until, self.lease_until(Some(0), now)).await
     }
 
     /// Gives up every claim of this process (it stops) as of `until`: another process may take the lanes then.
