@@ -22,7 +22,7 @@ use wabridge_sandbox::payloads as p;
 use crate::common::bridge::{now_s, templates, APP, CUSTOMER, DISPLAY, PNID, SECRET, TOKEN, WABA};
 use crate::common::{browser_available, Db, TestApp, TestDb};
 
-both_databases!(console_walkthrough);
+both_databases!(console_walkthrough, sessions_expire_and_logins_are_limited);
 
 /// chromedriver on a port of its own, ended when dropped.
 struct Driver {
@@ -239,6 +239,18 @@ async fn console_walkthrough(db: Db) {
     w.shot("phones-narrow").await;
     c.set_window_size(1280, 900).await.expect("desktop width");
 
+    // Calling: Meta refuses the first enable; its code and what it means show at the form, then a retry works.
+    graph.refuse_next(PNID, 138015);
+    w.click("section[aria-labelledby=phone-1] details summary").await;
+    w.click("#call-on-1").await;
+    w.fill("#sip-host-1", "sip.example.com").await;
+    w.click("form[action='/admin/phones/1/calling'] button").await;
+    w.sees("Meta answered with error 138015").await;
+    w.sees(&format!("What it means: {}", wabridge::meta::errors::explain_calling(138015).expect("explained"))).await;
+    w.shot("phones-calling-refused").await;
+    w.click("form[action='/admin/phones/1/calling'] button").await;
+    w.sees("Meta accepted: calling is enabled.").await;
+
     w.go("/admin/portals").await;
     w.sees("installed").await;
     w.shot("portals").await;
@@ -334,4 +346,65 @@ async fn console_walkthrough(db: Db) {
     app.stop().await;
     graph.stop().await;
     bitrix.stop().await;
+}
+
+/// Without a browser: a session stops working when it expires (server side) and after logout, and logins are
+/// limited to `LOGINS_PER_MINUTE` a minute.
+async fn sessions_expire_and_logins_are_limited(db: Db) {
+    let app = TestApp::start(db).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = |token: String| {
+        let req = http.post(app.url("/admin/login")).form(&[("token", token)]);
+        async move { req.send().await.expect("login posted") }
+    };
+    let resp = login(app.token.clone()).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http without an https public_url: {cookie}");
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+    let page = |path: &str| http.get(app.url(path)).header("cookie", pair.clone()).send();
+    let resp = page("/admin/jobs").await.expect("page");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
+
+    // Expired on the server: the cookie alone no longer opens a page.
+    sqlx::query("UPDATE console_sessions SET expires_at = 0").execute(&app.svc.store.pool).await.expect("expire");
+    let resp = page("/admin/jobs").await.expect("page");
+    assert_eq!((resp.status().as_u16(), resp.headers()["location"].to_str().ok()), (303, Some("/admin/login")));
+
+    // Rotating the admin token ends every session.
+    let resp = login(app.token.clone()).await;
+    let pair = resp.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+    let opened = http.get(app.url("/admin")).header("cookie", pair.clone()).send().await.expect("page");
+    assert_eq!(opened.status().as_u16(), 200);
+    let token = wabridge::admin_token::rotate(&app.svc.store).await.expect("rotated");
+    let after = http.get(app.url("/admin")).header("cookie", pair).send().await.expect("page");
+    assert_eq!(after.status().as_u16(), 303, "a session of the old token");
+
+    // Behind an https proxy the cookie is Secure.
+    let resp = http
+        .post(app.url("/admin/login"))
+        .header("x-forwarded-proto", "https")
+        .form(&[("token", token.clone())])
+        .send()
+        .await
+        .expect("login posted");
+    assert!(resp.headers()["set-cookie"].to_str().expect("cookie").contains("; Secure"));
+
+    // Wrong tokens are refused; past the limit every login waits, the right token too.
+    let mut statuses = Vec::new();
+    for _ in 0..3 * wabridge::http::console::LOGINS_PER_MINUTE {
+        let status = login("wbr_wrong".into()).await.status().as_u16();
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "the limit is reached: {statuses:?}");
+    assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 401), "{statuses:?}");
+    let resp = login(token).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert_eq!(resp.headers()["retry-after"], "60");
+    app.stop().await;
 }

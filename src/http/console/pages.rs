@@ -74,6 +74,56 @@ fn problem_at(p: &Option<Problem>, form: &str) -> Markup {
     html! { @if let Some(p) = p.as_ref().filter(|p| p.form == form) { (problem_box(&p.err)) } }
 }
 
+/// The card whose form registers something: its heading (also the button's label), the error of its last try
+/// (`form`), and its `fields`; `missing` says what to register first when it cannot be used yet.
+fn create_card(
+    p: &Option<Problem>,
+    sess: &Session,
+    (form, action): (&str, &str),
+    heading: &str,
+    missing: Option<&str>,
+    fields: Markup,
+) -> Markup {
+    let id = format!("new-{}", form.trim_end_matches("-create"));
+    html! {
+        section.card aria-labelledby=(id) {
+            h2 id=(id) { (heading) }
+            (problem_at(p, form))
+            @match missing {
+                Some(m) => p { (m) },
+                None => form method="post" action=(action) { (csrf_field(sess)) (fields) button type="submit" { (heading) } },
+            }
+        }
+    }
+}
+
+/// How a text field is typed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Digits,
+    Tel,
+    Url,
+    /// Never shown again.
+    Secret,
+}
+
+/// A labelled field `(id, name)` of form `form`, filled again with what was typed when that form failed.
+fn field(p: &Option<Problem>, form: &str, (id, name): (&str, &str), label: &str, kind: Kind, required: bool) -> Markup {
+    let ty = match kind {
+        Kind::Text | Kind::Digits => "text",
+        Kind::Tel => "tel",
+        Kind::Url => "url",
+        Kind::Secret => "password",
+    };
+    let value = if kind == Kind::Secret { String::new() } else { kept(p, form, name) };
+    html! {
+        label for=(id) { (label) }
+        input id=(id) name=(name) type=(ty) inputmode=[(kind == Kind::Digits).then_some("numeric")]
+            autocomplete=[(kind == Kind::Secret).then_some("off")] required[required] value=(value);
+    }
+}
+
 /// A page of a whole in-memory list (registry tables, which are small), with its pager.
 /// `base` ends with `?` or `&`: the page parameter is added to it.
 fn paged<T>(all: &[T], q: &ListQuery, base: &str) -> (Vec<usize>, Markup) {
@@ -288,24 +338,13 @@ async fn apps_page(
             }
         }
         (pager)
-        section.card aria-labelledby="new-app" {
-            h2 #new-app { "Register an app" }
-            (problem_at(&problem, "app-create"))
-            form method="post" action="/admin/apps" {
-                (csrf_field(sess))
-                label for="meta_app_id" { "Meta app id (digits)" }
-                input #meta_app_id name="meta_app_id" inputmode="numeric" required value=(kept(&problem, "app-create", "meta_app_id"));
-                label for="app_name" { "Name" }
-                input #app_name name="name" value=(kept(&problem, "app-create", "name"));
-                label for="domain" { "Host name Meta posts to (e.g. wabridge.example.com)" }
-                input #domain name="domain" required value=(kept(&problem, "app-create", "domain"));
-                label for="app_secret" { "App secret" }
-                input #app_secret name="app_secret" type="password" autocomplete="off" required;
-                label for="access_token" { "System user access token (optional)" }
-                input #access_token name="access_token" type="password" autocomplete="off";
-                button type="submit" { "Register app" }
-            }
-        }
+        (create_card(&problem, sess, ("app-create", "/admin/apps"), "Register an app", None, html! {
+                (field(&problem, "app-create", ("meta_app_id", "meta_app_id"), "Meta app id (digits)", Kind::Digits, true))
+                (field(&problem, "app-create", ("app_name", "name"), "Name", Kind::Text, false))
+                (field(&problem, "app-create", ("domain", "domain"), "Host name Meta posts to (e.g. wabridge.example.com)", Kind::Text, true))
+                (field(&problem, "app-create", ("app_secret", "app_secret"), "App secret", Kind::Secret, true))
+                (field(&problem, "app-create", ("access_token", "access_token"), "System user access token (optional)", Kind::Secret, false))
+            }))
     };
     Ok(page(status_of(&problem), layout("Apps", Some(sess), flash.as_deref(), content)))
 }
@@ -411,24 +450,13 @@ async fn wabas_page(
             } } }
         } }
         (pager)
-        section.card aria-labelledby="new-waba" {
-            h2 #new-waba { "Register a WABA" }
-            (problem_at(&problem, "waba-create"))
-            @if apps.is_empty() { p { "Register an app first." } } @else {
-                form method="post" action="/admin/wabas" {
-                    (csrf_field(sess))
-                    label for="waba_id" { "WhatsApp Business Account id (digits)" }
-                    input #waba_id name="waba_id" inputmode="numeric" required value=(kept(&problem, "waba-create", "waba_id"));
+        (create_card(&problem, sess, ("waba-create", "/admin/wabas"), "Register a WABA", apps.is_empty().then_some("Register an app first."), html! {
+                    (field(&problem, "waba-create", ("waba_id", "waba_id"), "WhatsApp Business Account id (digits)", Kind::Digits, true))
                     label for="waba_app" { "App" }
                     select #waba_app name="app" { @for a in &apps { option value=(a.id) { (a.meta_app_id) " " (a.name) } } }
-                    label for="waba_name" { "Name" }
-                    input #waba_name name="name" value=(kept(&problem, "waba-create", "name"));
-                    label for="waba_token" { "Access token for this WABA (optional; the app's otherwise)" }
-                    input #waba_token name="access_token" type="password" autocomplete="off";
-                    button type="submit" { "Register WABA" }
-                }
-            }
-        }
+                    (field(&problem, "waba-create", ("waba_name", "name"), "Name", Kind::Text, false))
+                    (field(&problem, "waba-create", ("waba_token", "access_token"), "Access token for this WABA (optional; the app's otherwise)", Kind::Secret, false))
+            }))
     };
     Ok(page(status_of(&problem), layout("WABAs", Some(sess), flash.as_deref(), content)))
 }
@@ -547,24 +575,14 @@ async fn phones_page(
             }
         }
         (pager)
-        section.card aria-labelledby="new-phone" {
-            h2 #new-phone { "Register a phone number" }
-            (problem_at(&problem, "phone-create"))
-            @if wabas.is_empty() { p { "Register a WABA first." } } @else {
-                form method="post" action="/admin/phones" {
-                    (csrf_field(sess))
-                    label for="number" { "Number (international, e.g. +55 11 93000-1234)" }
-                    input #number name="number" type="tel" required value=(kept(&problem, "phone-create", "number"));
-                    label for="phone_number_id" { "Meta's phone number id (digits)" }
-                    input #phone_number_id name="phone_number_id" inputmode="numeric" required value=(kept(&problem, "phone-create", "phone_number_id"));
+        (create_card(&problem, sess, ("phone-create", "/admin/phones"), "Register a phone number", wabas.is_empty().then_some("Register a WABA first."), html! {
+                    (field(&problem, "phone-create", ("number", "number"), "Number (international, e.g. +55 11 93000-1234)", Kind::Tel, true))
+                    (field(&problem, "phone-create", ("phone_number_id", "phone_number_id"), "Meta's phone number id (digits)", Kind::Digits, true))
                     label for="phone_waba" { "WABA" }
                     select #phone_waba name="waba" { @for w in &wabas { option value=(w.id) { (w.waba_id) " " (w.name) } } }
                     label for="phone_portal" { "Portal (optional)" }
                     select #phone_portal name="portal" { (portal_options(&portals, None)) }
-                    button type="submit" { "Register phone" }
-                }
-            }
-        }
+            }))
     };
     Ok(page(status_of(&problem), layout("Phones", Some(sess), flash.as_deref(), content)))
 }
@@ -710,23 +728,13 @@ async fn portals_page(
             } } }
         } }
         (pager)
-        section.card aria-labelledby="new-portal" {
-            h2 #new-portal { "Register a portal by hand" }
-            p.help { "Normally a portal registers itself when the wabridge app is installed in Bitrix24." }
-            (problem_at(&problem, "portal-create"))
-            form method="post" action="/admin/portals" {
-                (csrf_field(sess))
-                label for="member_id" { "member_id" }
-                input #member_id name="member_id" required value=(kept(&problem, "portal-create", "member_id"));
-                label for="portal_domain" { "Domain (e.g. example.bitrix24.com)" }
-                input #portal_domain name="domain" required value=(kept(&problem, "portal-create", "domain"));
-                label for="client_endpoint" { "REST endpoint (e.g. https://example.bitrix24.com/rest/)" }
-                input #client_endpoint name="client_endpoint" type="url" required value=(kept(&problem, "portal-create", "client_endpoint"));
-                label for="application_token" { "application_token (optional)" }
-                input #application_token name="application_token" type="password" autocomplete="off";
-                button type="submit" { "Register portal" }
-            }
-        }
+        (create_card(&problem, sess, ("portal-create", "/admin/portals"), "Register a portal by hand", None, html! {
+                p.help { "Normally a portal registers itself when the wabridge app is installed in Bitrix24." }
+                (field(&problem, "portal-create", ("member_id", "member_id"), "member_id", Kind::Text, true))
+                (field(&problem, "portal-create", ("portal_domain", "domain"), "Domain (e.g. example.bitrix24.com)", Kind::Text, true))
+                (field(&problem, "portal-create", ("client_endpoint", "client_endpoint"), "REST endpoint (e.g. https://example.bitrix24.com/rest/)", Kind::Url, true))
+                (field(&problem, "portal-create", ("application_token", "application_token"), "application_token (optional)", Kind::Secret, false))
+            }))
     };
     Ok(page(status_of(&problem), layout("Portals", Some(sess), flash.as_deref(), content)))
 }
