@@ -250,6 +250,7 @@ async fn console_walkthrough(db: Db) {
     w.shot("phones-calling-refused").await;
     w.click("form[action='/admin/phones/1/calling'] button").await;
     w.sees("Meta accepted: calling is enabled.").await;
+    w.sees("Calling: enabled at Meta").await;
 
     w.go("/admin/portals").await;
     w.sees("installed").await;

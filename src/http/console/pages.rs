@@ -543,9 +543,13 @@ async fn phones_page(
                     button type="submit" { "Save phone " (p.number) }
                 }
                 details open[problem.as_ref().is_some_and(|x| x.form == format!("calling-{id}")) || p.calling_last_error.is_some()] {
-                    summary { "Calling: " @if p.calling_enabled { span.ok { "enabled" } } @else { span.muted { "off" } }
-                        @if let Some(st) = &p.calling_status { " (Meta: " (st) ")" } }
-                    @if let Some(e) = CallingErrorView::of_phone(p) {
+                    summary { "Calling: "
+                        @if p.calling_active() { span.ok { "enabled at Meta" } }
+                        @else if p.calling_enabled { span.warn { "wanted, not enabled at Meta" } }
+                        @else { span.muted { "off" } }
+                        @if let Some(st) = &p.calling_status { " (Meta's status: " (st) ")" } }
+                    @let refused_now = problem.as_ref().is_some_and(|x| x.form == format!("calling-{id}"));
+                    @if let Some(e) = CallingErrorView::of_phone(p).filter(|_| !refused_now) {
                         div.problem role="alert" {
                             p { strong { "Meta refused the last change" } @if let Some(c) = e.code { " with error " strong { (c) } } ": " (e.message) }
                             @if let Some(x) = &e.explanation { p { "What it means: " (x) } }
