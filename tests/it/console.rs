@@ -214,7 +214,18 @@ async fn console_walkthrough(db: Db) {
     w.sees("https://wb.example.com/api/waba/").await;
     let vt = c.find(Locator::Css("#vt-1")).await.expect("verify token").text().await.expect("text");
     assert_eq!(vt.len(), 40, "the verify token in full: {vt}");
-    assert!(c.find(Locator::Css("button[data-copy=vt-1]")).await.is_ok(), "a copy button");
+    // The copy button (the console's one script, allowed by its Content-Security-Policy) answers the click.
+    let copy = c.find(Locator::Css("button[data-copy=vt-1]")).await.expect("a copy button");
+    copy.click().await.expect("click");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let label = copy.text().await.expect("label");
+        if label == "Copied" || label.starts_with("Selected") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the copy button did nothing: {label:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     w.shot("apps").await;
 
     // A WABA and a phone; then bind the phone to the portal and see the connector turn green.
@@ -368,6 +379,9 @@ async fn sessions_expire_and_logins_are_limited(db: Db) {
     let resp = page("/admin/jobs").await.expect("page");
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    assert!(resp.headers()["content-security-policy"].to_str().unwrap_or_default().contains("frame-ancestors 'none'"));
 
     // Expired on the server: the cookie alone no longer opens a page.
     sqlx::query("UPDATE console_sessions SET expires_at = 0").execute(&app.svc.store.pool).await.expect("expire");

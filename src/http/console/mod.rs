@@ -3,11 +3,17 @@
 //! `super::templates`, `super::calling`, and the store's lists). Its stylesheet and script are embedded in the
 //! binary; it works without the script (which only adds copy buttons).
 //!
+//! Templating is maud rather than askama: its templates are Rust expressions checked when the binary is built,
+//! escape what they insert unless told otherwise, and need no template files kept in step with their structs.
+//! There is no htmx: every action is a plain form post answered by a redirect (or by the same page with the
+//! error at the form), which needs no script at all.
+//!
 //! Security: the login takes the admin token (compared in constant time by `crate::admin_token::verify`) and
 //! gives a session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` when `public_url` is https or the request
 //! came over https through a proxy); sessions are stored server-side (`store::console`, by the SHA-256 of the
 //! cookie) and expire after [`SESSION_TTL_MS`] without use; every form carries the session's CSRF token, and a
-//! form without the right one is refused (403) before anything is done; logins are rate limited.
+//! form without the right one is refused (403) before anything is done; logins are rate limited. (The login
+//! form itself has no session yet: what it carries, the admin token, is the credential.)
 
 mod pages;
 
@@ -84,6 +90,24 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/jobs", get(pages::jobs))
         .route("/admin/jobs/{id}/redrive", post(pages::job_redrive))
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit))
+        .layer(axum::middleware::map_response(protect))
+}
+
+/// Every console answer: not kept in caches (pages show verify tokens), never framed by another site
+/// (clickjacking), and only this site's own stylesheet, script and form targets.
+async fn protect(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    resp
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
