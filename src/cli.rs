@@ -588,7 +588,7 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
         Command::Sends(cmd) => match cmd {
             SendsCmd::List { limit } => {
                 println!("{:<8} {:<6} {:<6} {:<9} {:<10} ERROR", "ID", "PHONE", "ORIGIN", "STATE", "STATUS");
-                for o in crate::outbound::list(store, limit.clamp(1, 1000)).await? {
+                for o in crate::outbound::list(store, None, limit.clamp(1, 1000)).await? {
                     let status = o.status.unwrap_or_else(|| "-".into());
                     let err = o.error_text.unwrap_or_default();
                     println!("{:<8} {:<6} {:<6} {:<9} {:<10} {}", o.id, o.phone_id, o.origin, o.state, status, err);

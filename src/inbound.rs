@@ -11,7 +11,7 @@ use sqlx::{Any, Transaction};
 use crate::jobs::catalogue::InboxProcess;
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook::{self, ChangeValue, Content, InboundMessage, MessagesValue, Status, StatusKind};
-use crate::store::{account_events, contacts, inbox, messages, phones, registry, templates};
+use crate::store::{account_events, activity, contacts, inbox, messages, phones, registry, templates};
 use crate::store::{now_ms, Store, StoreError};
 
 /// What one body did, for logs and tests.
@@ -22,6 +22,8 @@ pub struct Applied {
     pub template_events: usize,
     pub other_changes: usize,
     pub unknown_phone: usize,
+    /// The registered phones the body was about (each once), for the console's last-webhook times.
+    pub phones: Vec<i64>,
 }
 
 /// Bodies from this size on are dropped from the SQLite page cache once read.
@@ -39,6 +41,7 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
     let body: &[u8] = row.body()?;
     let large = body.len() >= LARGE_BODY;
     let source = row.source()?;
+    let (app_id, received_at) = (row.app_id()?, row.received_at()?);
     let payload = match crate::channel::parse_inbound(&source, body) {
         Ok(p) => p,
         Err(e) => {
@@ -70,6 +73,14 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
     inbox::mark_processed_on(&mut *tx, inbox_id).await?;
     tx.commit().await?;
     tracing::debug!(job = job.id, ?applied, "webhook processed");
+    // Best effort, outside the transaction: a failure here must not redo the body.
+    let seen = std::iter::once((activity::Scope::App, app_id))
+        .chain(applied.phones.iter().map(|p| (activity::Scope::Phone, *p)));
+    for (scope, id) in seen {
+        if let Err(e) = activity::touch(&store, scope, id, received_at).await {
+            tracing::debug!(error = %e, "could not record the last webhook time");
+        }
+    }
     if applied.unknown_phone > 0 {
         tracing::warn!(
             job = job.id,
@@ -116,6 +127,9 @@ pub async fn apply(
                         applied.unknown_phone += 1;
                         continue;
                     };
+                    if !applied.phones.contains(&phone_id) {
+                        applied.phones.push(phone_id);
+                    }
                     apply_messages(tx, phone_id, v, &mut applied, inbox_id, &mut index).await?;
                     let at = entry.time.map(|t| t * 1000);
                     for e in &v.errors {

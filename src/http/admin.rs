@@ -15,6 +15,7 @@ use crate::registry::{
     self, AppCreate, AppInput, AppView, PhoneCreate, PhoneInput, PhoneView, PortalCreate, PortalInput, PortalView,
     VerifyTokenView, WabaCreate, WabaInput, WabaView,
 };
+use crate::store::registry::App;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -168,10 +169,32 @@ async fn list_apps(State(s): State<AppState>) -> Res<Vec<AppView>> {
 #[utoipa::path(post, path = "/admin/api/v1/apps", tag = "apps", request_body = AppCreate,
     responses((status = 201, body = AppView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_app(State(s): State<AppState>, ApiJson(input): ApiJson<AppCreate>) -> Created<AppView> {
-    let input = AppInput::from(input);
-    let app = registry::create_app(&s.store, &input).await?;
-    s.apps.invalidate().await;
+    let app = app_create(&s, &AppInput::from(input)).await?;
     Ok((StatusCode::CREATED, Json(AppView::revealing_verify_token(&app))))
+}
+
+// The actions with more to them than one registry call, shared by the admin API and the console (which calls
+// these, not copies of them).
+
+/// Registers an app, then refreshes the webhook intake's cache of apps.
+pub async fn app_create(s: &AppState, input: &AppInput) -> Result<App, ApiError> {
+    let app = registry::create_app(&s.store, input).await?;
+    s.apps.invalidate().await;
+    Ok(app)
+}
+
+/// Changes an app, then refreshes the webhook intake's cache of apps.
+pub async fn app_update(s: &AppState, id: i64, input: &AppInput) -> Result<App, ApiError> {
+    let app = registry::update_app(&s.store, id, input).await?;
+    s.apps.invalidate().await;
+    Ok(app)
+}
+
+/// Removes an app, then refreshes the webhook intake's cache of apps.
+pub async fn app_delete(s: &AppState, id: i64) -> Result<(), ApiError> {
+    registry::delete_app(&s.store, id).await?;
+    s.apps.invalidate().await;
+    Ok(())
 }
 
 /// Show one app.
@@ -197,8 +220,7 @@ async fn update_app(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<AppInput>,
 ) -> Res<AppView> {
-    let app = registry::update_app(&s.store, id, &input).await?;
-    s.apps.invalidate().await;
+    let app = app_update(&s, id, &input).await?;
     Ok(Json(if input.rotate_verify_token == Some(true) {
         AppView::revealing_verify_token(&app)
     } else {
@@ -210,8 +232,7 @@ async fn update_app(
 #[utoipa::path(delete, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_app(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
-    registry::delete_app(&s.store, id).await?;
-    s.apps.invalidate().await;
+    app_delete(&s, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod bitrix;
 pub mod calling;
 pub mod calls;
+pub mod console;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub intake: Intake,
     pub apps: Arc<webhook::AppCache>,
     pub bridge: Arc<crate::crm::Bridge>,
+    /// The web console's process-wide state (its login rate limit).
+    pub console: Arc<console::Console>,
     /// Bytes of webhook bodies that may be held at once (`webhook_body_budget_bytes`).
     pub webhook_budget: Arc<webhook::BodyBudget>,
 }
@@ -68,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::handler))
         .route("/admin/api/v1/openapi.json", get(admin::openapi_json))
         .nest("/admin/api/v1", admin)
+        .merge(console::routes(&state))
         .nest("/api/v1", tenant)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(error::json_errors))

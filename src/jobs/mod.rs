@@ -334,8 +334,13 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn list(&self, state: Option<JobState>, limit: i64) -> Result<Vec<JobView>, StoreError> {
-        store::jobs::list(&self.store, state, limit, self.default_max_attempts).await
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobView>, StoreError> {
+        store::jobs::list(&self.store, state, before, limit, self.default_max_attempts).await
     }
 
     /// Puts a dead job back in the queue with a fresh attempt budget. False when no dead job has this id.

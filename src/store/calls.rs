@@ -46,6 +46,8 @@ pub struct CallFilter {
     pub since_ms: Option<i64>,
     pub answered: Option<bool>,
     pub limit: i64,
+    /// Rows skipped before the first one returned (paging).
+    pub offset: i64,
 }
 
 fn view(r: &AnyRow) -> Result<CallView, sqlx::Error> {
@@ -153,7 +155,7 @@ impl Store {
             Some(false) => sql.push_str(" AND answered_at IS NULL"),
             None => {}
         }
-        sql.push_str(" ORDER BY invited_at DESC, id DESC LIMIT $1");
+        sql.push_str(&format!(" ORDER BY invited_at DESC, id DESC LIMIT $1 OFFSET ${}", next()));
         let mut q = sqlx::query(&sql).bind(f.limit);
         if let Some(p) = f.phone {
             q = q.bind(p);
@@ -164,6 +166,7 @@ impl Store {
         if let Some(s) = f.since_ms {
             q = q.bind(s);
         }
+        q = q.bind(f.offset);
         let rows = q.fetch_all(&self.pool).await?;
         Ok(rows.iter().map(view).collect::<Result<_, _>>()?)
     }

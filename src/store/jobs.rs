@@ -395,6 +395,7 @@ pub async fn make_all_due(store: &Store) -> Result<u64, StoreError> {
 pub async fn list(
     store: &Store,
     state: Option<JobState>,
+    before: Option<i64>,
     limit: i64,
     default_max_attempts: i64,
 ) -> Result<Vec<JobView>, StoreError> {
@@ -409,9 +410,15 @@ pub async fn list(
     };
     let q = format!(
         "SELECT id, kind, attempts, COALESCE(max_attempts, $3) AS max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
-         created_at, updated_at FROM jobs WHERE {filter} ORDER BY id DESC LIMIT $1"
+         created_at, updated_at FROM jobs WHERE {filter} AND id < $4 ORDER BY id DESC LIMIT $1"
     );
-    let rows = sqlx::query(&q).bind(limit).bind(now_ms()).bind(default_max_attempts).fetch_all(&store.pool).await?;
+    let rows = sqlx::query(&q)
+        .bind(limit)
+        .bind(now_ms())
+        .bind(default_max_attempts)
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_all(&store.pool)
+        .await?;
     let now = now_ms();
     rows.iter()
         .map(|r| {

@@ -4,9 +4,11 @@
 //! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
 
 pub mod account_events;
+pub mod activity;
 pub mod apikeys;
 pub mod call_permissions;
 pub mod calls;
+pub mod console;
 pub mod contacts;
 pub mod crm_chats;
 pub mod inbox;

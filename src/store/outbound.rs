@@ -85,9 +85,16 @@ pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError>
 }
 
 /// Recent sends, newest first.
-pub async fn list(store: &Store, limit: i64) -> Result<Vec<Outbound>, StoreError> {
-    let q = format!("SELECT {COLS} FROM outbound ORDER BY id DESC LIMIT $1");
-    sqlx::query(&q).bind(limit).fetch_all(&store.pool).await?.iter().map(from_row).collect()
+pub async fn list(store: &Store, before: Option<i64>, limit: i64) -> Result<Vec<Outbound>, StoreError> {
+    let q = format!("SELECT {COLS} FROM outbound WHERE id < $2 ORDER BY id DESC LIMIT $1");
+    sqlx::query(&q)
+        .bind(limit)
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_all(&store.pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// The rows of `ids` (in any order), each with the first earlier message to the same customer from the same

@@ -13,6 +13,7 @@ mod admin_api;
 mod bitrix;
 mod calling_activation;
 mod cli;
+mod console;
 mod crash;
 mod jobs;
 mod sandbox_payloads;

@@ -44,6 +44,8 @@ fn pg_base() -> String {
 pub enum Prereq {
     Postgres,
     Sipp,
+    /// Headless Chromium and chromedriver (the console's browser tests).
+    Browser,
 }
 
 impl Prereq {
@@ -52,6 +54,7 @@ impl Prereq {
         match self {
             Prereq::Postgres => "postgres",
             Prereq::Sipp => "sipp",
+            Prereq::Browser => "browser",
         }
     }
 
@@ -62,6 +65,10 @@ impl Prereq {
                  WABRIDGE_TEST_POSTGRES at one; `scripts/test` does this for you"
             }
             Prereq::Sipp => "install SIPp (Debian: `apt-get install sip-tester`); `scripts/test` does this for you",
+            Prereq::Browser => {
+                "install Chromium and its WebDriver (Debian: `apt-get install chromium chromium-driver`); \
+                 `scripts/test` does this for you"
+            }
         }
     }
 }
@@ -134,6 +141,18 @@ pub fn sipp_available() -> bool {
         .stderr(std::process::Stdio::null())
         .status();
     prerequisite(Prereq::Sipp, ran.map(|_| ()).map_err(|e| format!("`sipp -v` did not run: {e}")))
+}
+
+/// True when `chromedriver` and `chromium` run; see [`prerequisite`] for what happens when they do not.
+pub fn browser_available() -> bool {
+    let runs = |program: &str| -> Result<(), String> {
+        match std::process::Command::new(program).arg("--version").output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Err(format!("`{program} --version` did not run: {e}")),
+        }
+    };
+    prerequisite(Prereq::Browser, runs("chromedriver").and_then(|_| runs("chromium")))
 }
 
 /// A fresh, empty database and a data directory, removed when dropped (PostgreSQL databases by `drop_db`).
