@@ -384,7 +384,7 @@ async fn sessions_expire_and_logins_are_limited(db: Db) {
     assert!(resp.headers()["content-security-policy"].to_str().unwrap_or_default().contains("frame-ancestors 'none'"));
 
     // Expired on the server: the cookie alone no longer opens a page.
-    sqlx::query("UPDATE console_sessions SET expires_at = 0").execute(&app.svc.store.pool).await.expect("expire");
+    sqlx::query("UPDATE console_sessions SET expires_at = 0").execute(app.svc.store.raw_pool()).await.expect("expire");
     let resp = page("/admin/jobs").await.expect("page");
     assert_eq!((resp.status().as_u16(), resp.headers()["location"].to_str().ok()), (303, Some("/admin/login")));
 
