@@ -10,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod crm;
 pub mod edge;
+pub mod events;
+pub mod history;
 pub mod http;
 pub mod inbound;
 pub mod intake;

@@ -9,6 +9,8 @@ pub mod call_permissions;
 pub mod calls;
 pub mod contacts;
 pub mod crm_chats;
+pub mod events;
+pub mod history;
 pub mod inbox;
 pub mod jobs;
 pub mod media;
@@ -19,6 +21,7 @@ pub mod portals;
 pub mod registry;
 pub mod sends;
 pub mod settings;
+pub mod stats;
 pub mod templates;
 pub mod webhook_errors;
 
