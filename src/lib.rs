@@ -7,6 +7,7 @@ pub mod bitrix;
 pub mod calling;
 pub mod channel;
 pub mod cli;
+pub mod cli_events;
 pub mod config;
 pub mod crm;
 pub mod edge;

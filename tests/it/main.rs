@@ -14,6 +14,7 @@ mod bitrix;
 mod calling_activation;
 mod cli;
 mod crash;
+mod events;
 mod jobs;
 mod sandbox_payloads;
 mod sending;

@@ -44,6 +44,8 @@ fn pg_base() -> String {
 pub enum Prereq {
     Postgres,
     Sipp,
+    /// The published Python `standardwebhooks` package, in a virtualenv `scripts/test` makes.
+    StandardWebhooks,
 }
 
 impl Prereq {
@@ -52,6 +54,7 @@ impl Prereq {
         match self {
             Prereq::Postgres => "postgres",
             Prereq::Sipp => "sipp",
+            Prereq::StandardWebhooks => "standardwebhooks",
         }
     }
 
@@ -62,6 +65,11 @@ impl Prereq {
                  WABRIDGE_TEST_POSTGRES at one; `scripts/test` does this for you"
             }
             Prereq::Sipp => "install SIPp (Debian: `apt-get install sip-tester`); `scripts/test` does this for you",
+            Prereq::StandardWebhooks => {
+                "make the virtualenv: `python3 -m venv target/tools/standardwebhooks && \
+                 target/tools/standardwebhooks/bin/pip install standardwebhooks==1.1.0`, or point \
+                 WABRIDGE_TEST_STANDARDWEBHOOKS_PYTHON at a Python that has it; `scripts/test` does this for you"
+            }
         }
     }
 }
@@ -134,6 +142,32 @@ pub fn sipp_available() -> bool {
         .stderr(std::process::Stdio::null())
         .status();
     prerequisite(Prereq::Sipp, ran.map(|_| ()).map_err(|e| format!("`sipp -v` did not run: {e}")))
+}
+
+/// The Python that has the `standardwebhooks` package: `WABRIDGE_TEST_STANDARDWEBHOOKS_PYTHON`, else the
+/// virtualenv `scripts/test` makes in `<target>/tools/standardwebhooks`.
+pub fn standardwebhooks_python() -> PathBuf {
+    if let Ok(p) = std::env::var("WABRIDGE_TEST_STANDARDWEBHOOKS_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("the target directory");
+    target.join("tools/standardwebhooks/bin/python")
+}
+
+/// True when that Python imports `standardwebhooks`; see [`prerequisite`] for what happens when it does not.
+pub fn standardwebhooks_available() -> bool {
+    let python = standardwebhooks_python();
+    let ran = std::process::Command::new(&python)
+        .args(["-c", "import standardwebhooks"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let available = match ran {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => Err(format!("{} cannot import standardwebhooks", python.display())),
+        Err(e) => Err(format!("{} does not run: {e}", python.display())),
+    };
+    prerequisite(Prereq::StandardWebhooks, available)
 }
 
 /// A fresh, empty database and a data directory, removed when dropped (PostgreSQL databases by `drop_db`).
