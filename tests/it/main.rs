@@ -15,6 +15,7 @@ mod calling_activation;
 mod cli;
 mod crash;
 mod events;
+mod history;
 mod jobs;
 mod sandbox_payloads;
 mod sending;
