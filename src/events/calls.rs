@@ -24,7 +24,7 @@ async fn emit(
     Ok(())
 }
 
-/// Records a call's start ([`Store::call_started`]) and emits `call.started` when it is new.
+/// Records a call's start and emits `call.started` when it is new.
 pub async fn started(store: &Store, c: &NewCall) -> Result<(), StoreError> {
     let mut tx = store.begin_write().await?;
     let call = calls::call_started_on(&mut tx, c).await?;

@@ -299,7 +299,7 @@ mod tests {
             attempt += 1;
         }
         assert_eq!(attempt, 8, "the 8th attempt is the first one after the window");
-        assert!(t >= 24 * 3_600_000 && t <= 34 * 3_600_000, "{t}");
+        assert!((24 * 3_600_000..=34 * 3_600_000).contains(&t), "{t}");
         assert!(!gives_up(1_000, 1_000 + 86_399_999, day) && gives_up(1_000, 1_000 + 86_400_000, day));
         for attempt in 1..12 {
             let d = retry_delay(attempt, &mut rng);

@@ -59,7 +59,15 @@ impl Handlers {
         let s = &self.store;
         let (inbox, jobs) = super::prune(s, self.retention, self.debug_retention).await?;
         let media = crate::crm::media::prune(s, self.media_retention_days).await?;
-        tracing::info!(inbox_rows = inbox, jobs, media, "pruned old inbox rows, finished jobs and media");
+        let before = crate::store::now_ms() - self.retention.as_millis() as i64;
+        let events = crate::store::events::prune(s, before).await?;
+        tracing::info!(
+            inbox_rows = inbox,
+            jobs,
+            media,
+            events,
+            "pruned old inbox rows, finished jobs, media and delivered events"
+        );
         crate::templates::schedule_hourly(s).await?;
         crate::crm::schedule_hourly(s).await?;
         Ok(())

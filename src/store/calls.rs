@@ -68,38 +68,6 @@ fn view(r: &AnyRow) -> Result<CallView, sqlx::Error> {
 }
 
 impl Store {
-    /// Records a new call once; a retransmitted or re-authenticated INVITE changes nothing.
-    pub async fn call_started(&self, c: &NewCall) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        call_started_on(&mut tx, c).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// The INVITE's final answer: 2xx marks the answer time. Only the first final status counts.
-    pub async fn call_final_status(&self, key: &str, status: u16, at_ms: i64) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        call_final_status_on(&mut tx, key, status, at_ms).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// A BYE: who hung up, and the duration (Meta's `x-wa-meta-call-duration` when given, else measured).
-    /// `key` or `sip_call_id` finds the call: a BYE from the PBX carries the SIP Call-ID but not Meta's call id.
-    pub async fn call_ended(
-        &self,
-        key: &str,
-        sip_call_id: &str,
-        hangup_by: &str,
-        duration_seconds: Option<i64>,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        call_ended_on(&mut tx, key, sip_call_id, hangup_by, duration_seconds, at_ms).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn list_calls(&self, f: &CallFilter) -> Result<Vec<CallView>, StoreError> {
         let mut sql = String::from("SELECT * FROM calls WHERE 1 = 1");
         let mut n = 1;
@@ -137,7 +105,7 @@ impl Store {
     }
 }
 
-/// [`Store::call_started`] in a transaction: the call when it is new.
+/// Records a new call once (a retransmitted or re-authenticated INVITE changes nothing): the call when it is new.
 pub async fn call_started_on(tx: &mut Transaction<'static, Any>, c: &NewCall) -> Result<Option<CallView>, StoreError> {
     let row = sqlx::query(
         "INSERT INTO calls (call_key, sip_call_id, phone_id, direction, caller, callee, invited_at, updated_at) \
@@ -156,7 +124,8 @@ pub async fn call_started_on(tx: &mut Transaction<'static, Any>, c: &NewCall) ->
     Ok(row.as_ref().map(view).transpose()?)
 }
 
-/// [`Store::call_final_status`] in a transaction: the call when this was its final status.
+/// The INVITE's final answer (2xx marks the answer time; only the first final status counts): the call when this
+/// was its final status.
 pub async fn call_final_status_on(
     tx: &mut Transaction<'static, Any>,
     key: &str,
@@ -179,7 +148,9 @@ pub async fn call_final_status_on(
     Ok(row.as_ref().map(view).transpose()?)
 }
 
-/// [`Store::call_ended`] in a transaction: the call when this BYE ended it.
+/// A BYE: who hung up, and the duration (Meta's `x-wa-meta-call-duration` when given, else measured). `key` or
+/// `sip_call_id` finds the call: a BYE from the PBX carries the SIP Call-ID but not Meta's call id. The call when
+/// this BYE ended it.
 pub async fn call_ended_on(
     tx: &mut Transaction<'static, Any>,
     key: &str,

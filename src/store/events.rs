@@ -484,3 +484,29 @@ pub async fn phone_of_on(
         .await?;
     row.map(|r| Ok((r.try_get("waba_id")?, r.try_get("number")?))).transpose()
 }
+
+/// Removes delivered deliveries (with their attempts) delivered before `before`, and events older than that
+/// with no delivery left. Dead and pending ones stay (to be redriven, and counted). Returns the deliveries removed.
+pub async fn prune(store: &Store, before: i64) -> Result<u64, StoreError> {
+    let mut tx = store.begin_write().await?;
+    sqlx::query(
+        "DELETE FROM event_attempts WHERE delivery_id IN \
+         (SELECT id FROM event_deliveries WHERE state = 'delivered' AND delivered_at < $1)",
+    )
+    .bind(before)
+    .execute(&mut *tx)
+    .await?;
+    let n = sqlx::query("DELETE FROM event_deliveries WHERE state = 'delivered' AND delivered_at < $1")
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(
+        "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_id = events.id)",
+    )
+    .bind(before)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(n)
+}

@@ -141,14 +141,7 @@ async fn events_are_signed_retried_and_verified(db: Db) {
     )
     .await;
     // A subscription of another scope (a WABA that is not this one) gets nothing.
-    let (_, other_app) = app
-        .admin(
-            "POST",
-            "/apps",
-            Some(json!({"meta_app_id": "999", "domain": "o.example.com", "app_secret": "s".repeat(32)})),
-        )
-        .await;
-    let (_, other) = app.admin("POST", "/wabas", Some(json!({"waba_id": "777", "app": other_app["id"]}))).await;
+    let other = common::another_waba(&app).await;
     let (url2, ep2) = endpoint().await;
     subscribe(&app, json!({"url": url2, "event_types": ["*"], "waba": other["id"]})).await;
 

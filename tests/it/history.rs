@@ -144,14 +144,7 @@ async fn history_of_both_directions(db: Db) {
     let key = key["key"].as_str().unwrap().to_string();
     let (st, mine) = tenant(&app, &key, "/api/v1/messages?contact=5511987654321").await;
     assert_eq!((st, mine["data"].as_array().unwrap().len()), (200, 8), "{mine}");
-    let (_, other_app) = app
-        .admin(
-            "POST",
-            "/apps",
-            Some(json!({"meta_app_id": "999", "domain": "o.example.com", "app_secret": "s".repeat(32)})),
-        )
-        .await;
-    let (_, other) = app.admin("POST", "/wabas", Some(json!({"waba_id": "777", "app": other_app["id"]}))).await;
+    let other = common::another_waba(&app).await;
     let (_, okey) = app.admin("POST", "/api-keys", Some(json!({"name": "other", "waba": other["id"]}))).await;
     let okey = okey["key"].as_str().unwrap().to_string();
     let (st, none) = tenant(&app, &okey, "/api/v1/messages").await;

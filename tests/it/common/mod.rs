@@ -271,6 +271,15 @@ impl TestApp {
     }
 }
 
+/// Registers a second app and WABA (777), for scope tests; returns the WABA's view.
+pub async fn another_waba(app: &TestApp) -> Value {
+    let body = json!({"meta_app_id": "999", "domain": "o.example.com", "app_secret": "s".repeat(32)});
+    let (_, other_app) = app.admin("POST", "/apps", Some(body)).await;
+    let (st, waba) = app.admin("POST", "/wabas", Some(json!({"waba_id": "777", "app": other_app["id"]}))).await;
+    assert_eq!(st, 201, "{waba}");
+    waba
+}
+
 /// Registers app 1234567890 (host wb.example.com) → WABA 102290129340398 → phone +5511930001234
 /// (phone_number_id 106540352242922) through the admin API of a service at `base`.
 pub async fn seed_over_http(base: &str, token: &str, secret: &str) -> (Value, Value, Value) {
