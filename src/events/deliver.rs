@@ -21,7 +21,9 @@ pub const ANSWER_KEPT: usize = 1024;
 /// What delivering needs: the HTTP client and the settings.
 #[derive(Clone)]
 pub struct Deliverer {
-    http: reqwest::Client,
+    /// The guarded client; its build error when it could not be made (every attempt then fails with it, rather
+    /// than going out through an unguarded client).
+    http: Result<reqwest::Client, String>,
     allow_private: bool,
     window: Duration,
     disable_after: Duration,
@@ -37,7 +39,7 @@ impl Deliverer {
             .dns_resolver(super::url::resolver(config.events_allow_private_urls))
             .user_agent(concat!("wabridge/", env!("CARGO_PKG_VERSION"), " (Standard Webhooks)"))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .map_err(|e| format!("the event HTTP client could not be built: {e}"));
         Deliverer {
             http,
             allow_private: config.events_allow_private_urls,
@@ -49,7 +51,9 @@ impl Deliverer {
     /// Runs one delivery job.
     pub async fn run(&self, store: &Store, _job: Job, p: EventDeliver) -> Result<(), JobError> {
         let Some(d) = stored::to_deliver(store, p.delivery_id).await? else {
-            return Err(JobError::Permanent(format!("event delivery {} is gone", p.delivery_id)));
+            // Its subscription was deleted with its deliveries: nothing left to do.
+            tracing::debug!(delivery = p.delivery_id, "event delivery gone with its subscription");
+            return Ok(());
         };
         if d.state == "delivered" {
             return Ok(());
@@ -129,8 +133,8 @@ impl Deliverer {
         super::url::check_literal(&u, self.allow_private)?;
         let timestamp = now_ms() / 1000;
         let signature = super::sign(key, id, timestamp, body);
-        let resp = self
-            .http
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        let resp = http
             .post(u)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", id)
