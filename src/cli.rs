@@ -66,6 +66,18 @@ pub enum Command {
     /// Messages sent (or being sent) to WhatsApp.
     #[command(subcommand)]
     Sends(SendsCmd),
+    /// Message history: customers' messages and ours, newest first.
+    #[command(subcommand)]
+    Messages(crate::cli_events::MessagesCmd),
+    /// Customers who wrote to our numbers.
+    #[command(subcommand)]
+    Contacts(crate::cli_events::ContactsCmd),
+    /// Conversations: a customer and one of our numbers.
+    #[command(subcommand)]
+    Conversations(crate::cli_events::ConversationsCmd),
+    /// Event webhooks to tenants: subscriptions, deliveries, redrive.
+    #[command(subcommand)]
+    Events(crate::cli_events::EventsCmd),
     /// TLS certificates for the SIP edge.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -397,6 +409,10 @@ pub async fn run_registry(command: Command, config: &Config) -> anyhow::Result<(
         Command::AsteriskConfig { edge_host, asterisk_port, with_secrets } => {
             asterisk_config(&store, config, edge_host, asterisk_port, with_secrets).await
         }
+        Command::Messages(cmd) => crate::cli_events::messages(cmd, &store).await,
+        Command::Contacts(cmd) => crate::cli_events::contacts(cmd, &store).await,
+        Command::Conversations(cmd) => crate::cli_events::conversations(cmd, &store).await,
+        Command::Events(cmd) => crate::cli_events::events(cmd, &store, config).await,
         command => registry_command(command, &store).await,
     };
     store.close().await;
@@ -601,6 +617,10 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
         },
         Command::Serve { .. }
         | Command::Migrate
+        | Command::Messages(_)
+        | Command::Contacts(_)
+        | Command::Conversations(_)
+        | Command::Events(_)
         | Command::Calling(_)
         | Command::Certs(_)
         | Command::AsteriskConfig { .. } => unreachable!("handled by the caller"),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
 
+use crate::events::EventType;
 use crate::jobs::catalogue::InboxProcess;
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook::{self, ChangeValue, Content, InboundMessage, MessagesValue, Status, StatusKind};
@@ -152,6 +153,8 @@ pub async fn apply(
                         crate::templates::request_sync_on(&mut **tx, waba_id).await?;
                         // Only a newer event moves the template's status.
                         templates::apply_event_on(tx, waba_id, t, at).await?;
+                        let data = crate::events::template_status(&entry.id, t, at);
+                        crate::events::emit_on(tx, EventType::TemplateStatus, Some(waba_id), None, data).await?;
                     }
                 }
                 ChangeValue::AccountUpdate(a) => {
@@ -208,6 +211,7 @@ async fn apply_messages(
                 raw: m.raw.to_string(),
                 sent_at: m.timestamp * 1000,
                 arrival: place,
+                target_wamid: crate::history::target_of(&m.content),
             },
         )
         .await?;
@@ -215,10 +219,12 @@ async fn apply_messages(
         if new {
             crate::calling::permissions::record_on(tx, phone_id, contact, m).await?;
             crate::crm::deliver::enqueue_on(tx, phone_id, &m.id).await?;
+            let data = crate::events::message_received(v, m);
+            crate::events::emit_for_phone_on(tx, EventType::MessageReceived, phone_id, data).await?;
         }
     }
     for s in &v.statuses {
-        applied.statuses_new += apply_status(tx, s).await?;
+        applied.statuses_new += apply_status(tx, phone_id, s).await?;
     }
     Ok(())
 }
@@ -253,7 +259,7 @@ async fn upsert_contact(
 }
 
 /// Records a status once per `(wamid, status)`, and moves the message's current status only forward.
-async fn apply_status(tx: &mut Transaction<'static, Any>, s: &Status) -> Result<usize, JobError> {
+async fn apply_status(tx: &mut Transaction<'static, Any>, phone_id: i64, s: &Status) -> Result<usize, JobError> {
     let err = s.errors.first();
     let error_text = err.map(|e| e.details.clone().or_else(|| e.title.clone()).unwrap_or_default());
     let status = messages::NewStatus {
@@ -273,6 +279,8 @@ async fn apply_status(tx: &mut Transaction<'static, Any>, s: &Status) -> Result<
         let error = err.map(|e| (e.code, error_text.unwrap_or_default()));
         let opaque = s.biz_opaque_callback_data.as_deref();
         crate::outbound::on_status(tx, &s.id, opaque, s.status.as_str(), s.status.rank() as i64, error).await?;
+        let data = crate::events::message_status(s);
+        crate::events::emit_for_phone_on(tx, EventType::MessageStatus, phone_id, data).await?;
     }
     Ok(usize::from(new))
 }

@@ -39,6 +39,18 @@ pub fn routes() -> Router<AppState> {
         .route("/sends/{id}", get(super::sends::get_send))
         .route("/wabas/{id}/templates", get(super::templates::list_templates))
         .route("/wabas/{id}/templates/sync", axum::routing::post(super::templates::sync_templates))
+        .route("/messages", get(super::history::admin_messages))
+        .route("/contacts", get(super::history::admin_contacts))
+        .route("/conversations", get(super::history::admin_conversations))
+        .route("/event-subscriptions", get(super::events::list).post(super::events::create))
+        .route(
+            "/event-subscriptions/{id}",
+            get(super::events::get).patch(super::events::update).delete(super::events::delete),
+        )
+        .route("/event-subscriptions/{id}/secret", get(super::events::reveal))
+        .route("/event-deliveries", get(super::events::deliveries))
+        .route("/event-deliveries/{id}", get(super::events::delivery))
+        .route("/event-deliveries/{id}/redrive", axum::routing::post(super::events::redrive))
 }
 
 /// Middleware: requires `Authorization: Bearer <admin token>`.
@@ -78,6 +90,13 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
           crate::http::webhook_errors::list_webhook_errors,
+          crate::http::history::admin_messages, crate::http::history::admin_contacts,
+          crate::http::history::admin_conversations, crate::http::history::tenant_messages,
+          crate::http::history::tenant_contacts, crate::http::history::tenant_conversations,
+          crate::http::stats::stats,
+          crate::http::events::create, crate::http::events::list, crate::http::events::get,
+          crate::http::events::reveal, crate::http::events::update, crate::http::events::delete,
+          crate::http::events::deliveries, crate::http::events::delivery, crate::http::events::redrive,
           crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(ErrorBody, crate::jobs::JobState)),
     modifiers(&Security, &ErrorResponses),

@@ -60,5 +60,13 @@ async fn refresh_from_store(state: &AppState) -> Result<(), crate::store::StoreE
     let day_ago = crate::store::now_ms() - 86_400_000;
     let errors = crate::store::webhook_errors::count_since(&state.store, day_ago).await?;
     m.meta_webhook_errors_last_day.set(errors);
+    let t = crate::store::stats::totals(&state.store, None).await?;
+    Metrics::raise_to(&m.messages_received, t.messages_received);
+    Metrics::raise_to(&m.messages_sent, t.messages_sent);
+    Metrics::raise_to(&m.templates_sent, t.templates_sent);
+    Metrics::raise_to(&m.errors.get_or_create(&KindOnlyLabels { kind: "send_failed".into() }), t.sends_failed);
+    let dead = m.errors.get_or_create(&KindOnlyLabels { kind: "event_delivery_dead".into() });
+    Metrics::raise_to(&dead, t.event_deliveries_dead);
+    m.uptime_seconds.set(m.started.elapsed().as_secs() as i64);
     Ok(())
 }

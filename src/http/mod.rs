@@ -7,13 +7,16 @@ pub mod calling;
 pub mod calls;
 pub mod console;
 pub mod error;
+pub mod events;
 pub mod health;
+pub mod history;
 pub mod jobs;
 pub mod json;
 pub mod metrics;
 pub mod notify;
 pub mod sends;
 pub mod server;
+pub mod stats;
 pub mod templates;
 pub mod webhook;
 pub mod webhook_errors;
@@ -56,6 +59,10 @@ pub fn router(state: AppState) -> Router {
     let tenant = Router::new()
         .route("/notifications", post(notify::notify))
         .route("/sends/{id}", get(notify::get_send))
+        .route("/messages", get(history::tenant_messages))
+        .route("/contacts", get(history::tenant_contacts))
+        .route("/conversations", get(history::tenant_conversations))
+        .route("/stats", get(stats::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), notify::require_key))
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
     Router::new()

@@ -226,6 +226,10 @@ async fn fail_on(
 ) -> Result<(), StoreError> {
     store::outbound::set_state_on(tx, out.id, SendState::Failed, code, reason, 1, now).await?;
     super::report_on(&mut **tx, out.origin, out.id, "failed", Some(reason)).await?;
+    if out.origin.is_message() {
+        let data = crate::events::send_failed(out.id, &out.recipient, out.origin.as_str(), code, reason);
+        crate::events::emit_for_phone_on(tx, crate::events::EventType::SendFailed, out.phone_id, data).await?;
+    }
     tracing::info!(outbound = out.id, code, "send failed permanently");
     Ok(())
 }

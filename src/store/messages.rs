@@ -48,13 +48,16 @@ pub struct NewInbound<'a> {
     pub sent_at: i64,
     /// Its place in arrival order (`inbound::arrival`), when it came with an inbox row.
     pub arrival: Option<i64>,
+    /// The message a reaction, an edit or a revoke is about.
+    pub target_wamid: Option<&'a str>,
 }
 
 /// Stores an inbound message once per `wamid`. True when it was new.
 pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInbound<'_>) -> Result<bool, StoreError> {
     let new = sqlx::query(
         "INSERT INTO messages (wamid, phone_id, contact_id, direction, msg_type, body, context_wamid, raw, \
-         sent_at, created_at, updated_at, arrival) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+         sent_at, created_at, updated_at, arrival, target_wamid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
          ON CONFLICT (wamid) DO NOTHING",
     )
     .bind(m.wamid)
@@ -68,6 +71,7 @@ pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInboun
     .bind(m.sent_at)
     .bind(now_ms())
     .bind(m.arrival)
+    .bind(m.target_wamid)
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -11,6 +11,8 @@ pub mod calls;
 pub mod console;
 pub mod contacts;
 pub mod crm_chats;
+pub mod events;
+pub mod history;
 pub mod inbox;
 pub mod jobs;
 pub mod media;
@@ -20,6 +22,7 @@ pub mod phones;
 pub mod portals;
 pub mod registry;
 pub mod settings;
+pub mod stats;
 pub mod templates;
 pub mod webhook_errors;
 

@@ -59,11 +59,15 @@ pub async fn id_by_idempotency_key_on(
     Ok(r.map(|r| r.try_get("id")).transpose()?)
 }
 
-/// Inserts a new `queued` send; its id.
+/// Inserts a new `queued` send; its id. A reaction keeps the message it is about (`target_wamid`, for the
+/// history).
 pub async fn insert_on(tx: &mut Transaction<'static, Any>, send: &NewSend, now: i64) -> Result<i64, StoreError> {
+    let target = send.request.get("reaction").and_then(|r| r.get("message_id")).and_then(|m| m.as_str());
+    let msg_type = send.request.get("type").and_then(|t| t.as_str());
     let row = sqlx::query(
         "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, idempotency_key, api_key_id, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+         created_at, updated_at, target_wamid, msg_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) \
+         RETURNING id",
     )
     .bind(send.phone_id)
     .bind(&send.recipient)
@@ -74,6 +78,8 @@ pub async fn insert_on(tx: &mut Transaction<'static, Any>, send: &NewSend, now: 
     .bind(&send.idempotency_key)
     .bind(send.api_key_id)
     .bind(now)
+    .bind(target)
+    .bind(msg_type)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.try_get("id")?)

@@ -15,6 +15,8 @@ mod calling_activation;
 mod cli;
 mod console;
 mod crash;
+mod events;
+mod history;
 mod jobs;
 mod sandbox_payloads;
 mod sending;
