@@ -1,4 +1,4 @@
-//! Tenant event webhooks: subscriptions, events, deliveries and every delivery attempt (migration 0020).
+//! Tenant event webhooks: subscriptions, events, deliveries and every delivery attempt (migration 0014).
 //!
 //! A subscription's event types are stored as `,a,b,` (or `*` for all), so one `LIKE` finds the subscribers of
 //! a type. Its signing secret is sealed. Deliveries move `pending` → `delivered` or `dead` (a redrive makes a
