@@ -236,7 +236,7 @@ impl Rig {
     }
 
     fn count(&self, rt: &Runtimes, sql: &str) -> anyhow::Result<i64> {
-        let pool = self.svc().store.pool.clone();
+        let pool = self.svc().store.raw_pool().clone();
         let sql = sql.to_string();
         rt.service.block_on(async move {
             let row = sqlx::query(&sql).fetch_one(&pool).await?;
