@@ -50,7 +50,8 @@ pub mod cpu {
                 }
             }
         }
-        s.process = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(ticks_of_stat).map_or(0, |x| x.1);
+        s.process =
+            std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(ticks_of_stat).map_or(0, |x| x.1);
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for e in dir.flatten() {
                 if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
@@ -65,7 +66,8 @@ pub mod cpu {
                 }
             }
         }
-        if let Some(line) = std::fs::read_to_string("/proc/stat").ok().and_then(|t| t.lines().next().map(String::from)) {
+        if let Some(line) = std::fs::read_to_string("/proc/stat").ok().and_then(|t| t.lines().next().map(String::from))
+        {
             let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
             // user nice system idle iowait irq softirq steal
             let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);

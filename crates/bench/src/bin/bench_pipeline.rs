@@ -355,8 +355,9 @@ fn setup(
             let status = rt.sandbox.block_on(b.install(&install)).map_err(|e| anyhow::anyhow!("install: {e:?}"))?;
             anyhow::ensure!(status == 201, "install answered {status}");
         }
+        let api = rig.url("/admin/api/v1");
         let admin = |method: reqwest::Method, path: String, body: Option<Value>| {
-            let url = rig.url(&format!("/admin/api/v1{path}"));
+            let url = format!("{api}{path}");
             let token = token.clone();
             rt.load.block_on(async move {
                 let mut req = reqwest::Client::new().request(method, url).bearer_auth(token);
@@ -373,11 +374,7 @@ fn setup(
         let list = admin(reqwest::Method::GET, "/portals".into(), None)?;
         let by_member: HashMap<String, i64> = list
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| Some((p["member_id"].as_str()?.to_string(), p["id"].as_i64()?)))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|p| Some((p["member_id"].as_str()?.to_string(), p["id"].as_i64()?))).collect())
             .unwrap_or_default();
         for (i, ph) in rig.phones.iter().enumerate() {
             let Some(k) = ph.portal else { continue };
@@ -555,7 +552,6 @@ fn wait_until(deadline: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 #[derive(Debug, Default, Clone)]
 struct Latency {
-    n: usize,
     p50: f64,
     p99: f64,
     max: f64,
@@ -564,7 +560,7 @@ struct Latency {
 fn latency(mut ms: Vec<f64>) -> Latency {
     ms.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| ms.get(((ms.len() as f64 * q) as usize).min(ms.len().saturating_sub(1))).copied().unwrap_or(0.0);
-    Latency { n: ms.len(), p50: at(0.50), p99: at(0.99), max: ms.last().copied().unwrap_or(0.0) }
+    Latency { p50: at(0.50), p99: at(0.99), max: ms.last().copied().unwrap_or(0.0) }
 }
 
 #[derive(Debug, Clone)]
@@ -585,11 +581,8 @@ struct Figure {
 }
 
 fn print_row(r: &Figure) {
-    let lat = r
-        .latency
-        .as_ref()
-        .map(|l| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max))
-        .unwrap_or_else(|| "-".into());
+    let lat =
+        r.latency.as_ref().map(|l| format!("{:.1} / {:.1} / {:.1}", l.p50, l.p99, l.max)).unwrap_or_else(|| "-".into());
     println!(
         "| {} | {} | {} | {} | {:.0}/s | {:.0}/s | {:.2} s | {} | {} | {:.3} ms | {} |",
         r.db, r.scenario, r.offered, r.messages, r.intake, r.end_to_end, r.drain, r.arrived, lat, r.cpu_ms, r.note
@@ -643,7 +636,8 @@ fn scenario_inbox(rt: &Runtimes, a: &Args, db: &'static str, pg: Option<String>)
     let before = cpu_snap();
     let t0 = Instant::now();
     rig.start(rt, true, false)?;
-    let done = wait_until(Duration::from_secs_f64(a.deadline), || rig.count(rt, pending).map(|c| c == 0).unwrap_or(false));
+    let done =
+        wait_until(Duration::from_secs_f64(a.deadline), || rig.count(rt, pending).map(|c| c == 0).unwrap_or(false));
     let secs = t0.elapsed().as_secs_f64();
     let cpu = cpu_delta(&before, &cpu_snap(), secs);
     let processed = rig.count(rt, "SELECT COUNT(*) FROM messages")? as usize;
@@ -672,7 +666,8 @@ fn scenario_inbox(rt: &Runtimes, a: &Args, db: &'static str, pg: Option<String>)
     let batch = webhooks("burst", n, 1, rig.port);
     let before = cpu_snap();
     let posted = post(rt, rig.port, batch.requests, None, a.connections);
-    let done = wait_until(Duration::from_secs_f64(a.deadline), || rig.count(rt, pending).map(|c| c == 0).unwrap_or(false));
+    let done =
+        wait_until(Duration::from_secs_f64(a.deadline), || rig.count(rt, pending).map(|c| c == 0).unwrap_or(false));
     let end = SystemTime::now();
     let wall = secs_between(posted.started, end);
     let cpu = cpu_delta(&before, &cpu_snap(), wall);
@@ -793,7 +788,8 @@ fn scenario_portals(rt: &Runtimes, a: &Args, db: &'static str, pg: Option<String
             r => (Some(f64::from(*r)), (f64::from(*r) * a.seconds()) as usize),
         };
         if !drained {
-            println!("  offered {rate:?}/s: skipped, the previous run did not drain");
+            let offered = rate.map(|r| format!("{r:.0}/s")).unwrap_or_else(|| "flat out".into());
+            println!("  offered {offered}: skipped, the previous run did not drain");
             continue;
         }
         let batch = webhooks(&format!("p{run}"), n, k, rig.port);
@@ -933,22 +929,24 @@ fn scenario_numbers(rt: &Runtimes, a: &Args, db: &'static str, pg: Option<String
     let burst = defaults.bitrix_burst as usize;
     let max_per_call = ok.iter().map(|c| c.1).max().unwrap_or(0);
     if ok.len() > burst + 1 {
+        // The bucket lets `burst` calls through at once and then drains at the rate: what went beyond the burst,
+        // over the whole span of the calls, is the sustained rate.
         let steady = &ok[burst..];
-        let span = secs_between(steady[0].0, steady[steady.len() - 1].0).max(1e-9);
-        let calls_per_s = (steady.len() - 1) as f64 / span;
-        let msgs: usize = steady[1..].iter().map(|c| c.1).sum();
+        let span = secs_between(ok[0].0, ok[ok.len() - 1].0).max(1e-9);
+        let calls_per_s = steady.len() as f64 / span;
+        let msgs: usize = steady.iter().map(|c| c.1).sum();
         let msgs_per_s = msgs as f64 / span;
         let allowed = defaults.bitrix_rate_per_sec * max_per_call as f64;
         println!(
-            "  {scenario}: past the burst of {burst} calls: {calls_per_s:.2} calls/s (limit {}/s), {:.1} messages per \
+            "  {scenario}: beyond the burst of {burst} calls: {calls_per_s:.2} calls/s (limit {}/s), {:.1} messages per \
              call (most {max_per_call}), {msgs_per_s:.1} messages/s = {:.0}% of what the limit allows at {max_per_call} \
              per call; {refused} calls refused",
             defaults.bitrix_rate_per_sec,
-            msgs as f64 / (steady.len() - 1) as f64,
+            msgs as f64 / steady.len() as f64,
             msgs_per_s / allowed.max(1e-9) * 100.0
         );
         row.note = format!(
-            "{calls_per_s:.2} calls/s, {msgs_per_s:.1} msg/s past the burst ({:.0}% of limit × {max_per_call}/call); \
+            "{calls_per_s:.2} calls/s, {msgs_per_s:.1} msg/s beyond the burst ({:.0}% of limit × {max_per_call}/call); \
              {refused} refused",
             msgs_per_s / allowed.max(1e-9) * 100.0
         );
