@@ -48,7 +48,7 @@ pub async fn run_batch(b: Arc<Bridge>, owner: &str, jobs: Vec<(Job, CrmDeliver)>
     let mut portals: HashMap<i64, bool> = HashMap::new();
     for (job, task) in jobs {
         match prepare(&b, job.clone(), task, &mut phones, &mut portals).await {
-            Ok(Prepared::Ready(portal, line, r)) => groups.entry((portal, line)).or_default().push(r),
+            Ok(Prepared::Ready(portal, line, r)) => groups.entry((portal, line)).or_default().push(*r),
             Ok(Prepared::Now(result)) => out.push((job, Batched::Result(result))),
             Ok(Prepared::Alone) => out.push((job, Batched::Alone)),
             Err(e) => out.push((job, Batched::Result(Err(e)))),
@@ -81,7 +81,7 @@ pub async fn run_batch(b: Arc<Bridge>, owner: &str, jobs: Vec<(Job, CrmDeliver)>
 }
 
 enum Prepared {
-    Ready(i64, String, Ready),
+    Ready(i64, String, Box<Ready>),
     Now(Result<(), JobError>),
     Alone,
 }
@@ -150,7 +150,7 @@ async fn prepare(
     Ok(Prepared::Ready(
         portal_id,
         line,
-        Ready {
+        Box::new(Ready {
             job,
             message_id,
             phone_id: row.phone_id,
@@ -161,7 +161,7 @@ async fn prepare(
             date: parsed.timestamp.max(row.sent_at / 1000),
             wamid: row.wamid,
             text,
-        },
+        }),
     ))
 }
 

@@ -383,12 +383,12 @@ fn setup(
             admin(reqwest::Method::PATCH, format!("/phones/{}", phone_ids[i]), Some(json!({"portal": portal})))?;
         }
         let deadline = Instant::now() + Duration::from_secs(180);
-        for i in 0..phones {
+        for (i, id) in phone_ids.iter().enumerate() {
             if rig.phones[i].portal.is_none() {
                 continue;
             }
             loop {
-                let v = admin(reqwest::Method::GET, format!("/phones/{}", phone_ids[i]), None)?;
+                let v = admin(reqwest::Method::GET, format!("/phones/{id}"), None)?;
                 if v["connector"]["status"] == "ok" {
                     rig.phones[i].line =
                         v["connector"]["line_id"].as_str().and_then(|l| l.parse().ok()).unwrap_or_default();
@@ -702,6 +702,7 @@ fn scenario_inbox(rt: &Runtimes, a: &Args, db: &'static str, pg: Option<String>)
 }
 
 /// Posts `batch` at `rate` and follows every message to the portals; one row.
+#[allow(clippy::too_many_arguments)]
 fn forward_run(
     rt: &Runtimes,
     a: &Args,
