@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`CrmLines::post`] | `imconnector.send.messages` (§2.5), one message per call ([`send_messages_params`]) |
 //! | [`CrmLines::post_many`] | `imconnector.send.messages` with up to [`SEND_MANY_MAX`] messages ([`send_many_params`]) |
+//! | [`CrmLines::post_lines`] | `batch` of one `imconnector.send.messages` per line (up to 50 lines, one request) |
 //! | [`CrmLines::find`] | `imopenlines.session.history.get`, our wamid as the message's `connectorMid` ([`history_has`]) |
 //! | [`CrmLines::edit`], [`CrmLines::delete`] | `imconnector.update.messages`, `imconnector.delete.messages` (§2.6) |
 //! | [`CrmLines::mark`] | `imconnector.send.status.delivery` / `imconnector.send.status.reading` |
@@ -92,6 +93,55 @@ impl CrmLines for Bitrix24Lines {
 
     fn post_many_max(&self) -> usize {
         SEND_MANY_MAX
+    }
+
+    async fn post_lines(
+        &self,
+        portal_id: i64,
+        mut posts: Vec<(&str, Vec<ClientMessage<'_>>)>,
+    ) -> Result<Vec<Result<Vec<Posted>, LineError>>, LineError> {
+        if posts.len() == 1 {
+            if let Some((line, ms)) = posts.pop() {
+                return Ok(vec![self.post_many(At { portal_id, line }, ms).await]);
+            }
+        }
+        let sizes: Vec<usize> = posts.iter().map(|(_, ms)| ms.len()).collect();
+        let cmds: Vec<(String, String, Value)> = posts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (line, ms))| {
+                (format!("l{i}"), "imconnector.send.messages".to_string(), send_many_params(&self.connector, line, ms))
+            })
+            .collect();
+        let answer = self.client.batch(portal_id, &cmds, false).await.map_err(line_error)?;
+        Ok(sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let key = format!("l{i}");
+                match (answer.result.get(&key), answer.errors.get(&key)) {
+                    (Some(r), _) if !r.is_null() => Ok((0..*n).map(|j| posted_item(&r["DATA"]["RESULT"][j])).collect()),
+                    (_, Some(e)) if e["error"] == "NOT_ACTIVE_LINE" => Ok(vec![
+                        Posted::LineGone(format!(
+                            "NOT_ACTIVE_LINE: {}",
+                            e["error_description"].as_str().unwrap_or_default()
+                        ));
+                        *n
+                    ]),
+                    (_, e) => Err(LineError {
+                        may_have_reached: false,
+                        job: crate::jobs::JobError::retry(format!(
+                            "imconnector.send.messages in a batch: {}",
+                            e.map(|e| e.to_string()).unwrap_or_else(|| "no result".into())
+                        )),
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    fn post_lines_max(&self) -> usize {
+        crate::bitrix::client::BATCH_MAX
     }
 
     async fn find(&self, at: At<'_>, chat: KnownChat<'_>, wamid: &str) -> Recheck {

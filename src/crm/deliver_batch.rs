@@ -10,11 +10,11 @@
 //! item of the answer. Anything out of the plain case (a recorded earlier attempt that needs the portal asked, an
 //! edit or deletion, media, a line not ready, an unknown phone or portal) is left to the single delivery.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::deliver;
-use super::lines::{At, ClientMessage, CrmLines, Posted};
+use super::lines::{ClientMessage, CrmLines, Posted};
 use super::{changes, set_connector, Bridge};
 use crate::jobs::catalogue::{CrmBind, CrmDeliver};
 use crate::jobs::{Batched, Enqueue, Job, JobError, Task};
@@ -43,29 +43,40 @@ struct Ready {
 /// them). Jobs it does not handle come back as [`Batched::Alone`].
 pub async fn run_batch(b: Arc<Bridge>, owner: &str, jobs: Vec<(Job, CrmDeliver)>) -> Vec<(Job, Batched)> {
     let mut out = Vec::new();
-    let mut groups: HashMap<(i64, String), Vec<Ready>> = HashMap::new();
+    let mut groups: HashMap<i64, BTreeMap<String, Vec<Ready>>> = HashMap::new();
     let mut phones: HashMap<i64, Option<Phone>> = HashMap::new();
     let mut portals: HashMap<i64, bool> = HashMap::new();
     for (job, task) in jobs {
         match prepare(&b, job.clone(), task, &mut phones, &mut portals).await {
-            Ok(Prepared::Ready(portal, line, r)) => groups.entry((portal, line)).or_default().push(*r),
+            Ok(Prepared::Ready(portal, line, r)) => groups.entry(portal).or_default().entry(line).or_default().push(*r),
             Ok(Prepared::Now(result)) => out.push((job, Batched::Result(result))),
             Ok(Prepared::Alone) => out.push((job, Batched::Alone)),
             Err(e) => out.push((job, Batched::Result(Err(e)))),
         }
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for ((portal, line), mut ready) in groups {
-        ready.sort_by_key(|r| r.arrival);
+    for (portal, mut lines) in groups {
+        for ready in lines.values_mut() {
+            ready.sort_by_key(|r| r.arrival);
+        }
         let (b, owner) = (b.clone(), owner.to_string());
-        let max = b.lines.post_many_max().max(1);
+        let (max, max_lines) = (b.lines.post_many_max().max(1), b.lines.post_lines_max().max(1));
         tasks.spawn(async move {
             let mut out = Vec::new();
-            let mut rest = ready;
-            while !rest.is_empty() {
-                let tail = rest.split_off(rest.len().min(max));
-                out.extend(send_chunk(&b, &owner, portal, &line, rest).await);
-                rest = tail;
+            // Rounds of one request each: the first chunk of up to `max_lines` lines.
+            while !lines.is_empty() {
+                let mut round = Vec::new();
+                let names: Vec<String> = lines.keys().take(max_lines).cloned().collect();
+                for line in names {
+                    let Some(ready) = lines.get_mut(&line) else { continue };
+                    let tail = ready.split_off(ready.len().min(max));
+                    let chunk = std::mem::replace(ready, tail);
+                    if ready.is_empty() {
+                        lines.remove(&line);
+                    }
+                    round.push((line, chunk));
+                }
+                out.extend(send_round(&b, &owner, portal, round).await);
             }
             out
         });
@@ -165,18 +176,12 @@ async fn prepare(
     ))
 }
 
-/// One [`CrmLines::post_many`] with `chunk` (one line, arrival order, at most one message per customer).
-async fn send_chunk(b: &Bridge, owner: &str, portal_id: i64, line: &str, chunk: Vec<Ready>) -> Vec<(Job, Batched)> {
-    match try_send_chunk(b, owner, portal_id, line, &chunk).await {
-        Ok(results) => chunk.into_iter().zip(results).map(|(r, o)| (r.job, o)).collect(),
-        Err(e) => {
-            let message = e.to_string();
-            chunk.into_iter().map(|r| (r.job, Batched::Result(Err(copy(&e, &message))))).collect()
-        }
-    }
+/// The same error for every job of `chunk`.
+fn fail_all(chunk: Vec<Ready>, e: &JobError) -> Vec<(Job, Batched)> {
+    let message = e.to_string();
+    chunk.into_iter().map(|r| (r.job, Batched::Result(Err(copy(e, &message))))).collect()
 }
 
-/// The same error for every job of a chunk.
 fn copy(e: &JobError, message: &str) -> JobError {
     match e {
         JobError::Retry { after, .. } => JobError::Retry { message: message.to_string(), after: *after },
@@ -185,14 +190,8 @@ fn copy(e: &JobError, message: &str) -> JobError {
     }
 }
 
-async fn try_send_chunk(
-    b: &Bridge,
-    owner: &str,
-    portal_id: i64,
-    line: &str,
-    chunk: &[Ready],
-) -> Result<Vec<Batched>, JobError> {
-    let items: Vec<ClientMessage<'_>> = chunk
+fn items(chunk: &[Ready]) -> Vec<ClientMessage<'_>> {
+    chunk
         .iter()
         .map(|r| ClientMessage {
             key: &r.key,
@@ -203,19 +202,71 @@ async fn try_send_chunk(
             text: &r.text,
             files: Vec::new(),
         })
-        .collect();
-    let ids: Vec<i64> = chunk.iter().map(|r| r.message_id).collect();
+        .collect()
+}
+
+/// One [`CrmLines::post_lines`] request for `round`: per line one chunk (arrival order, at most one message per
+/// customer).
+async fn send_round(b: &Bridge, owner: &str, portal_id: i64, round: Vec<(String, Vec<Ready>)>) -> Vec<(Job, Batched)> {
+    let ids: Vec<i64> = round.iter().flat_map(|(_, c)| c.iter().map(|r| r.message_id)).collect();
     // Recorded before the call: whatever happens next, a later run knows these may have reached the portal.
-    messages::set_crm_attempt_many(&b.store, &ids, Some(now_ms())).await?;
-    let posted = match b.lines.post_many(At { portal_id, line }, items).await {
-        Ok(p) => p,
+    if let Err(e) = messages::set_crm_attempt_many(&b.store, &ids, Some(now_ms())).await {
+        let e = JobError::from(e);
+        return round.into_iter().flat_map(|(_, c)| fail_all(c, &e)).collect();
+    }
+    let posts: Vec<(&str, Vec<ClientMessage<'_>>)> = round.iter().map(|(l, c)| (l.as_str(), items(c))).collect();
+    let answers = b.lines.post_lines(portal_id, posts).await;
+    let mut out = Vec::new();
+    match answers {
         Err(e) => {
-            if !e.may_have_reached {
-                messages::set_crm_attempt_many(&b.store, &ids, None).await?;
+            let reached = e.may_have_reached;
+            let e = JobError::from(e);
+            if !reached {
+                if let Err(clear) = messages::set_crm_attempt_many(&b.store, &ids, None).await {
+                    tracing::warn!(error = %clear, "could not clear delivery attempts");
+                }
             }
-            return Err(e.into());
+            for (_, chunk) in round {
+                out.extend(fail_all(chunk, &e));
+            }
         }
-    };
+        Ok(per_line) => {
+            for ((line, chunk), answer) in round.into_iter().zip(per_line) {
+                let result = match answer {
+                    Ok(posted) => settle(b, owner, portal_id, &line, &chunk, posted).await,
+                    Err(e) => {
+                        let reached = e.may_have_reached;
+                        let line_ids: Vec<i64> = chunk.iter().map(|r| r.message_id).collect();
+                        let e = JobError::from(e);
+                        match reached {
+                            false => messages::set_crm_attempt_many(&b.store, &line_ids, None)
+                                .await
+                                .map_err(JobError::from)
+                                .and(Err(e)),
+                            true => Err(e),
+                        }
+                    }
+                };
+                match result {
+                    Ok(results) => out.extend(chunk.into_iter().zip(results).map(|(r, o)| (r.job, o))),
+                    Err(e) => out.extend(fail_all(chunk, &e)),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the portal did with one line's chunk: recorded (taken: delivered and the job done, in one transaction;
+/// not taken: the attempt cleared), one outcome per message.
+async fn settle(
+    b: &Bridge,
+    owner: &str,
+    portal_id: i64,
+    line: &str,
+    chunk: &[Ready],
+    posted: Vec<Posted>,
+) -> Result<Vec<Batched>, JobError> {
     let mut not_taken = Vec::new();
     let mut taken = Vec::new();
     let mut gone = None;

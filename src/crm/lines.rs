@@ -134,6 +134,17 @@ pub trait CrmLines: Send + Sync {
     /// How many messages one [`CrmLines::post_many`] takes at most.
     fn post_many_max(&self) -> usize;
 
+    /// [`CrmLines::post_many`] for several lines of one CRM account in one request where the CRM allows it
+    /// (at most [`CrmLines::post_lines_max`] lines): one result per line, in the order given.
+    fn post_lines(
+        &self,
+        portal_id: i64,
+        posts: Vec<(&str, Vec<ClientMessage<'_>>)>,
+    ) -> impl Future<Output = Result<Vec<Result<Vec<Posted>, LineError>>, LineError>> + Send;
+
+    /// How many lines one [`CrmLines::post_lines`] takes at most.
+    fn post_lines_max(&self) -> usize;
+
     /// Looks for `wamid` in the customer's known chat.
     fn find(&self, at: At<'_>, chat: KnownChat<'_>, wamid: &str) -> impl Future<Output = Recheck> + Send;
 
