@@ -10,7 +10,7 @@ use sqlx::{Any, Transaction};
 
 use crate::events::EventType;
 use crate::jobs::catalogue::InboxProcess;
-use crate::jobs::{Job, JobError};
+use crate::jobs::{Batched, Job, JobError};
 use crate::meta::webhook::{self, ChangeValue, Content, InboundMessage, MessagesValue, Status, StatusKind};
 use crate::store::{account_events, activity, contacts, inbox, messages, phones, registry, templates};
 use crate::store::{now_ms, Store, StoreError};
@@ -90,6 +90,79 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
         );
     }
     Ok(())
+}
+
+/// Processes many `inbox.process` jobs at once (`owner` holds their leases): their bodies are read in one query
+/// and every effect of every body, the rows' `processed_at` and the jobs' `done` commit in one transaction: one
+/// commit (one fsync) for the batch instead of two per body. Crash safety is the single job's: nothing of the
+/// batch is committed, or all of it is. A body that is large, gone or unreadable, or a batch whose transaction
+/// fails, is left to the single-job path ([`process_job`]), which isolates the one at fault.
+pub async fn process_batch(store: &Store, owner: &str, jobs: Vec<(Job, InboxProcess)>) -> Vec<(Job, Batched)> {
+    match apply_batch(store, owner, &jobs).await {
+        Ok(done) => jobs
+            .into_iter()
+            .map(|(job, task)| {
+                let d = if done.contains(&task.inbox_id) { Batched::Done } else { Batched::Alone };
+                (job, d)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %e, jobs = jobs.len(), "a batch of webhooks failed; processing them one by one");
+            jobs.into_iter().map(|(job, _)| (job, Batched::Alone)).collect()
+        }
+    }
+}
+
+/// The batch of [`process_batch`]: the inbox ids it committed as processed (with their jobs done).
+async fn apply_batch(store: &Store, owner: &str, jobs: &[(Job, InboxProcess)]) -> Result<Vec<i64>, JobError> {
+    let ids: Vec<i64> = jobs.iter().map(|(_, t)| t.inbox_id).collect();
+    let rows = {
+        let mut conn = store.acquire().await?;
+        inbox::small_bodies_on(&mut conn, &ids, LARGE_BODY).await?
+    };
+    let mut parsed = Vec::with_capacity(rows.len());
+    let mut received = std::collections::HashMap::new();
+    for row in rows {
+        if let Ok(p) = crate::channel::parse_inbound(&row.source, &row.body) {
+            received.insert(row.id, (row.app_id, row.received_at));
+            parsed.push((row.id, p));
+        }
+    }
+    if parsed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = store.begin_write().await?;
+    let mut unknown = 0;
+    // The latest webhook per app and phone, for the console's last-webhook times.
+    let mut seen: std::collections::HashMap<(activity::Scope, i64), i64> = std::collections::HashMap::new();
+    for (id, payload) in &parsed {
+        let applied = apply(&mut tx, payload, Some(*id)).await?;
+        unknown += applied.unknown_phone;
+        if let Some(&(app_id, at)) = received.get(id) {
+            let scopes = std::iter::once((activity::Scope::App, app_id))
+                .chain(applied.phones.iter().map(|p| (activity::Scope::Phone, *p)));
+            for key in scopes {
+                let latest = seen.entry(key).or_insert(at);
+                *latest = (*latest).max(at);
+            }
+        }
+    }
+    let done: Vec<i64> = parsed.iter().map(|(id, _)| *id).collect();
+    inbox::mark_many_processed_on(&mut *tx, &done).await?;
+    let job_ids: Vec<i64> = jobs.iter().filter(|(_, t)| done.contains(&t.inbox_id)).map(|(j, _)| j.id).collect();
+    crate::jobs::finish_many_on(&mut *tx, owner, &job_ids).await?;
+    tx.commit().await?;
+    tracing::debug!(bodies = done.len(), "webhooks processed in one transaction");
+    // Best effort, outside the transaction, as for a single body.
+    for ((scope, id), at) in seen {
+        if let Err(e) = activity::touch(store, scope, id, at).await {
+            tracing::debug!(error = %e, "could not record the last webhook time");
+        }
+    }
+    if unknown > 0 {
+        tracing::warn!(changes = unknown, "webhook for a phone_number_id that is not registered");
+    }
+    Ok(done)
 }
 
 /// A message's place in the order of arrival: its webhook's inbox row id (rows are numbered in the order their

@@ -4,6 +4,8 @@
 //! | seam method | Bitrix24 method (bitrix24.md) |
 //! |---|---|
 //! | [`CrmLines::post`] | `imconnector.send.messages` (§2.5), one message per call ([`send_messages_params`]) |
+//! | [`CrmLines::post_many`] | `imconnector.send.messages` with up to [`SEND_MANY_MAX`] messages ([`send_many_params`]) |
+//! | [`CrmLines::post_lines`] | `batch` of one `imconnector.send.messages` per line (up to 50 lines, one request) |
 //! | [`CrmLines::find`] | `imopenlines.session.history.get`, our wamid as the message's `connectorMid` ([`history_has`]) |
 //! | [`CrmLines::edit`], [`CrmLines::delete`] | `imconnector.update.messages`, `imconnector.delete.messages` (§2.6) |
 //! | [`CrmLines::mark`] | `imconnector.send.status.delivery` / `imconnector.send.status.reading` |
@@ -18,6 +20,11 @@ use super::id_text;
 use super::lines::{At, ClientMessage, CrmLines, File, KnownChat, LineError, Mark, OperatorMessage, Posted, Recheck};
 use crate::bitrix::client::{Client, Error as BitrixError};
 use crate::store::now_ms;
+
+/// Messages per `imconnector.send.messages` call at most ([`CrmLines::post_many`]). The method takes an array
+/// (bitrix24.md §2.5) and documents no bound; 50 is the bound of Bitrix24's `batch`, kept here so one call stays
+/// well within a request's 60 s and the method's execution-time budget.
+pub const SEND_MANY_MAX: usize = 50;
 
 /// The Bitrix24 implementation of [`CrmLines`]: the REST client and our connector's id.
 #[derive(Clone, Debug)]
@@ -69,6 +76,72 @@ impl CrmLines for Bitrix24Lines {
             Err(e) => return Err(line_error(e)),
         };
         Ok(posted(&answer))
+    }
+
+    async fn post_many(&self, at: At<'_>, ms: Vec<ClientMessage<'_>>) -> Result<Vec<Posted>, LineError> {
+        let n = ms.len();
+        let params = send_many_params(&self.connector, at.line, ms);
+        let answer = match self.client.call(at.portal_id, "imconnector.send.messages", &params).await {
+            Ok(a) => a,
+            Err(BitrixError::Api { code, description, .. }) if code == "NOT_ACTIVE_LINE" => {
+                return Ok(vec![Posted::LineGone(format!("{code}: {description}")); n]);
+            }
+            Err(e) => return Err(line_error(e)),
+        };
+        Ok((0..n).map(|i| posted_item(&answer["result"]["DATA"]["RESULT"][i])).collect())
+    }
+
+    fn post_many_max(&self) -> usize {
+        SEND_MANY_MAX
+    }
+
+    async fn post_lines(
+        &self,
+        portal_id: i64,
+        mut posts: Vec<(&str, Vec<ClientMessage<'_>>)>,
+    ) -> Result<Vec<Result<Vec<Posted>, LineError>>, LineError> {
+        if posts.len() == 1 {
+            if let Some((line, ms)) = posts.pop() {
+                return Ok(vec![self.post_many(At { portal_id, line }, ms).await]);
+            }
+        }
+        let sizes: Vec<usize> = posts.iter().map(|(_, ms)| ms.len()).collect();
+        let cmds: Vec<(String, String, Value)> = posts
+            .into_iter()
+            .enumerate()
+            .map(|(i, (line, ms))| {
+                (format!("l{i}"), "imconnector.send.messages".to_string(), send_many_params(&self.connector, line, ms))
+            })
+            .collect();
+        let answer = self.client.batch(portal_id, &cmds, false).await.map_err(line_error)?;
+        Ok(sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let key = format!("l{i}");
+                match (answer.result.get(&key), answer.errors.get(&key)) {
+                    (Some(r), _) if !r.is_null() => Ok((0..*n).map(|j| posted_item(&r["DATA"]["RESULT"][j])).collect()),
+                    (_, Some(e)) if e["error"] == "NOT_ACTIVE_LINE" => Ok(vec![
+                        Posted::LineGone(format!(
+                            "NOT_ACTIVE_LINE: {}",
+                            e["error_description"].as_str().unwrap_or_default()
+                        ));
+                        *n
+                    ]),
+                    (_, e) => Err(LineError {
+                        may_have_reached: false,
+                        job: crate::jobs::JobError::retry(format!(
+                            "imconnector.send.messages in a batch: {}",
+                            e.map(|e| e.to_string()).unwrap_or_else(|| "no result".into())
+                        )),
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    fn post_lines_max(&self) -> usize {
+        crate::bitrix::client::BATCH_MAX
     }
 
     async fn find(&self, at: At<'_>, chat: KnownChat<'_>, wamid: &str) -> Recheck {
@@ -144,7 +217,11 @@ pub fn mark_params(connector: &str, line: &str, m: OperatorMessage<'_>, date: Op
 
 /// What an `imconnector.send.messages` answer (HTTP 200) says about our one message (pure).
 pub fn posted(answer: &Value) -> Posted {
-    let first = &answer["result"]["DATA"]["RESULT"][0];
+    posted_item(&answer["result"]["DATA"]["RESULT"][0])
+}
+
+/// What one item of an `imconnector.send.messages` answer's `DATA.RESULT` says about its message (pure).
+pub fn posted_item(first: &Value) -> Posted {
     if let Some(reason) = refusal(first) {
         return Posted::NotTaken(reason);
     }
@@ -200,6 +277,17 @@ pub fn refusal(item: &Value) -> Option<String> {
 /// - `chat`: `id` = the customer's key, `name` = `WhatsApp +<wa_id>`, with the full profile name in brackets
 ///   when the user fields could not hold it as it is.
 pub fn send_messages_params(connector: &str, line: &str, m: ClientMessage<'_>) -> Value {
+    send_many_params(connector, line, vec![m])
+}
+
+/// The params of `imconnector.send.messages` for several customer messages on one line, in the order given: one
+/// `MESSAGES` item each, as [`send_messages_params`] builds it (pure).
+pub fn send_many_params(connector: &str, line: &str, ms: Vec<ClientMessage<'_>>) -> Value {
+    let items: Vec<Value> = ms.into_iter().map(send_messages_item).collect();
+    json!({"CONNECTOR": connector, "LINE": line, "MESSAGES": items})
+}
+
+fn send_messages_item(m: ClientMessage<'_>) -> Value {
     let mut user = json!({"id": m.key, "skip_phone_validate": "Y"});
     let names = m.profile.map(crm_names).unwrap_or_default();
     if let Some(first) = &names.0 {
@@ -229,11 +317,7 @@ pub fn send_messages_params(connector: &str, line: &str, m: ClientMessage<'_>) -
             chat_name = format!("{chat_name} ({p})");
         }
     }
-    json!({
-        "CONNECTOR": connector,
-        "LINE": line,
-        "MESSAGES": [{"user": user, "message": message, "chat": {"id": m.key, "name": chat_name}}],
-    })
+    json!({"user": user, "message": message, "chat": {"id": m.key, "name": chat_name}})
 }
 
 /// Finds our message in an `imopenlines.session.history.get` result: a message whose `params.connectorMid`
@@ -296,7 +380,9 @@ pub fn crm_names(profile: &str) -> (Option<String>, Option<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{crm_names, history_has, mark_params, posted, refusal, send_messages_params};
+    use super::{
+        crm_names, history_has, mark_params, posted, posted_item, refusal, send_many_params, send_messages_params,
+    };
     use crate::crm::lines::{ClientMessage, File, OperatorMessage, Posted, Recheck};
     use serde_json::json;
 
@@ -378,6 +464,27 @@ mod tests {
         assert_eq!(refusal(&json!({"SUCCESS": false})), Some("SUCCESS is false, no ERRORS given".into()));
         assert_eq!(refusal(&json!({"SUCCESS": "N"})), Some("SUCCESS is false, no ERRORS given".into()));
         assert_eq!(refusal(&json!(null)), Some("the answer has no result for the message".into()));
+    }
+
+    #[test]
+    fn many_messages_go_in_one_call_in_the_order_given_and_each_item_answers_for_its_own() {
+        let a = ClientMessage { key: "5511900000001", wamid: "wamid.A", ..client(None, "a", vec![]) };
+        let b = ClientMessage { key: "5511900000002", wamid: "wamid.B", ..client(Some("Maria Souza"), "b", vec![]) };
+        let p = send_many_params("wabridge_whatsapp", "107", vec![a.clone(), b.clone()]);
+        assert_eq!(p["CONNECTOR"], "wabridge_whatsapp");
+        assert_eq!(p["LINE"], "107");
+        let one = |m: ClientMessage<'_>| send_messages_params("wabridge_whatsapp", "107", m)["MESSAGES"][0].clone();
+        assert_eq!(p["MESSAGES"], json!([one(a), one(b)]), "each item as the single call builds it, in order");
+        let answer = json!({"result": {"SUCCESS": false, "DATA": {"RESULT": [
+            {"SUCCESS": true, "message": {"id": "wamid.A"}, "session": {"ID": 5, "CHAT_ID": 30}},
+            {"SUCCESS": false, "ERRORS": [{"code": "ERROR_CHAT", "message": "closed"}]}]}}});
+        let items = &answer["result"]["DATA"]["RESULT"];
+        assert_eq!(
+            posted_item(&items[0]),
+            Posted::Taken { message: "wamid.A".into(), chat_id: Some("30".into()), session_id: Some("5".into()) }
+        );
+        assert_eq!(posted_item(&items[1]), Posted::NotTaken("ERROR_CHAT: closed".into()));
+        assert_eq!(posted_item(&items[2]), Posted::NotTaken("the answer has no result for the message".into()));
     }
 
     #[test]

@@ -39,23 +39,8 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
     else {
         return Err(JobError::retry("the phone's contact-centre line is not ready yet"));
     };
-    // One customer's messages reach the chat in the order they arrived: wait while an earlier webhook of the
-    // app is not processed yet (it may hold an earlier message of this chat), then while an earlier message of
-    // the chat is still on its way (its job is before this one in the chat's order).
-    if let Some(arrival) = row.arrival {
-        let inbox_id = arrival / crate::inbound::ARRIVAL_SLOTS;
-        if inbox::earlier_unprocessed(&b.store, inbox_id, now_ms() - UNPROCESSED_HOLD_MS).await? {
-            return Err(JobError::Defer {
-                message: "an earlier webhook is not processed yet".into(),
-                after: std::time::Duration::from_millis(50),
-            });
-        }
-    }
-    if crate::jobs::earlier_in_order(&b.store, job.id).await? {
-        return Err(JobError::Defer {
-            message: "an earlier message of this customer is still on its way to the CRM".into(),
-            after: std::time::Duration::from_millis(200),
-        });
+    if let Some(wait) = must_wait(&b, job.id, row.arrival).await? {
+        return Err(wait);
     }
     let Some(key) = row.contact_key.clone() else {
         return Err(JobError::Permanent("the message has no sender to show".into()));
@@ -157,6 +142,29 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
     }
 }
 
+/// One customer's messages reach the chat in the order they arrived: a delivery (job `job_id`, the message's
+/// `arrival`) waits while an earlier webhook of the app is not processed yet (it may hold an earlier message of
+/// this chat), then while an earlier message of the chat is still on its way (its job is before this one in the
+/// chat's order). `Some(defer)` while it must.
+pub async fn must_wait(b: &Bridge, job_id: i64, arrival: Option<i64>) -> Result<Option<JobError>, StoreError> {
+    if let Some(arrival) = arrival {
+        let inbox_id = arrival / crate::inbound::ARRIVAL_SLOTS;
+        if inbox::earlier_unprocessed(&b.store, inbox_id, now_ms() - UNPROCESSED_HOLD_MS).await? {
+            return Ok(Some(JobError::Defer {
+                message: "an earlier webhook is not processed yet".into(),
+                after: std::time::Duration::from_millis(50),
+            }));
+        }
+    }
+    if crate::jobs::earlier_in_order(&b.store, job_id).await? {
+        return Ok(Some(JobError::Defer {
+            message: "an earlier message of this customer is still on its way to the CRM".into(),
+            after: std::time::Duration::from_millis(200),
+        }));
+    }
+    Ok(None)
+}
+
 /// How long an unprocessed earlier webhook holds back deliveries: one that has failed for this long (its job
 /// retrying or dead) no longer does.
 const UNPROCESSED_HOLD_MS: i64 = 10 * 60_000;
@@ -220,7 +228,7 @@ pub async fn files_for(b: &Bridge, phone: &Phone, content: &webhook::Content) ->
     Ok(files)
 }
 
-async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreError> {
+pub async fn quoted_text(b: &Bridge, wamid: &str) -> Result<Option<String>, StoreError> {
     Ok(match messages::quoted(&b.store, wamid).await? {
         Some(q) => Some(q.body.unwrap_or_else(|| format!("[{}]", q.msg_type))),
         // A message we sent: its text is in the send's request.

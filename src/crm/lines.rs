@@ -5,6 +5,7 @@
 //! | need | who asks | [`CrmLines`] method |
 //! |---|---|---|
 //! | post a customer's message into the customer's chat on the line | `crm/deliver.rs` (`crm.deliver`) | [`CrmLines::post`] |
+//! | post many customers' messages on one line at once | `crm/deliver_batch.rs` (`crm.deliver` in batches) | [`CrmLines::post_many`] |
 //! | tell whether an earlier, unanswered post reached the chat | the same, before posting again | [`CrmLines::find`] |
 //! | change a message the chat already shows (the customer edited or deleted it) | `crm/changes.rs` | [`CrmLines::edit`], [`CrmLines::delete`] |
 //! | mark an operator's message delivered or read | `crm/report.rs` (`outbound.report`) | [`CrmLines::mark`] |
@@ -120,6 +121,29 @@ impl From<LineError> for JobError {
 pub trait CrmLines: Send + Sync {
     /// Posts one customer message into the customer's chat on the line.
     fn post(&self, at: At<'_>, m: ClientMessage<'_>) -> impl Future<Output = Result<Posted, LineError>> + Send;
+
+    /// Posts several customer messages (each into its customer's chat on the line) in one call, in the order
+    /// given: one [`Posted`] per message, in that order. At most [`CrmLines::post_many_max`]; a call that fails
+    /// fails them all.
+    fn post_many(
+        &self,
+        at: At<'_>,
+        ms: Vec<ClientMessage<'_>>,
+    ) -> impl Future<Output = Result<Vec<Posted>, LineError>> + Send;
+
+    /// How many messages one [`CrmLines::post_many`] takes at most.
+    fn post_many_max(&self) -> usize;
+
+    /// [`CrmLines::post_many`] for several lines of one CRM account in one request where the CRM allows it
+    /// (at most [`CrmLines::post_lines_max`] lines): one result per line, in the order given.
+    fn post_lines(
+        &self,
+        portal_id: i64,
+        posts: Vec<(&str, Vec<ClientMessage<'_>>)>,
+    ) -> impl Future<Output = Result<Vec<Result<Vec<Posted>, LineError>>, LineError>> + Send;
+
+    /// How many lines one [`CrmLines::post_lines`] takes at most.
+    fn post_lines_max(&self) -> usize;
 
     /// Looks for `wamid` in the customer's known chat.
     fn find(&self, at: At<'_>, chat: KnownChat<'_>, wamid: &str) -> impl Future<Output = Recheck> + Send;

@@ -6,6 +6,7 @@ pub mod bind;
 pub mod bitrix24;
 pub mod changes;
 pub mod deliver;
+pub mod deliver_batch;
 pub mod events;
 pub mod lines;
 pub mod media;

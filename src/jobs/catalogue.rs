@@ -16,12 +16,13 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::crm::reply::Reply as CrmReply;
 
-/// Spells the catalogue once: each kind's variant, payload type, stored text, default attempts and whether its
-/// jobs carry a lane or an order key. Generates [`Kind`] and [`Task`].
+/// Spells the catalogue once: each kind's variant, payload type, stored text, default attempts, whether its
+/// jobs carry a lane or an order key, and how many of its jobs run as one batch. Generates [`Kind`] and [`Task`].
 macro_rules! catalogue {
     ($(
         $(#[$doc:meta])*
-        $variant:ident($payload:ty) = $text:literal, attempts: $attempts:expr, lane: $lane:expr, ordered: $ordered:expr;
+        $variant:ident($payload:ty) = $text:literal, attempts: $attempts:expr, lane: $lane:expr, ordered: $ordered:expr,
+        batch: $batch:expr;
     )*) => {
         /// A kind of job, as stored in `jobs.kind` ([`Kind::as_str`]).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +63,14 @@ macro_rules! catalogue {
                     $(Kind::$variant => $ordered,)*
                 }
             }
+
+            /// How many of its jobs the generic workers lease and run as one batch (`super::Engine::units`,
+            /// `super::handlers::Handlers::run_batch`); 1: one at a time.
+            pub const fn batch(self) -> usize {
+                match self {
+                    $(Kind::$variant => $batch,)*
+                }
+            }
         }
 
         /// A job of some kind with its payload: what producers enqueue and handlers receive.
@@ -98,29 +107,37 @@ macro_rules! catalogue {
 
 catalogue! {
     /// A committed webhook body to process (`crate::inbound`). Written by the `inbox_enqueue` trigger.
-    InboxProcess(InboxProcess) = "inbox.process", attempts: None, lane: false, ordered: false;
+    InboxProcess(InboxProcess) = "inbox.process", attempts: None, lane: false, ordered: false,
+        batch: INBOX_BATCH;
     /// A send to WhatsApp (`crate::outbound`); its lane is the sending phone.
-    WaSend(WaSend) = "wa.send", attempts: None, lane: true, ordered: false;
+    WaSend(WaSend) = "wa.send", attempts: None, lane: true, ordered: false, batch: 1;
     /// Telling whoever asked for a send what became of it (`crate::crm::report`).
-    OutboundReport(OutboundReport) = "outbound.report", attempts: Some(12), lane: false, ordered: false;
+    OutboundReport(OutboundReport) = "outbound.report", attempts: Some(12), lane: false, ordered: false, batch: 1;
     /// Syncing one WABA's templates (`crate::templates`).
-    TemplatesSync(TemplatesSync) = "templates.sync", attempts: Some(12), lane: false, ordered: false;
+    TemplatesSync(TemplatesSync) = "templates.sync", attempts: Some(12), lane: false, ordered: false, batch: 1;
     /// Binding a phone to its portal's contact-centre line (`crate::crm::bind`).
-    CrmBind(CrmBind) = "crm.bind", attempts: Some(12), lane: false, ordered: false;
+    CrmBind(CrmBind) = "crm.bind", attempts: Some(12), lane: false, ordered: false, batch: 1;
     /// One inbound message into the portal (`crate::crm::deliver`); ordered within the customer's chat.
-    CrmDeliver(CrmDeliver) = "crm.deliver", attempts: Some(24), lane: false, ordered: true;
+    CrmDeliver(CrmDeliver) = "crm.deliver", attempts: Some(24), lane: false, ordered: true,
+        batch: CRM_DELIVER_BATCH;
     /// An operator's reply in a line (`crate::crm::reply`); ordered within the chat.
-    CrmReply(CrmReply) = "crm.reply", attempts: Some(12), lane: false, ordered: true;
+    CrmReply(CrmReply) = "crm.reply", attempts: Some(12), lane: false, ordered: true, batch: 1;
     /// Registering or removing a phone as the portal's SMS provider (`crate::crm::sms`).
-    SmsRegister(SmsRegister) = "sms.register", attempts: Some(12), lane: false, ordered: false;
+    SmsRegister(SmsRegister) = "sms.register", attempts: Some(12), lane: false, ordered: false, batch: 1;
     /// One event to one tenant endpoint (`crate::events::deliver`); its retry window, not its attempts, ends it
     /// (the attempts are only a backstop).
-    EventDeliver(EventDeliver) = "event.deliver", attempts: Some(100), lane: false, ordered: false;
+    EventDeliver(EventDeliver) = "event.deliver", attempts: Some(100), lane: false, ordered: false, batch: 1;
     /// Hourly: refresh the tokens of portals idle for a week, so their refresh token never lapses.
-    CrmMaintenance(Empty) = "crm.maintenance", attempts: Some(3), lane: false, ordered: false;
+    CrmMaintenance(Empty) = "crm.maintenance", attempts: Some(3), lane: false, ordered: false, batch: 1;
     /// Hourly: prune finished jobs, processed inbox rows and old media; schedule the other hourly work.
-    MaintenancePrune(Empty) = "maintenance.prune", attempts: None, lane: false, ordered: false;
+    MaintenancePrune(Empty) = "maintenance.prune", attempts: None, lane: false, ordered: false, batch: 1;
 }
+
+/// Webhook bodies processed in one transaction (`crate::inbound::process_batch`): one commit for all.
+pub const INBOX_BATCH: usize = 128;
+
+/// CRM deliveries leased at once (`crate::crm::deliver_batch`): grouped by portal line into requests of up to 50.
+pub const CRM_DELIVER_BATCH: usize = 500;
 
 impl Kind {
     /// The kind stored as `s` (`None` for a kind this version does not know).

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::catalogue::Task;
-use super::{Job, JobError};
+use super::{Batched, Job, JobError};
 use crate::config::Config;
 use crate::crm::Bridge;
 use crate::meta::graph;
@@ -53,6 +53,28 @@ impl Handlers {
             Task::CrmMaintenance(_) => crate::crm::refresh_idle(&self.bridge).await,
             Task::MaintenancePrune(_) => self.prune().await,
         }
+    }
+
+    /// Runs leased jobs of one kind as a batch (`owner`: the lease holder, for handlers that record their jobs
+    /// done in their own transaction). Kinds without a batch handler leave every job to run alone.
+    pub async fn run_batch(self: Arc<Self>, owner: String, jobs: Vec<(Job, Task)>) -> Vec<(Job, Batched)> {
+        let mut inbox = Vec::new();
+        let mut deliver = Vec::new();
+        let mut alone = Vec::new();
+        for (job, task) in jobs {
+            match task {
+                Task::InboxProcess(p) => inbox.push((job, p)),
+                Task::CrmDeliver(p) => deliver.push((job, p)),
+                _ => alone.push((job, Batched::Alone)),
+            }
+        }
+        if !inbox.is_empty() {
+            alone.extend(crate::inbound::process_batch(&self.store, &owner, inbox).await);
+        }
+        if !deliver.is_empty() {
+            alone.extend(crate::crm::deliver_batch::run_batch(self.bridge.clone(), &owner, deliver).await);
+        }
+        alone
     }
 
     async fn prune(&self) -> Result<(), JobError> {

@@ -21,6 +21,7 @@ use self::handlers::Handlers;
 use crate::metrics::{KindLabels, Metrics};
 use crate::store::{self, now_ms, Backend, Store, StoreError};
 
+use crate::store::jobs::Leasing;
 pub use crate::store::jobs::{prune, Job, JobState, JobView};
 
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +179,107 @@ impl Engine {
 
     /// Leases up to `n` due jobs (of no lane) for this process.
     pub async fn lease(&self, n: usize) -> Result<Vec<Job>, StoreError> {
-        self.lane_leaser().lease(&self.store.pool, None, n, now_ms()).await
+        self.lane_leaser().lease_which(&self.store.pool, Leasing::Generic, n, now_ms()).await
+    }
+
+    /// Groups leased jobs into units of work: the jobs of a kind that runs in batches ([`Kind::batch`]) together,
+    /// topped up with more due jobs of that kind (up to its batch size); every other job alone. A unit is run by
+    /// [`Engine::run_unit`].
+    pub async fn units(&self, jobs: Vec<Job>) -> Vec<Vec<Job>> {
+        let mut units: Vec<Vec<Job>> = Vec::new();
+        let mut batches: Vec<(Kind, Vec<Job>)> = Vec::new();
+        for job in jobs {
+            match Kind::parse(&job.kind).filter(|k| k.batch() > 1) {
+                Some(k) => match batches.iter_mut().find(|(kind, _)| *kind == k) {
+                    Some((_, b)) => b.push(job),
+                    None => batches.push((k, vec![job])),
+                },
+                None => units.push(vec![job]),
+            }
+        }
+        for (kind, mut batch) in batches {
+            let more = kind.batch().saturating_sub(batch.len());
+            if more > 0 {
+                let leaser = self.lane_leaser();
+                match leaser.lease_which(&self.store.pool, Leasing::GenericOfKind(kind.as_str()), more, now_ms()).await
+                {
+                    Ok(jobs) => batch.extend(jobs),
+                    Err(e) => tracing::warn!(error = %e, %kind, "could not lease more jobs for a batch"),
+                }
+            }
+            units.push(batch);
+        }
+        units
+    }
+
+    /// Runs a unit of [`Engine::units`]: one job as [`Engine::run`] does, or a batch through its kind's batch
+    /// handler ([`Handlers::run_batch`]); jobs the handler leaves to run alone are run one by one.
+    pub async fn run_unit(&self, mut unit: Vec<Job>) -> Drained {
+        let mut d = Drained::default();
+        if unit.len() == 1 {
+            if let Some(job) = unit.pop() {
+                d.count(self.run(job).await);
+            }
+            return d;
+        }
+        let mut tasks = Vec::with_capacity(unit.len());
+        for job in unit {
+            match (Task::parse(&job.kind, &job.payload), &self.handlers) {
+                (Ok(task), Some(_)) => tasks.push((job, task)),
+                _ => d.count(self.run(job).await), // fails the way a single job fails
+            }
+        }
+        let Some(h) = self.handlers.clone() else { return d };
+        let n = tasks.len() as i64;
+        self.metrics.jobs_running.inc_by(n);
+        let jobs: Vec<Job> = tasks.iter().map(|(j, _)| j.clone()).collect();
+        let results = match tokio::spawn(h.run_batch(self.owner.clone(), tasks)).await {
+            Ok(r) => r,
+            Err(e) => {
+                let why = if e.is_panic() { "the batch handler panicked".to_string() } else { e.to_string() };
+                jobs.into_iter().map(|j| (j, Batched::Result(Err(JobError::retry(why.clone()))))).collect()
+            }
+        };
+        self.metrics.jobs_running.dec_by(n);
+        let mut done = Vec::new();
+        let mut alone = Vec::new();
+        for (job, r) in results {
+            match r {
+                Batched::Done => self.count_finished(&job, Outcome::Done, &mut d),
+                Batched::Result(Ok(())) => done.push(job),
+                Batched::Result(Err(e)) => {
+                    let o = self.record(&job, Err(e)).await.unwrap_or(Outcome::Retried);
+                    self.count_finished(&job, o, &mut d);
+                }
+                Batched::Alone => alone.push(job),
+            }
+        }
+        if !done.is_empty() {
+            let ids: Vec<i64> = done.iter().map(|j| j.id).collect();
+            let o = match store::jobs::finish_many_on(&self.store.pool, &self.owner, &ids, now_ms()).await {
+                Ok(()) => Outcome::Done,
+                Err(e) => {
+                    // The leases will expire and the jobs run again; effects are idempotent.
+                    tracing::error!(jobs = ids.len(), error = %e, "could not record a batch's outcome");
+                    Outcome::Retried
+                }
+            };
+            for job in &done {
+                self.count_finished(job, o, &mut d);
+            }
+        }
+        for job in alone {
+            d.count(self.run(job).await);
+        }
+        d
+    }
+
+    fn count_finished(&self, job: &Job, outcome: Outcome, d: &mut Drained) {
+        d.count(outcome);
+        self.metrics
+            .jobs_finished
+            .get_or_create(&KindLabels { kind: job.kind.clone(), outcome: outcome.label().into() })
+            .inc();
     }
 
     /// Runs one leased job and records its outcome. Returns the outcome for counting.
@@ -203,10 +304,7 @@ impl Engine {
                 Outcome::Retried
             }
         };
-        self.metrics
-            .jobs_finished
-            .get_or_create(&KindLabels { kind: job.kind.clone(), outcome: outcome.label().into() })
-            .inc();
+        self.count_finished(&job, outcome, &mut Drained::default());
         outcome
     }
 
@@ -228,8 +326,8 @@ impl Engine {
             if jobs.is_empty() && !lanes_worked {
                 return Ok(d);
             }
-            for job in jobs {
-                d.count(self.run(job).await);
+            for unit in self.units(jobs).await {
+                d.add(self.run_unit(unit).await);
             }
         }
     }
@@ -271,11 +369,12 @@ impl Engine {
                 match self.lease(free).await {
                     Ok(jobs) => {
                         leased = jobs.len();
-                        for job in jobs {
+                        // A batch takes one worker, however many jobs it holds.
+                        for unit in self.units(jobs).await {
                             let Ok(permit) = permits.clone().acquire_owned().await else { break };
                             let me = self.clone();
                             tokio::spawn(async move {
-                                me.run(job).await;
+                                me.run_unit(unit).await;
                                 drop(permit);
                             });
                         }
@@ -351,6 +450,17 @@ impl Engine {
     }
 }
 
+/// What a batch handler ([`Handlers::run_batch`]) made of one job of its batch.
+#[derive(Debug)]
+pub enum Batched {
+    /// Done, and recorded as done in the transaction that made its effects (group commit).
+    Done,
+    /// Its result, for the engine to record.
+    Result(Result<(), JobError>),
+    /// Not handled in the batch: the engine runs it alone, as any job.
+    Alone,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     Done,
@@ -377,6 +487,15 @@ fn truncate(s: &str, max: usize) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
+}
+
+/// Ends jobs `owner` holds as done on `conn` (a batch handler's transaction: its effects and their record commit
+/// together).
+pub async fn finish_many_on<'c, E>(conn: E, owner: &str, ids: &[i64]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    store::jobs::finish_many_on(conn, owner, ids, now_ms()).await
 }
 
 /// Records the result of running a leased job on `conn`: done, put off without spending an attempt
@@ -442,13 +561,28 @@ impl LaneLeaser {
     where
         E: sqlx::Executor<'c, Database = Any>,
     {
+        let which = match lane {
+            Some(l) => Leasing::Lane(l),
+            None => Leasing::Generic,
+        };
+        self.lease_which(conn, which, n, now).await
+    }
+
+    async fn lease_which<'c, E>(&self, conn: E, which: Leasing<'_>, n: usize, now: i64) -> Result<Vec<Job>, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = Any>,
+    {
+        let lane = match which {
+            Leasing::Lane(l) => Some(l),
+            _ => None,
+        };
         let lease = store::jobs::Lease {
             backend: self.backend,
             owner: &self.owner,
             until: self.lease_until(lane, now),
             default_max_attempts: self.default_max_attempts,
         };
-        store::jobs::lease_on(conn, lease, lane, n, now).await
+        store::jobs::lease_on(conn, lease, which, n, now).await
     }
 }
 

@@ -13,7 +13,7 @@ use super::{Store, StoreError};
 /// How stale a stored time may get before a newer webhook moves it.
 pub const RESOLUTION_MS: i64 = 60_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     App,
     Phone,

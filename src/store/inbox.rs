@@ -77,6 +77,67 @@ pub async fn body_on(conn: &mut AnyConnection, id: i64) -> Result<Option<InboxBo
     Ok(row.map(InboxBody))
 }
 
+/// The stored bodies of inbox rows `ids` that are still there and smaller than `max_len` bytes:
+/// `(id, source, body)`, by id.
+/// An inbox row read for batch processing.
+pub struct SmallBody {
+    pub id: i64,
+    pub source: String,
+    pub body: Vec<u8>,
+    pub app_id: i64,
+    pub received_at: i64,
+}
+
+pub async fn small_bodies_on(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    max_len: usize,
+) -> Result<Vec<SmallBody>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let q = format!(
+        "SELECT id, source, body, app_id, received_at FROM inbox WHERE LENGTH(body) < $1 AND id IN ({}) ORDER BY id",
+        marks.join(", ")
+    );
+    let mut query = sqlx::query(&q).bind(max_len as i64);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    let rows = query.fetch_all(conn).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SmallBody {
+                id: r.try_get("id")?,
+                source: r.try_get("source")?,
+                body: r.try_get("body")?,
+                app_id: r.try_get("app_id")?,
+                received_at: r.try_get("received_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(StoreError::from)
+}
+
+/// Marks inbox rows `ids` processed.
+pub async fn mark_many_processed_on<'c, E>(conn: E, ids: &[i64]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let marks: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let q = format!("UPDATE inbox SET processed_at = $1 WHERE id IN ({})", marks.join(", "));
+    let mut query = sqlx::query(&q).bind(now_ms());
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
 /// Marks inbox row `id` processed (done, or never processable).
 pub async fn mark_processed_on<'c, E>(conn: E, id: i64) -> Result<(), StoreError>
 where

@@ -108,12 +108,21 @@ pub struct Lease<'a> {
     pub default_max_attempts: i64,
 }
 
-/// Leases up to `n` due jobs of `lane` (`None`: jobs of no lane, the generic workers'), in queue order (`run_at`,
-/// then id), counting an attempt of each. Returned by id.
+/// Which due jobs a lease takes: those of one lane, or those of no lane (the generic workers'), optionally of one
+/// kind only.
+#[derive(Debug, Clone, Copy)]
+pub enum Leasing<'a> {
+    Lane(i64),
+    Generic,
+    GenericOfKind(&'a str),
+}
+
+/// Leases up to `n` due jobs (`which`), in queue order (`run_at`, then id), counting an attempt of each.
+/// Returned by id.
 pub async fn lease_on<'c, E>(
     conn: E,
     l: Lease<'_>,
-    lane: Option<i64>,
+    which: Leasing<'_>,
     n: usize,
     now: i64,
 ) -> Result<Vec<Job>, StoreError>
@@ -125,20 +134,23 @@ where
         Backend::Sqlite => "",
     };
     // Each condition names its partial index's own condition (SQLite uses a partial index only then).
-    let which = match lane {
-        None => "lane IS NULL",
-        Some(_) => "lane = $6 AND lane IS NOT NULL",
+    let filter = match which {
+        Leasing::Generic => "lane IS NULL",
+        Leasing::GenericOfKind(_) => "lane IS NULL AND kind = $6",
+        Leasing::Lane(_) => "lane = $6 AND lane IS NOT NULL",
     };
     let q = format!(
         "UPDATE jobs SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id IN (SELECT id FROM jobs WHERE {which} AND done_at IS NULL AND NOT dead \
+         WHERE id IN (SELECT id FROM jobs WHERE {filter} AND done_at IS NULL AND NOT dead \
                       AND run_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at < $3) \
                       ORDER BY run_at, id LIMIT $4 {lock}) \
          RETURNING {JOB_COLS}"
     );
     let mut query = sqlx::query(&q).bind(l.owner).bind(l.until).bind(now).bind(n as i64).bind(l.default_max_attempts);
-    if let Some(lane) = lane {
-        query = query.bind(lane);
+    match which {
+        Leasing::Lane(lane) => query = query.bind(lane),
+        Leasing::GenericOfKind(kind) => query = query.bind(kind),
+        Leasing::Generic => {}
     }
     let rows = query.fetch_all(conn).await?;
     let mut jobs: Vec<Job> = rows.iter().map(job_from).collect::<Result<_, _>>()?;

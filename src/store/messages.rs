@@ -220,6 +220,21 @@ pub async fn set_crm_attempt(store: &Store, message_id: i64, at: Option<i64>) ->
     Ok(())
 }
 
+/// Sets or clears the CRM delivery attempt of many messages at once (one statement).
+pub async fn set_crm_attempt_many(store: &Store, message_ids: &[i64], at: Option<i64>) -> Result<(), StoreError> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
+    let marks: Vec<String> = (0..message_ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let q = format!("UPDATE messages SET crm_attempt_at = $1 WHERE id IN ({})", marks.join(", "));
+    let mut query = sqlx::query(&q).bind(at);
+    for id in message_ids {
+        query = query.bind(*id);
+    }
+    query.execute(&store.pool).await?;
+    Ok(())
+}
+
 /// Counts a delivery sent again although an earlier attempt may have reached the portal.
 pub async fn count_crm_resent_uncertain(store: &Store, message_id: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE messages SET crm_resent_uncertain = crm_resent_uncertain + 1 WHERE id = $1")

@@ -477,6 +477,11 @@ impl GraphSandbox {
         lock(&self.inner).messaging.sent.iter().map(|r| r.msg.clone()).collect()
     }
 
+    /// How many messages [`all_sent`](Self::all_sent) holds (cheap enough to poll).
+    pub fn sent_count(&self) -> usize {
+        lock(&self.inner).messaging.sent.len()
+    }
+
     /// The accepted message with this wamid.
     pub fn sent_message(&self, wamid: &str) -> Option<SentMessage> {
         let inner = lock(&self.inner);

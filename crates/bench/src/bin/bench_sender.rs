@@ -32,6 +32,8 @@ use wabridge::metrics::KindLabels;
 use wabridge::outbound::{enqueue_on, NewSend, Origin};
 use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
 use wabridge::{Config, Service};
+use wabridge_bench::cpu::{cpu_delta, cpu_snap, loadavg, Cpu};
+use wabridge_bench::db::{database_url, drop_pg};
 use wabridge_sandbox::graph::GraphSandbox;
 use wabridge_sandbox::graph_messages::Progression;
 
@@ -124,140 +126,6 @@ fn number(i: usize) -> String {
 /// A different customer for every message, so pair pacing never applies.
 fn recipient(i: usize) -> String {
     format!("55219{:08}", i + 1)
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// CPU accounting from /proc: per thread group of this process, the whole process, PostgreSQL's processes, and
-// the machine (to see what other jobs on the shared machine took meanwhile).
-
-#[derive(Clone, Debug, Default)]
-struct CpuSnap {
-    /// Thread group → ticks.
-    groups: BTreeMap<&'static str, u64>,
-    process: u64,
-    postgres: u64,
-    machine_busy: u64,
-    machine_total: u64,
-}
-
-fn ticks_of_stat(stat: &str) -> Option<(String, u64)> {
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = stat[open + 1..close].to_string();
-    let rest: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-    // Fields after comm: state(3) ... utime(14) stime(15) → indices 11, 12 here.
-    let utime: u64 = rest.get(11)?.parse().ok()?;
-    let stime: u64 = rest.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
-fn group_of(comm: &str) -> &'static str {
-    if comm.starts_with("sandbox") {
-        "sandbox"
-    } else if comm.starts_with("wabridge") {
-        "wabridge"
-    } else if comm.starts_with("sqlx-sqlite") {
-        "sqlite"
-    } else {
-        "other"
-    }
-}
-
-fn cpu_snap() -> CpuSnap {
-    let mut s = CpuSnap::default();
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for e in dir.flatten() {
-            if let Some((comm, t)) =
-                std::fs::read_to_string(e.path().join("stat")).ok().as_deref().and_then(ticks_of_stat)
-            {
-                *s.groups.entry(group_of(&comm)).or_default() += t;
-            }
-        }
-    }
-    s.process = std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(ticks_of_stat).map_or(0, |x| x.1);
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            if !e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if let Some((comm, t)) =
-                std::fs::read_to_string(e.path().join("stat")).ok().as_deref().and_then(ticks_of_stat)
-            {
-                if comm.starts_with("postgres") {
-                    s.postgres += t;
-                }
-            }
-        }
-    }
-    if let Some(line) = std::fs::read_to_string("/proc/stat").ok().and_then(|t| t.lines().next().map(String::from)) {
-        let v: Vec<u64> = line.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
-        // user nice system idle iowait irq softirq steal
-        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-        let total: u64 = v.iter().take(8).sum();
-        s.machine_total = total;
-        s.machine_busy = total - idle;
-    }
-    s
-}
-
-/// CPU used between two snapshots, in seconds (ticks are 1/100 s on Linux).
-#[derive(Clone, Debug, Default)]
-struct Cpu {
-    groups: BTreeMap<&'static str, f64>,
-    process: f64,
-    postgres: f64,
-    /// Busy cores of the whole machine, averaged over the phase.
-    machine_cores: f64,
-    wall: f64,
-}
-
-const TICK: f64 = 0.01;
-
-fn cpu_delta(a: &CpuSnap, b: &CpuSnap, wall: f64) -> Cpu {
-    let mut groups = BTreeMap::new();
-    for (k, v) in &b.groups {
-        let before = a.groups.get(k).copied().unwrap_or(0);
-        groups.insert(*k, v.saturating_sub(before) as f64 * TICK);
-    }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
-    let total = b.machine_total.saturating_sub(a.machine_total).max(1) as f64;
-    Cpu {
-        groups,
-        process: b.process.saturating_sub(a.process) as f64 * TICK,
-        postgres: b.postgres.saturating_sub(a.postgres) as f64 * TICK,
-        machine_cores: b.machine_busy.saturating_sub(a.machine_busy) as f64 / total * cores,
-        wall,
-    }
-}
-
-impl Cpu {
-    fn group(&self, g: &str) -> f64 {
-        self.groups.get(g).copied().unwrap_or(0.0)
-    }
-    /// Cores used outside this process and PostgreSQL: other work on the shared machine.
-    fn others_cores(&self) -> f64 {
-        (self.machine_cores - (self.process + self.postgres) / self.wall.max(1e-9)).max(0.0)
-    }
-    fn describe(&self) -> String {
-        format!(
-            "CPU s: wabridge/client runtime {:.2}, sqlite threads {:.2}, sandbox {:.2}, other threads {:.2}, \
-             process {:.2}, postgres {:.2}; machine busy {:.2} cores of which others {:.2}",
-            self.group("wabridge"),
-            self.group("sqlite"),
-            self.group("sandbox"),
-            self.group("other"),
-            self.process,
-            self.postgres,
-            self.machine_cores,
-            self.others_cores()
-        )
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -548,33 +416,10 @@ impl Run {
     }
 }
 
-async fn database_url(pg: &Option<String>, dir: &std::path::Path, scenario: &str) -> anyhow::Result<String> {
-    Ok(match pg {
-        Some(base) => {
-            let name = pg_name(scenario);
-            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/postgres")).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut c).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await?;
-            format!("{base}/{name}")
-        }
-        None => format!("sqlite://{}", dir.join("bench.db").display()),
-    })
-}
-
-fn pg_name(scenario: &str) -> String {
-    format!("wabridge_bench_sender_{}_{}", std::process::id(), scenario.replace('-', "_"))
-}
-
-async fn drop_pg(base: &str, scenario: &str) {
-    if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/postgres")).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {}", pg_name(scenario))).execute(&mut c).await;
-    }
-}
-
 fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> anyhow::Result<Run> {
     let g = start_sandbox(rt, sc, sc.mps)?;
     let dir = tempfile::tempdir()?;
-    let database_url = rt.service.block_on(database_url(&a.postgres, dir.path(), sc.name))?;
+    let database_url = rt.service.block_on(database_url(&a.postgres, dir.path(), "bench_sender", sc.name))?;
     let config = |workers: bool| {
         let mut c = Config {
             database_url: database_url.clone(),
@@ -800,7 +645,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
     let requests = message_requests(&g);
     rt.sandbox.block_on(g.stop());
     if let Some(pg) = &a.postgres {
-        rt.service.block_on(drop_pg(pg, sc.name));
+        rt.service.block_on(drop_pg(pg, "bench_sender", sc.name));
     }
     Ok(Run {
         enqueue_seconds,

@@ -74,13 +74,7 @@ fn load(label: &str, url: String, body: Vec<u8>, sig: String, connections: usize
             Some(q) => format!("{}?{q}", parsed.path()),
             None => parsed.path().to_string(),
         };
-        let mut request = format!(
-            "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-             X-Hub-Signature-256: {sig}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(&body);
+        let request = wabridge_bench::http1::signed_post(&target, &addr, &sig, &body);
         let request = std::sync::Arc::new(request);
         let start = Instant::now();
         let end = start + Duration::from_secs(seconds);
@@ -88,7 +82,6 @@ fn load(label: &str, url: String, body: Vec<u8>, sig: String, connections: usize
         for _ in 0..connections {
             let (addr, request) = (addr.clone(), request.clone());
             tasks.push(tokio::spawn(async move {
-                use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut lat = Vec::with_capacity(100_000);
                 let mut errors = 0usize;
                 let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
@@ -96,32 +89,7 @@ fn load(label: &str, url: String, body: Vec<u8>, sig: String, connections: usize
                 let mut buf = vec![0u8; 16 * 1024];
                 while Instant::now() < end {
                     let t = Instant::now();
-                    if stream.write_all(&request).await.is_err() {
-                        errors += 1;
-                        break;
-                    }
-                    // Read one response: headers, then Content-Length bytes.
-                    let mut filled = 0;
-                    let ok = loop {
-                        match stream.read(&mut buf[filled..]).await {
-                            Ok(0) | Err(_) => break None,
-                            Ok(n) => filled += n,
-                        }
-                        let Some(head_end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") else {
-                            continue;
-                        };
-                        let head = std::str::from_utf8(&buf[..head_end]).unwrap_or("");
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if filled >= head_end + 4 + len {
-                            break Some(head.starts_with("HTTP/1.1 200"));
-                        }
-                    };
+                    let ok = wabridge_bench::http1::exchange(&mut stream, &request, &mut buf).await.map(|s| s == 200);
                     match ok {
                         Some(true) => lat.push(t.elapsed().as_micros() as u32),
                         Some(false) => errors += 1,

@@ -193,6 +193,9 @@ pub struct ChatMessage {
     pub im_message_id: u64,
     /// The whole `message` object as sent (keys lowercased).
     pub message: Value,
+    /// When the portal took it (for an update or deletion: when that came). Benchmarks measure end-to-end
+    /// latency against it; it is not part of any wire format.
+    pub at: SystemTime,
 }
 
 /// One item of `imconnector.send.status.delivery` / `…reading`.
@@ -775,6 +778,11 @@ impl BitrixSandbox {
     /// Client messages received through `imconnector.send.messages` / update / delete, oldest first.
     pub fn chat_messages(&self) -> Vec<ChatMessage> {
         lock(&self.shared).messages.clone()
+    }
+
+    /// How many client messages [`chat_messages`](Self::chat_messages) holds (cheap enough to poll).
+    pub fn chat_message_count(&self) -> usize {
+        lock(&self.shared).messages.len()
     }
 
     pub fn delivery_marks(&self) -> Vec<StatusMark> {

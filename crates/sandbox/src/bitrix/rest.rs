@@ -956,6 +956,7 @@ fn send_messages(inner: &mut Inner, params: &Value) -> Result<Value, RestError> 
             files: files_of(&message),
             im_message_id,
             message: message.clone(),
+            at: SystemTime::now(),
         });
         let mut chat_out = json!({"id": ext_chat});
         if let Some(name) = field(&m, "chat", "name") {
@@ -1067,6 +1068,7 @@ fn change_messages(inner: &mut Inner, params: &Value, kind: MessageKind) -> Resu
                     files: files_of(&message),
                     user: m.get("user").cloned().unwrap_or(Value::Null),
                     message,
+                    at: SystemTime::now(),
                     ..o
                 });
                 out["SUCCESS"] = json!(true);
