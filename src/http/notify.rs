@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use serde_json::json;
 use utoipa::ToSchema;
@@ -62,35 +61,7 @@ pub struct NotificationInput {
     pub idempotency_key: Option<String>,
 }
 
-/// A template's values, by position or by name.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged, expecting = "must be a list of values or an object of named values (strings, numbers or booleans)")]
-pub enum Parameters {
-    /// Values in the template's order: `["Anna", "42"]`.
-    Positional(Vec<ParamValue>),
-    /// Values by placeholder name: `{"first_name": "Anna"}`.
-    Named(BTreeMap<String, ParamValue>),
-}
-
-/// One template value: a string, a number or a boolean (sent as its text).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum ParamValue {
-    Text(String),
-    #[schema(value_type = f64)]
-    Number(serde_json::Number),
-    Flag(bool),
-}
-
-impl ParamValue {
-    fn text(&self) -> String {
-        match self {
-            ParamValue::Text(s) => s.clone(),
-            ParamValue::Number(n) => n.to_string(),
-            ParamValue::Flag(b) => b.to_string(),
-        }
-    }
-}
+pub use crate::message::{ParamValue, Parameters};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationAccepted {
@@ -145,11 +116,7 @@ pub async fn notify(
     })?;
     let def =
         template::select(&defs, &input.template, &language).map_err(|e| unprocessable("template", e.to_string()))?;
-    let params = match &input.parameters {
-        None => Params::Positional(Vec::new()),
-        Some(Parameters::Positional(items)) => Params::Positional(items.iter().map(ParamValue::text).collect()),
-        Some(Parameters::Named(map)) => Params::Named(map.iter().map(|(k, v)| (k.clone(), v.text())).collect()),
-    };
+    let params = input.parameters.as_ref().map_or(Params::Positional(Vec::new()), Parameters::to_params);
     let t = template::build(def, &params, input.header_link.as_deref(), input.button_param.as_deref())
         .map_err(build_error)?;
     let send = NewSend {
