@@ -9,6 +9,8 @@ pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod json;
+pub mod media;
+pub mod messages;
 pub mod metrics;
 pub mod notify;
 pub mod sends;
@@ -53,6 +55,9 @@ pub fn router(state: AppState) -> Router {
     let tenant = Router::new()
         .route("/notifications", post(notify::notify))
         .route("/sends/{id}", get(notify::get_send))
+        .route("/messages", post(messages::send))
+        .route("/media", post(media::upload).layer(DefaultBodyLimit::max(media::BODY_LIMIT)))
+        .route("/media/{id}", get(media::download))
         .route_layer(middleware::from_fn_with_state(state.clone(), notify::require_key))
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
     Router::new()
