@@ -15,6 +15,7 @@ mod calling_activation;
 mod cli;
 mod crash;
 mod jobs;
+mod messages;
 mod sandbox_payloads;
 mod sending;
 mod sighup;
