@@ -548,12 +548,17 @@ pub enum Header {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Buttons(Vec<(String, String)>),
-    List { button: String, sections: Vec<(Option<String>, Vec<(String, String, Option<String>)>)> },
+    List { button: String, sections: Vec<ListSection> },
     CtaUrl { display_text: String, url: String },
     SendLocation,
     CallPermissionRequest,
     VoiceCall { display_text: Option<String>, ttl_minutes: Option<i64>, payload: Option<String> },
 }
+
+/// A list row: id, title, description.
+pub type ListRow = (String, String, Option<String>);
+/// A list section: its title and rows.
+pub type ListSection = (Option<String>, Vec<ListRow>);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -1087,7 +1092,7 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -705,40 +705,31 @@ pub fn check_template_send(def: &Value, req: &Value) -> Checked<()> {
         let given = button_component(i);
         let sub_type = given.and_then(|c| c.get("sub_type")).and_then(Value::as_str).map(str::to_ascii_lowercase);
         let params = params_of(given);
-        match kind.as_str() {
-            "URL" if b.get("url").and_then(Value::as_str).is_some_and(|u| !placeholders(u).is_empty()) => {
-                if params.len() != 1 {
-                    return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
-                }
+        let dynamic_url =
+            kind == "URL" && b.get("url").and_then(Value::as_str).is_some_and(|u| !placeholders(u).is_empty());
+        if dynamic_url {
+            if params.len() != 1 {
+                return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
             }
+        } else if kind == "COPY_CODE" {
             // A copy-code button needs its coupon code (coupon code templates: one `coupon_code` parameter).
-            "COPY_CODE" => {
-                if sub_type.as_deref() != Some("copy_code") || params.len() != 1 {
-                    return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
-                }
-                if param_type(params[0]) != "coupon_code" {
-                    return Err(format_mismatch(format!(
-                        "button {i}: a copy_code button takes a coupon_code parameter"
-                    )));
-                }
-                match params[0].get("coupon_code").and_then(Value::as_str) {
-                    Some(c) if !c.is_empty() && c.chars().count() <= 15 => {}
-                    _ => return Err(not_valid(&format!("button {i} coupon_code"), "must be 1 to 15 characters.")),
-                }
+            if sub_type.as_deref() != Some("copy_code") || params.len() != 1 {
+                return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
             }
+            if param_type(params[0]) != "coupon_code" {
+                return Err(format_mismatch(format!("button {i}: a copy_code button takes a coupon_code parameter")));
+            }
+            match params[0].get("coupon_code").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() && c.chars().count() <= 15 => {}
+                _ => return Err(not_valid(&format!("button {i} coupon_code"), "must be 1 to 15 characters.")),
+            }
+        } else if kind == "QUICK_REPLY" && given.is_some() {
             // A quick-reply payload is optional; when given, it is one `payload` parameter.
-            "QUICK_REPLY" if given.is_some() => {
-                if sub_type.as_deref() != Some("quick_reply") || params.len() != 1 || param_type(params[0]) != "payload"
-                {
-                    return Err(format_mismatch(format!(
-                        "button {i}: a quick_reply button takes one payload parameter"
-                    )));
-                }
+            if sub_type.as_deref() != Some("quick_reply") || params.len() != 1 || param_type(params[0]) != "payload" {
+                return Err(format_mismatch(format!("button {i}: a quick_reply button takes one payload parameter")));
             }
-            _ if given.is_some() && kind != "URL" && kind != "OTP" => {
-                return Err(format_mismatch(format!("button {i}: the template's {kind} button takes no parameters")));
-            }
-            _ => {}
+        } else if given.is_some() && kind != "URL" && kind != "OTP" && kind != "QUICK_REPLY" {
+            return Err(format_mismatch(format!("button {i}: the template's {kind} button takes no parameters")));
         }
     }
     for c in req_components.iter().filter_map(Value::as_object) {
