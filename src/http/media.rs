@@ -10,7 +10,7 @@
 //! Both check the key's scope on `from` (403 outside it).
 
 use axum::body::Body;
-use axum::extract::{Multipart, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -57,6 +57,7 @@ pub struct MediaUploaded {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MediaQuery {
     /// Our WhatsApp number (E.164) whose token reads the media.
@@ -78,8 +79,9 @@ struct FilePart {
 pub async fn upload(
     State(s): State<AppState>,
     Extension(caller): Extension<Caller>,
-    mut form: Multipart,
+    req: Request,
 ) -> Result<(StatusCode, Json<MediaUploaded>), ApiError> {
+    let mut form = multipart(req).await?;
     let mut from: Option<String> = None;
     let mut declared: Option<String> = None;
     let mut file: Option<FilePart> = None;
@@ -184,6 +186,22 @@ pub async fn download(
         out.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(n));
     }
     Ok(out)
+}
+
+/// The form, or 415 unless the body is `multipart/form-data`.
+async fn multipart(req: Request) -> Result<Multipart, ApiError> {
+    let ct = req.headers().get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if !ct.as_deref().is_some_and(|ct| table::essence(ct) == "multipart/form-data") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            match ct {
+                Some(ct) => format!("expected Content-Type: multipart/form-data, got {ct}"),
+                None => "expected Content-Type: multipart/form-data; the request has no Content-Type".into(),
+            },
+        ));
+    }
+    Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad_request(e.body_text()))
 }
 
 async fn small_text(field: axum::extract::multipart::Field<'_>, name: &str) -> Result<String, ApiError> {
