@@ -20,7 +20,7 @@ use super::json::ApiJson;
 use super::AppState;
 use crate::apikeys::Caller;
 use crate::message::{self, MessageInput};
-use crate::outbound::{self, NewSend, Origin};
+use crate::outbound::{NewSend, Origin};
 use crate::store::registry::{Phone, PhoneKey};
 use crate::translate::window::{self, Window};
 
@@ -77,10 +77,7 @@ pub async fn send(
         idempotency_key: m.idempotency_key.as_ref().map(|k| format!("api:{}:{k}", caller.key_id)),
         api_key_id: Some(caller.key_id),
     };
-    let mut tx = s.store.begin_write().await.map_err(ApiError::internal)?;
-    let e = outbound::enqueue_on(&mut tx, &send, s.config.job_max_attempts).await?;
-    tx.commit().await.map_err(ApiError::internal)?;
-    s.engine.wake();
+    let e = super::notify::commit_send(&s, &send).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageAccepted { id: e.id, kind: m.kind(), language: built.language, duplicate: e.duplicate }),

@@ -161,26 +161,10 @@ fn interactive(i: &Interactive) -> Value {
 /// template, the request's locale through the fallback chain (`translate::locale::pick_language`), then the
 /// definition's placeholders, header and buttons (`translate::template::build_with`).
 pub fn template(defs: &[TemplateDef], t: &Template) -> Result<(Value, String), FieldError> {
-    let field = |f: &str, m: String| FieldError { field: f.into(), message: m };
-    let approved: Vec<&str> = defs
-        .iter()
-        .filter(|d| d.name == t.name && d.status.eq_ignore_ascii_case("APPROVED"))
-        .map(|d| d.language.as_str())
-        .collect();
-    if approved.is_empty() {
-        let known = defs.iter().any(|d| d.name == t.name);
-        return Err(field(
-            "template.name",
-            if known {
-                format!("template {:?} has no approved language", t.name)
-            } else {
-                format!("no template {:?} is synced for this number's WABA", t.name)
-            },
-        ));
-    }
-    let language = crate::translate::locale::pick_language(&t.locale, &approved)
-        .ok_or_else(|| field("template.locale", format!("no approved language of {:?} fits {:?}", t.name, t.locale)))?;
-    let def = template::select(defs, &t.name, &language).map_err(|e| field("template.name", e.to_string()))?;
+    let (def, language) = template::choose(defs, &t.name, &t.locale).map_err(|e| FieldError {
+        field: if e.is_about_locale() { "template.locale" } else { "template.name" }.into(),
+        message: e.to_string(),
+    })?;
     let extras = Extras {
         header: t.header.as_ref().map(|(s, _)| match s {
             Source::Id(id) => HeaderMedia::Id(id),

@@ -220,6 +220,45 @@ pub fn select<'a>(defs: &'a [TemplateDef], name: &str, language: &str) -> Result
     Ok(def)
 }
 
+/// Why no language of a template could be picked for a locale ([`choose`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChooseError {
+    #[error("template {0:?} has no approved language")]
+    NoneApproved(String),
+    #[error("no template {0:?} is synced for this number's WABA")]
+    Unknown(String),
+    #[error("no approved language of {name:?} fits {locale:?}")]
+    NoLanguage { name: String, locale: String },
+    /// From [`select`].
+    #[error("{0}")]
+    Select(TemplateError),
+}
+
+impl ChooseError {
+    /// True when the locale is what to change (the template exists and has approved languages).
+    pub fn is_about_locale(&self) -> bool {
+        matches!(self, ChooseError::NoLanguage { .. })
+    }
+}
+
+/// The template `name` in the language that fits `locale` best among its approved ones (the notifications'
+/// fallback chain, `locale::pick_language`), and that language.
+pub fn choose<'a>(defs: &'a [TemplateDef], name: &str, locale: &str) -> Result<(&'a TemplateDef, String), ChooseError> {
+    let approved: Vec<&str> =
+        defs.iter().filter(|d| d.name == name && is_approved(d)).map(|d| d.language.as_str()).collect();
+    if approved.is_empty() {
+        return Err(if defs.iter().any(|d| d.name == name) {
+            ChooseError::NoneApproved(name.to_owned())
+        } else {
+            ChooseError::Unknown(name.to_owned())
+        });
+    }
+    let language = locale::pick_language(locale, &approved)
+        .ok_or_else(|| ChooseError::NoLanguage { name: name.to_owned(), locale: locale.to_owned() })?;
+    let def = select(defs, name, &language).map_err(ChooseError::Select)?;
+    Ok((def, language))
+}
+
 fn is_approved(d: &TemplateDef) -> bool {
     d.status.eq_ignore_ascii_case("APPROVED")
 }
