@@ -191,7 +191,7 @@ pub async fn download(
 /// The form, or 415 unless the body is `multipart/form-data`.
 async fn multipart(req: Request) -> Result<Multipart, ApiError> {
     let ct = req.headers().get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if !ct.as_deref().is_some_and(|ct| table::essence(ct) == "multipart/form-data") {
+    if ct.as_deref().is_none_or(|ct| table::essence(ct) != "multipart/form-data") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
