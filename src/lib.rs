@@ -17,6 +17,7 @@ pub mod http;
 pub mod inbound;
 pub mod intake;
 pub mod jobs;
+pub mod message;
 pub mod meta;
 pub mod metrics;
 pub mod outbound;

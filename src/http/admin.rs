@@ -87,6 +87,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           crate::http::sends::get_send, crate::http::templates::list_templates,
           crate::http::templates::sync_templates,
           crate::http::notify::notify, crate::http::notify::get_send,
+          crate::http::messages::send, crate::http::media::upload, crate::http::media::download,
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
           crate::http::webhook_errors::list_webhook_errors,

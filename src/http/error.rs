@@ -81,6 +81,40 @@ impl ApiError {
             graph: None,
         }
     }
+    /// 422 naming every field that is wrong (at least one).
+    pub fn fields(fields: Vec<FieldError>) -> Self {
+        let message = match fields.as_slice() {
+            [one] => format!("{}: {}", one.field, one.message),
+            many => format!(
+                "{} fields are not valid: {}",
+                many.len(),
+                many.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ")
+            ),
+        };
+        ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, code: "validation_failed", message, fields, graph: None }
+    }
+    /// 403 naming the field whose value the caller may not use (an API key used outside its scope).
+    pub fn forbidden_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::FORBIDDEN, code: "forbidden", ..Self::field(field, message) }
+    }
+    /// 502 for a refused Graph request, with Meta's code, message and what it means.
+    pub fn from_graph(context: &str, e: crate::meta::graph::Error) -> Self {
+        match e {
+            crate::meta::graph::Error::Graph(g) => ApiError::graph(
+                format!("{context}: {g}"),
+                GraphErrorDetail {
+                    code: g.code,
+                    message: g.message.clone(),
+                    kind: g.kind.clone(),
+                    details: g.details.clone(),
+                    explanation: Some(crate::meta::errors::explain(g.code).to_string()),
+                    fbtrace_id: g.fbtrace_id.clone(),
+                    http_status: g.http_status,
+                },
+            ),
+            other => ApiError::new(StatusCode::BAD_GATEWAY, "graph_unreachable", format!("{context}: {other}")),
+        }
+    }
     /// 502: Meta refused a Graph API request; the answer carries Meta's code, message and the explanation.
     pub fn graph(message: impl Into<String>, detail: GraphErrorDetail) -> Self {
         ApiError { graph: Some(Box::new(detail)), ..Self::new(StatusCode::BAD_GATEWAY, "graph_error", message) }

@@ -12,6 +12,8 @@ pub mod health;
 pub mod history;
 pub mod jobs;
 pub mod json;
+pub mod media;
+pub mod messages;
 pub mod metrics;
 pub mod notify;
 pub mod sends;
@@ -59,10 +61,12 @@ pub fn router(state: AppState) -> Router {
     let tenant = Router::new()
         .route("/notifications", post(notify::notify))
         .route("/sends/{id}", get(notify::get_send))
-        .route("/messages", get(history::tenant_messages))
+        .route("/messages", get(history::tenant_messages).post(messages::send))
         .route("/contacts", get(history::tenant_contacts))
         .route("/conversations", get(history::tenant_conversations))
         .route("/stats", get(stats::stats))
+        .route("/media", post(media::upload).layer(DefaultBodyLimit::max(media::BODY_LIMIT)))
+        .route("/media/{id}", get(media::download))
         .route_layer(middleware::from_fn_with_state(state.clone(), notify::require_key))
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
     Router::new()

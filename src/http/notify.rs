@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 use serde_json::json;
 use utoipa::ToSchema;
@@ -68,35 +67,7 @@ pub struct NotificationInput {
     pub idempotency_key: Option<String>,
 }
 
-/// A template's values, by position or by name.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged, expecting = "must be a list of values or an object of named values (strings, numbers or booleans)")]
-pub enum Parameters {
-    /// Values in the template's order: `["Anna", "42"]`.
-    Positional(Vec<ParamValue>),
-    /// Values by placeholder name: `{"first_name": "Anna"}`.
-    Named(BTreeMap<String, ParamValue>),
-}
-
-/// One template value: a string, a number or a boolean (sent as its text).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum ParamValue {
-    Text(String),
-    #[schema(value_type = f64)]
-    Number(serde_json::Number),
-    Flag(bool),
-}
-
-impl ParamValue {
-    fn text(&self) -> String {
-        match self {
-            ParamValue::Text(s) => s.clone(),
-            ParamValue::Number(n) => n.to_string(),
-            ParamValue::Flag(b) => b.to_string(),
-        }
-    }
-}
+pub use crate::message::{ParamValue, Parameters};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationAccepted {
@@ -129,33 +100,10 @@ pub async fn notify(
         .filter(|p| caller.waba.is_none_or(|w| w == p.waba_id))
         .ok_or_else(|| unprocessable("from", format!("{from} is not a number this API key may send from")))?;
     let defs = crate::templates::load(&s.store, phone.waba_id).await?;
-    let approved: Vec<&str> = defs
-        .iter()
-        .filter(|d| d.name == input.template && d.status.eq_ignore_ascii_case("APPROVED"))
-        .map(|d| d.language.as_str())
-        .collect();
-    if approved.is_empty() {
-        let known = defs.iter().any(|d| d.name == input.template);
-        return Err(unprocessable(
-            "template",
-            if known {
-                format!("template {:?} has no approved language", input.template)
-            } else {
-                format!("no template {:?} is synced for this number's WABA", input.template)
-            },
-        ));
-    }
     let locale = input.locale.clone().unwrap_or_else(|| "en".into());
-    let language = crate::translate::locale::pick_language(&locale, &approved).ok_or_else(|| {
-        unprocessable("locale", format!("no approved language of {:?} fits {locale:?}", input.template))
-    })?;
-    let def =
-        template::select(&defs, &input.template, &language).map_err(|e| unprocessable("template", e.to_string()))?;
-    let params = match &input.parameters {
-        None => Params::Positional(Vec::new()),
-        Some(Parameters::Positional(items)) => Params::Positional(items.iter().map(ParamValue::text).collect()),
-        Some(Parameters::Named(map)) => Params::Named(map.iter().map(|(k, v)| (k.clone(), v.text())).collect()),
-    };
+    let (def, language) = template::choose(&defs, &input.template, &locale)
+        .map_err(|e| unprocessable(if e.is_about_locale() { "locale" } else { "template" }, e.to_string()))?;
+    let params = input.parameters.as_ref().map_or(Params::Positional(Vec::new()), Parameters::to_params);
     let t = template::build(def, &params, input.header_link.as_deref(), input.button_param.as_deref())
         .map_err(build_error)?;
     let send = NewSend {
@@ -167,11 +115,17 @@ pub async fn notify(
         idempotency_key: input.idempotency_key.as_ref().map(|k| format!("api:{}:{k}", caller.key_id)),
         api_key_id: Some(caller.key_id),
     };
+    let e = commit_send(&s, &send).await?;
+    Ok((StatusCode::ACCEPTED, Json(NotificationAccepted { id: e.id, language, duplicate: e.duplicate })))
+}
+
+/// Commits a tenant's send and its job, and wakes the sender.
+pub async fn commit_send(s: &AppState, send: &NewSend) -> Result<outbound::Enqueued, ApiError> {
     let mut tx = s.store.begin_write().await.map_err(ApiError::internal)?;
-    let e = outbound::enqueue_on(&mut tx, &send, s.config.job_max_attempts).await?;
+    let e = outbound::enqueue_on(&mut tx, send, s.config.job_max_attempts).await?;
     tx.commit().await.map_err(ApiError::internal)?;
     s.engine.wake();
-    Ok((StatusCode::ACCEPTED, Json(NotificationAccepted { id: e.id, language, duplicate: e.duplicate })))
+    Ok(e)
 }
 
 /// A template that cannot be built from the request, as an error naming the request field to change, in the

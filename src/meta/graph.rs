@@ -253,6 +253,33 @@ impl Client {
             .map_err(|e| Error::Protocol { http_status: 200, message: format!("unexpected media answer: {e}") })
     }
 
+    /// `POST /{phone-number-id}/media` (`multipart/form-data`: `messaging_product=whatsapp`, `type` and `file`
+    /// with its MIME type): Meta answers `{"id": "…"}`, the media id to send with (valid 30 days).
+    pub async fn upload_media(
+        &self,
+        phone_number_id: &str,
+        token: &str,
+        bytes: Vec<u8>,
+        mime: &str,
+        filename: &str,
+    ) -> Result<String, Error> {
+        let url = self.url(&format!("{phone_number_id}/media"));
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(filename.to_string())
+            .mime_str(mime)
+            .map_err(|e| Error::Protocol { http_status: 0, message: format!("bad MIME type {mime:?}: {e}") })?;
+        let form = reqwest::multipart::Form::new()
+            .text("messaging_product", "whatsapp")
+            .text("type", mime.to_string())
+            .part("file", part);
+        let req = self.http.post(&url).bearer_auth(token).multipart(form).timeout(Duration::from_secs(300));
+        let answer = self.send(&url, req).await?;
+        answer["id"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| Error::Protocol { http_status: 200, message: "the upload answer names no id".into() })
+    }
+
     /// Downloads a media URL from [`Client::media_info`] (needs the bearer token). The response is returned
     /// unread so callers can stream it.
     pub async fn download(&self, media_url: &str, token: &str) -> Result<reqwest::Response, Error> {

@@ -92,6 +92,10 @@ pub struct Shape {
     pub url_buttons: Vec<usize>,
     /// Button indices of one-time-password buttons.
     pub otp_buttons: Vec<usize>,
+    /// Button indices of quick-reply buttons (a payload may be given for each).
+    pub quick_reply_buttons: Vec<usize>,
+    /// Button indices of copy-code (coupon) buttons, which need the code.
+    pub copy_code_buttons: Vec<usize>,
     pub named: bool,
 }
 
@@ -145,6 +149,37 @@ pub enum TemplateError {
     UnexpectedButtonParam { name: String, language: String },
     #[error("Template \"{name}\" ({language}) has a one-time-password button but no code was given: give the code as the first value or as button_param.")]
     MissingCode { name: String, language: String },
+    #[error("\"{id}\" is not a media id (uploaded media ids are digits), so it cannot be the header file of template \"{name}\" ({language}).")]
+    InvalidMediaId { name: String, language: String, id: String },
+    #[error("Template \"{name}\" ({language}) has no quick-reply button at index {index}; its quick-reply buttons are at {available}.")]
+    NotAQuickReply { name: String, language: String, index: usize, available: String },
+    #[error("Template \"{name}\" ({language}) has a copy-code button (button {button}): give the coupon code for it.")]
+    MissingCouponCode { name: String, language: String, button: usize },
+    #[error("Template \"{name}\" ({language}) has no copy-code button, so a coupon code cannot be used with it.")]
+    UnexpectedCouponCode { name: String, language: String },
+}
+
+/// A template header's media: a public link, or the id of media uploaded to the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderMedia<'a> {
+    Link(&'a str),
+    Id(&'a str),
+}
+
+/// What a template send may give besides its placeholder values (the tenant API's `template` object; the chat
+/// command gives only a header link and `button_param`).
+#[derive(Debug, Clone, Default)]
+pub struct Extras<'a> {
+    /// The media of an image, video or document header.
+    pub header: Option<HeaderMedia<'a>>,
+    /// A document header's file name (default: the link's last path segment).
+    pub filename: Option<&'a str>,
+    /// The suffix of the dynamic URL buttons (and the code of a one-time-password button).
+    pub button_param: Option<&'a str>,
+    /// Payloads for quick-reply buttons, by button index (optional; Meta echoes them when tapped).
+    pub quick_replies: Vec<(usize, &'a str)>,
+    /// The coupon code of a copy-code button.
+    pub coupon_code: Option<&'a str>,
 }
 
 fn were_given(n: usize) -> String {
@@ -185,6 +220,45 @@ pub fn select<'a>(defs: &'a [TemplateDef], name: &str, language: &str) -> Result
     Ok(def)
 }
 
+/// Why no language of a template could be picked for a locale ([`choose`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChooseError {
+    #[error("template {0:?} has no approved language")]
+    NoneApproved(String),
+    #[error("no template {0:?} is synced for this number's WABA")]
+    Unknown(String),
+    #[error("no approved language of {name:?} fits {locale:?}")]
+    NoLanguage { name: String, locale: String },
+    /// From [`select`].
+    #[error("{0}")]
+    Select(TemplateError),
+}
+
+impl ChooseError {
+    /// True when the locale is what to change (the template exists and has approved languages).
+    pub fn is_about_locale(&self) -> bool {
+        matches!(self, ChooseError::NoLanguage { .. })
+    }
+}
+
+/// The template `name` in the language that fits `locale` best among its approved ones (the notifications'
+/// fallback chain, `locale::pick_language`), and that language.
+pub fn choose<'a>(defs: &'a [TemplateDef], name: &str, locale: &str) -> Result<(&'a TemplateDef, String), ChooseError> {
+    let approved: Vec<&str> =
+        defs.iter().filter(|d| d.name == name && is_approved(d)).map(|d| d.language.as_str()).collect();
+    if approved.is_empty() {
+        return Err(if defs.iter().any(|d| d.name == name) {
+            ChooseError::NoneApproved(name.to_owned())
+        } else {
+            ChooseError::Unknown(name.to_owned())
+        });
+    }
+    let language = locale::pick_language(locale, &approved)
+        .ok_or_else(|| ChooseError::NoLanguage { name: name.to_owned(), locale: locale.to_owned() })?;
+    let def = select(defs, name, &language).map_err(ChooseError::Select)?;
+    Ok((def, language))
+}
+
 fn is_approved(d: &TemplateDef) -> bool {
     d.status.eq_ignore_ascii_case("APPROVED")
 }
@@ -217,6 +291,8 @@ pub fn analyse(def: &TemplateDef) -> Shape {
     let mut body_raw = Vec::new();
     let mut url_buttons = Vec::new();
     let mut otp_buttons = Vec::new();
+    let mut quick_reply_buttons = Vec::new();
+    let mut copy_code_buttons = Vec::new();
     let components = def.components.as_array().map(Vec::as_slice).unwrap_or_default();
     for c in components {
         let text = c.get("text").and_then(Value::as_str).unwrap_or_default();
@@ -244,6 +320,8 @@ pub fn analyse(def: &TemplateDef) -> Shape {
                             }
                         }
                         "OTP" => otp_buttons.push(i),
+                        "QUICK_REPLY" => quick_reply_buttons.push(i),
+                        "COPY_CODE" => copy_code_buttons.push(i),
                         _ => {}
                     }
                 }
@@ -267,7 +345,16 @@ pub fn analyse(def: &TemplateDef) -> Shape {
             (1..=max).map(|n| n.to_string()).collect()
         }
     };
-    Shape { header, header_params: params(header_raw), body_params: params(body_raw), url_buttons, otp_buttons, named }
+    Shape {
+        header,
+        header_params: params(header_raw),
+        body_params: params(body_raw),
+        url_buttons,
+        otp_buttons,
+        quick_reply_buttons,
+        copy_code_buttons,
+        named,
+    }
 }
 
 fn upper(v: Option<&Value>) -> String {
@@ -299,6 +386,14 @@ pub fn build(
     header_media: Option<&str>,
     button_param: Option<&str>,
 ) -> Result<Value, TemplateError> {
+    build_with(def, params, &Extras { header: header_media.map(HeaderMedia::Link), button_param, ..Extras::default() })
+}
+
+/// [`build`] with everything a template send may carry: a header by link or media id (and a document's file
+/// name), quick-reply payloads and a copy-code button's coupon code.
+pub fn build_with(def: &TemplateDef, params: &Params, extras: &Extras<'_>) -> Result<Value, TemplateError> {
+    let header_media = extras.header;
+    let button_param = extras.button_param;
     let shape = analyse(def);
     let name = || def.name.clone();
     let language = || def.language.clone();
@@ -407,7 +502,7 @@ pub fn build(
                 kind_word: kind.media().unwrap_or("file"),
             });
         }
-        (kind, Some(link)) => {
+        (kind, Some(given)) => {
             let Some(media) = kind.media() else {
                 return Err(TemplateError::UnexpectedMediaLink {
                     name: name(),
@@ -415,17 +510,36 @@ pub fn build(
                     kind: kind.clone(),
                 });
             };
-            let link = link.trim();
-            if !is_web_url(link) {
-                return Err(TemplateError::InvalidMediaLink {
-                    name: name(),
-                    language: language(),
-                    link: link.to_owned(),
-                });
-            }
-            let mut object = json!({ "link": link });
+            let mut object = match given {
+                HeaderMedia::Link(link) => {
+                    let link = link.trim();
+                    if !is_web_url(link) {
+                        return Err(TemplateError::InvalidMediaLink {
+                            name: name(),
+                            language: language(),
+                            link: link.to_owned(),
+                        });
+                    }
+                    json!({ "link": link })
+                }
+                HeaderMedia::Id(id) => {
+                    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+                        return Err(TemplateError::InvalidMediaId {
+                            name: name(),
+                            language: language(),
+                            id: id.to_owned(),
+                        });
+                    }
+                    json!({ "id": id })
+                }
+            };
             if media == "document" {
-                if let Some(file) = file_name(link) {
+                let file = match (extras.filename, given) {
+                    (Some(f), _) => Some(f.trim().to_owned()),
+                    (None, HeaderMedia::Link(link)) => file_name(link.trim()),
+                    (None, HeaderMedia::Id(_)) => None,
+                };
+                if let Some(file) = file.filter(|f| !f.is_empty()) {
                     object["filename"] = Value::String(file);
                 }
             }
@@ -466,13 +580,52 @@ pub fn build(
         };
         buttons.extend(shape.otp_buttons.iter().map(|&i| (i, code)));
     }
-    buttons.sort_unstable_by_key(|(i, _)| *i);
-    for (i, v) in buttons {
-        components.push(json!({
-            "type": "button", "sub_type": "url", "index": i.to_string(),
-            "parameters": [{"type": "text", "text": v}]
-        }));
+    let mut buttons: Vec<(usize, Value)> = buttons
+        .into_iter()
+        .map(|(i, v)| {
+            (
+                i,
+                json!({"type": "button", "sub_type": "url", "index": i.to_string(),
+                       "parameters": [{"type": "text", "text": v}]}),
+            )
+        })
+        .collect();
+    for &(i, payload) in &extras.quick_replies {
+        if !shape.quick_reply_buttons.contains(&i) {
+            let at: Vec<String> = shape.quick_reply_buttons.iter().map(usize::to_string).collect();
+            let at: Vec<&str> = at.iter().map(String::as_str).collect();
+            return Err(TemplateError::NotAQuickReply {
+                name: name(),
+                language: language(),
+                index: i,
+                available: if at.is_empty() { "no index (it has none)".into() } else { join_or(&at, "and") },
+            });
+        }
+        buttons.push((
+            i,
+            json!({"type": "button", "sub_type": "quick_reply", "index": i.to_string(),
+                   "parameters": [{"type": "payload", "payload": payload}]}),
+        ));
     }
+    let coupon = extras.coupon_code.map(str::trim).filter(|c| !c.is_empty());
+    match (shape.copy_code_buttons.first(), coupon) {
+        (Some(&first), None) => {
+            return Err(TemplateError::MissingCouponCode { name: name(), language: language(), button: first + 1 })
+        }
+        (None, Some(_)) => return Err(TemplateError::UnexpectedCouponCode { name: name(), language: language() }),
+        (_, Some(code)) => {
+            for &i in &shape.copy_code_buttons {
+                buttons.push((
+                    i,
+                    json!({"type": "button", "sub_type": "copy_code", "index": i.to_string(),
+                           "parameters": [{"type": "coupon_code", "coupon_code": code}]}),
+                ));
+            }
+        }
+        (None, None) => {}
+    }
+    buttons.sort_by_key(|(i, _)| *i);
+    components.extend(buttons.into_iter().map(|(_, b)| b));
 
     Ok(json!({"name": def.name, "language": {"code": def.language}, "components": components}))
 }

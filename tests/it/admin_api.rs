@@ -611,7 +611,23 @@ async fn every_documented_route_answers_malformed_requests_with_json(db: Db) {
             documented(&e, &what(&url));
             checked += 1;
         }
-        if has_body {
+        let multipart = op["requestBody"]["content"].get("multipart/form-data").is_some();
+        if multipart {
+            // A form upload: anything but multipart/form-data is 415.
+            let send = |ct: Option<&str>| {
+                let mut req = reqwest::Client::new().request(method.clone(), app.url(&fill(None))).bearer_auth(cred);
+                if let Some(ct) = ct {
+                    req = req.header("content-type", ct);
+                }
+                req.body("{}")
+            };
+            for ct in [None, Some("text/plain"), Some("application/json")] {
+                let (s, e) = json_error(send(ct).send().await.unwrap(), &what("not a form")).await;
+                assert_eq!(s, 415, "{} {ct:?}", what("not a form"));
+                documented(&e, &what("not a form"));
+                checked += 1;
+            }
+        } else if has_body {
             let send = |ct: Option<&str>, body: String| {
                 let mut req = reqwest::Client::new().request(method.clone(), app.url(&fill(None))).bearer_auth(cred);
                 if let Some(ct) = ct {

@@ -18,6 +18,7 @@ mod crash;
 mod events;
 mod history;
 mod jobs;
+mod messages;
 mod sandbox_payloads;
 mod sending;
 mod sighup;

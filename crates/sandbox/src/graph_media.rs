@@ -62,10 +62,18 @@ pub const SUPPORTED: &[(&str, usize)] = &[
     ("application/vnd.openxmlformats-officedocument.presentationml.presentation", 100 * MB),
     ("image/jpeg", 5 * MB),
     ("image/png", 5 * MB),
-    ("image/webp", 500 * 1024),
+    ("image/webp", STICKER_ANIMATED),
     ("video/mp4", 16 * MB),
     ("video/3gpp", 16 * MB),
 ];
+
+const STICKER_ANIMATED: usize = 500 * 1024;
+const STICKER_STATIC: usize = 100 * 1024;
+
+/// A WebP with the animation flag set (`RIFF….WEBPVP8X`, flags byte bit 1).
+pub fn animated_webp(b: &[u8]) -> bool {
+    b.len() > 20 && &b[0..4] == b"RIFF" && &b[8..12] == b"WEBP" && &b[12..16] == b"VP8X" && b[20] & 0x02 != 0
+}
 
 /// The size limit of a MIME type (parameters such as `; codecs=opus` ignored), `None` when Meta does not take it.
 pub fn size_limit(mime: &str) -> Option<usize> {
@@ -267,6 +275,9 @@ pub(super) async fn upload(
     if file.data.is_empty() {
         return refuse(131053, Some("The uploaded file is empty."));
     }
+    // Stickers: 500 KB animated, 100 KB static (the animation flag of WebP's VP8X chunk).
+    let is_webp = mime.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("image/webp"));
+    let max = if is_webp && !animated_webp(&file.data) { STICKER_STATIC } else { max };
     if file.data.len() > max {
         let details = format!("File size {} exceeds the {max} bytes allowed for {mime}.", file.data.len());
         return refuse(131053, Some(&details));
@@ -562,6 +573,18 @@ mod tests {
             send(vec![mp.clone(), ("file", Some(("a.webp", "image/webp")), vec![0; 600 * 1024])]).await,
             (400, Some(131053))
         );
+        // Stickers: a static WebP over 100 KB is refused, an animated one up to 500 KB is taken.
+        let webp = |animated: bool, len: usize| {
+            let mut b = vec![0u8; len];
+            b[0..4].copy_from_slice(b"RIFF");
+            b[8..16].copy_from_slice(b"WEBPVP8X");
+            b[20] = if animated { 0x02 } else { 0 };
+            b
+        };
+        let sticker = |b: Vec<u8>| vec![mp.clone(), ("file", Some(("s.webp", "image/webp")), b)];
+        assert_eq!(send(sticker(webp(false, 100 * 1024 + 1))).await, (400, Some(131053)));
+        assert_eq!(send(sticker(webp(false, 100 * 1024))).await.0, 200);
+        assert_eq!(send(sticker(webp(true, 400 * 1024))).await.0, 200);
         // The file part's Content-Type stands in for a missing `type`.
         assert_eq!(send(vec![mp.clone(), ("file", Some(("a.png", "image/png")), vec![1, 2])]).await.0, 200);
         let r = http

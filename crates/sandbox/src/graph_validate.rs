@@ -391,6 +391,13 @@ fn check_interactive(i: &Map<String, Value>) -> Checked<()> {
             format!("Param interactive['type'] must be a valid interactive type, got {kind}."),
         ));
     }
+    if matches!(kind, "call_permission_request" | "voice_call") {
+        // Only the body of these can be customised (calling-outbound.md §3.1, §5).
+        no_member(i, "header", P)?;
+    }
+    if kind == "call_permission_request" {
+        no_member(i, "footer", P)?;
+    }
     if let Some(h) = opt_obj(i, "header", P)? {
         let hp = child(P, "header");
         let htype = req_str(h, "type", &hp)?;
@@ -436,6 +443,31 @@ fn check_interactive(i: &Map<String, Value>) -> Checked<()> {
         "location_request_message" => {
             if req_str(action, "name", &ap)? != "send_location" {
                 return Err(not_valid(&child(&ap, "name"), "must be send_location."));
+            }
+            Ok(())
+        }
+        "call_permission_request" => {
+            if req_str(action, "name", &ap)? != "call_permission_request" {
+                return Err(not_valid(&child(&ap, "name"), "must be call_permission_request."));
+            }
+            no_member(action, "parameters", &ap)
+        }
+        "voice_call" => {
+            if req_str(action, "name", &ap)? != "voice_call" {
+                return Err(not_valid(&child(&ap, "name"), "must be voice_call."));
+            }
+            if let Some(params) = opt_obj(action, "parameters", &ap)? {
+                let pp = child(&ap, "parameters");
+                text_field(params, "display_text", &pp, 20, false)?;
+                text_field(params, "payload", &pp, 512, false)?;
+                match params.get("ttl_minutes") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Number(n)) if n.as_i64().is_some_and(|t| (1..=43_200).contains(&t)) => {}
+                    Some(Value::Number(_)) => {
+                        return Err(not_valid(&child(&pp, "ttl_minutes"), "must be between 1 and 43200."))
+                    }
+                    Some(_) => return Err(wrong_type(&child(&pp, "ttl_minutes"), "an integer")),
+                }
             }
             Ok(())
         }
@@ -662,19 +694,49 @@ pub fn check_template_send(def: &Value, req: &Value) -> Checked<()> {
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    for (i, b) in buttons.iter().enumerate() {
-        let dynamic = b.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("url"))
-            && b.get("url").and_then(Value::as_str).is_some_and(|u| !placeholders(u).is_empty());
-        if !dynamic {
-            continue;
-        }
-        let given = req_components.iter().filter_map(Value::as_object).find(|c| {
+    let button_component = |i: usize| {
+        req_components.iter().filter_map(Value::as_object).find(|c| {
             c.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("button"))
                 && c.get("index").and_then(Value::as_str) == Some(i.to_string().as_str())
-        });
+        })
+    };
+    for (i, b) in buttons.iter().enumerate() {
+        let kind = b.get("type").and_then(Value::as_str).unwrap_or_default().to_ascii_uppercase();
+        let given = button_component(i);
+        let sub_type = given.and_then(|c| c.get("sub_type")).and_then(Value::as_str).map(str::to_ascii_lowercase);
         let params = params_of(given);
-        if params.len() != 1 {
-            return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
+        let dynamic_url =
+            kind == "URL" && b.get("url").and_then(Value::as_str).is_some_and(|u| !placeholders(u).is_empty());
+        if dynamic_url {
+            if params.len() != 1 {
+                return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
+            }
+        } else if kind == "COPY_CODE" {
+            // A copy-code button needs its coupon code (coupon code templates: one `coupon_code` parameter).
+            if sub_type.as_deref() != Some("copy_code") || params.len() != 1 {
+                return Err(count_mismatch(&format!("button {i}"), params.len(), 1));
+            }
+            if param_type(params[0]) != "coupon_code" {
+                return Err(format_mismatch(format!("button {i}: a copy_code button takes a coupon_code parameter")));
+            }
+            match params[0].get("coupon_code").and_then(Value::as_str) {
+                Some(c) if !c.is_empty() && c.chars().count() <= 15 => {}
+                _ => return Err(not_valid(&format!("button {i} coupon_code"), "must be 1 to 15 characters.")),
+            }
+        } else if kind == "QUICK_REPLY" && given.is_some() {
+            // A quick-reply payload is optional; when given, it is one `payload` parameter.
+            if sub_type.as_deref() != Some("quick_reply") || params.len() != 1 || param_type(params[0]) != "payload" {
+                return Err(format_mismatch(format!("button {i}: a quick_reply button takes one payload parameter")));
+            }
+        } else if given.is_some() && kind != "URL" && kind != "OTP" && kind != "QUICK_REPLY" {
+            return Err(format_mismatch(format!("button {i}: the template's {kind} button takes no parameters")));
+        }
+    }
+    for c in req_components.iter().filter_map(Value::as_object) {
+        let is_button = c.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("button"));
+        let index = c.get("index").and_then(Value::as_str).and_then(|i| i.parse::<usize>().ok());
+        if is_button && index.is_none_or(|i| i >= buttons.len()) {
+            return Err(not_valid("template['components'] button index", "does not name a button of the template."));
         }
     }
     Ok(())
@@ -849,6 +911,63 @@ mod tests {
         let mut c = cta;
         c["action"]["parameters"]["display_text"] = json!("d".repeat(21));
         assert_refused(send("interactive", c), 131009, "display_text");
+    }
+
+    #[test]
+    fn call_permission_requests_and_voice_call_buttons() {
+        let perm = json!({"type": "call_permission_request", "body": {"text": "May we call?"},
+                          "action": {"name": "call_permission_request"}});
+        assert!(check_message(&send("interactive", perm.clone())).is_ok());
+        let mut p = perm.clone();
+        p["footer"] = json!({"text": "x"});
+        assert_refused(send("interactive", p), 100, "interactive['footer']");
+        let mut p = perm.clone();
+        p["header"] = json!({"type": "text", "text": "x"});
+        assert_refused(send("interactive", p), 100, "interactive['header']");
+        let mut p = perm;
+        p["action"]["name"] = json!("voice_call");
+        assert_refused(send("interactive", p), 131009, "must be call_permission_request");
+        let call = json!({"type": "voice_call", "body": {"text": "Call us"},
+                          "action": {"name": "voice_call", "parameters": {"display_text": "Call on WhatsApp", "ttl_minutes": 100, "payload": "p"}}});
+        assert!(check_message(&send("interactive", call.clone())).is_ok());
+        let mut c = call.clone();
+        c["action"]["parameters"]["ttl_minutes"] = json!(43_201);
+        assert_refused(send("interactive", c), 131009, "ttl_minutes");
+        let mut c = call.clone();
+        c["action"]["parameters"]["display_text"] = json!("x".repeat(21));
+        assert_refused(send("interactive", c), 131009, "display_text");
+        let mut c = call;
+        c["action"]["parameters"]["payload"] = json!("x".repeat(513));
+        assert_refused(send("interactive", c), 131009, "payload");
+        let bare = json!({"type": "voice_call", "body": {"text": "Call"}, "action": {"name": "voice_call"}});
+        assert!(check_message(&send("interactive", bare)).is_ok());
+    }
+
+    #[test]
+    fn template_copy_code_and_quick_reply_buttons() {
+        let def = json!({"components": [{"type": "BODY", "text": "Use {{1}}"},
+            {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Stop"}, {"type": "COPY_CODE", "example": "SAVE20"}]}]});
+        let body = json!({"type": "body", "parameters": [{"type": "text", "text": "SAVE20"}]});
+        let code = |c: &str| {
+            json!({"type": "button", "sub_type": "copy_code", "index": "1",
+                                    "parameters": [{"type": "coupon_code", "coupon_code": c}]})
+        };
+        let qr = json!({"type": "button", "sub_type": "quick_reply", "index": "0",
+                        "parameters": [{"type": "payload", "payload": "STOP"}]});
+        let req = |components: Value| json!({"name": "sale", "language": {"code": "en_US"}, "components": components});
+        assert_eq!(check_template_send(&def, &req(json!([body.clone(), qr.clone(), code("SAVE20")]))), Ok(()));
+        assert_eq!(check_template_send(&def, &req(json!([body.clone(), code("SAVE20")]))), Ok(()), "payload optional");
+        assert_eq!(check_template_send(&def, &req(json!([body.clone()]))).unwrap_err().code, 132000);
+        assert_eq!(
+            check_template_send(&def, &req(json!([body.clone(), code(&"X".repeat(16))]))).unwrap_err().code,
+            131009
+        );
+        let mut wrong = qr.clone();
+        wrong["parameters"][0] = json!({"type": "text", "text": "x"});
+        assert_eq!(check_template_send(&def, &req(json!([body.clone(), wrong, code("A")]))).unwrap_err().code, 132012);
+        let mut beyond = qr;
+        beyond["index"] = json!("5");
+        assert_eq!(check_template_send(&def, &req(json!([body, beyond, code("A")]))).unwrap_err().code, 131009);
     }
 
     #[test]
