@@ -491,7 +491,7 @@ const SEND_COLUMNS: &[(&str, &str)] = &[
 
 /// Runs a registry command against the configured database, which must exist already.
 pub async fn run_registry(command: Command, config: &Config, out: Out) -> anyhow::Result<()> {
-    let store = Store::open(config, Open::Existing).await?;
+    let store = Store::connect_with(config, Open::Existing).await?;
     store.migrate().await?;
     let result = match command {
         Command::Calling(cmd) => calling_command(cmd, &store, config, out).await,
@@ -871,4 +871,55 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config, out: O
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and every argument (flags and positional ids) has a description in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn certificate_hosts() {
+        assert!(check_cert_host("sip.example.com").is_ok());
+        assert!(check_cert_host("127.0.0.1").is_ok());
+        assert!(check_cert_host("::1").is_ok());
+        assert_eq!(
+            check_cert_host("https://sip.example.com/x").unwrap_err(),
+            "--host takes a host name, not a URL: use --host sip.example.com"
+        );
+        for bad in ["sip.example.com:5061", "sip example", "", "-x.example.com", "a..b"] {
+            assert!(check_cert_host(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_health_url_follows_the_listen_address() {
+        assert_eq!(health_url("0.0.0.0:8080"), "http://127.0.0.1:8080/healthz");
+        assert_eq!(health_url("[::]:8080"), "http://[::1]:8080/healthz");
+        assert_eq!(health_url("127.0.0.1:9000"), "http://127.0.0.1:9000/healthz");
+    }
 }

@@ -76,11 +76,11 @@ pub enum Open {
 impl Store {
     /// Opens the database (creating the SQLite file, in `data_dir`, when needed) and the master key.
     pub async fn connect(config: &Config) -> Result<Store, StoreError> {
-        Store::open(config, Open::Create).await
+        Store::connect_with(config, Open::Create).await
     }
 
     /// Opens the database; with [`Open::Existing`] nothing is created.
-    pub async fn open(config: &Config, mode: Open) -> Result<Store, StoreError> {
+    pub async fn connect_with(config: &Config, mode: Open) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         if mode == Open::Existing {
             if !config.is_postgres() {
