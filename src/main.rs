@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => migrate(config, out).await,
         Command::Healthcheck { url } => wabridge::cli::healthcheck(url, &config).await,
+        Command::Demo { args } => wabridge::cli::demo(args),
         Command::Certs(cmd) => wabridge::cli::certs_command(cmd, out),
         command => run_registry(command, &config, out).await,
     };

@@ -48,6 +48,13 @@ pub enum Command {
     },
     /// Create the database if needed, apply its migrations and exit (`serve` does this too).
     Migrate,
+    /// Run the demo: wabridge with the Meta and Bitrix24 emulators, playing a scripted story (runs
+    /// `wabridge-demo` from beside this binary; from a clone: cargo run -p wabridge-demo).
+    Demo {
+        /// Arguments passed to wabridge-demo (e.g. --listen 127.0.0.1:8090).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Ask the running service's GET /healthz (exit 0 when it answers 200); used by the container's HEALTHCHECK.
     Healthcheck {
         /// URL to ask (default: /healthz on the configured listen address, 127.0.0.1 for 0.0.0.0).
@@ -272,6 +279,23 @@ pub enum WabaCmd {
     },
 }
 
+/// Phone settings taken alike by `phone add` and `phone update` (one definition, so the two cannot drift).
+#[derive(Debug, Args)]
+pub struct PhoneSwitches {
+    /// Offer the number as the CRM's SMS provider (alone: true; or true/false; off unless set on add).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    sms_service: Option<bool>,
+    /// Stream media from Meta on demand instead of keeping local copies (alone: true; or true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    file_proxy: Option<bool>,
+    /// Asterisk target for calls: udp|tcp|tls:host:port ('' removes it on update).
+    #[arg(long)]
+    asterisk_target: Option<String>,
+    /// Meta's throughput for the number, messages per second (1-1000; 80 unless set on add).
+    #[arg(long)]
+    throughput_mps: Option<i64>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PhoneCmd {
     /// Register a phone number.
@@ -288,18 +312,8 @@ pub enum PhoneCmd {
         /// wabridge id of the CRM portal to bind.
         #[arg(long)]
         portal: Option<i64>,
-        /// Offer the number as the CRM's SMS provider (alone: true; or true/false; default false).
-        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-        sms_service: Option<bool>,
-        /// Stream media from Meta on demand instead of keeping local copies (alone: true; default false).
-        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-        file_proxy: Option<bool>,
-        /// Asterisk target for calls: udp|tcp|tls:host:port.
-        #[arg(long)]
-        asterisk_target: Option<String>,
-        /// Meta's throughput for the number, messages per second (default 80, up to 1000).
-        #[arg(long)]
-        throughput_mps: Option<i64>,
+        #[command(flatten)]
+        switches: PhoneSwitches,
     },
     /// List phones (archived ones only with --archived).
     List {
@@ -325,18 +339,8 @@ pub enum PhoneCmd {
         /// Unbind the portal.
         #[arg(long)]
         unbind_portal: bool,
-        /// Offer the number as the CRM's SMS provider (alone: true; or true/false).
-        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-        sms_service: Option<bool>,
-        /// Stream media from Meta on demand instead of keeping local copies (alone: true; or true/false).
-        #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-        file_proxy: Option<bool>,
-        /// Asterisk target for calls: udp|tcp|tls:host:port ('' removes it).
-        #[arg(long)]
-        asterisk_target: Option<String>,
-        /// Meta's throughput for the number, messages per second (1-1000).
-        #[arg(long)]
-        throughput_mps: Option<i64>,
+        #[command(flatten)]
+        switches: PhoneSwitches,
     },
     /// Remove a phone that has no history (one with messages, sends or calls is archived instead).
     Remove {
@@ -444,11 +448,7 @@ fn secret_arg(v: Option<String>) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn app_input(
-    domain: Option<String>,
-    app_secret: Option<String>,
-    options: AppOptions,
-) -> anyhow::Result<AppInput> {
+fn app_input(domain: Option<String>, app_secret: Option<String>, options: AppOptions) -> anyhow::Result<AppInput> {
     Ok(AppInput {
         meta_app_id: None,
         name: options.name,
@@ -461,7 +461,8 @@ fn app_input(
     })
 }
 
-const APP_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("META APP ID", "meta_app_id"), ("DOMAIN", "domain"), ("NAME", "name")];
+const APP_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("META APP ID", "meta_app_id"), ("DOMAIN", "domain"), ("NAME", "name")];
 const WABA_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("WABA ID", "waba_id"), ("APP", "app"), ("NAME", "name")];
 const PHONE_COLUMNS: &[(&str, &str)] = &[
     ("ID", "id"),
@@ -578,25 +579,16 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
             }
         },
         Command::Phone(cmd) => match cmd {
-            PhoneCmd::Add {
-                number,
-                phone_number_id,
-                waba,
-                portal,
-                sms_service,
-                file_proxy,
-                asterisk_target,
-                throughput_mps,
-            } => {
+            PhoneCmd::Add { number, phone_number_id, waba, portal, switches } => {
                 let input = PhoneInput {
                     number: Some(number),
                     phone_number_id: Some(phone_number_id),
                     waba: Some(waba),
                     portal: portal.map(Some),
-                    sms_service: Some(sms_service.unwrap_or(false)),
-                    file_proxy: Some(file_proxy.unwrap_or(false)),
-                    asterisk_target: asterisk_target.map(Some),
-                    throughput_mps,
+                    sms_service: Some(switches.sms_service.unwrap_or(false)),
+                    file_proxy: Some(switches.file_proxy.unwrap_or(false)),
+                    asterisk_target: switches.asterisk_target.map(Some),
+                    throughput_mps: switches.throughput_mps,
                 };
                 out.record(&PhoneView::from(&registry::create_phone(store, &input).await?))?
             }
@@ -607,25 +599,16 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
                 out.table(&views, PHONE_COLUMNS)?
             }
             PhoneCmd::Show { id } => out.record(&PhoneView::from(&registry::get_phone(store, id).await?))?,
-            PhoneCmd::Update {
-                id,
-                waba,
-                portal,
-                unbind_portal,
-                sms_service,
-                file_proxy,
-                asterisk_target,
-                throughput_mps,
-            } => {
+            PhoneCmd::Update { id, waba, portal, unbind_portal, switches } => {
                 let input = PhoneInput {
                     number: None,
                     phone_number_id: None,
                     waba,
                     portal: if unbind_portal { Some(None) } else { portal.map(Some) },
-                    sms_service,
-                    file_proxy,
-                    asterisk_target: asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
-                    throughput_mps,
+                    sms_service: switches.sms_service,
+                    file_proxy: switches.file_proxy,
+                    asterisk_target: switches.asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
+                    throughput_mps: switches.throughput_mps,
                 };
                 out.record(&PhoneView::from(&registry::update_phone(store, id, &input).await?))?
             }
@@ -646,7 +629,10 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
                 if out.json {
                     return out.record(&view);
                 }
-                println!("Phone {id} ({}) restored; bind it with 'wabridge phone update {id} --portal P'.", view.number);
+                println!(
+                    "Phone {id} ({}) restored; bind it with 'wabridge phone update {id} --portal P'.",
+                    view.number
+                );
             }
         },
         Command::Portal(cmd) => match cmd {
@@ -699,6 +685,7 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
         Command::Serve { .. }
         | Command::Migrate
         | Command::Healthcheck { .. }
+        | Command::Demo { .. }
         | Command::Calling(_)
         | Command::Certs(_)
         | Command::AsteriskConfig { .. } => unreachable!("handled by the caller"),
@@ -758,16 +745,30 @@ pub fn certs_command(cmd: CertsCmd, out: Out) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `wabridge demo`: the demo is its own program (`crates/demo`), so that the product never carries the
+/// emulators; this runs it when it was built or installed beside `wabridge`.
+pub fn demo(args: Vec<String>) -> anyhow::Result<()> {
+    let beside = std::env::current_exe()?.with_file_name(format!("wabridge-demo{}", std::env::consts::EXE_SUFFIX));
+    if !beside.exists() {
+        anyhow::bail!(
+            "the demo is a separate program, not found at {}; from a clone run: cargo run -p wabridge-demo",
+            beside.display()
+        );
+    }
+    let status = std::process::Command::new(&beside).args(args).status()?;
+    if !status.success() {
+        anyhow::bail!("wabridge-demo stopped: {status}");
+    }
+    Ok(())
+}
+
 /// The URL `wabridge healthcheck` asks by default: /healthz on the listen address, over loopback when the
 /// service listens on all interfaces.
 pub fn health_url(listen: &str) -> String {
     match listen.parse::<std::net::SocketAddr>() {
         Ok(a) if a.ip().is_unspecified() => {
-            let ip: std::net::IpAddr = if a.is_ipv6() {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            } else {
-                std::net::Ipv4Addr::LOCALHOST.into()
-            };
+            let ip: std::net::IpAddr =
+                if a.is_ipv6() { std::net::Ipv6Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::LOCALHOST.into() };
             format!("http://{}/healthz", std::net::SocketAddr::new(ip, a.port()))
         }
         _ => format!("http://{listen}/healthz"),

@@ -133,7 +133,8 @@ mod tests {
 
     #[test]
     fn a_table_fits_its_widest_cells() {
-        let rows = vec![json!({"id": 1, "number": "+5511930001234", "c": {"s": "ok"}}), json!({"id": 22, "number": "+1"})];
+        let rows =
+            vec![json!({"id": 1, "number": "+5511930001234", "c": {"s": "ok"}}), json!({"id": 22, "number": "+1"})];
         let text = table_text(&rows, &[("ID", "id"), ("NUMBER", "number"), ("LINE", "c.s")]);
         assert_eq!(text, "ID  NUMBER          LINE\n1   +5511930001234  ok\n22  +1              -\n");
         assert_eq!(table_text(&[], &[("ID", "id"), ("NAME", "name")]), "ID  NAME\n");

@@ -82,24 +82,15 @@ impl Store {
     /// Opens the database; with [`Open::Existing`] nothing is created.
     pub async fn connect_with(config: &Config, mode: Open) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        if mode == Open::Existing {
-            if !config.is_postgres() {
-                let path = sqlite_path(&config.database_url)?;
-                if path.as_os_str() != ":memory:" && !path.exists() {
-                    return Err(StoreError::Setup(format!(
-                        "no database at {} (database_url {:?}, working directory {}); run this where the service \
-                         runs, or pass --config/--database-url; 'wabridge serve' or 'wabridge migrate' creates it",
-                        shown_path(&path),
-                        config.database_url,
-                        shown_path(Path::new(".")),
-                    )));
-                }
-            }
-            if config.master_key.is_none() && !config.key_file().exists() {
+        if mode == Open::Existing && !config.is_postgres() {
+            let path = sqlite_path(&config.database_url)?;
+            if path.as_os_str() != ":memory:" && !path.exists() {
                 return Err(StoreError::Setup(format!(
-                    "no master key at {} and master_key is not set: the secrets in the database cannot be opened \
-                     (pass --config/--data-dir, or set WABRIDGE_MASTER_KEY)",
-                    shown_path(&config.key_file()),
+                    "no database at {} (database_url {:?}, working directory {}); run this where the service runs, \
+                     or pass --config/--database-url; 'wabridge serve' or 'wabridge migrate' creates it",
+                    shown_path(&path),
+                    config.database_url,
+                    shown_path(Path::new(".")),
                 )));
             }
         }
@@ -109,6 +100,13 @@ impl Store {
         } else {
             (Backend::Sqlite, prepare_sqlite_url(config)?)
         };
+        if mode == Open::Existing && config.master_key.is_none() && !config.key_file().exists() {
+            return Err(StoreError::Setup(format!(
+                "no master key at {} and master_key is not set: the secrets in the database cannot be opened \
+                 (pass --config/--data-dir, or set WABRIDGE_MASTER_KEY)",
+                shown_path(&config.key_file()),
+            )));
+        }
         let sealer = match &config.master_key {
             Some(text) => Sealer::from_text(text)?,
             None => Sealer::from_key_file(&config.key_file())?,

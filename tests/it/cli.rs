@@ -89,7 +89,17 @@ async fn registry_through_the_cli(kind: Db) {
     // `--sms-service` and `--file-proxy` are the same on `add` and `update`: alone they mean true, or take a value.
     let phone = json(
         &db,
-        &["phone", "add", "--number", "+44 20 7946 0018", "--phone-number-id", "888000", "--waba", "1", "--sms-service"],
+        &[
+            "phone",
+            "add",
+            "--number",
+            "+44 20 7946 0018",
+            "--phone-number-id",
+            "888000",
+            "--waba",
+            "1",
+            "--sms-service",
+        ],
     );
     assert_eq!(phone["number"], "+442079460018");
     assert_eq!(phone["sms_service"], true);
@@ -101,7 +111,10 @@ async fn registry_through_the_cli(kind: Db) {
     let other = json(&db, &[&other[..], &["--sms-service", "false", "--file-proxy"]].concat());
     assert_eq!((&other["sms_service"], &other["file_proxy"]), (&Value::Bool(false), &Value::Bool(true)));
     let list = ok(&db, &["phone", "list"]);
-    assert!(list.starts_with("ID  NUMBER         PHONE NUMBER ID  WABA  PORTAL  LINE  SMS    CALLING  ARCHIVED"), "{list}");
+    assert!(
+        list.starts_with("ID  NUMBER         PHONE NUMBER ID  WABA  PORTAL  LINE  SMS    CALLING  ARCHIVED"),
+        "{list}"
+    );
     assert!(list.contains("\n1   +442079460018  888000           1     -       -     true   -        -\n"), "{list}");
     assert!(ok(&db, &["portal", "list"]).contains("MEMBER ID"));
     assert_eq!(json(&db, &["portal", "list"]), Value::Array(vec![]));
@@ -187,6 +200,7 @@ fn every_command_has_help() {
         &["phone", "archive"],
         &["phone", "restore"],
         &["healthcheck"],
+        &["demo"],
         &["portal"],
         &["portal", "list"],
         &["portal", "show"],
@@ -219,10 +233,7 @@ fn every_command_has_help() {
     let out = Command::new(BIN).args(["app", "add", "--help"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let usage = text.lines().find(|l| l.starts_with("Usage:")).unwrap();
-    assert!(
-        usage.contains("--meta-app-id <META_APP_ID> --domain <DOMAIN> --app-secret <APP_SECRET>"),
-        "{usage}"
-    );
+    assert!(usage.contains("--meta-app-id <META_APP_ID> --domain <DOMAIN> --app-secret <APP_SECRET>"), "{usage}");
 }
 
 #[test]
@@ -410,11 +421,8 @@ fn serve_logs_plain_text_and_answers_healthcheck() {
         c
     };
     assert!(wabridge(&["certs", "dev", "--host", "sip.example.test"]).status().unwrap().success());
-    let mut child = wabridge(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        wabridge(&["serve", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let url = loop {
