@@ -25,10 +25,12 @@ pub async fn ensure(store: &Store) -> Result<Option<String>, StoreError> {
     Ok(store.put_setting_if_absent(ADMIN_TOKEN_HASH, &hash(&token)).await?.then_some(token))
 }
 
-/// Replaces the admin token; the old one stops working at once.
+/// Replaces the admin token; the old one stops working at once, and so do the web console's sessions logged in
+/// with it.
 pub async fn rotate(store: &Store) -> Result<String, StoreError> {
     let token = new_token();
     store.put_setting(ADMIN_TOKEN_HASH, &hash(&token)).await?;
+    crate::store::console::delete_all(store).await?;
     Ok(token)
 }
 

@@ -136,6 +136,15 @@ pub struct Config {
     pub webhook_body_budget_bytes: usize,
     /// How long a webhook waits for room in the budget before it gets 503 with `Retry-After`.
     pub webhook_budget_wait_ms: u64,
+    // Tenant event webhooks (docs/events.md).
+    /// Event subscription URLs may name loopback, private and link-local addresses (off: refused, SSRF).
+    pub events_allow_private_urls: bool,
+    /// An event endpoint that has not answered after this many milliseconds has failed the attempt.
+    pub events_timeout_ms: u64,
+    /// A delivery is retried until this long after its first attempt (default 24 hours), then dead.
+    pub events_retry_window_seconds: u64,
+    /// An endpoint whose every attempt failed for this long is disabled, with the reason shown.
+    pub events_disable_after_seconds: u64,
 }
 
 impl Default for Config {
@@ -199,6 +208,10 @@ impl Default for Config {
             http_body_read_timeout_ms: 30_000,
             webhook_body_budget_bytes: 64 * 1024 * 1024,
             webhook_budget_wait_ms: 2_000,
+            events_allow_private_urls: false,
+            events_timeout_ms: 10_000,
+            events_retry_window_seconds: 24 * 3600,
+            events_disable_after_seconds: 5 * 24 * 3600,
         }
     }
 }
@@ -270,6 +283,9 @@ impl Config {
                 "webhook_body_budget_bytes must be at least webhook_body_limit ({}) and at most 4 GiB, got {}",
                 self.webhook_body_limit, self.webhook_body_budget_bytes
             )));
+        }
+        if self.events_timeout_ms == 0 {
+            return Err(ConfigError("events_timeout_ms must be at least 1".into()));
         }
         if !url::Url::parse(&self.graph_base_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
             return Err(ConfigError(format!("graph_base_url must be an http(s) URL, got {:?}", self.graph_base_url)));

@@ -8,10 +8,11 @@ use std::collections::HashMap;
 
 use sqlx::{Any, Transaction};
 
+use crate::events::EventType;
 use crate::jobs::catalogue::InboxProcess;
 use crate::jobs::{Job, JobError};
 use crate::meta::webhook::{self, ChangeValue, Content, InboundMessage, MessagesValue, Status, StatusKind};
-use crate::store::{account_events, contacts, inbox, messages, phones, registry, templates};
+use crate::store::{account_events, activity, contacts, inbox, messages, phones, registry, templates};
 use crate::store::{now_ms, Store, StoreError};
 
 /// What one body did, for logs and tests.
@@ -22,6 +23,8 @@ pub struct Applied {
     pub template_events: usize,
     pub other_changes: usize,
     pub unknown_phone: usize,
+    /// The registered phones the body was about (each once), for the console's last-webhook times.
+    pub phones: Vec<i64>,
 }
 
 /// Bodies from this size on are dropped from the SQLite page cache once read.
@@ -39,6 +42,7 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
     let body: &[u8] = row.body()?;
     let large = body.len() >= LARGE_BODY;
     let source = row.source()?;
+    let (app_id, received_at) = (row.app_id()?, row.received_at()?);
     let payload = match crate::channel::parse_inbound(&source, body) {
         Ok(p) => p,
         Err(e) => {
@@ -70,6 +74,14 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
     inbox::mark_processed_on(&mut *tx, inbox_id).await?;
     tx.commit().await?;
     tracing::debug!(job = job.id, ?applied, "webhook processed");
+    // Best effort, outside the transaction: a failure here must not redo the body.
+    let seen = std::iter::once((activity::Scope::App, app_id))
+        .chain(applied.phones.iter().map(|p| (activity::Scope::Phone, *p)));
+    for (scope, id) in seen {
+        if let Err(e) = activity::touch(&store, scope, id, received_at).await {
+            tracing::debug!(error = %e, "could not record the last webhook time");
+        }
+    }
     if applied.unknown_phone > 0 {
         tracing::warn!(
             job = job.id,
@@ -116,6 +128,9 @@ pub async fn apply(
                         applied.unknown_phone += 1;
                         continue;
                     };
+                    if !applied.phones.contains(&phone_id) {
+                        applied.phones.push(phone_id);
+                    }
                     apply_messages(tx, phone_id, v, &mut applied, inbox_id, &mut index).await?;
                     let at = entry.time.map(|t| t * 1000);
                     for e in &v.errors {
@@ -138,6 +153,8 @@ pub async fn apply(
                         crate::templates::request_sync_on(&mut **tx, waba_id).await?;
                         // Only a newer event moves the template's status.
                         templates::apply_event_on(tx, waba_id, t, at).await?;
+                        let data = crate::events::template_status(&entry.id, t, at);
+                        crate::events::emit_on(tx, EventType::TemplateStatus, Some(waba_id), None, data).await?;
                     }
                 }
                 ChangeValue::AccountUpdate(a) => {
@@ -194,6 +211,7 @@ async fn apply_messages(
                 raw: m.raw.to_string(),
                 sent_at: m.timestamp * 1000,
                 arrival: place,
+                target_wamid: crate::history::target_of(&m.content),
             },
         )
         .await?;
@@ -201,10 +219,12 @@ async fn apply_messages(
         if new {
             crate::calling::permissions::record_on(tx, phone_id, contact, m).await?;
             crate::crm::deliver::enqueue_on(tx, phone_id, &m.id).await?;
+            let data = crate::events::message_received(v, m);
+            crate::events::emit_for_phone_on(tx, EventType::MessageReceived, phone_id, data).await?;
         }
     }
     for s in &v.statuses {
-        applied.statuses_new += apply_status(tx, s).await?;
+        applied.statuses_new += apply_status(tx, phone_id, s).await?;
     }
     Ok(())
 }
@@ -239,7 +259,7 @@ async fn upsert_contact(
 }
 
 /// Records a status once per `(wamid, status)`, and moves the message's current status only forward.
-async fn apply_status(tx: &mut Transaction<'static, Any>, s: &Status) -> Result<usize, JobError> {
+async fn apply_status(tx: &mut Transaction<'static, Any>, phone_id: i64, s: &Status) -> Result<usize, JobError> {
     let err = s.errors.first();
     let error_text = err.map(|e| e.details.clone().or_else(|| e.title.clone()).unwrap_or_default());
     let status = messages::NewStatus {
@@ -259,6 +279,8 @@ async fn apply_status(tx: &mut Transaction<'static, Any>, s: &Status) -> Result<
         let error = err.map(|e| (e.code, error_text.unwrap_or_default()));
         let opaque = s.biz_opaque_callback_data.as_deref();
         crate::outbound::on_status(tx, &s.id, opaque, s.status.as_str(), s.status.rank() as i64, error).await?;
+        let data = crate::events::message_status(s);
+        crate::events::emit_for_phone_on(tx, EventType::MessageStatus, phone_id, data).await?;
     }
     Ok(usize::from(new))
 }

@@ -78,6 +78,38 @@ pub struct Metrics {
     pub http_connections_timed_out: Family<PhaseLabels, Counter>,
     /// Bytes of webhook bodies held now (the budget in use).
     pub webhook_body_bytes_in_flight: Gauge,
+    // Stats (issue 15): the message counts are read from the database at scrape time (all processes).
+    /// Customers' messages received.
+    pub messages_received: Counter,
+    /// Messages Meta took from us (read marks left out).
+    pub messages_sent: Counter,
+    /// Template messages Meta took from us.
+    pub templates_sent: Counter,
+    /// Media uploaded through the tenant API (this process).
+    pub media_uploaded: Counter,
+    /// Errors by kind (`send_failed`, `event_delivery_dead`; all processes).
+    pub errors: Family<KindOnlyLabels, Counter>,
+    /// Tenant API calls by route template (this process).
+    pub api_calls: Family<RouteLabels, Counter>,
+    /// Seconds since this process started.
+    pub uptime_seconds: Gauge,
+    pub started: std::time::Instant,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindOnlyLabels {
+    pub kind: String,
+}
+
+impl Metrics {
+    /// Raises a counter that mirrors a count kept elsewhere (the database) to `total`; it never goes down.
+    pub fn raise_to(counter: &Counter, total: i64) {
+        let total = total.max(0) as u64;
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -172,7 +204,46 @@ impl Metrics {
             "Bytes of webhook bodies held in memory now (taken from webhook_body_budget_bytes)",
             webhook_body_bytes_in_flight.clone(),
         );
+        let messages_received = Counter::default();
+        registry.register(
+            "messages_received",
+            "Customers' messages received, across all processes",
+            messages_received.clone(),
+        );
+        let messages_sent = Counter::default();
+        registry.register(
+            "messages_sent",
+            "Messages Meta took from wabridge (read marks left out), across all processes",
+            messages_sent.clone(),
+        );
+        let templates_sent = Counter::default();
+        registry.register(
+            "templates_sent",
+            "Template messages Meta took from wabridge, across all processes",
+            templates_sent.clone(),
+        );
+        let media_uploaded = Counter::default();
+        registry.register("media_uploaded", "Media uploaded through the tenant API", media_uploaded.clone());
+        let errors = Family::<KindOnlyLabels, Counter>::default();
+        registry.register(
+            "errors",
+            "Errors by kind: send_failed (sends given up on), event_delivery_dead (event deliveries given up on), \
+             across all processes",
+            errors.clone(),
+        );
+        let api_calls = Family::<RouteLabels, Counter>::default();
+        registry.register("api_calls", "Tenant API (/api/v1) calls by route", api_calls.clone());
+        let uptime_seconds = Gauge::default();
+        registry.register("uptime_seconds", "Seconds since this process started", uptime_seconds.clone());
         Arc::new(Metrics {
+            messages_received,
+            messages_sent,
+            templates_sent,
+            media_uploaded,
+            errors,
+            api_calls,
+            uptime_seconds,
+            started: std::time::Instant::now(),
             registry,
             http_connections_open,
             http_connections_refused,

@@ -88,6 +88,7 @@ impl Service {
             intake,
             apps: Arc::new(AppCache::new(store.clone(), 5_000)),
             bridge,
+            console: Arc::new(crate::http::console::Console::new()),
             webhook_budget: Arc::new(crate::http::webhook::BodyBudget::new(
                 config_budget,
                 Duration::from_millis(config_wait),

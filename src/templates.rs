@@ -34,7 +34,7 @@ pub async fn schedule_hourly(store: &Store) -> Result<(), StoreError> {
     for w in store.list_wabas().await? {
         let key = Kind::TemplatesSync.key(format_args!("{}:{hour}", w.id));
         let task = Task::TemplatesSync(TemplatesSync { waba_id: w.id });
-        crate::jobs::enqueue(&store.pool, &task, Enqueue { dedup_key: Some(&key), ..Enqueue::default() }).await?;
+        store.enqueue(&task, Enqueue { dedup_key: Some(&key), ..Enqueue::default() }).await?;
     }
     Ok(())
 }

@@ -88,6 +88,18 @@ pub enum Command {
     /// Messages sent (or being sent) to WhatsApp.
     #[command(subcommand)]
     Sends(SendsCmd),
+    /// Message history: customers' messages and ours, newest first.
+    #[command(subcommand)]
+    Messages(crate::cli_events::MessagesCmd),
+    /// Customers who wrote to our numbers.
+    #[command(subcommand)]
+    Contacts(crate::cli_events::ContactsCmd),
+    /// Conversations: a customer and one of our numbers.
+    #[command(subcommand)]
+    Conversations(crate::cli_events::ConversationsCmd),
+    /// Event webhooks to tenants: subscriptions, deliveries, redrive.
+    #[command(subcommand)]
+    Events(crate::cli_events::EventsCmd),
     /// TLS certificates for the SIP edge.
     #[command(subcommand)]
     Certs(CertsCmd),
@@ -499,6 +511,10 @@ pub async fn run_registry(command: Command, config: &Config, out: Out) -> anyhow
         Command::AsteriskConfig { edge_host, asterisk_port, with_secrets } => {
             asterisk_config(&store, config, edge_host, asterisk_port, with_secrets).await
         }
+        Command::Messages(cmd) => crate::cli_events::messages(cmd, &store, out.json).await,
+        Command::Contacts(cmd) => crate::cli_events::contacts(cmd, &store, out.json).await,
+        Command::Conversations(cmd) => crate::cli_events::conversations(cmd, &store, out.json).await,
+        Command::Events(cmd) => crate::cli_events::events(cmd, &store, config, out.json).await,
         command => registry_command(command, &store, out).await,
     };
     store.close().await;
@@ -675,7 +691,7 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
         },
         Command::Sends(cmd) => match cmd {
             SendsCmd::List { limit } => {
-                out.table(&crate::outbound::list(store, limit.clamp(1, 1000)).await?, SEND_COLUMNS)?
+                out.table(&crate::outbound::list(store, None, limit.clamp(1, 1000)).await?, SEND_COLUMNS)?
             }
             SendsCmd::Show { id } => match crate::outbound::get(store, id).await? {
                 Some(o) => out.record(&o)?,
@@ -686,6 +702,10 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
         | Command::Migrate
         | Command::Healthcheck { .. }
         | Command::Demo { .. }
+        | Command::Messages(_)
+        | Command::Contacts(_)
+        | Command::Conversations(_)
+        | Command::Events(_)
         | Command::Calling(_)
         | Command::Certs(_)
         | Command::AsteriskConfig { .. } => unreachable!("handled by the caller"),

@@ -9,9 +9,9 @@
 //! message]", see `translate::render`). A message the customer deleted before it reached the portal (both in one
 //! webhook, or its delivery still retrying) is not delivered at all ([`revoked`]).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::deliver::refusal;
+use super::lines::{At, CrmLines};
 use super::Bridge;
 use crate::jobs::JobError;
 use crate::meta::webhook::{self, Content};
@@ -53,20 +53,9 @@ async fn delivered(b: &Bridge, c: &Change<'_>, wamid: &str) -> Result<Option<Del
     Ok(Some(Delivered { chat_id: row.crm_chat_id, crm_message_id, content }))
 }
 
-/// Calls `method` for one message; `Ok(false)` when the portal did not take it (e.g. it no longer has it).
-async fn call(b: &Bridge, c: &Change<'_>, method: &str, message: Value) -> Result<bool, JobError> {
-    let params = json!({
-        "CONNECTOR": b.connector(),
-        "LINE": c.line,
-        "MESSAGES": [{"user": {"id": c.key}, "message": message, "chat": {"id": c.key}}],
-    });
-    let answer = b.bitrix.call(c.portal_id, method, &params).await?;
-    match refusal(&answer["result"]["DATA"]["RESULT"][0]) {
-        None => Ok(true),
-        Some(reason) => {
-            tracing::info!(message = c.message_id, method, %reason, "the portal did not take the change; posting it as a line");
-            Ok(false)
-        }
+impl Change<'_> {
+    fn at(&self) -> At<'_> {
+        At { portal_id: self.portal_id, line: self.line }
     }
 }
 
@@ -85,21 +74,18 @@ pub async fn edit(b: &Bridge, c: &Change<'_>, original: &str, new: &Content) -> 
     if text.is_empty() {
         return Ok(false);
     }
-    let mut message = json!({"id": original, "text": text});
+    let mut files = Vec::new();
     if let Some(content) = &d.content {
         // The portal's message keeps its attachment only if it is sent again; without it, a line instead.
-        let files = match super::deliver::files_for(b, c.phone, content).await {
+        files = match super::deliver::files_for(b, c.phone, content).await {
             Ok(files) => files,
             Err(e) => {
                 tracing::info!(message = c.message_id, error = %e, "the edited message's file is gone; posting a line");
                 return Ok(false);
             }
         };
-        if !files.is_empty() {
-            message["files"] = Value::Array(files);
-        }
     }
-    if !call(b, c, "imconnector.update.messages", message).await? {
+    if !b.lines.edit(c.at(), c.key, original, &text, files).await? {
         return Ok(false);
     }
     // Quotes of the message from now on show what it says now.
@@ -117,7 +103,7 @@ pub async fn edit(b: &Bridge, c: &Change<'_>, original: &str, new: &Content) -> 
 /// A revoke of `original` (wamid): the portal's message is deleted. `Ok(false)`: post a line instead.
 pub async fn revoke(b: &Bridge, c: &Change<'_>, original: &str) -> Result<bool, JobError> {
     let Some(d) = delivered(b, c, original).await? else { return Ok(false) };
-    if !call(b, c, "imconnector.delete.messages", json!({"id": original})).await? {
+    if !b.lines.delete(c.at(), c.key, original).await? {
         return Ok(false);
     }
     mark_done(b, c, &d).await?;

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use crate::bitrix::event::{Auth, Event, Install};
 use crate::store::phones::{self, ConnectorStatus};
 use crate::store::registry::Portal;
-use crate::store::{contacts, now_ms, portals, sends, Store, StoreError};
+use crate::store::{contacts, now_ms, outbound, portals, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
@@ -259,11 +259,11 @@ pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Op
         }
         Err(reason) => {
             // Refused before Meta: recorded as a failed send, and the portal is told why.
-            let id = match sends::id_by_idempotency_key_on(&mut tx, &key).await? {
+            let id = match outbound::id_by_idempotency_key_on(&mut tx, &key).await? {
                 Some(id) => id,
                 None => {
                     let request = json!({"message_body": text_body});
-                    let id = sends::insert_refused_sms_on(
+                    let id = outbound::insert_refused_sms_on(
                         &mut tx,
                         phone_id,
                         &recipient,
@@ -273,7 +273,8 @@ pub async fn sms(b: &super::Bridge, code: &str, body: &Value) -> Result<(i64, Op
                         &key,
                     )
                     .await?;
-                    crate::outbound::report_on(&mut *tx, "sms", id, "failed", Some(&reason)).await?;
+                    crate::outbound::report_on(&mut *tx, crate::outbound::Origin::Sms, id, "failed", Some(&reason))
+                        .await?;
                     id
                 }
             };

@@ -3,9 +3,11 @@
 //! Decisions live in `crate::translate`; these modules load, call the decision, and store or call the portal.
 
 pub mod bind;
+pub mod bitrix24;
 pub mod changes;
 pub mod deliver;
 pub mod events;
+pub mod lines;
 pub mod media;
 pub mod reply;
 pub mod report;
@@ -18,7 +20,7 @@ use serde_json::Value;
 use crate::bitrix::client::{Client as Bitrix, ClientOptions};
 use crate::config::Config;
 use crate::jobs::catalogue::{CrmBind, Empty, SmsRegister};
-use crate::jobs::{enqueue, Enqueue, Kind, Task};
+use crate::jobs::{Enqueue, Kind, Task};
 use crate::meta::graph;
 use crate::store::phones::{self, ConnectorStatus};
 use crate::store::registry::Phone;
@@ -31,7 +33,10 @@ const IDLE_MS: i64 = 7 * 86_400_000;
 /// What every CRM job needs.
 pub struct Bridge {
     pub store: Store,
+    /// Bitrix24's REST client, for setting lines up, the SMS provider and the portals' tokens.
     pub bitrix: Bitrix,
+    /// The CRM seam (`lines.rs`): the customers' chats on the lines. Bitrix24's open lines today.
+    pub lines: bitrix24::Bitrix24Lines,
     pub graph: graph::Client,
     /// The WhatsApp channel of the bridge's numbers (Meta's Cloud API).
     pub channel: crate::channel::meta::MetaCloud,
@@ -62,7 +67,9 @@ impl Bridge {
             },
         );
         let media_key = store.sealer.derive("media-links");
+        let lines = bitrix24::Bitrix24Lines { client: bitrix.clone(), connector: config.bitrix_connector_id.clone() };
         Arc::new(Bridge {
+            lines,
             graph: graph::Client::from_config(&config),
             channel: crate::channel::meta::MetaCloud::from_config(&config),
             store,
@@ -87,7 +94,7 @@ impl Bridge {
 pub async fn schedule_hourly(store: &Store) -> Result<(), StoreError> {
     let key = Kind::CrmMaintenance.key(now_ms() / 3_600_000);
     let opts = Enqueue { dedup_key: Some(&key), ..Enqueue::default() };
-    enqueue(&store.pool, &Task::CrmMaintenance(Empty {}), opts).await?;
+    store.enqueue(&Task::CrmMaintenance(Empty {}), opts).await?;
     Ok(())
 }
 
@@ -122,7 +129,7 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
     if after.portal_id.is_some() {
         phones::reset_connector(store, after.id, Some(ConnectorStatus::Pending)).await?;
         let opts = Enqueue { run_at: Some(now), ..Enqueue::default() };
-        enqueue(&store.pool, &Task::CrmBind(CrmBind { phone_id: after.id }), opts).await?;
+        store.enqueue(&Task::CrmBind(CrmBind { phone_id: after.id }), opts).await?;
     } else if portal_changed {
         phones::reset_connector(store, after.id, None).await?;
     }
@@ -135,7 +142,7 @@ pub async fn after_phone_change(store: &Store, before: Option<&Phone>, after: &P
         if is {
             phones::reset_sms(store, after.id).await?;
         }
-        enqueue(&store.pool, &task, Enqueue { run_at: Some(now), ..Enqueue::default() }).await?;
+        store.enqueue(&task, Enqueue { run_at: Some(now), ..Enqueue::default() }).await?;
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::lines::CrmLines;
 use super::Bridge;
 use crate::jobs::{Job, JobError};
 use crate::outbound::{self, NewSend, Origin};
@@ -160,9 +161,7 @@ async fn refuse(b: &Bridge, r: &Reply, text: &str) -> Result<(), JobError> {
 
 /// A system message in an open-line chat (visible to operators; not sent to the customer).
 pub async fn system_message(b: &Bridge, portal_id: i64, im_chat_id: &str, text: &str) -> Result<(), JobError> {
-    let params = json!({"DIALOG_ID": format!("chat{im_chat_id}"), "MESSAGE": text, "SYSTEM": "Y"});
-    b.bitrix.call(portal_id, "im.message.add", &params).await?;
-    Ok(())
+    Ok(b.lines.notice(portal_id, im_chat_id, text).await?)
 }
 
 /// A reply from a parsed `ONIMCONNECTORMESSAGEADD` message item (`bitrix::event`).

@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::lines::{At, CrmLines, Mark, OperatorMessage};
 use super::Bridge;
 use crate::jobs::catalogue::OutboundReport;
 use crate::jobs::{Job, JobError};
 use crate::outbound;
-use crate::store::now_ms;
 
 pub async fn run(b: Arc<Bridge>, _job: Job, task: OutboundReport) -> Result<(), JobError> {
     let (id, event, reason) = (task.outbound_id, task.event.as_str(), task.reason.as_deref());
@@ -29,25 +29,18 @@ pub async fn run(b: Arc<Bridge>, _job: Job, task: OutboundReport) -> Result<(), 
     }
     match out.origin.as_str() {
         "crm" => {
-            let msg = |with_date: bool| {
-                let mut message = json!({"id": [out.wamid.clone().unwrap_or_else(|| format!("wb-{id}"))]});
-                if with_date {
-                    message["date"] = json!(now_ms() / 1000);
-                }
-                json!({
-                    "CONNECTOR": b.connector(),
-                    "LINE": r["line"],
-                    "MESSAGES": [{"im": {"chat_id": r["im_chat_id"], "message_id": r["im_message_id"]},
-                                  "message": message, "chat": {"id": r["chat_id"]}}],
-                })
+            let line = r["line"].as_str().map(String::from).unwrap_or_else(|| r["line"].to_string());
+            let at = At { portal_id, line: &line };
+            let our_id = out.wamid.clone().unwrap_or_else(|| format!("wb-{id}"));
+            let m = OperatorMessage {
+                im_chat_id: &r["im_chat_id"],
+                im_message_id: &r["im_message_id"],
+                chat_id: &r["chat_id"],
+                our_id: &our_id,
             };
             match event {
-                "accepted" | "delivered" => {
-                    b.bitrix.call(portal_id, "imconnector.send.status.delivery", &msg(true)).await?;
-                }
-                "read" => {
-                    b.bitrix.call(portal_id, "imconnector.send.status.reading", &msg(false)).await?;
-                }
+                "accepted" | "delivered" => b.lines.mark(at, m, Mark::Delivered).await?,
+                "read" => b.lines.mark(at, m, Mark::Read).await?,
                 "failed" | "undelivered" => {
                     let text = format!("Not delivered to WhatsApp: {}", reason.unwrap_or("Meta reported a failure"));
                     let chat =

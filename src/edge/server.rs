@@ -327,10 +327,12 @@ impl Edge {
         let record_task = tokio::spawn(async move {
             while let Some(ev) = records_rx.recv().await {
                 let r = match &ev {
-                    CallEvent::Started(c) => record_store.call_started(c).await,
-                    CallEvent::Final { key, code, at } => record_store.call_final_status(key, *code, *at).await,
+                    CallEvent::Started(c) => crate::events::calls::started(&record_store, c).await,
+                    CallEvent::Final { key, code, at } => {
+                        crate::events::calls::final_status(&record_store, key, *code, *at).await
+                    }
                     CallEvent::Ended { key, call_id, by, duration, at } => {
-                        record_store.call_ended(key, call_id, by, *duration, *at).await
+                        crate::events::calls::ended(&record_store, key, call_id, by, *duration, *at).await
                     }
                 };
                 if let Err(e) = r {

@@ -15,6 +15,7 @@ use crate::registry::{
     self, AppCreate, AppInput, AppView, PhoneCreate, PhoneInput, PhoneView, PortalCreate, PortalInput, PortalView,
     VerifyTokenView, WabaCreate, WabaInput, WabaView,
 };
+use crate::store::registry::App;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -40,6 +41,18 @@ pub fn routes() -> Router<AppState> {
         .route("/sends/{id}", get(super::sends::get_send))
         .route("/wabas/{id}/templates", get(super::templates::list_templates))
         .route("/wabas/{id}/templates/sync", axum::routing::post(super::templates::sync_templates))
+        .route("/messages", get(super::history::admin_messages))
+        .route("/contacts", get(super::history::admin_contacts))
+        .route("/conversations", get(super::history::admin_conversations))
+        .route("/event-subscriptions", get(super::events::list).post(super::events::create))
+        .route(
+            "/event-subscriptions/{id}",
+            get(super::events::get).patch(super::events::update).delete(super::events::delete),
+        )
+        .route("/event-subscriptions/{id}/secret", get(super::events::reveal))
+        .route("/event-deliveries", get(super::events::deliveries))
+        .route("/event-deliveries/{id}", get(super::events::delivery))
+        .route("/event-deliveries/{id}/redrive", axum::routing::post(super::events::redrive))
 }
 
 /// Middleware: requires `Authorization: Bearer <admin token>`.
@@ -79,6 +92,13 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
           list_portals, create_portal, get_portal, update_portal, delete_portal,
           crate::http::jobs::list_jobs, crate::http::jobs::redrive_job, crate::http::calls::list_calls,
           crate::http::webhook_errors::list_webhook_errors,
+          crate::http::history::admin_messages, crate::http::history::admin_contacts,
+          crate::http::history::admin_conversations, crate::http::history::tenant_messages,
+          crate::http::history::tenant_contacts, crate::http::history::tenant_conversations,
+          crate::http::stats::stats,
+          crate::http::events::create, crate::http::events::list, crate::http::events::get,
+          crate::http::events::reveal, crate::http::events::update, crate::http::events::delete,
+          crate::http::events::deliveries, crate::http::events::delivery, crate::http::events::redrive,
           crate::http::health::healthz, crate::http::health::readyz),
     components(schemas(ErrorBody, crate::jobs::JobState)),
     modifiers(&Security, &ErrorResponses),
@@ -170,10 +190,32 @@ async fn list_apps(State(s): State<AppState>) -> Res<Vec<AppView>> {
 #[utoipa::path(post, path = "/admin/api/v1/apps", tag = "apps", request_body = AppCreate,
     responses((status = 201, body = AppView), (status = 422, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_app(State(s): State<AppState>, ApiJson(input): ApiJson<AppCreate>) -> Created<AppView> {
-    let input = AppInput::from(input);
-    let app = registry::create_app(&s.store, &input).await?;
-    s.apps.invalidate().await;
+    let app = app_create(&s, &AppInput::from(input)).await?;
     Ok((StatusCode::CREATED, Json(AppView::revealing_verify_token(&app))))
+}
+
+// The actions with more to them than one registry call, shared by the admin API and the console (which calls
+// these, not copies of them).
+
+/// Registers an app, then refreshes the webhook intake's cache of apps.
+pub async fn app_create(s: &AppState, input: &AppInput) -> Result<App, ApiError> {
+    let app = registry::create_app(&s.store, input).await?;
+    s.apps.invalidate().await;
+    Ok(app)
+}
+
+/// Changes an app, then refreshes the webhook intake's cache of apps.
+pub async fn app_update(s: &AppState, id: i64, input: &AppInput) -> Result<App, ApiError> {
+    let app = registry::update_app(&s.store, id, input).await?;
+    s.apps.invalidate().await;
+    Ok(app)
+}
+
+/// Removes an app, then refreshes the webhook intake's cache of apps.
+pub async fn app_delete(s: &AppState, id: i64) -> Result<(), ApiError> {
+    registry::delete_app(&s.store, id).await?;
+    s.apps.invalidate().await;
+    Ok(())
 }
 
 /// Show one app.
@@ -199,8 +241,7 @@ async fn update_app(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<AppInput>,
 ) -> Res<AppView> {
-    let app = registry::update_app(&s.store, id, &input).await?;
-    s.apps.invalidate().await;
+    let app = app_update(&s, id, &input).await?;
     Ok(Json(if input.rotate_verify_token == Some(true) {
         AppView::revealing_verify_token(&app)
     } else {
@@ -212,8 +253,7 @@ async fn update_app(
 #[utoipa::path(delete, path = "/admin/api/v1/apps/{id}", tag = "apps", params(("id" = i64, Path)),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete_app(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
-    registry::delete_app(&s.store, id).await?;
-    s.apps.invalidate().await;
+    app_delete(&s, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -10,6 +10,7 @@ use super::AppState;
 use crate::calling::{service, CallingError, CallingInput, CallingStatus};
 use crate::meta::graph;
 use crate::registry::PhoneView;
+use crate::store::registry::Phone;
 
 impl From<CallingError> for ApiError {
     fn from(e: CallingError) -> Self {
@@ -47,9 +48,13 @@ pub async fn set_calling(
     ApiPath(id): ApiPath<i64>,
     ApiJson(input): ApiJson<CallingInput>,
 ) -> Result<Json<PhoneView>, ApiError> {
+    Ok(Json(PhoneView::from(&apply(&s, id, &input).await?)))
+}
+
+/// Enables or disables calling of phone `id` at Meta (the admin API and the console).
+pub async fn apply(s: &AppState, id: i64, input: &CallingInput) -> Result<Phone, ApiError> {
     let client = graph::Client::from_config(&s.config);
-    let phone = service::apply(&s.store, &client, id, &input).await?;
-    Ok(Json(PhoneView::from(&phone)))
+    Ok(service::apply(&s.store, &client, id, input).await?)
 }
 
 /// What wabridge expects of a phone's calling settings, what Meta reports now (read live, without

@@ -24,6 +24,8 @@ pub struct CallQuery {
     pub answered: Option<bool>,
     /// At most this many, newest first (default 100, max 1000).
     pub limit: Option<i64>,
+    /// Skip this many first (the next page: the previous offset plus its limit).
+    pub offset: Option<i64>,
 }
 
 /// List call records, newest first.
@@ -50,6 +52,10 @@ pub async fn list_calls(
                 .timestamp_millis(),
         ),
     };
-    let filter = CallFilter { phone: q.phone, direction: q.direction, since_ms, answered: q.answered, limit };
+    let offset = q.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::field("offset", "must be 0 or more"));
+    }
+    let filter = CallFilter { phone: q.phone, direction: q.direction, since_ms, answered: q.answered, limit, offset };
     Ok(Json(s.store.list_calls(&filter).await?))
 }

@@ -16,6 +16,8 @@ use crate::jobs::{JobState, JobView};
 pub struct JobQuery {
     /// `pending`, `running`, `done` or `dead`; all when absent.
     pub state: Option<JobState>,
+    /// Only jobs with a smaller id (the next page: the last id of the previous one).
+    pub before: Option<i64>,
     /// At most this many, newest first (default 100, max 1000).
     pub limit: Option<i64>,
 }
@@ -31,7 +33,7 @@ pub async fn list_jobs(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 1000"));
     }
-    Ok(Json(s.engine.list(q.state, limit).await?))
+    Ok(Json(s.engine.list(q.state, q.before, limit).await?))
 }
 
 /// Put a dead job back in the queue with a fresh attempt budget.
@@ -41,8 +43,14 @@ pub async fn redrive_job(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    redrive(&s, id).await?;
+    Ok(Json(serde_json::json!({"id": id, "state": "pending"})))
+}
+
+/// Puts dead job `id` back in the queue (the admin API and the console); 404 when no dead job has this id.
+pub async fn redrive(s: &AppState, id: i64) -> Result<(), ApiError> {
     if s.engine.redrive(id).await? {
-        Ok(Json(serde_json::json!({"id": id, "state": "pending"})))
+        Ok(())
     } else {
         Err(ApiError::not_found(format!("no dead job with id {id}")))
     }

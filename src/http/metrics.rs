@@ -48,17 +48,25 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
 
 /// Gauges that describe shared state (all processes), read at scrape time.
 async fn refresh_from_store(state: &AppState) -> Result<(), crate::store::StoreError> {
-    use crate::store::sends;
+    use crate::store::outbound;
     let m = &state.metrics;
     for st in ["queued", "unknown"] {
         m.sends_pending.get_or_create(&StateLabels { state: st.into() }).set(0);
     }
-    for (st, n) in sends::pending_by_state(&state.store).await? {
+    for (st, n) in outbound::pending_by_state(&state.store).await? {
         m.sends_pending.get_or_create(&StateLabels { state: st }).set(n);
     }
-    m.wabas_sends_paused.set(sends::wabas_paused(&state.store).await?);
+    m.wabas_sends_paused.set(outbound::wabas_paused(&state.store).await?);
     let day_ago = crate::store::now_ms() - 86_400_000;
     let errors = crate::store::webhook_errors::count_since(&state.store, day_ago).await?;
     m.meta_webhook_errors_last_day.set(errors);
+    let t = crate::store::stats::totals(&state.store, None).await?;
+    Metrics::raise_to(&m.messages_received, t.messages_received);
+    Metrics::raise_to(&m.messages_sent, t.messages_sent);
+    Metrics::raise_to(&m.templates_sent, t.templates_sent);
+    Metrics::raise_to(&m.errors.get_or_create(&KindOnlyLabels { kind: "send_failed".into() }), t.sends_failed);
+    let dead = m.errors.get_or_create(&KindOnlyLabels { kind: "event_delivery_dead".into() });
+    Metrics::raise_to(&dead, t.event_deliveries_dead);
+    m.uptime_seconds.set(m.started.elapsed().as_secs() as i64);
     Ok(())
 }

@@ -5,14 +5,18 @@ pub mod api_keys;
 pub mod bitrix;
 pub mod calling;
 pub mod calls;
+pub mod console;
 pub mod error;
+pub mod events;
 pub mod health;
+pub mod history;
 pub mod jobs;
 pub mod json;
 pub mod metrics;
 pub mod notify;
 pub mod sends;
 pub mod server;
+pub mod stats;
 pub mod templates;
 pub mod webhook;
 pub mod webhook_errors;
@@ -39,6 +43,8 @@ pub struct AppState {
     pub intake: Intake,
     pub apps: Arc<webhook::AppCache>,
     pub bridge: Arc<crate::crm::Bridge>,
+    /// The web console's process-wide state (its login rate limit).
+    pub console: Arc<console::Console>,
     /// Bytes of webhook bodies that may be held at once (`webhook_body_budget_bytes`).
     pub webhook_budget: Arc<webhook::BodyBudget>,
 }
@@ -53,6 +59,10 @@ pub fn router(state: AppState) -> Router {
     let tenant = Router::new()
         .route("/notifications", post(notify::notify))
         .route("/sends/{id}", get(notify::get_send))
+        .route("/messages", get(history::tenant_messages))
+        .route("/contacts", get(history::tenant_contacts))
+        .route("/conversations", get(history::tenant_conversations))
+        .route("/stats", get(stats::stats))
         .route_layer(middleware::from_fn_with_state(state.clone(), notify::require_key))
         .layer(DefaultBodyLimit::max(state.config.admin_body_limit));
     Router::new()
@@ -68,6 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::handler))
         .route("/admin/api/v1/openapi.json", get(admin::openapi_json))
         .nest("/admin/api/v1", admin)
+        .merge(console::routes(&state))
         .nest("/api/v1", tenant)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn(error::json_errors))

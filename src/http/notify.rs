@@ -36,6 +36,12 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     let caller = crate::apikeys::authenticate(&state.store, presented)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the API key is not valid or was revoked"))?;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    state.metrics.api_calls.get_or_create(&crate::metrics::RouteLabels { route }).inc();
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

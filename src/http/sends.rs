@@ -11,7 +11,7 @@ use crate::outbound::{self, Outbound};
 /// Recent sends to WhatsApp, newest first.
 #[utoipa::path(get, path = "/admin/api/v1/sends", tag = "sends", responses((status = 200, body = [Outbound])))]
 pub async fn list_sends(State(s): State<AppState>) -> Result<Json<Vec<Outbound>>, ApiError> {
-    Ok(Json(outbound::list(&s.store, 200).await?))
+    Ok(Json(outbound::list(&s.store, None, 200).await?))
 }
 
 #[utoipa::path(get, path = "/admin/api/v1/sends/{id}", tag = "sends", params(("id" = i64, Path)),

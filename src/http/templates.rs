@@ -24,8 +24,14 @@ pub async fn list_templates(
 #[utoipa::path(post, path = "/admin/api/v1/wabas/{id}/templates/sync", tag = "wabas", params(("id" = i64, Path)),
     responses((status = 202), (status = 404, body = ErrorBody)))]
 pub async fn sync_templates(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
+    queue_sync(&s, id).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Queues a template sync of WABA `id` and wakes the workers (the admin API and the console).
+pub async fn queue_sync(s: &AppState, id: i64) -> Result<(), ApiError> {
     crate::registry::get_waba(&s.store, id).await?;
     crate::templates::request_sync(&s.store, id).await?;
     s.engine.wake();
-    Ok(StatusCode::ACCEPTED)
+    Ok(())
 }

@@ -113,6 +113,9 @@ catalogue! {
     CrmReply(CrmReply) = "crm.reply", attempts: Some(12), lane: false, ordered: true;
     /// Registering or removing a phone as the portal's SMS provider (`crate::crm::sms`).
     SmsRegister(SmsRegister) = "sms.register", attempts: Some(12), lane: false, ordered: false;
+    /// One event to one tenant endpoint (`crate::events::deliver`); its retry window, not its attempts, ends it
+    /// (the attempts are only a backstop).
+    EventDeliver(EventDeliver) = "event.deliver", attempts: Some(100), lane: false, ordered: false;
     /// Hourly: refresh the tokens of portals idle for a week, so their refresh token never lapses.
     CrmMaintenance(Empty) = "crm.maintenance", attempts: Some(3), lane: false, ordered: false;
     /// Hourly: prune finished jobs, processed inbox rows and old media; schedule the other hourly work.
@@ -195,6 +198,11 @@ pub struct CrmDeliver {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDeliver {
+    pub delivery_id: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SmsRegister {
     pub phone_id: i64,
     /// The portal the phone's SMS provider is removed from first (unbound, moved, or the flag cleared).
@@ -235,6 +243,7 @@ mod tests {
             Task::CrmBind(CrmBind { phone_id: 2 }),
             Task::CrmDeliver(CrmDeliver { message_id: 3 }),
             Task::SmsRegister(SmsRegister { phone_id: 2, remove_from: Some(5), register: false }),
+            Task::EventDeliver(EventDeliver { delivery_id: 4 }),
             Task::CrmMaintenance(Empty {}),
             Task::MaintenancePrune(Empty {}),
         ];

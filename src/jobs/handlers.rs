@@ -19,6 +19,7 @@ pub struct Handlers {
     retention: Duration,
     debug_retention: Duration,
     media_retention_days: u64,
+    events: crate::events::deliver::Deliverer,
 }
 
 impl Handlers {
@@ -30,6 +31,7 @@ impl Handlers {
             retention: Duration::from_secs(config.retention_days * 86_400),
             debug_retention: Duration::from_secs(config.debug_retention_days * 86_400),
             media_retention_days: config.media_retention_days,
+            events: crate::events::deliver::Deliverer::from_config(config),
         }
     }
 
@@ -47,6 +49,7 @@ impl Handlers {
             Task::CrmDeliver(p) => crate::crm::deliver::run(b(), job, p).await,
             Task::CrmReply(p) => crate::crm::reply::run(b(), job, p).await,
             Task::SmsRegister(p) => crate::crm::sms::register_job(b(), job, p).await,
+            Task::EventDeliver(p) => self.events.run(&self.store, job, p).await,
             Task::CrmMaintenance(_) => crate::crm::refresh_idle(&self.bridge).await,
             Task::MaintenancePrune(_) => self.prune().await,
         }
@@ -56,7 +59,15 @@ impl Handlers {
         let s = &self.store;
         let (inbox, jobs) = super::prune(s, self.retention, self.debug_retention).await?;
         let media = crate::crm::media::prune(s, self.media_retention_days).await?;
-        tracing::info!(inbox_rows = inbox, jobs, media, "pruned old inbox rows, finished jobs and media");
+        let before = crate::store::now_ms() - self.retention.as_millis() as i64;
+        let events = crate::store::events::prune(s, before).await?;
+        tracing::info!(
+            inbox_rows = inbox,
+            jobs,
+            media,
+            events,
+            "pruned old inbox rows, finished jobs, media and delivered events"
+        );
         crate::templates::schedule_hourly(s).await?;
         crate::crm::schedule_hourly(s).await?;
         Ok(())

@@ -171,7 +171,7 @@ impl Engine {
 
     /// Adds a job ([`enqueue`]) and wakes the workers.
     pub async fn enqueue(&self, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError> {
-        let id = enqueue(&self.store.pool, task, opts).await?;
+        let id = self.store.enqueue(task, opts).await?;
         self.wake();
         Ok(id)
     }
@@ -251,7 +251,9 @@ impl Engine {
                 loop {
                     tokio::time::sleep(every).await;
                     let until = now_ms() + me.lease.as_millis() as i64;
-                    if let Err(e) = store::jobs::renew_running_on(&me.store.pool, &me.owner, until).await {
+                    if let Err(e) =
+                        store::jobs::renew_running_on(&me.store.pool, me.store.backend, &me.owner, until).await
+                    {
                         tracing::warn!(error = %e, "could not renew the leases of running jobs");
                     }
                 }
@@ -332,8 +334,13 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn list(&self, state: Option<JobState>, limit: i64) -> Result<Vec<JobView>, StoreError> {
-        store::jobs::list(&self.store, state, limit, self.default_max_attempts).await
+    pub async fn list(
+        &self,
+        state: Option<JobState>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<JobView>, StoreError> {
+        store::jobs::list(&self.store, state, before, limit, self.default_max_attempts).await
     }
 
     /// Puts a dead job back in the queue with a fresh attempt budget. False when no dead job has this id.
@@ -469,7 +476,7 @@ impl LaneLeaser {
         now: i64,
         until: i64,
     ) -> Result<(), StoreError> {
-        store::jobs::renew_lanes_on(conn, &self.owner, lanes, until, self.lease_until(Some(0), now)).await
+        store::jobs::renew_lanes_on(conn, self.backend, &self.owner, lanes, until, self.lease_until(Some(0), now)).await
     }
 
     /// Gives up every claim of this process (it stops) as of `until`: another process may take the lanes then.
@@ -512,6 +519,14 @@ pub struct Enqueue<'a> {
 pub struct Order<'a> {
     pub key: &'a str,
     pub seq: Option<i64>,
+}
+
+impl Store {
+    /// Queues `task` on its own (outside any transaction of the caller); see [`enqueue`]. Workers pick it up at
+    /// their next poll (an [`Engine`] at hand wakes them at once: [`Engine::enqueue`]).
+    pub async fn enqueue(&self, task: &Task, opts: Enqueue<'_>) -> Result<Option<i64>, StoreError> {
+        enqueue(&self.pool, task, opts).await
+    }
 }
 
 /// Adds a job on an open connection or transaction, so it commits together with the effect that caused it.

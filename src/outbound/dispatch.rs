@@ -1017,7 +1017,7 @@ async fn record_accepted(
         .collect();
     store::outbound::accept_many_on(tx, &accepted, now).await?;
     for r in chunk {
-        super::report_on(&mut **tx, r.out.origin.as_str(), r.out.id, "accepted", None).await?;
+        super::report_on(&mut **tx, r.out.origin, r.out.id, "accepted", None).await?;
     }
     let ids: Vec<i64> = chunk.iter().map(|r| r.job.id).collect();
     store::jobs::finish_many_on(&mut **tx, owner, &ids, now).await?;

@@ -205,7 +205,7 @@ pub async fn mark_read_on(
 /// concern nobody, so they add nothing.
 pub async fn report_on<'c, E>(
     conn: E,
-    origin: &str,
+    origin: Origin,
     outbound_id: i64,
     event: &str,
     reason: Option<&str>,
@@ -213,7 +213,7 @@ pub async fn report_on<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    if !Origin::parse(origin).is_some_and(Origin::reports) {
+    if !origin.reports() {
         return Ok(());
     }
     let task = Task::OutboundReport(OutboundReport {
@@ -300,7 +300,7 @@ pub async fn on_status(
     let reason = error.as_ref().map(|(c, t)| format!("{} ({c}: {t})", crate::meta::errors::explain(*c)));
     // Meta took the message and then could not deliver it: `undelivered` (a send Meta refused is `failed`).
     let event = if status == "failed" { "undelivered" } else { status };
-    report_on(&mut **tx, target.origin.as_str(), id, event, reason.as_deref()).await?;
+    report_on(&mut **tx, target.origin, id, event, reason.as_deref()).await?;
     Ok(true)
 }
 

@@ -164,7 +164,7 @@ pub async fn record_on(
         Outcome::Accepted { wamid } => {
             // Not over a webhook's confirmation, nor a failure recorded meanwhile.
             store::outbound::accept_on(tx, id, Some(wamid), now).await?;
-            super::report_on(&mut **tx, out.origin.as_str(), id, "accepted", None).await?;
+            super::report_on(&mut **tx, out.origin, id, "accepted", None).await?;
             Ok(())
         }
         Outcome::Marked => {
@@ -225,7 +225,11 @@ async fn fail_on(
     now: i64,
 ) -> Result<(), StoreError> {
     store::outbound::set_state_on(tx, out.id, SendState::Failed, code, reason, 1, now).await?;
-    super::report_on(&mut **tx, out.origin.as_str(), out.id, "failed", Some(reason)).await?;
+    super::report_on(&mut **tx, out.origin, out.id, "failed", Some(reason)).await?;
+    if out.origin.is_message() {
+        let data = crate::events::send_failed(out.id, &out.recipient, out.origin.as_str(), code, reason);
+        crate::events::emit_for_phone_on(tx, crate::events::EventType::SendFailed, out.phone_id, data).await?;
+    }
     tracing::info!(outbound = out.id, code, "send failed permanently");
     Ok(())
 }

@@ -87,11 +87,28 @@ pub async fn find_active(store: &Store, key_hash: &str) -> Result<Option<ActiveK
     row.map(|r| Ok(ActiveKey { id: r.try_get("id")?, waba: r.try_get("waba_id")? })).transpose()
 }
 
+/// Marks a key used now and counts the call (`GET /api/v1/stats`).
 pub async fn touch(store: &Store, id: i64) -> Result<(), StoreError> {
-    sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+    sqlx::query("UPDATE api_keys SET last_used_at = $2, calls = calls + 1 WHERE id = $1")
         .bind(id)
         .bind(now_ms())
         .execute(&store.pool)
         .await?;
     Ok(())
+}
+
+/// Counts a media upload made with a key (`GET /api/v1/stats`).
+pub async fn count_media_upload(store: &Store, id: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE api_keys SET media_uploads = media_uploads + 1 WHERE id = $1")
+        .bind(id)
+        .execute(&store.pool)
+        .await?;
+    Ok(())
+}
+
+/// A key's calls and media uploads.
+pub async fn usage(store: &Store, id: i64) -> Result<(i64, i64), StoreError> {
+    let row =
+        sqlx::query("SELECT calls, media_uploads FROM api_keys WHERE id = $1").bind(id).fetch_one(&store.pool).await?;
+    Ok((row.try_get("calls")?, row.try_get("media_uploads")?))
 }

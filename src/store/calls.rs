@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Any, Row, Transaction};
 use utoipa::ToSchema;
 
 use super::{now_ms, rfc3339, Store, StoreError};
@@ -46,6 +46,8 @@ pub struct CallFilter {
     pub since_ms: Option<i64>,
     pub answered: Option<bool>,
     pub limit: i64,
+    /// Rows skipped before the first one returned (paging).
+    pub offset: i64,
 }
 
 fn view(r: &AnyRow) -> Result<CallView, sqlx::Error> {
@@ -68,70 +70,6 @@ fn view(r: &AnyRow) -> Result<CallView, sqlx::Error> {
 }
 
 impl Store {
-    /// Records a new call once; a retransmitted or re-authenticated INVITE changes nothing.
-    pub async fn call_started(&self, c: &NewCall) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO calls (call_key, sip_call_id, phone_id, direction, caller, callee, invited_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (call_key) DO NOTHING",
-        )
-        .bind(&c.call_key)
-        .bind(&c.sip_call_id)
-        .bind(c.phone_id)
-        .bind(&c.direction)
-        .bind(&c.caller)
-        .bind(&c.callee)
-        .bind(c.invited_at)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The INVITE's final answer: 2xx marks the answer time. Only the first final status counts.
-    pub async fn call_final_status(&self, key: &str, status: u16, at_ms: i64) -> Result<(), StoreError> {
-        let answered = (200..300).contains(&status).then_some(at_ms);
-        let ended = (status >= 300).then_some(at_ms);
-        sqlx::query(
-            "UPDATE calls SET final_status = $2, answered_at = $3, ended_at = COALESCE(ended_at, $4), updated_at = $5 \
-             WHERE call_key = $1 AND final_status IS NULL",
-        )
-        .bind(key)
-        .bind(status as i64)
-        .bind(answered)
-        .bind(ended)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// A BYE: who hung up, and the duration (Meta's `x-wa-meta-call-duration` when given, else measured).
-    /// `key` or `sip_call_id` finds the call: a BYE from the PBX carries the SIP Call-ID but not Meta's call id.
-    pub async fn call_ended(
-        &self,
-        key: &str,
-        sip_call_id: &str,
-        hangup_by: &str,
-        duration_seconds: Option<i64>,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE calls SET ended_at = $2, hangup_by = $3, \
-               duration_seconds = COALESCE($4, CASE WHEN answered_at IS NULL THEN NULL ELSE ($2 - answered_at) / 1000 END), \
-               updated_at = $5 \
-             WHERE (call_key = $1 OR sip_call_id = $6) AND hangup_by IS NULL",
-        )
-        .bind(key)
-        .bind(at_ms)
-        .bind(hangup_by)
-        .bind(duration_seconds)
-        .bind(now_ms())
-        .bind(sip_call_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     pub async fn list_calls(&self, f: &CallFilter) -> Result<Vec<CallView>, StoreError> {
         let mut sql = String::from("SELECT * FROM calls WHERE 1 = 1");
         let mut n = 1;
@@ -153,7 +91,7 @@ impl Store {
             Some(false) => sql.push_str(" AND answered_at IS NULL"),
             None => {}
         }
-        sql.push_str(" ORDER BY invited_at DESC, id DESC LIMIT $1");
+        sql.push_str(&format!(" ORDER BY invited_at DESC, id DESC LIMIT $1 OFFSET ${}", next()));
         let mut q = sqlx::query(&sql).bind(f.limit);
         if let Some(p) = f.phone {
             q = q.bind(p);
@@ -164,7 +102,79 @@ impl Store {
         if let Some(s) = f.since_ms {
             q = q.bind(s);
         }
+        q = q.bind(f.offset);
         let rows = q.fetch_all(&self.pool).await?;
         Ok(rows.iter().map(view).collect::<Result<_, _>>()?)
     }
+}
+
+/// Records a new call once (a retransmitted or re-authenticated INVITE changes nothing): the call when it is new.
+pub async fn call_started_on(tx: &mut Transaction<'static, Any>, c: &NewCall) -> Result<Option<CallView>, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO calls (call_key, sip_call_id, phone_id, direction, caller, callee, invited_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (call_key) DO NOTHING RETURNING *",
+    )
+    .bind(&c.call_key)
+    .bind(&c.sip_call_id)
+    .bind(c.phone_id)
+    .bind(&c.direction)
+    .bind(&c.caller)
+    .bind(&c.callee)
+    .bind(c.invited_at)
+    .bind(now_ms())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(view).transpose()?)
+}
+
+/// The INVITE's final answer (2xx marks the answer time; only the first final status counts): the call when this
+/// was its final status.
+pub async fn call_final_status_on(
+    tx: &mut Transaction<'static, Any>,
+    key: &str,
+    status: u16,
+    at_ms: i64,
+) -> Result<Option<CallView>, StoreError> {
+    let answered = (200..300).contains(&status).then_some(at_ms);
+    let ended = (status >= 300).then_some(at_ms);
+    let row = sqlx::query(
+        "UPDATE calls SET final_status = $2, answered_at = $3, ended_at = COALESCE(ended_at, $4), updated_at = $5 \
+         WHERE call_key = $1 AND final_status IS NULL RETURNING *",
+    )
+    .bind(key)
+    .bind(status as i64)
+    .bind(answered)
+    .bind(ended)
+    .bind(now_ms())
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(view).transpose()?)
+}
+
+/// A BYE: who hung up, and the duration (Meta's `x-wa-meta-call-duration` when given, else measured). `key` or
+/// `sip_call_id` finds the call: a BYE from the PBX carries the SIP Call-ID but not Meta's call id. The call when
+/// this BYE ended it.
+pub async fn call_ended_on(
+    tx: &mut Transaction<'static, Any>,
+    key: &str,
+    sip_call_id: &str,
+    hangup_by: &str,
+    duration_seconds: Option<i64>,
+    at_ms: i64,
+) -> Result<Option<CallView>, StoreError> {
+    let row = sqlx::query(
+        "UPDATE calls SET ended_at = $2, hangup_by = $3, \
+           duration_seconds = COALESCE($4, CASE WHEN answered_at IS NULL THEN NULL ELSE ($2 - answered_at) / 1000 END), \
+           updated_at = $5 \
+         WHERE (call_key = $1 OR sip_call_id = $6) AND hangup_by IS NULL RETURNING *",
+    )
+    .bind(key)
+    .bind(at_ms)
+    .bind(hangup_by)
+    .bind(duration_seconds)
+    .bind(now_ms())
+    .bind(sip_call_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.as_ref().map(view).transpose()?)
 }

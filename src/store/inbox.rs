@@ -56,11 +56,24 @@ impl InboxBody {
     pub fn source(&self) -> Result<String, StoreError> {
         Ok(self.0.try_get("source")?)
     }
+
+    /// The app it was posted for (`meta_apps.id`).
+    pub fn app_id(&self) -> Result<i64, StoreError> {
+        Ok(self.0.try_get("app_id")?)
+    }
+
+    /// When it was received (ms).
+    pub fn received_at(&self) -> Result<i64, StoreError> {
+        Ok(self.0.try_get("received_at")?)
+    }
 }
 
 /// The body of inbox row `id`, if it is still there.
 pub async fn body_on(conn: &mut AnyConnection, id: i64) -> Result<Option<InboxBody>, StoreError> {
-    let row = sqlx::query("SELECT id, source, body FROM inbox WHERE id = $1").bind(id).fetch_optional(conn).await?;
+    let row = sqlx::query("SELECT id, source, app_id, received_at, body FROM inbox WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
     Ok(row.map(InboxBody))
 }
 

@@ -257,9 +257,12 @@ where
 }
 
 /// Renews `owner`'s claims on `lanes` until `claim_until`, and the leases of the jobs of those lanes it holds
-/// (leased and not yet ended) until `lease_until`.
+/// (leased and not yet ended) until `lease_until`. PostgreSQL: rows held by another transaction are skipped, as
+/// in [`renew_running_on`] (the send dispatcher renews while its workers record outcomes; waiting there once
+/// ended in a deadlock).
 pub async fn renew_lanes_on(
     conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     owner: &str,
     lanes: &[i64],
     claim_until: i64,
@@ -271,10 +274,14 @@ pub async fn renew_lanes_on(
     let marks: Vec<String> = (0..lanes.len()).map(|i| format!("${}", i + 3)).collect();
     let marks = marks.join(", ");
     let claims = format!("UPDATE lane_claims SET expires_at = $2 WHERE owner = $1 AND lane IN ({marks})");
-    let leases = format!(
-        "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND done_at IS NULL \
-         AND lane IS NOT NULL AND lane IN ({marks})"
-    );
+    let which = format!("lease_owner = $1 AND done_at IS NULL AND lane IS NOT NULL AND lane IN ({marks})");
+    let leases = match backend {
+        Backend::Sqlite => format!("UPDATE jobs SET lease_expires_at = $2 WHERE {which}"),
+        Backend::Postgres => format!(
+            "UPDATE jobs SET lease_expires_at = $2 WHERE id IN \
+             (SELECT id FROM jobs WHERE {which} ORDER BY id FOR UPDATE SKIP LOCKED)"
+        ),
+    };
     for (q, until) in [(claims, claim_until), (leases, lease_until)] {
         let mut query = sqlx::query(&q).bind(owner).bind(until);
         for lane in lanes {
@@ -288,18 +295,23 @@ pub async fn renew_lanes_on(
 /// Extends until `until` the leases of the jobs `owner` holds outside lanes and has not ended: the jobs its
 /// workers are running. A handler that takes longer than a lease (a slow portal, a large media download) keeps
 /// its job, so no other worker or process runs it a second time meanwhile. Returns how many were extended.
-pub async fn renew_running_on<'c, E>(conn: E, owner: &str, until: i64) -> Result<u64, StoreError>
+///
+/// PostgreSQL: rows another transaction holds (a worker recording its job's outcome) are skipped, not waited
+/// for, so a renewal never takes part in a deadlock; a job skipped now is renewed at the next round (every
+/// third of a lease), or has ended.
+pub async fn renew_running_on<'c, E>(conn: E, backend: Backend, owner: &str, until: i64) -> Result<u64, StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    let done = sqlx::query(
-        "UPDATE jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND done_at IS NULL AND NOT dead \
-         AND lane IS NULL AND lease_expires_at < $2",
-    )
-    .bind(owner)
-    .bind(until)
-    .execute(conn)
-    .await?;
+    let which = "lease_owner = $1 AND done_at IS NULL AND NOT dead AND lane IS NULL AND lease_expires_at < $2";
+    let q = match backend {
+        Backend::Sqlite => format!("UPDATE jobs SET lease_expires_at = $2 WHERE {which}"),
+        Backend::Postgres => format!(
+            "UPDATE jobs SET lease_expires_at = $2 WHERE id IN \
+             (SELECT id FROM jobs WHERE {which} ORDER BY id FOR UPDATE SKIP LOCKED)"
+        ),
+    };
+    let done = sqlx::query(&q).bind(owner).bind(until).execute(conn).await?;
     Ok(done.rows_affected())
 }
 
@@ -383,6 +395,7 @@ pub async fn make_all_due(store: &Store) -> Result<u64, StoreError> {
 pub async fn list(
     store: &Store,
     state: Option<JobState>,
+    before: Option<i64>,
     limit: i64,
     default_max_attempts: i64,
 ) -> Result<Vec<JobView>, StoreError> {
@@ -397,9 +410,15 @@ pub async fn list(
     };
     let q = format!(
         "SELECT id, kind, attempts, COALESCE(max_attempts, $3) AS max_attempts, run_at, last_error, dead, done_at, lease_expires_at, \
-         created_at, updated_at FROM jobs WHERE {filter} ORDER BY id DESC LIMIT $1"
+         created_at, updated_at FROM jobs WHERE {filter} AND id < $4 ORDER BY id DESC LIMIT $1"
     );
-    let rows = sqlx::query(&q).bind(limit).bind(now_ms()).bind(default_max_attempts).fetch_all(&store.pool).await?;
+    let rows = sqlx::query(&q)
+        .bind(limit)
+        .bind(now_ms())
+        .bind(default_max_attempts)
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_all(&store.pool)
+        .await?;
     let now = now_ms();
     rows.iter()
         .map(|r| {

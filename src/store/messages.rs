@@ -48,13 +48,16 @@ pub struct NewInbound<'a> {
     pub sent_at: i64,
     /// Its place in arrival order (`inbound::arrival`), when it came with an inbox row.
     pub arrival: Option<i64>,
+    /// The message a reaction, an edit or a revoke is about.
+    pub target_wamid: Option<&'a str>,
 }
 
 /// Stores an inbound message once per `wamid`. True when it was new.
 pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInbound<'_>) -> Result<bool, StoreError> {
     let new = sqlx::query(
         "INSERT INTO messages (wamid, phone_id, contact_id, direction, msg_type, body, context_wamid, raw, \
-         sent_at, created_at, updated_at, arrival) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) \
+         sent_at, created_at, updated_at, arrival, target_wamid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
          ON CONFLICT (wamid) DO NOTHING",
     )
     .bind(m.wamid)
@@ -68,6 +71,7 @@ pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInboun
     .bind(m.sent_at)
     .bind(now_ms())
     .bind(m.arrival)
+    .bind(m.target_wamid)
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -359,4 +363,47 @@ mod tests {
         }
         assert_eq!(Direction::parse("sideways"), None);
     }
+}
+
+/// A stored message as the console lists it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: i64,
+    pub phone_id: i64,
+    pub direction: String,
+    pub msg_type: String,
+    pub body: Option<String>,
+    /// The customer's WhatsApp id (or business-scoped user id).
+    pub contact: Option<String>,
+    pub status: Option<String>,
+    pub crm_chat_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// Messages newest first, with ids below `before` when given.
+pub async fn recent(store: &Store, before: Option<i64>, limit: i64) -> Result<Vec<Listed>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT m.id, m.phone_id, m.direction, m.msg_type, m.body, COALESCE(c.wa_id, c.user_id) AS contact, \
+         m.status, m.crm_chat_id, m.created_at FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
+         WHERE m.id < $1 ORDER BY m.id DESC LIMIT $2",
+    )
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(&store.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Listed {
+                id: r.try_get("id")?,
+                phone_id: r.try_get("phone_id")?,
+                direction: r.try_get("direction")?,
+                msg_type: r.try_get("msg_type")?,
+                body: r.try_get("body")?,
+                contact: r.try_get("contact")?,
+                status: r.try_get("status")?,
+                crm_chat_id: r.try_get("crm_chat_id")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
 }

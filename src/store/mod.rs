@@ -4,11 +4,15 @@
 //! `INTEGER` in SQLite and `BOOLEAN` in PostgreSQL; [`get_bool`] reads either.
 
 pub mod account_events;
+pub mod activity;
 pub mod apikeys;
 pub mod call_permissions;
 pub mod calls;
+pub mod console;
 pub mod contacts;
 pub mod crm_chats;
+pub mod events;
+pub mod history;
 pub mod inbox;
 pub mod jobs;
 pub mod media;
@@ -17,8 +21,8 @@ pub mod outbound;
 pub mod phones;
 pub mod portals;
 pub mod registry;
-pub mod sends;
 pub mod settings;
+pub mod stats;
 pub mod templates;
 pub mod webhook_errors;
 
@@ -52,7 +56,9 @@ pub enum StoreError {
 
 #[derive(Clone, Debug)]
 pub struct Store {
-    pub pool: AnyPool,
+    /// Only `src/store/` runs SQL on it (and the job engine hands it to `store::jobs` as an executor); tests and
+    /// benchmarks that inspect the database read it through [`Store::raw_pool`].
+    pub(crate) pool: AnyPool,
     /// SQLite only: a native single-connection pool for the webhook intake's group commits (the `Any` driver
     /// converts and copies every argument once more, which shows at tens of thousands of rows per second).
     pub sqlite_writer: Option<sqlx::SqlitePool>,
@@ -168,6 +174,13 @@ impl Store {
             sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await?;
         }
         Ok(())
+    }
+
+    /// The pool itself, for tests and benchmarks that look into the database directly. The product goes through
+    /// the functions of `src/store/`.
+    #[doc(hidden)]
+    pub fn raw_pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// True when the database answers a trivial query.

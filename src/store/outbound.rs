@@ -59,11 +59,15 @@ pub async fn id_by_idempotency_key_on(
     Ok(r.map(|r| r.try_get("id")).transpose()?)
 }
 
-/// Inserts a new `queued` send; its id.
+/// Inserts a new `queued` send; its id. A reaction keeps the message it is about (`target_wamid`, for the
+/// history).
 pub async fn insert_on(tx: &mut Transaction<'static, Any>, send: &NewSend, now: i64) -> Result<i64, StoreError> {
+    let target = send.request.get("reaction").and_then(|r| r.get("message_id")).and_then(|m| m.as_str());
+    let msg_type = send.request.get("type").and_then(|t| t.as_str());
     let row = sqlx::query(
         "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, idempotency_key, api_key_id, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+         created_at, updated_at, target_wamid, msg_type) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11) \
+         RETURNING id",
     )
     .bind(send.phone_id)
     .bind(&send.recipient)
@@ -74,6 +78,8 @@ pub async fn insert_on(tx: &mut Transaction<'static, Any>, send: &NewSend, now: 
     .bind(&send.idempotency_key)
     .bind(send.api_key_id)
     .bind(now)
+    .bind(target)
+    .bind(msg_type)
     .fetch_one(&mut **tx)
     .await?;
     Ok(row.try_get("id")?)
@@ -85,9 +91,16 @@ pub async fn get(store: &Store, id: i64) -> Result<Option<Outbound>, StoreError>
 }
 
 /// Recent sends, newest first.
-pub async fn list(store: &Store, limit: i64) -> Result<Vec<Outbound>, StoreError> {
-    let q = format!("SELECT {COLS} FROM outbound ORDER BY id DESC LIMIT $1");
-    sqlx::query(&q).bind(limit).fetch_all(&store.pool).await?.iter().map(from_row).collect()
+pub async fn list(store: &Store, before: Option<i64>, limit: i64) -> Result<Vec<Outbound>, StoreError> {
+    let q = format!("SELECT {COLS} FROM outbound WHERE id < $2 ORDER BY id DESC LIMIT $1");
+    sqlx::query(&q)
+        .bind(limit)
+        .bind(before.unwrap_or(i64::MAX))
+        .fetch_all(&store.pool)
+        .await?
+        .iter()
+        .map(from_row)
+        .collect()
 }
 
 /// The rows of `ids` (in any order), each with the first earlier message to the same customer from the same
@@ -396,4 +409,55 @@ pub async fn unpause_waba(store: &Store, waba_id: i64) -> Result<bool, StoreErro
     .await?
     .rows_affected();
     Ok(n > 0)
+}
+
+/// How many sends are in each of `queued` and `unknown` (states without sends are left out).
+pub async fn pending_by_state(store: &Store) -> Result<Vec<(String, i64)>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT state, COUNT(*) AS n FROM outbound WHERE {} GROUP BY state", pending()))
+        .fetch_all(&store.pool)
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get("state")?, r.try_get("n")?))).collect()
+}
+
+/// How many WABAs have their sends paused.
+pub async fn wabas_paused(store: &Store) -> Result<i64, StoreError> {
+    let r =
+        sqlx::query("SELECT COUNT(*) AS n FROM wabas WHERE sends_paused_at IS NOT NULL").fetch_one(&store.pool).await?;
+    Ok(r.try_get("n")?)
+}
+
+/// The Graph request of the send that became message `wamid`, when it is readable JSON.
+pub async fn request_by_wamid(store: &Store, wamid: &str) -> Result<Option<Value>, StoreError> {
+    let r =
+        sqlx::query("SELECT request FROM outbound WHERE wamid = $1").bind(wamid).fetch_optional(&store.pool).await?;
+    Ok(r.and_then(|r| r.try_get::<String, _>("request").ok()).and_then(|t| serde_json::from_str::<Value>(&t).ok()))
+}
+
+/// A send of the SMS provider refused before Meta (`failed` at once, with why); returns its id.
+pub async fn insert_refused_sms_on(
+    tx: &mut Transaction<'static, Any>,
+    phone_id: i64,
+    recipient: &str,
+    origin_ref: &Value,
+    request: &Value,
+    reason: &str,
+    idempotency_key: &str,
+) -> Result<i64, StoreError> {
+    let r = sqlx::query(
+        "INSERT INTO outbound (phone_id, recipient, origin, origin_ref, request, state, error_text, \
+         idempotency_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+         RETURNING id",
+    )
+    .bind(phone_id)
+    .bind(recipient)
+    .bind(Origin::Sms.as_str())
+    .bind(origin_ref.to_string())
+    .bind(request.to_string())
+    .bind(SendState::Failed.as_str())
+    .bind(reason)
+    .bind(idempotency_key)
+    .bind(now_ms())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(r.try_get("id")?)
 }

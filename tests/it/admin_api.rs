@@ -226,7 +226,7 @@ async fn secrets_are_sealed_at_rest(db: Db) {
             let mut out = Vec::new();
             for table in ["meta_apps", "wabas", "phones", "portals", "settings"] {
                 let rows = sqlx::query(&format!("SELECT CAST(row_to_json(t) AS TEXT) AS j FROM {table} t"))
-                    .fetch_all(&app.svc.store.pool)
+                    .fetch_all(app.svc.store.raw_pool())
                     .await
                     .unwrap();
                 for r in rows {

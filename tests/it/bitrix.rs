@@ -375,7 +375,7 @@ async fn uninstall_stops_traffic_for_that_portal_only(db: Db) {
 async fn a_message_the_portal_refuses_is_retried_not_recorded(db: Db) {
     let b = Bridged::start(db).await;
     let crm_id = |wamid: String| {
-        let pool = b.app.svc.store.pool.clone();
+        let pool = b.app.svc.store.raw_pool().clone();
         async move {
             sqlx::query_scalar::<_, Option<String>>("SELECT crm_message_id FROM messages WHERE wamid = $1")
                 .bind(wamid)
@@ -468,7 +468,7 @@ async fn a_delivery_whose_answer_was_lost_is_not_sent_twice(db: Db) {
         b.bitrix.chat_messages().iter().filter(|m| m.external_message_id.as_deref() == Some(wamid)).count()
     };
     let recorded = |b: &Bridged, wamid: String| {
-        let pool = b.app.svc.store.pool.clone();
+        let pool = b.app.svc.store.raw_pool().clone();
         async move {
             sqlx::query_scalar::<_, Option<String>>("SELECT crm_message_id FROM messages WHERE wamid = $1")
                 .bind(wamid)
@@ -517,7 +517,7 @@ async fn a_delivery_whose_answer_was_lost_is_not_sent_twice(db: Db) {
     }
     let marked = sqlx::query("UPDATE messages SET crm_attempt_at = 1 WHERE wamid = $1")
         .bind(&third)
-        .execute(&b.app.svc.store.pool)
+        .execute(b.app.svc.store.raw_pool())
         .await
         .expect("mark the attempt");
     assert_eq!(marked.rows_affected(), 1);
@@ -584,7 +584,7 @@ async fn an_edit_updates_the_portal_message(db: Db) {
     let calls = b.bitrix.calls_of("imconnector.update.messages");
     assert_eq!(calls.len(), 1, "{calls:?}");
     // The edit is kept in the history, marked as delivered; the original now reads as edited.
-    let pool = b.app.svc.store.pool.clone();
+    let pool = b.app.svc.store.raw_pool().clone();
     let (msg_type, crm): (String, Option<String>) =
         sqlx::query_as("SELECT msg_type, crm_message_id FROM messages WHERE wamid = $1")
             .bind(&edit)

@@ -38,7 +38,7 @@ async fn raw_phones(app: &TestApp) -> Vec<u8> {
         Db::Sqlite => app.db.sqlite_files().iter().flat_map(|f| std::fs::read(f).unwrap()).collect(),
         Db::Postgres => {
             let rows = sqlx::query("SELECT CAST(row_to_json(t) AS TEXT) AS j FROM phones t")
-                .fetch_all(&app.svc.store.pool)
+                .fetch_all(app.svc.store.raw_pool())
                 .await
                 .unwrap();
             rows.iter().flat_map(|r| sqlx::Row::get::<String, _>(r, "j").into_bytes()).collect()

@@ -465,7 +465,7 @@ fn bad_configuration_is_one_clear_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
 
-/// The test harness itself: a test whose PostgreSQL or SIPp is missing fails with what to run, unless
+/// The test harness itself: a test whose PostgreSQL, SIPp or browser is missing fails with what to run, unless
 /// `WABRIDGE_TEST_SKIP` names it, and then it is a recorded skip, never a silent pass.
 #[test]
 fn a_missing_prerequisite_fails_unless_left_out_on_purpose() {
@@ -479,4 +479,10 @@ fn a_missing_prerequisite_fails_unless_left_out_on_purpose() {
     assert_eq!(verdict(Prereq::Sipp, missing(), Some("postgres, SIPP")), Verdict::Skip("`sipp -v` did not run".into()));
     let pg = verdict(Prereq::Postgres, Err("refused".into()), Some(""));
     assert!(matches!(pg, Verdict::Fail(m) if m.contains("WABRIDGE_TEST_POSTGRES")));
+    let browser = verdict(Prereq::Browser, Err("no chromedriver".into()), None);
+    assert!(
+        matches!(browser, Verdict::Fail(m) if m.contains("chromium-driver") && m.contains("WABRIDGE_TEST_SKIP=browser"))
+    );
+    let browser = verdict(Prereq::Browser, Err("no chromedriver".into()), Some("sipp,browser"));
+    assert_eq!(browser, Verdict::Skip("no chromedriver".into()));
 }

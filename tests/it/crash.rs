@@ -75,7 +75,7 @@ fn serve_at(url: &str, dir: &std::path::Path, workers: bool, env: &[(&str, Strin
 }
 
 async fn count(store: &wabridge::store::Store, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(&store.pool).await.unwrap().get::<i64, _>(0)
+    sqlx::query(sql).fetch_one(store.raw_pool()).await.unwrap().get::<i64, _>(0)
 }
 
 async fn acknowledged_webhooks_survive_kill_9(db: Db) {
@@ -264,7 +264,7 @@ async fn a_kill_while_sending_resends_only_what_may_have_gone(db: Db) {
     first.child.wait().unwrap();
     let store = wabridge::store::Store::connect(&testdb.config()).await.unwrap();
     let ids = |sql: &'static str| {
-        let pool = store.pool.clone();
+        let pool = store.raw_pool().clone();
         async move { sqlx::query_scalar::<_, i64>(sql).fetch_all(&pool).await.unwrap() }
     };
     let maybe = ids("SELECT id FROM outbound WHERE state = 'queued' AND started > attempts").await;
@@ -488,14 +488,14 @@ async fn the_whole_path_survives_kill_9(db: Db) {
     // Per conversation: in order, once, except what was recorded as sent again without knowing.
     let uncertain_in: std::collections::BTreeSet<String> =
         sqlx::query_scalar::<_, String>("SELECT body FROM messages WHERE crm_resent_uncertain > 0")
-            .fetch_all(&store.pool)
+            .fetch_all(store.raw_pool())
             .await
             .unwrap()
             .into_iter()
             .collect();
     let uncertain_out: std::collections::BTreeSet<String> =
         sqlx::query_scalar::<_, String>("SELECT request FROM outbound WHERE resent_unconfirmed > 0")
-            .fetch_all(&store.pool)
+            .fetch_all(store.raw_pool())
             .await
             .unwrap()
             .into_iter()

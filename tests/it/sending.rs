@@ -575,7 +575,7 @@ async fn a_stopping_process_hands_its_sends_to_another(db: Db) {
     // Every started attempt has its outcome once all are recorded: sends held when the first process stopped
     // were not left marked as maybe sent (which would have made them wait for a status webhook after a restart).
     let count = |sql: &'static str| {
-        let pool = other.store.pool.clone();
+        let pool = other.store.raw_pool().clone();
         async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.expect("count") }
     };
     while count("SELECT COUNT(*) FROM outbound WHERE state = 'accepted'").await < n as i64 {
@@ -612,7 +612,7 @@ async fn a_send_held_past_its_lease_goes_once(db: Db) {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
     let accepted = |b: &Bridged| {
-        let pool = b.app.svc.store.pool.clone();
+        let pool = b.app.svc.store.raw_pool().clone();
         async move {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM outbound WHERE state = 'accepted'")
                 .fetch_one(&pool)
@@ -626,7 +626,7 @@ async fn a_send_held_past_its_lease_goes_once(db: Db) {
                 "SELECT o.id, o.state, o.attempts, o.started, j.last_error FROM outbound o \
                  LEFT JOIN jobs j ON j.kind = 'wa.send' AND j.lane IS NOT NULL AND j.payload LIKE '%' || o.id || '%'",
             )
-            .fetch_all(&b.app.svc.store.pool)
+            .fetch_all(b.app.svc.store.raw_pool())
             .await;
             panic!("the sends were not all recorded ({} requests): {rows:?}", message_posts(&b.graph));
         }

@@ -21,7 +21,7 @@ fn sender(app: &TestApp) -> MetaWebhookSender {
 }
 
 async fn count(app: &TestApp, sql: &str) -> i64 {
-    sqlx::query(sql).fetch_one(&app.svc.store.pool).await.unwrap().get::<i64, _>(0)
+    sqlx::query(sql).fetch_one(app.svc.store.raw_pool()).await.unwrap().get::<i64, _>(0)
 }
 
 fn inbound(messages: Vec<Value>) -> Value {
@@ -120,17 +120,18 @@ async fn escaped_unicode_verifies(db: Db) {
     let text = String::from_utf8(body.clone()).unwrap();
     assert!(text.contains(r"Ol\u00e1") && text.contains(r"\ud83d\ude00") && text.is_ascii(), "{text}");
     assert!(sender(&app).deliver(&payload).await.delivered);
-    let stored: Vec<u8> = sqlx::query("SELECT body FROM inbox").fetch_one(&app.svc.store.pool).await.unwrap().get(0);
+    let stored: Vec<u8> =
+        sqlx::query("SELECT body FROM inbox").fetch_one(app.svc.store.raw_pool()).await.unwrap().get(0);
     assert_eq!(stored, body, "the raw body is kept byte for byte");
     app.svc.engine().drain().await.unwrap();
     let row = sqlx::query("SELECT body FROM messages WHERE wamid = $1")
         .bind(&wamid)
-        .fetch_one(&app.svc.store.pool)
+        .fetch_one(app.svc.store.raw_pool())
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>(0), "Olá, quero agendar 😀 <b>&</b>");
     let name: String =
-        sqlx::query("SELECT profile_name FROM contacts").fetch_one(&app.svc.store.pool).await.unwrap().get(0);
+        sqlx::query("SELECT profile_name FROM contacts").fetch_one(app.svc.store.raw_pool()).await.unwrap().get(0);
     assert_eq!(name, "João Silva");
     app.stop().await;
 }
@@ -204,27 +205,27 @@ async fn every_message_type_is_stored(db: Db) {
     for (wamid, ty) in &expected {
         let row = sqlx::query("SELECT msg_type, direction FROM messages WHERE wamid = $1")
             .bind(wamid)
-            .fetch_one(&app.svc.store.pool)
+            .fetch_one(app.svc.store.raw_pool())
             .await
             .unwrap_or_else(|e| panic!("{ty} {wamid} not stored: {e}"));
         assert_eq!(row.get::<String, _>(0), *ty);
         assert_eq!(row.get::<String, _>(1), "in");
     }
     let ctx: Option<String> = sqlx::query("SELECT context_wamid FROM messages WHERE body = 'a reply'")
-        .fetch_one(&app.svc.store.pool)
+        .fetch_one(app.svc.store.raw_pool())
         .await
         .unwrap()
         .get(0);
     assert_eq!(ctx.as_deref(), Some(biz));
     let raw: String = sqlx::query("SELECT raw FROM messages WHERE msg_type = 'poll_vote'")
-        .fetch_one(&app.svc.store.pool)
+        .fetch_one(app.svc.store.raw_pool())
         .await
         .unwrap()
         .get(0);
     assert!(raw.contains("\"option\""), "unknown types keep their raw JSON: {raw}");
     let row =
         sqlx::query("SELECT wa_id, user_id, profile_name FROM contacts WHERE contact_key = 'MA.1587668549511396'")
-            .fetch_one(&app.svc.store.pool)
+            .fetch_one(app.svc.store.raw_pool())
             .await
             .unwrap();
     assert_eq!(row.get::<Option<String>, _>(0), None);
@@ -232,7 +233,7 @@ async fn every_message_type_is_stored(db: Db) {
     assert_eq!(count(&app, "SELECT COUNT(*) FROM contacts").await, 2);
     let last: i64 = sqlx::query("SELECT last_inbound_at FROM contacts WHERE contact_key = $1")
         .bind(CUSTOMER)
-        .fetch_one(&app.svc.store.pool)
+        .fetch_one(app.svc.store.raw_pool())
         .await
         .unwrap()
         .get(0);
@@ -287,12 +288,12 @@ async fn statuses_templates_and_account_events(db: Db) {
     assert_eq!(wabridge::inbound::current_status(store, &b).await.unwrap().as_deref(), Some("failed"));
     let row = sqlx::query("SELECT error_code, error_text FROM message_statuses WHERE wamid = $1 AND status = 'failed'")
         .bind(&b)
-        .fetch_one(&store.pool)
+        .fetch_one(store.raw_pool())
         .await
         .unwrap();
     assert_eq!(row.get::<i64, _>(0), 131047);
     let row = sqlx::query("SELECT status, language, template_id FROM templates WHERE name = 'order_confirmation'")
-        .fetch_one(&store.pool)
+        .fetch_one(store.raw_pool())
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>(0), "APPROVED");
@@ -467,8 +468,8 @@ async fn retention_prunes_old_work(db: Db) {
     }
     app.svc.engine().drain().await.unwrap();
     let old = wabridge::store::now_ms() - 8 * 86_400_000;
-    sqlx::query("UPDATE inbox SET processed_at = $1").bind(old).execute(&app.svc.store.pool).await.unwrap();
-    sqlx::query("UPDATE jobs SET done_at = $1").bind(old).execute(&app.svc.store.pool).await.unwrap();
+    sqlx::query("UPDATE inbox SET processed_at = $1").bind(old).execute(app.svc.store.raw_pool()).await.unwrap();
+    sqlx::query("UPDATE jobs SET done_at = $1").bind(old).execute(app.svc.store.raw_pool()).await.unwrap();
     let week = Duration::from_secs(7 * 86_400);
     let month = Duration::from_secs(30 * 86_400);
     // An app that keeps raw events keeps them for the debug retention.
@@ -511,7 +512,7 @@ async fn two_instances_process_each_job_once(db: Db) {
     for t in tasks {
         assert!(t.await.unwrap());
     }
-    let pool = one.store.pool.clone();
+    let pool = one.store.raw_pool().clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let done: i64 = sqlx::query("SELECT COUNT(*) FROM jobs WHERE kind = 'inbox.process' AND done_at IS NOT NULL")
@@ -893,7 +894,7 @@ async fn webhook_budget_refuses_with_503_and_loses_nothing(db: Db) {
     }
     assert!(refused >= 1);
     // Nothing lost, nothing twice: B and every wave body exactly once.
-    let rows = sqlx::query("SELECT body FROM inbox").fetch_all(&app.svc.store.pool).await.unwrap();
+    let rows = sqlx::query("SELECT body FROM inbox").fetch_all(app.svc.store.raw_pool()).await.unwrap();
     let mut stored: Vec<Vec<u8>> = rows.iter().map(|r| r.get::<Vec<u8>, _>("body")).collect();
     let mut expected: Vec<Vec<u8>> = wave.iter().map(|(b, _)| b.clone()).chain([b_body]).collect();
     stored.sort();
@@ -935,7 +936,8 @@ async fn chunked_webhooks_take_budget_as_they_grow(db: Db) {
     };
     let (body, sig) = big_webhook(300 * 1024);
     assert_eq!(chunked(body.clone(), sig).await, 200);
-    let stored: Vec<u8> = sqlx::query("SELECT body FROM inbox").fetch_one(&app.svc.store.pool).await.unwrap().get(0);
+    let stored: Vec<u8> =
+        sqlx::query("SELECT body FROM inbox").fetch_one(app.svc.store.raw_pool()).await.unwrap().get(0);
     assert!(stored == body, "the chunked body was not stored as sent");
     // Half a chunked body: it holds budget for what has arrived (rounded up to 64 KiB steps), not nothing.
     {
@@ -980,7 +982,7 @@ async fn the_inbox_trigger_writes_a_catalogue_task(db: Db) {
     let app = TestApp::start(db).await;
     let (a, _, _) = app.seed(SECRET).await;
     let app_id = a["id"].as_i64().expect("app id");
-    let pool = &app.svc.store.pool;
+    let pool = app.svc.store.raw_pool();
     let id: i64 =
         sqlx::query("INSERT INTO inbox (source, app_id, body, received_at) VALUES ('meta', $1, $2, $3) RETURNING id")
             .bind(app_id)

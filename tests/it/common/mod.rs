@@ -44,6 +44,10 @@ fn pg_base() -> String {
 pub enum Prereq {
     Postgres,
     Sipp,
+    /// Headless Chromium and chromedriver (the console's browser tests).
+    Browser,
+    /// The published Python `standardwebhooks` package, in a virtualenv `scripts/test` makes.
+    StandardWebhooks,
 }
 
 impl Prereq {
@@ -52,6 +56,8 @@ impl Prereq {
         match self {
             Prereq::Postgres => "postgres",
             Prereq::Sipp => "sipp",
+            Prereq::Browser => "browser",
+            Prereq::StandardWebhooks => "standardwebhooks",
         }
     }
 
@@ -62,6 +68,15 @@ impl Prereq {
                  WABRIDGE_TEST_POSTGRES at one; `scripts/test` does this for you"
             }
             Prereq::Sipp => "install SIPp (Debian: `apt-get install sip-tester`); `scripts/test` does this for you",
+            Prereq::Browser => {
+                "install Chromium and its WebDriver (Debian: `apt-get install chromium chromium-driver`); \
+                 `scripts/test` does this for you"
+            }
+            Prereq::StandardWebhooks => {
+                "make the virtualenv: `python3 -m venv target/tools/standardwebhooks && \
+                 target/tools/standardwebhooks/bin/pip install standardwebhooks==1.1.0`, or point \
+                 WABRIDGE_TEST_STANDARDWEBHOOKS_PYTHON at a Python that has it; `scripts/test` does this for you"
+            }
         }
     }
 }
@@ -134,6 +149,44 @@ pub fn sipp_available() -> bool {
         .stderr(std::process::Stdio::null())
         .status();
     prerequisite(Prereq::Sipp, ran.map(|_| ()).map_err(|e| format!("`sipp -v` did not run: {e}")))
+}
+
+/// True when `chromedriver` and `chromium` run; see [`prerequisite`] for what happens when they do not.
+pub fn browser_available() -> bool {
+    let runs = |program: &str| -> Result<(), String> {
+        match std::process::Command::new(program).arg("--version").output() {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => Err(format!("`{program} --version` did not run: {e}")),
+        }
+    };
+    prerequisite(Prereq::Browser, runs("chromedriver").and_then(|_| runs("chromium")))
+}
+
+/// The Python that has the `standardwebhooks` package: `WABRIDGE_TEST_STANDARDWEBHOOKS_PYTHON`, else the
+/// virtualenv `scripts/test` makes in `<target>/tools/standardwebhooks`.
+pub fn standardwebhooks_python() -> PathBuf {
+    if let Ok(p) = std::env::var("WABRIDGE_TEST_STANDARDWEBHOOKS_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("the target directory");
+    target.join("tools/standardwebhooks/bin/python")
+}
+
+/// True when that Python imports `standardwebhooks`; see [`prerequisite`] for what happens when it does not.
+pub fn standardwebhooks_available() -> bool {
+    let python = standardwebhooks_python();
+    let ran = std::process::Command::new(&python)
+        .args(["-c", "import standardwebhooks"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let available = match ran {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => Err(format!("{} cannot import standardwebhooks", python.display())),
+        Err(e) => Err(format!("{} does not run: {e}", python.display())),
+    };
+    prerequisite(Prereq::StandardWebhooks, available)
 }
 
 /// A fresh, empty database and a data directory, removed when dropped (PostgreSQL databases by `drop_db`).
@@ -235,6 +288,15 @@ impl TestApp {
         self.svc.stop().await.expect("clean stop");
         self.db.drop_db().await;
     }
+}
+
+/// Registers a second app and WABA (777), for scope tests; returns the WABA's view.
+pub async fn another_waba(app: &TestApp) -> Value {
+    let body = json!({"meta_app_id": "999", "domain": "o.example.com", "app_secret": "s".repeat(32)});
+    let (_, other_app) = app.admin("POST", "/apps", Some(body)).await;
+    let (st, waba) = app.admin("POST", "/wabas", Some(json!({"waba_id": "777", "app": other_app["id"]}))).await;
+    assert_eq!(st, 201, "{waba}");
+    waba
 }
 
 /// Registers app 1234567890 (host wb.example.com) → WABA 102290129340398 → phone +5511930001234

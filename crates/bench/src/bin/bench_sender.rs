@@ -623,7 +623,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
             sqlx::query(
                 "CREATE INDEX IF NOT EXISTS bench_jobs_due ON jobs (run_at) WHERE done_at IS NULL AND NOT dead",
             )
-            .execute(&svc.store.pool)
+            .execute(svc.store.raw_pool())
             .await?;
         }
         let mut phone_ids = Vec::new();
@@ -695,7 +695,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
                 )
                 .bind(wabridge::store::now_ms())
                 .bind(false)
-                .fetch_all(&svc.store.pool)
+                .fetch_all(svc.store.raw_pool())
                 .await?;
                 let now = wabridge::store::now_ms();
                 let parts = rows
@@ -720,7 +720,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
             last_check = Instant::now();
             failed = rt.service.block_on(async {
                 let r = sqlx::query("SELECT COUNT(*) FROM outbound WHERE state = 'failed'")
-                    .fetch_one(&svc.store.pool)
+                    .fetch_one(svc.store.raw_pool())
                     .await?;
                 anyhow::Ok(r.try_get::<i64, _>(0)?)
             })?;
@@ -741,15 +741,16 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
     // 3. What happened.
     let (attempts, failed_rows, error_codes) = rt.service.block_on(async {
         let r = sqlx::query("SELECT CAST(COALESCE(SUM(attempts), 0) AS BIGINT) AS a FROM outbound")
-            .fetch_one(&svc.store.pool)
+            .fetch_one(svc.store.raw_pool())
             .await?;
         let attempts: i64 = r.try_get("a")?;
-        let r = sqlx::query("SELECT COUNT(*) FROM outbound WHERE state = 'failed'").fetch_one(&svc.store.pool).await?;
+        let r =
+            sqlx::query("SELECT COUNT(*) FROM outbound WHERE state = 'failed'").fetch_one(svc.store.raw_pool()).await?;
         let failed: i64 = r.try_get(0)?;
         let rows = sqlx::query(
             "SELECT error_code, COUNT(*) AS n FROM outbound WHERE error_text IS NOT NULL GROUP BY error_code",
         )
-        .fetch_all(&svc.store.pool)
+        .fetch_all(svc.store.raw_pool())
         .await?;
         let codes = rows
             .iter()

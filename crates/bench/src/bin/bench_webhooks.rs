@@ -243,7 +243,7 @@ fn main() -> anyhow::Result<()> {
         let r = load(label, url, body.clone(), sig.clone(), a.connections, a.seconds);
         r.print();
         let stored: i64 = server_rt.block_on(async {
-            let row = sqlx::query("SELECT COUNT(*) FROM inbox").fetch_one(&svc.store.pool).await?;
+            let row = sqlx::query("SELECT COUNT(*) FROM inbox").fetch_one(svc.store.raw_pool()).await?;
             anyhow::Ok(sqlx::Row::get::<i64, _>(&row, 0))
         })?;
         println!("  committed inbox rows: {stored} (acknowledged: {})", r.requests);
