@@ -23,9 +23,6 @@ pub struct HistoryArgs {
     /// The next_cursor a previous page printed.
     #[arg(long)]
     pub cursor: Option<String>,
-    /// Print the page as JSON (as the API answers it).
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,55 +81,70 @@ pub enum EventsCmd {
         /// Events of this WABA's numbers.
         #[arg(long)]
         waba: Option<i64>,
+        /// A note for people (what the endpoint is).
         #[arg(long)]
         description: Option<String>,
     },
-    /// List subscriptions.
-    List {
-        #[arg(long)]
-        json: bool,
-    },
+    /// List subscriptions (JSON with the global --json).
+    List,
     /// One subscription (`--reveal-secret` prints the signing secret).
     Show {
+        /// wabridge id of the subscription.
         id: i64,
+        /// Print the signing secret in full.
         #[arg(long)]
         reveal_secret: bool,
     },
     /// Change a subscription.
     Update {
+        /// wabridge id of the subscription.
         id: i64,
+        /// New http(s) URL on a public address.
         #[arg(long)]
         url: Option<String>,
+        /// New event types, comma-separated, or `*`.
         #[arg(long, value_delimiter = ',')]
         types: Option<Vec<String>>,
+        /// A note for people (what the endpoint is).
         #[arg(long)]
         description: Option<String>,
         /// Enable a disabled endpoint again.
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
+        /// Stop delivering to the endpoint.
         #[arg(long)]
         disable: bool,
+        /// Generate a new signing secret (printed once).
         #[arg(long)]
         rotate_secret: bool,
     },
     /// Delete a subscription with its deliveries.
-    Remove { id: i64 },
-    /// Deliveries, newest first.
+    Remove {
+        /// wabridge id of the subscription.
+        id: i64,
+    },
+    /// Deliveries, newest first (JSON with the global --json).
     Deliveries {
+        /// Only this subscription's (wabridge id).
         #[arg(long)]
         subscription: Option<i64>,
         /// pending, delivered or dead.
         #[arg(long)]
         state: Option<String>,
+        /// How many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
-        #[arg(long)]
-        json: bool,
     },
     /// One delivery with the event and every attempt.
-    Delivery { id: i64 },
+    Delivery {
+        /// wabridge id of the delivery.
+        id: i64,
+    },
     /// Send a dead delivery again (same event id, fresh retry window).
-    Redrive { id: i64 },
+    Redrive {
+        /// wabridge id of the delivery.
+        id: i64,
+    },
 }
 
 fn query(a: &HistoryArgs) -> HistoryQuery {
@@ -166,11 +178,11 @@ fn next(cursor: &Option<String>) {
     }
 }
 
-pub async fn messages(cmd: MessagesCmd, store: &Store) -> anyhow::Result<()> {
+pub async fn messages(cmd: MessagesCmd, store: &Store, as_json: bool) -> anyhow::Result<()> {
     let MessagesCmd::List { args, direction, since, until } = cmd;
     let q = HistoryQuery { direction, since, until, ..query(&args) };
     let page = history::messages(store, None, &q).await?;
-    if args.json {
+    if as_json {
         return json(&page);
     }
     println!("{:<24} {:<3} {:<6} {:<15} {:<11} {:<10} TEXT", "TIME", "DIR", "PHONE", "CONTACT", "TYPE", "STATUS");
@@ -200,10 +212,10 @@ pub async fn messages(cmd: MessagesCmd, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn contacts(cmd: ContactsCmd, store: &Store) -> anyhow::Result<()> {
+pub async fn contacts(cmd: ContactsCmd, store: &Store, as_json: bool) -> anyhow::Result<()> {
     let ContactsCmd::List { args, q } = cmd;
     let page = history::contacts(store, None, &HistoryQuery { q, ..query(&args) }).await?;
-    if args.json {
+    if as_json {
         return json(&page);
     }
     println!("{:<6} {:<6} {:<20} {:<24} {:<7} NAME", "ID", "PHONE", "CONTACT", "LAST INBOUND", "WINDOW");
@@ -217,10 +229,10 @@ pub async fn contacts(cmd: ContactsCmd, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn conversations(cmd: ConversationsCmd, store: &Store) -> anyhow::Result<()> {
+pub async fn conversations(cmd: ConversationsCmd, store: &Store, as_json: bool) -> anyhow::Result<()> {
     let ConversationsCmd::List { args } = cmd;
     let page = history::conversations(store, None, &query(&args)).await?;
-    if args.json {
+    if as_json {
         return json(&page);
     }
     println!("{:<6} {:<20} {:<24} {:<7} NAME", "PHONE", "CONTACT", "LAST MESSAGE", "WINDOW");
@@ -233,7 +245,7 @@ pub async fn conversations(cmd: ConversationsCmd, store: &Store) -> anyhow::Resu
     Ok(())
 }
 
-pub async fn events(cmd: EventsCmd, store: &Store, config: &Config) -> anyhow::Result<()> {
+pub async fn events(cmd: EventsCmd, store: &Store, config: &Config, as_json: bool) -> anyhow::Result<()> {
     let private = config.events_allow_private_urls;
     match cmd {
         EventsCmd::Subscribe { url, types, api_key, waba, description } => {
@@ -242,7 +254,7 @@ pub async fn events(cmd: EventsCmd, store: &Store, config: &Config) -> anyhow::R
             json(&s)?;
             eprintln!("Verify each delivery's webhook-signature with signing_secret (Standard Webhooks).");
         }
-        EventsCmd::List { json: as_json } => {
+        EventsCmd::List => {
             let list = subs::list(store).await?;
             if as_json {
                 return json(&list);
@@ -293,7 +305,7 @@ pub async fn events(cmd: EventsCmd, store: &Store, config: &Config) -> anyhow::R
             subs::delete(store, id).await?;
             println!("Event subscription {id} deleted.");
         }
-        EventsCmd::Deliveries { subscription, state, limit, json: as_json } => {
+        EventsCmd::Deliveries { subscription, state, limit } => {
             let list = subs::deliveries(store, subscription, state.as_deref(), None, limit).await?;
             if as_json {
                 return json(&list);

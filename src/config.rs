@@ -249,7 +249,7 @@ impl Config {
                     .filter(|key| known_keys().iter().any(|k| k.eq_ignore_ascii_case(key.as_str()))),
             )
             .merge(Serialized::defaults(flags));
-        let config: Config = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        let config: Config = fig.extract().map_err(|e| ConfigError(describe(e)))?;
         config.validate()?;
         Ok(config)
     }
@@ -310,10 +310,98 @@ impl Config {
         self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")
     }
 
+    /// What is allowed but probably not meant, for the service to log as warnings when it starts.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let all_interfaces = |addr: &str| addr.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_unspecified());
+        let defaults = Config::default();
+        if self.sip_enabled
+            && all_interfaces(&self.sip_listen)
+            && (self.sip_cert_file == defaults.sip_cert_file || self.sip_key_file == defaults.sip_key_file)
+        {
+            out.push(format!(
+                "sip_enabled with the default certificate files ({}, {}: 'wabridge certs dev' writes self-signed \
+                 ones, which Meta refuses) and sip_listen {} on all interfaces: point sip_cert_file/sip_key_file \
+                 at the public certificate of {}, or listen on 127.0.0.1 for local tests",
+                self.sip_cert_file.display(),
+                self.sip_key_file.display(),
+                self.sip_listen,
+                self.sip_public_host,
+            ));
+        }
+        out
+    }
+
+    /// Why a Bitrix24 install cannot work for long with this configuration, if it cannot.
+    pub fn bitrix_install_warning(&self) -> Option<String> {
+        self.bitrix_client_id.trim().is_empty().then(|| {
+            "bitrix_client_id is not set: the portal's access token (valid one hour) cannot be refreshed, so \
+             deliveries to this portal stop within the hour; set bitrix_client_id and bitrix_client_secret from \
+             the portal's app registration (docs/bitrix24.md) and restart"
+                .to_string()
+        })
+    }
+
     /// Where the generated master key lives when `master_key` is not set.
     pub fn key_file(&self) -> PathBuf {
         self.master_key_file.clone().unwrap_or_else(|| self.data_dir.join("master.key"))
     }
+}
+
+/// A figment error as one readable line per problem: the key, where it came from, and for an unknown key the
+/// nearest known one (figment's own message lists every key, with doubled backticks and the profile prefix).
+fn describe(err: figment::Error) -> String {
+    use figment::error::Kind;
+    let keys = known_keys();
+    let mut lines = Vec::new();
+    for e in err {
+        let source = e
+            .metadata
+            .as_ref()
+            .and_then(|m| m.source.as_ref())
+            .map(|s| match s {
+                figment::Source::File(path) => format!(" in {}", path.display()),
+                other => format!(" in {other}"),
+            })
+            .unwrap_or_default();
+        let key = e.path.join(".");
+        let line = match &e.kind {
+            Kind::UnknownField(found, _) => {
+                let hint = nearest_key(found, &keys)
+                    .map(|k| format!("; did you mean '{k}'?"))
+                    .unwrap_or_else(|| "; every key is listed in docs/configuration.md".into());
+                format!("unknown key '{found}'{source}{hint}")
+            }
+            Kind::InvalidType(actual, expected) => {
+                format!("'{key}'{source}: expected {expected}, found {actual}")
+            }
+            Kind::InvalidValue(actual, expected) => {
+                format!("'{key}'{source}: expected {expected}, found {actual}")
+            }
+            Kind::UnknownVariant(found, expected) => {
+                format!("'{key}'{source}: unknown value '{found}', expected one of {}", expected.join(", "))
+            }
+            Kind::Message(m) => match key.is_empty() {
+                true => format!("{m}{source}"),
+                false => format!("'{key}'{source}: {m}"),
+            },
+            other => match key.is_empty() {
+                true => format!("{other}{source}"),
+                false => format!("'{key}'{source}: {other}"),
+            },
+        };
+        lines.push(line);
+    }
+    lines.join("; ")
+}
+
+/// The known key closest to `found` by edit distance, when it is close enough to be a typo.
+fn nearest_key<'a>(found: &str, keys: &'a [String]) -> Option<&'a str> {
+    keys.iter()
+        .map(|k| (strsim::damerau_levenshtein(&found.to_ascii_lowercase(), k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
 }
 
 /// The configuration keys, derived from the struct so the environment filter never drifts from it.
@@ -357,13 +445,46 @@ mod tests {
     fn unknown_keys_and_bad_values_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("w.toml", "lisen = \"x\"\n")?;
-            let err = Config::load(Some(Path::new("w.toml")), &FlagOverrides::default()).unwrap_err();
-            assert!(err.to_string().contains("lisen"), "{err}");
+            let err = Config::load(Some(Path::new("w.toml")), &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("unknown key 'lisen' in ") && err.contains("w.toml"), "{err}");
+            assert!(err.ends_with("did you mean 'listen'?"), "the nearest key: {err}");
+            assert!(!err.contains("``") && !err.contains("default.") && !err.contains("database_url"), "{err}");
+            jail.create_file("y.toml", "sip_enable = true\n")?;
+            let err = Config::load(Some(Path::new("y.toml")), &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("did you mean 'sip_enabled'?"), "{err}");
+            jail.create_file("z.toml", "retention_days = \"many\"\n")?;
+            let err = Config::load(Some(Path::new("z.toml")), &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.starts_with("configuration: 'retention_days' in ") && err.contains("found string"), "{err}");
+            assert!(!err.contains("default."), "{err}");
+            jail.create_file("q.toml", "zzzzzzzzzzzz = 1\n")?;
+            let err = Config::load(Some(Path::new("q.toml")), &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("docs/configuration.md") && !err.contains("did you mean"), "no wild guess: {err}");
             jail.create_file("v.toml", "database_url = \"mysql://x\"\n")?;
             let err = Config::load(Some(Path::new("v.toml")), &FlagOverrides::default()).unwrap_err();
             assert!(err.to_string().contains("database_url"), "{err}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn warnings_for_what_is_allowed_but_not_meant() {
+        assert!(Config::default().warnings().is_empty(), "the SIP edge is off by default");
+        let sip = Config { sip_enabled: true, ..Config::default() };
+        let w = sip.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("certs/sip-cert.pem") && w[0].contains("0.0.0.0:5061"), "{w:?}");
+        let local = Config { sip_listen: "127.0.0.1:5061".into(), ..sip.clone() };
+        assert!(local.warnings().is_empty(), "loopback only: nothing reaches it from outside");
+        let real = Config {
+            sip_cert_file: "/etc/wabridge/sip-cert.pem".into(),
+            sip_key_file: "/etc/wabridge/sip-key.pem".into(),
+            ..sip
+        };
+        assert!(real.warnings().is_empty(), "a certificate of its own");
+
+        let w = Config::default().bitrix_install_warning().expect("client id unset");
+        assert!(w.contains("bitrix_client_id"), "{w}");
+        assert!(Config { bitrix_client_id: "app.123".into(), ..Config::default() }.bitrix_install_warning().is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use wabridge::cli::{run_registry, Cli, Command};
+use wabridge::cli::{run_registry, Cli, Command, Out};
 use wabridge::{service, Service};
 
 #[cfg(feature = "mimalloc")]
@@ -24,11 +24,14 @@ async fn main() -> ExitCode {
         config.log = "warn".into();
     }
     wabridge::telemetry::init(&config);
+    let out = Out { json: cli.json };
     let result = match cli.command {
         Command::Serve { .. } => serve(config).await,
-        Command::Migrate => migrate(config).await,
-        Command::Certs(cmd) => wabridge::cli::certs_command(cmd),
-        command => run_registry(command, &config).await,
+        Command::Migrate => migrate(config, out).await,
+        Command::Healthcheck { url } => wabridge::cli::healthcheck(url, &config).await,
+        Command::Demo { args } => wabridge::cli::demo(args),
+        Command::Certs(cmd) => wabridge::cli::certs_command(cmd, out),
+        command => run_registry(command, &config, out).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,10 +82,10 @@ async fn serve(config: wabridge::Config) -> anyhow::Result<()> {
     svc.stop().await
 }
 
-async fn migrate(config: wabridge::Config) -> anyhow::Result<()> {
+async fn migrate(config: wabridge::Config, out: Out) -> anyhow::Result<()> {
     let store = wabridge::store::Store::connect(&config).await?;
     store.migrate().await?;
     store.close().await;
-    println!("migrations applied ({})", config.database_label());
-    Ok(())
+    let label = config.database_label();
+    out.done(&format!("migrations applied ({label})"), serde_json::json!({"migrated": label}))
 }

@@ -56,6 +56,9 @@ pub fn build_engine(store: &Store, config: &Config, metrics: Arc<Metrics>, bridg
 impl Service {
     /// Opens the database, applies migrations, ensures an admin token, binds the listener and starts serving.
     pub async fn start(config: Config) -> anyhow::Result<Service> {
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let store = Store::connect(&config).await?;
         store.migrate().await?;
         let new_admin_token = crate::admin_token::ensure(&store).await?;

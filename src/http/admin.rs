@@ -4,7 +4,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use utoipa::OpenApi;
 
@@ -26,6 +26,8 @@ pub fn routes() -> Router<AppState> {
         .route("/wabas/{id}", get(get_waba).patch(update_waba).delete(delete_waba))
         .route("/phones", get(list_phones).post(create_phone))
         .route("/phones/{id}", get(get_phone).patch(update_phone).delete(delete_phone))
+        .route("/phones/{id}/archive", post(archive_phone))
+        .route("/phones/{id}/restore", post(restore_phone))
         .route("/phones/{id}/calling", get(super::calling::calling_status).post(super::calling::set_calling))
         .route("/portals", get(list_portals).post(create_portal))
         .route("/portals/{id}", get(get_portal).patch(update_portal).delete(delete_portal))
@@ -80,7 +82,7 @@ type Created<T> = Result<(StatusCode, Json<T>), ApiError>;
     info(title = "wabridge admin API", description = "Registry of Meta apps, WABAs, phones and CRM portals."),
     paths(list_apps, create_app, get_app, reveal_verify_token, update_app, delete_app,
           list_wabas, create_waba, get_waba, update_waba, delete_waba,
-          list_phones, create_phone, get_phone, update_phone, delete_phone,
+          list_phones, create_phone, get_phone, update_phone, delete_phone, archive_phone, restore_phone,
           crate::http::calling::set_calling, crate::http::calling::calling_status,
           crate::http::api_keys::create_key, crate::http::api_keys::list_keys,
           crate::http::api_keys::revoke_key, crate::http::sends::list_sends,
@@ -340,6 +342,21 @@ async fn update_phone(
 async fn delete_phone(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Result<StatusCode, ApiError> {
     registry::delete_phone(&s.store, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Archive a phone (one with history cannot be removed): unbind it from its portal, switch off its SMS service
+/// and keep its messages, sends and calls. Archiving an archived phone changes nothing.
+#[utoipa::path(post, path = "/admin/api/v1/phones/{id}/archive", tag = "phones", params(("id" = i64, Path)),
+    responses((status = 200, body = PhoneView), (status = 404, body = ErrorBody)))]
+async fn archive_phone(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<PhoneView> {
+    Ok(Json(PhoneView::from(&registry::archive_phone(&s.store, id).await?)))
+}
+
+/// Bring an archived phone back (still unbound: bind it to a portal with a PATCH).
+#[utoipa::path(post, path = "/admin/api/v1/phones/{id}/restore", tag = "phones", params(("id" = i64, Path)),
+    responses((status = 200, body = PhoneView), (status = 404, body = ErrorBody)))]
+async fn restore_phone(State(s): State<AppState>, ApiPath(id): ApiPath<i64>) -> Res<PhoneView> {
+    Ok(Json(PhoneView::from(&registry::restore_phone(&s.store, id).await?)))
 }
 
 // ---- portals

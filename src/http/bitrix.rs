@@ -53,7 +53,12 @@ pub async fn install(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
     }
     s.engine.wake();
     let status = if new { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"installed": true, "portal": portal.id, "member_id": portal.member_id}))).into_response())
+    let mut answer = json!({"installed": true, "portal": portal.id, "member_id": portal.member_id});
+    if let Some(warning) = s.config.bitrix_install_warning() {
+        tracing::warn!(portal = portal.id, "Bitrix24 install accepted, but {warning}");
+        answer["warnings"] = json!([warning]);
+    }
+    Ok((status, Json(answer)).into_response())
 }
 
 pub async fn event(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {

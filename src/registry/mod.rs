@@ -566,13 +566,35 @@ pub async fn delete_phone(store: &Store, id: i64) -> Result<(), RegistryError> {
         StoreError::Db(ref d) if crate::store::is_foreign_key_violation(d) => conflict(
             None,
             format!(
-                "phone {id} has conversations or sends on record and cannot be removed; unbind it from its portal \
-                 (and switch off sms_service) to stop its traffic instead"
+                "phone {id} has conversations or sends on record and cannot be removed; archive it instead \
+                 ('wabridge phone archive {id}' or POST /admin/api/v1/phones/{id}/archive): it is unbound and its \
+                 history kept"
             ),
         ),
         e => e.into(),
     })?;
     Ok(())
+}
+
+/// Archives a phone: unbinds it from its portal and switches off its SMS service (the same path as an update,
+/// so the portal's line and SMS provider are taken down), then marks it archived. Its messages, sends and calls
+/// stay; it leaves the default phone list. Archiving an archived phone changes nothing.
+pub async fn archive_phone(store: &Store, id: i64) -> Result<Phone, RegistryError> {
+    let p = get_phone(store, id).await?;
+    if p.archived_at.is_some() {
+        return Ok(p);
+    }
+    let input = PhoneInput { portal: Some(None), sms_service: Some(false), ..PhoneInput::default() };
+    update_phone(store, id, &input).await?;
+    store.set_phone_archived(id, Some(now_ms())).await?;
+    get_phone(store, id).await
+}
+
+/// Brings an archived phone back into the list; bind it to a portal again with an update.
+pub async fn restore_phone(store: &Store, id: i64) -> Result<Phone, RegistryError> {
+    get_phone(store, id).await?;
+    store.set_phone_archived(id, None).await?;
+    get_phone(store, id).await
 }
 
 #[cfg(test)]

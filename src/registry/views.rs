@@ -217,6 +217,9 @@ pub struct PhoneView {
     pub calling: CallingView,
     pub created_at: String,
     pub updated_at: String,
+    /// When the phone was archived (unbound, no SMS service, history kept); absent for a phone in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
 }
 
 impl From<&Phone> for PhoneView {
@@ -242,6 +245,7 @@ impl From<&Phone> for PhoneView {
             calling: CallingView::from(p),
             created_at: rfc3339(p.created_at),
             updated_at: rfc3339(p.updated_at),
+            archived_at: p.archived_at.map(rfc3339),
         }
     }
 }

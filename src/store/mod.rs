@@ -26,6 +26,7 @@ pub mod stats;
 pub mod templates;
 pub mod webhook_errors;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -68,18 +69,53 @@ pub struct Store {
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// Whether opening the database may create it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// `serve` and `migrate`: a missing SQLite file (in `data_dir`) and a missing key file are created.
+    Create,
+    /// Registry commands: the database and the master key must exist already; a command run in the wrong
+    /// directory is refused, saying where it looked, instead of working on a new, empty database.
+    Existing,
+}
+
 impl Store {
-    /// Opens the database (creating the SQLite file and its directory when needed) and the master key.
+    /// Opens the database (creating the SQLite file, in `data_dir`, when needed) and the master key.
     pub async fn connect(config: &Config) -> Result<Store, StoreError> {
+        Store::connect_with(config, Open::Create).await
+    }
+
+    /// Opens the database; with [`Open::Existing`] nothing is created.
+    pub async fn connect_with(config: &Config, mode: Open) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        if mode == Open::Existing && !config.is_postgres() {
+            let path = sqlite_path(&config.database_url)?;
+            if path.as_os_str() != ":memory:" && !path.exists() {
+                return Err(StoreError::Setup(format!(
+                    "no database at {} (database_url {:?}, working directory {}); run this where the service runs, \
+                     or pass --config/--database-url; 'wabridge serve' or 'wabridge migrate' creates it",
+                    shown_path(&path),
+                    config.database_url,
+                    shown_path(Path::new(".")),
+                )));
+            }
+        }
+        let (backend, url) = if config.is_postgres() {
+            check_postgres(&config.database_url).await?;
+            (Backend::Postgres, config.database_url.clone())
+        } else {
+            (Backend::Sqlite, prepare_sqlite_url(config)?)
+        };
+        if mode == Open::Existing && config.master_key.is_none() && !config.key_file().exists() {
+            return Err(StoreError::Setup(format!(
+                "no master key at {} and master_key is not set: the secrets in the database cannot be opened \
+                 (pass --config/--data-dir, or set WABRIDGE_MASTER_KEY)",
+                shown_path(&config.key_file()),
+            )));
+        }
         let sealer = match &config.master_key {
             Some(text) => Sealer::from_text(text)?,
             None => Sealer::from_key_file(&config.key_file())?,
-        };
-        let (backend, url) = if config.is_postgres() {
-            (Backend::Postgres, config.database_url.clone())
-        } else {
-            (Backend::Sqlite, prepare_sqlite_url(&config.database_url)?)
         };
         let mut opts = AnyPoolOptions::new()
             .max_connections(config.database_max_connections.max(2))
@@ -188,15 +224,42 @@ impl Store {
     }
 }
 
-/// Makes sure the SQLite file's directory exists and asks sqlx to create the file.
-fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
+/// The file a `sqlite:` URL names.
+fn sqlite_path(url: &str) -> Result<PathBuf, StoreError> {
     let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Setup(format!("bad SQLite URL: {e}")))?;
-    let path = opts.get_filename();
+        .map_err(|e| StoreError::Setup(format!("bad SQLite URL {url:?}: {e}")))?;
+    Ok(opts.get_filename().to_path_buf())
+}
+
+/// A path as the user should see it: absolute, so a command run in another directory says where it looked.
+fn shown_path(path: &Path) -> String {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
+/// Lets sqlx create the SQLite file. Its directory is created only when it is `data_dir` (the directory wabridge
+/// owns, `./data` by default); a URL into any other missing directory is a typo until shown otherwise.
+fn prepare_sqlite_url(config: &Config) -> Result<String, StoreError> {
+    let url = &config.database_url;
+    let path = sqlite_path(url)?;
     if path.as_os_str() != ":memory:" {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", dir.display())))?;
+            if !dir.is_dir() {
+                let same = |a: &Path, b: &Path| match (std::path::absolute(a), std::path::absolute(b)) {
+                    (Ok(a), Ok(b)) => a.components().eq(b.components()),
+                    _ => false,
+                };
+                if !same(dir, &config.data_dir) {
+                    return Err(StoreError::Setup(format!(
+                        "the directory of database_url {url:?} does not exist: {}; create it, or correct database_url",
+                        shown_path(dir)
+                    )));
+                }
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Setup(format!("cannot create {}: {e}", shown_path(dir))))?;
+            }
+        }
+        if !path.exists() {
+            tracing::info!(path = %shown_path(&path), "creating a new SQLite database");
         }
     }
     Ok(if url.contains("mode=") {
@@ -206,6 +269,35 @@ fn prepare_sqlite_url(url: &str) -> Result<String, StoreError> {
     } else {
         format!("{url}?mode=rwc")
     })
+}
+
+/// How long a first connection to PostgreSQL may take before the start is abandoned.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection to PostgreSQL before the pool is built, so that a server that is down, a wrong password or a
+/// missing database fails at once with the host and the cause (a pool would retry until its timeout and then
+/// say only "pool timed out").
+async fn check_postgres(url: &str) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let (host, port, database) = match url::Url::parse(url) {
+        Ok(u) => (
+            u.host_str().unwrap_or("localhost").to_string(),
+            u.port().unwrap_or(5432),
+            u.path().trim_start_matches('/').to_string(),
+        ),
+        Err(e) => return Err(StoreError::Setup(format!("database_url is not a valid URL: {e}"))),
+    };
+    let cause = match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, sqlx::PgConnection::connect(url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Ok(Err(sqlx::Error::Io(e))) => e.to_string(),
+        Ok(Err(sqlx::Error::Database(e))) => e.message().to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {} s", POSTGRES_CONNECT_TIMEOUT.as_secs()),
+    };
+    Err(StoreError::Setup(format!("cannot connect to PostgreSQL at {host}:{port} (database {database:?}): {cause}")))
 }
 
 /// Reads a boolean column from either dialect.

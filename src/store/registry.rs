@@ -103,6 +103,8 @@ pub struct Phone {
     pub sms_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When the phone was archived (Unix ms): unbound, no SMS service, out of the default list, history kept.
+    pub archived_at: Option<i64>,
 }
 
 impl Phone {
@@ -148,6 +150,7 @@ impl Phone {
             sms_error: None,
             created_at: now,
             updated_at: now,
+            archived_at: None,
         }
     }
 
@@ -167,7 +170,7 @@ const PHONE_COLS: &str = "id, number, phone_number_id, waba_id, portal_id, chann
                           sip_password, asterisk_target, sip_status, call_icon_visibility, callback_permission, \
                           sip_digest, calling_error_code, calling_error_details, calling_error_trace, \
                           calling_error_at, throughput_mps, connector_status, connector_error, sms_code, \
-                          sms_status, sms_error, created_at, updated_at";
+                          sms_status, sms_error, archived_at, created_at, updated_at";
 
 /// Why a WABA has no Graph token ([`Store::graph_token`]).
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +295,7 @@ impl Store {
             sms_error: r.try_get("sms_error")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            archived_at: r.try_get("archived_at")?,
         })
     }
 
@@ -606,6 +610,17 @@ impl Store {
         let q = format!("SELECT {PHONE_COLS} FROM phones ORDER BY id");
         let rows = sqlx::query(&q).fetch_all(&self.pool).await?;
         rows.iter().map(|r| self.phone_from(r)).collect()
+    }
+
+    /// Marks a phone archived (`Some(at)`) or in use again (`None`).
+    pub async fn set_phone_archived(&self, id: i64, at: Option<i64>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE phones SET archived_at = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .bind(super::now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn delete_phone(&self, id: i64) -> Result<bool, StoreError> {

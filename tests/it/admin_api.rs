@@ -917,7 +917,20 @@ async fn verify_token_is_shown_once_then_masked(db: Db) {
     app.stop().await;
 }
 
+/// The getting-started guide's `curl` example is accepted as written (its body posted as it stands in the doc).
+async fn the_getting_started_example_is_accepted(db: Db) {
+    let doc = include_str!("../../docs/getting-started.md");
+    let start = doc.find("-d '{\"meta_app_id\"").expect("the example in docs/getting-started.md") + 4;
+    let body: Value = serde_json::from_str(&doc[start..start + doc[start..].find("}'").unwrap() + 1]).unwrap();
+    let app = TestApp::start(db).await;
+    let (status, answer) = app.admin("POST", "/apps", Some(body)).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["meta_app_id"], "1234567890");
+    app.stop().await;
+}
+
 both_databases!(
+    the_getting_started_example_is_accepted,
     malformed_requests_are_json,
     every_documented_route_answers_malformed_requests_with_json,
     missing_fields_are_named,

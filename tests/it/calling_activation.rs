@@ -359,6 +359,7 @@ const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 async fn cli(db: &TestDb, graph: &GraphSandbox, args: &[&str]) -> Output {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
+        .arg("--json")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WABRIDGE_DATABASE_URL", &db.url)
@@ -389,6 +390,7 @@ async fn calling_through_the_cli(kind: Db) {
     graph.allow_token(TOKEN, META_APP_ID);
     let db = TestDb::new(kind).await;
     let (g, d) = (&graph, &db);
+    ok(d, g, &["migrate"]).await;
     let app = ["app", "add", "--meta-app-id", META_APP_ID, "--domain", "wb.example.com", "--app-secret", SECRET];
     let out = cli(d, g, &[&app[..], &["--access-token", TOKEN]].concat()).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

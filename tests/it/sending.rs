@@ -261,7 +261,8 @@ async fn the_pair_rate_queues_and_keeps_order(db: Db) {
     // A phone with sends on record is not removed: a clear 409, not a database error.
     let (s, body) = b.app.admin("DELETE", &format!("/phones/{}", b.phone_id), None).await;
     assert_eq!(s, 409, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("cannot be removed"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot be removed") && message.contains("archive"), "{body}");
     let order: Vec<String> = b
         .graph
         .sent_messages(PNID)
@@ -271,6 +272,18 @@ async fn the_pair_rate_queues_and_keeps_order(db: Db) {
     assert_eq!(order, ["0", "1", "2", "3", "4", "5"]);
     let (_, sends) = b.app.admin("GET", "/sends", None).await;
     assert!(sends.as_array().unwrap().iter().all(|s| s["state"] == "accepted" && s["error_code"].is_null()), "{sends}");
+    // Archived instead: unbound from the portal, no SMS service, its sends kept.
+    let (s, phone) = b.app.admin("POST", &format!("/phones/{}/archive", b.phone_id), None).await;
+    assert_eq!(s, 200, "{phone}");
+    assert!(phone["archived_at"].is_string() && phone["portal"].is_null() && phone["sms_service"] == false, "{phone}");
+    let (s, again) = b.app.admin("POST", &format!("/phones/{}/archive", b.phone_id), None).await;
+    assert_eq!((s, &again["archived_at"]), (200, &phone["archived_at"]), "archiving twice changes nothing");
+    b.settle().await;
+    let (_, sends) = b.app.admin("GET", "/sends", None).await;
+    assert_eq!(sends.as_array().unwrap().len(), 6, "the history stays");
+    let (s, restored) = b.app.admin("POST", &format!("/phones/{}/restore", b.phone_id), None).await;
+    assert_eq!(s, 200, "{restored}");
+    assert!(restored.get("archived_at").is_none(), "{restored}");
     b.stop().await;
 }
 

@@ -33,47 +33,42 @@ use wabridge_sandbox::payloads as p;
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
+/// What large webhooks and idle or slow connections cost the real binary (RSS, peak, connections kept).
+#[derive(clap::Parser)]
+#[command(name = "bench_memory")]
 struct Args {
+    /// The wabridge binary to start with `serve`.
+    #[arg(long, default_value = "target/release/wabridge")]
     binary: String,
+    /// Concurrent signed webhooks of `--size` bytes.
+    #[arg(long, default_value_t = 100)]
     bodies: usize,
+    /// Size of each webhook body, in bytes.
+    #[arg(long, default_value_t = 3_000_000)]
     size: usize,
+    /// Connections that send nothing.
+    #[arg(long, default_value_t = 5_000)]
     idle: usize,
+    /// Connections that send one header byte every 2 s.
+    #[arg(long, default_value_t = 100)]
     slowloris: usize,
+    /// Seconds the idle and slow connections are held before they are counted.
+    #[arg(long, default_value_t = 45)]
     hold: u64,
+    /// Requests with made-up methods on made-up paths.
+    #[arg(long, default_value_t = 20_000)]
     methods: usize,
+    /// KEY=VALUE passed to the server's environment (repeatable).
+    #[arg(long, value_parser = key_value)]
     env: Vec<(String, String)>,
 }
 
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
 fn args() -> Args {
-    let mut a = Args {
-        binary: "target/release/wabridge".into(),
-        bodies: 100,
-        size: 3_000_000,
-        idle: 5_000,
-        slowloris: 100,
-        hold: 45,
-        methods: 20_000,
-        env: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_default();
-        match k.as_str() {
-            "--binary" => a.binary = v,
-            "--bodies" => a.bodies = v.parse().expect("--bodies N"),
-            "--size" => a.size = v.parse().expect("--size BYTES"),
-            "--idle" => a.idle = v.parse().expect("--idle N"),
-            "--slowloris" => a.slowloris = v.parse().expect("--slowloris N"),
-            "--hold" => a.hold = v.parse().expect("--hold SECONDS"),
-            "--methods" => a.methods = v.parse().expect("--methods N"),
-            "--env" => {
-                let (k, v) = v.split_once('=').expect("--env KEY=VALUE");
-                a.env.push((k.into(), v.into()));
-            }
-            _ => panic!("unknown argument {k}; see the file header"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 /// (VmRSS, VmHWM) of a process, in MiB.

@@ -37,29 +37,29 @@ const NUMBER: &str = "+5511930001234";
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const KAMAILIO_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules";
 
+/// SIP call setups per second through the edge to a SIPp UAS, and memory per idle TLS connection, beside Kamailio.
+#[derive(clap::Parser)]
+#[command(name = "bench_sip")]
 struct Args {
+    /// Calls per offered rate.
+    #[arg(long, default_value_t = 10_000)]
     calls: usize,
+    /// The first offered rate, calls per second (stepping up from here).
+    #[arg(long, default_value_t = 1000.0)]
     rate: f64,
+    /// TLS connections the calls are spread over in the second round.
+    #[arg(long, default_value_t = 50)]
     connections: usize,
+    /// Idle TLS connections for the memory measurement.
+    #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Measure only this proxy: wabridge or kamailio.
+    #[arg(long)]
     only: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { calls: 10_000, rate: 1000.0, connections: 50, idle: 10_000, only: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_default();
-        match k.as_str() {
-            "--calls" => a.calls = v.parse().expect("--calls N"),
-            "--rate" => a.rate = v.parse().expect("--rate R"),
-            "--connections" => a.connections = v.parse().expect("--connections C"),
-            "--idle" => a.idle = v.parse().expect("--idle K"),
-            "--only" => a.only = Some(v),
-            _ => panic!("unknown argument {k}; see the file header"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 fn free_port() -> u16 {

@@ -15,25 +15,23 @@ use wabridge_sandbox::payloads as p;
 
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 
+/// Signed, durable webhook POSTs per second and latency, beside a bare axum handler (the ceiling).
+#[derive(clap::Parser)]
+#[command(name = "bench_webhooks")]
 struct Args {
+    /// How long each server is loaded, in seconds.
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Also measure on this PostgreSQL server (postgres://user@host:port; a database is created and dropped).
+    #[arg(long)]
     postgres: Option<String>,
 }
 
 fn args() -> Args {
-    let mut a = Args { seconds: 10, connections: 64, postgres: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let v = it.next().unwrap_or_default();
-        match k.as_str() {
-            "--seconds" => a.seconds = v.parse().expect("--seconds N"),
-            "--connections" => a.connections = v.parse().expect("--connections N"),
-            "--postgres" => a.postgres = Some(v),
-            _ => panic!("unknown argument {k}; see the file header"),
-        }
-    }
-    a
+    clap::Parser::parse()
 }
 
 struct Report {

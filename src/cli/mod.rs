@@ -1,14 +1,20 @@
 //! The `wabridge` command line: the service, migrations, and the registry for people on the server.
-//! Registry commands work on the configured database directly and call the same code as the admin API.
+//! Registry commands work on the configured database directly and call the same code as the admin API. They
+//! open an existing database only ([`Open::Existing`]): run in the wrong directory they say where they looked
+//! instead of creating a new, empty database there. `serve` and `migrate` create it.
+
+pub mod output;
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde_json::json;
 
 use crate::config::{Config, FlagOverrides, LogFormat};
 use crate::registry::{self, AppInput, AppView, PhoneInput, PhoneView, PortalView, WabaInput, WabaView};
-use crate::store::Store;
+use crate::store::{Open, Store};
+pub use output::Out;
 
 #[derive(Debug, Parser)]
 #[command(name = "wabridge", version, about = "WhatsApp Business bridge to CRM contact centres and the PBX")]
@@ -25,6 +31,9 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Print JSON instead of readable text and tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,8 +46,21 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
-    /// Apply database migrations and exit.
+    /// Create the database if needed, apply its migrations and exit (`serve` does this too).
     Migrate,
+    /// Run the demo: wabridge with the Meta and Bitrix24 emulators, playing a scripted story (runs
+    /// `wabridge-demo` from beside this binary; from a clone: cargo run -p wabridge-demo).
+    Demo {
+        /// Arguments passed to wabridge-demo (e.g. --listen 127.0.0.1:8090).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Ask the running service's GET /healthz (exit 0 when it answers 200); used by the container's HEALTHCHECK.
+    Healthcheck {
+        /// URL to ask (default: /healthz on the configured listen address, 127.0.0.1 for 0.0.0.0).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Manage the admin API token.
     #[command(subcommand)]
     AdminToken(AdminTokenCmd),
@@ -81,7 +103,7 @@ pub enum Command {
     /// TLS certificates for the SIP edge.
     #[command(subcommand)]
     Certs(CertsCmd),
-    /// Print the Asterisk configuration (pjsip.conf, extensions.conf) for the phones with calling enabled.
+    /// Print the Asterisk configuration (pjsip.conf, extensions.conf) for the phones whose calling Meta enabled.
     AsteriskConfig {
         /// Address Asterisk uses to reach the edge (default: the host of sip_pbx_facing / sip_pbx_udp_listen).
         #[arg(long)]
@@ -106,6 +128,9 @@ pub enum CertsCmd {
         /// Directory to write sip-cert.pem and sip-key.pem into.
         #[arg(long, default_value = "certs")]
         dir: std::path::PathBuf,
+        /// Replace an existing pair in that directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -155,25 +180,20 @@ pub enum AdminTokenCmd {
     Rotate,
 }
 
+/// App settings shared by `app add` and `app update`.
 #[derive(Debug, Args)]
-pub struct AppFields {
+pub struct AppOptions {
     /// Display name.
     #[arg(long)]
     name: Option<String>,
-    /// Host name Meta posts webhooks to, e.g. wabridge.example.com.
-    #[arg(long)]
-    domain: Option<String>,
-    /// App secret from Meta's dashboard; '-' reads it from standard input.
-    #[arg(long)]
-    app_secret: Option<String>,
     /// Default Graph API access token; '-' reads it from standard input.
     #[arg(long)]
     access_token: Option<String>,
-    /// Keep raw webhook bodies longer, for debugging.
-    #[arg(long)]
+    /// Keep raw webhook bodies longer, for debugging (alone: true; or true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     keep_raw_events: Option<bool>,
     /// Check webhook signatures (default true; false only for local testing).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     verify_signatures: Option<bool>,
 }
 
@@ -184,13 +204,20 @@ pub enum AppCmd {
         /// Meta's app id (digits).
         #[arg(long)]
         meta_app_id: String,
+        /// Host name Meta posts webhooks to, e.g. wabridge.example.com.
+        #[arg(long)]
+        domain: String,
+        /// App secret from Meta's dashboard (App settings > Basic); '-' reads it from standard input.
+        #[arg(long)]
+        app_secret: String,
         #[command(flatten)]
-        fields: AppFields,
+        options: AppOptions,
     },
     /// List apps.
     List,
     /// Show one app (its verify token masked).
     Show {
+        /// wabridge id of the app.
         id: i64,
         /// Show the verify token in full, to paste into Meta's dashboard.
         #[arg(long)]
@@ -198,15 +225,25 @@ pub enum AppCmd {
     },
     /// Change an app.
     Update {
+        /// wabridge id of the app.
         id: i64,
+        /// Host name Meta posts webhooks to.
+        #[arg(long)]
+        domain: Option<String>,
+        /// New app secret; '-' reads it from standard input.
+        #[arg(long)]
+        app_secret: Option<String>,
         #[command(flatten)]
-        fields: AppFields,
+        options: AppOptions,
         /// Generate a new verify token.
         #[arg(long)]
         rotate_verify_token: bool,
     },
     /// Remove an app (refused while WABAs use it).
-    Remove { id: i64 },
+    Remove {
+        /// wabridge id of the app.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +256,7 @@ pub enum WabaCmd {
         /// wabridge id of the app.
         #[arg(long)]
         app: i64,
+        /// Display name.
         #[arg(long)]
         name: Option<String>,
         /// Access token overriding the app's; '-' reads it from standard input.
@@ -228,12 +266,18 @@ pub enum WabaCmd {
     /// List WABAs.
     List,
     /// Show one WABA.
-    Show { id: i64 },
+    Show {
+        /// wabridge id of the WABA.
+        id: i64,
+    },
     /// Change a WABA.
     Update {
+        /// wabridge id of the WABA.
         id: i64,
+        /// Move it under this app (wabridge id).
         #[arg(long)]
         app: Option<i64>,
+        /// Display name.
         #[arg(long)]
         name: Option<String>,
         /// New access token ('' clears it, '-' reads standard input).
@@ -241,7 +285,27 @@ pub enum WabaCmd {
         access_token: Option<String>,
     },
     /// Remove a WABA (refused while phones use it).
-    Remove { id: i64 },
+    Remove {
+        /// wabridge id of the WABA.
+        id: i64,
+    },
+}
+
+/// Phone settings taken alike by `phone add` and `phone update` (one definition, so the two cannot drift).
+#[derive(Debug, Args)]
+pub struct PhoneSwitches {
+    /// Offer the number as the CRM's SMS provider (alone: true; or true/false; off unless set on add).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    sms_service: Option<bool>,
+    /// Stream media from Meta on demand instead of keeping local copies (alone: true; or true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    file_proxy: Option<bool>,
+    /// Asterisk target for calls: udp|tcp|tls:host:port ('' removes it on update).
+    #[arg(long)]
+    asterisk_target: Option<String>,
+    /// Meta's throughput for the number, messages per second (1-1000; 80 unless set on add).
+    #[arg(long)]
+    throughput_mps: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,26 +324,25 @@ pub enum PhoneCmd {
         /// wabridge id of the CRM portal to bind.
         #[arg(long)]
         portal: Option<i64>,
-        /// Offer the number as the CRM's SMS provider.
-        #[arg(long)]
-        sms_service: bool,
-        /// Stream media from Meta on demand instead of keeping local copies.
-        #[arg(long)]
-        file_proxy: bool,
-        /// Asterisk target for calls: udp|tcp|tls:host:port.
-        #[arg(long)]
-        asterisk_target: Option<String>,
-        /// Meta's throughput for the number, messages per second (default 80, up to 1000).
-        #[arg(long)]
-        throughput_mps: Option<i64>,
+        #[command(flatten)]
+        switches: PhoneSwitches,
     },
-    /// List phones.
-    List,
+    /// List phones (archived ones only with --archived).
+    List {
+        /// Include archived phones.
+        #[arg(long)]
+        archived: bool,
+    },
     /// Show one phone.
-    Show { id: i64 },
+    Show {
+        /// wabridge id of the phone.
+        id: i64,
+    },
     /// Change a phone.
     Update {
+        /// wabridge id of the phone.
         id: i64,
+        /// Move it under this WABA (wabridge id).
         #[arg(long)]
         waba: Option<i64>,
         /// Bind to this portal.
@@ -288,18 +351,24 @@ pub enum PhoneCmd {
         /// Unbind the portal.
         #[arg(long)]
         unbind_portal: bool,
-        #[arg(long)]
-        sms_service: Option<bool>,
-        #[arg(long)]
-        file_proxy: Option<bool>,
-        #[arg(long)]
-        asterisk_target: Option<String>,
-        /// Meta's throughput for the number, messages per second (1-1000).
-        #[arg(long)]
-        throughput_mps: Option<i64>,
+        #[command(flatten)]
+        switches: PhoneSwitches,
     },
-    /// Remove a phone.
-    Remove { id: i64 },
+    /// Remove a phone that has no history (one with messages, sends or calls is archived instead).
+    Remove {
+        /// wabridge id of the phone.
+        id: i64,
+    },
+    /// Archive a phone: unbind it from its portal, switch off its SMS service, keep its history.
+    Archive {
+        /// wabridge id of the phone.
+        id: i64,
+    },
+    /// Bring an archived phone back (still unbound: bind it with 'phone update ID --portal P').
+    Restore {
+        /// wabridge id of the phone.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,7 +376,10 @@ pub enum PortalCmd {
     /// List portals.
     List,
     /// Show one portal.
-    Show { id: i64 },
+    Show {
+        /// wabridge id of the portal.
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,7 +396,10 @@ pub enum ApiKeyCmd {
     /// List keys (without the keys themselves).
     List,
     /// Revoke a key.
-    Revoke { id: i64 },
+    Revoke {
+        /// wabridge id of the key (see 'api-key list').
+        id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -352,7 +427,10 @@ pub enum SendsCmd {
         limit: i64,
     },
     /// One send, with its request, state, status and error.
-    Show { id: i64 },
+    Show {
+        /// wabridge id of the send.
+        id: i64,
+    },
 }
 
 impl Cli {
@@ -382,54 +460,81 @@ fn secret_arg(v: Option<String>) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
-fn app_input(fields: AppFields) -> anyhow::Result<AppInput> {
+fn app_input(domain: Option<String>, app_secret: Option<String>, options: AppOptions) -> anyhow::Result<AppInput> {
     Ok(AppInput {
         meta_app_id: None,
-        name: fields.name,
-        domain: fields.domain,
-        app_secret: secret_arg(fields.app_secret)?,
-        access_token: secret_arg(fields.access_token)?,
-        keep_raw_events: fields.keep_raw_events,
-        verify_signatures: fields.verify_signatures,
+        name: options.name,
+        domain,
+        app_secret: secret_arg(app_secret)?,
+        access_token: secret_arg(options.access_token)?,
+        keep_raw_events: options.keep_raw_events,
+        verify_signatures: options.verify_signatures,
         rotate_verify_token: None,
     })
 }
 
-/// Runs a registry command against the configured database.
-pub async fn run_registry(command: Command, config: &Config) -> anyhow::Result<()> {
-    let store = Store::connect(config).await?;
+const APP_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("META APP ID", "meta_app_id"), ("DOMAIN", "domain"), ("NAME", "name")];
+const WABA_COLUMNS: &[(&str, &str)] = &[("ID", "id"), ("WABA ID", "waba_id"), ("APP", "app"), ("NAME", "name")];
+const PHONE_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("NUMBER", "number"),
+    ("PHONE NUMBER ID", "phone_number_id"),
+    ("WABA", "waba"),
+    ("PORTAL", "portal"),
+    ("LINE", "connector.status"),
+    ("SMS", "sms_service"),
+    ("CALLING", "calling.status"),
+    ("ARCHIVED", "archived_at"),
+];
+const PORTAL_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("MEMBER ID", "member_id"), ("DOMAIN", "domain"), ("ACTIVE", "active")];
+const API_KEY_COLUMNS: &[(&str, &str)] =
+    &[("ID", "id"), ("PREFIX", "prefix"), ("WABA", "waba"), ("REVOKED", "revoked"), ("NAME", "name")];
+const TEMPLATE_COLUMNS: &[(&str, &str)] =
+    &[("NAME", "name"), ("LANGUAGE", "language"), ("STATUS", "status"), ("PROBLEM", "variant_problem")];
+const SEND_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PHONE", "phone_id"),
+    ("ORIGIN", "origin"),
+    ("STATE", "state"),
+    ("STATUS", "status"),
+    ("ERROR", "error_text"),
+];
+
+/// Runs a registry command against the configured database, which must exist already.
+pub async fn run_registry(command: Command, config: &Config, out: Out) -> anyhow::Result<()> {
+    let store = Store::connect_with(config, Open::Existing).await?;
     store.migrate().await?;
     let result = match command {
-        Command::Calling(cmd) => calling_command(cmd, &store, config).await,
+        Command::Calling(cmd) => calling_command(cmd, &store, config, out).await,
         Command::AsteriskConfig { edge_host, asterisk_port, with_secrets } => {
             asterisk_config(&store, config, edge_host, asterisk_port, with_secrets).await
         }
-        Command::Messages(cmd) => crate::cli_events::messages(cmd, &store).await,
-        Command::Contacts(cmd) => crate::cli_events::contacts(cmd, &store).await,
-        Command::Conversations(cmd) => crate::cli_events::conversations(cmd, &store).await,
-        Command::Events(cmd) => crate::cli_events::events(cmd, &store, config).await,
-        command => registry_command(command, &store).await,
+        Command::Messages(cmd) => crate::cli_events::messages(cmd, &store, out.json).await,
+        Command::Contacts(cmd) => crate::cli_events::contacts(cmd, &store, out.json).await,
+        Command::Conversations(cmd) => crate::cli_events::conversations(cmd, &store, out.json).await,
+        Command::Events(cmd) => crate::cli_events::events(cmd, &store, config, out.json).await,
+        command => registry_command(command, &store, out).await,
     };
     store.close().await;
     result
 }
 
-async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()> {
+async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::Result<()> {
     match command {
         Command::AdminToken(AdminTokenCmd::Rotate) => {
             let token = crate::admin_token::rotate(store).await?;
-            println!("{}", crate::admin_token::announce(&token));
+            out.done(&crate::admin_token::announce(&token), json!({"admin_token": token}))?;
         }
         Command::App(cmd) => match cmd {
-            AppCmd::Add { meta_app_id, fields } => {
-                let mut input = app_input(fields)?;
+            AppCmd::Add { meta_app_id, domain, app_secret, options } => {
+                let mut input = app_input(Some(domain), Some(app_secret), options)?;
                 input.meta_app_id = Some(meta_app_id);
                 let view = AppView::revealing_verify_token(&registry::create_app(store, &input).await?);
+                if out.json {
+                    return out.record(&view);
+                }
                 println!("App {} registered (wabridge id {}).", view.meta_app_id, view.id);
                 println!("In Meta's dashboard (WhatsApp > Configuration > Webhook) enter:");
                 println!("  Callback URL:  {}", view.webhook_urls.by_app_id);
@@ -443,24 +548,22 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                 }
             }
             AppCmd::List => {
-                println!("{:<6} {:<20} {:<32} NAME", "ID", "META APP ID", "DOMAIN");
-                for a in store.list_apps().await? {
-                    println!("{:<6} {:<20} {:<32} {}", a.id, a.meta_app_id, a.domain, a.name);
-                }
+                let apps = store.list_apps().await?;
+                out.table(&apps.iter().map(AppView::from).collect::<Vec<_>>(), APP_COLUMNS)?
             }
             AppCmd::Show { id, reveal_verify_token } => {
                 let app = registry::get_app(store, id).await?;
-                print_json(&if reveal_verify_token {
+                out.record(&if reveal_verify_token {
                     AppView::revealing_verify_token(&app)
                 } else {
                     AppView::from(&app)
                 })?
             }
-            AppCmd::Update { id, fields, rotate_verify_token } => {
-                let mut input = app_input(fields)?;
+            AppCmd::Update { id, domain, app_secret, options, rotate_verify_token } => {
+                let mut input = app_input(domain, app_secret, options)?;
                 input.rotate_verify_token = Some(rotate_verify_token);
                 let app = registry::update_app(store, id, &input).await?;
-                print_json(&if rotate_verify_token {
+                out.record(&if rotate_verify_token {
                     AppView::revealing_verify_token(&app)
                 } else {
                     AppView::from(&app)
@@ -468,100 +571,92 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
             }
             AppCmd::Remove { id } => {
                 registry::delete_app(store, id).await?;
-                println!("App {id} removed.");
+                out.done(&format!("App {id} removed."), json!({"removed": "app", "id": id}))?;
             }
         },
         Command::Waba(cmd) => match cmd {
             WabaCmd::Add { waba_id, app, name, access_token } => {
                 let input =
                     WabaInput { waba_id: Some(waba_id), app: Some(app), name, access_token: secret_arg(access_token)? };
-                print_json(&WabaView::from(&registry::create_waba(store, &input).await?))?
+                out.record(&WabaView::from(&registry::create_waba(store, &input).await?))?
             }
             WabaCmd::List => {
-                println!("{:<6} {:<20} {:<6} NAME", "ID", "WABA ID", "APP");
-                for w in store.list_wabas().await? {
-                    println!("{:<6} {:<20} {:<6} {}", w.id, w.waba_id, w.app_id, w.name);
-                }
+                let wabas = store.list_wabas().await?;
+                out.table(&wabas.iter().map(WabaView::from).collect::<Vec<_>>(), WABA_COLUMNS)?
             }
-            WabaCmd::Show { id } => print_json(&WabaView::from(&registry::get_waba(store, id).await?))?,
+            WabaCmd::Show { id } => out.record(&WabaView::from(&registry::get_waba(store, id).await?))?,
             WabaCmd::Update { id, app, name, access_token } => {
                 let input = WabaInput { waba_id: None, app, name, access_token: secret_arg(access_token)? };
-                print_json(&WabaView::from(&registry::update_waba(store, id, &input).await?))?
+                out.record(&WabaView::from(&registry::update_waba(store, id, &input).await?))?
             }
             WabaCmd::Remove { id } => {
                 registry::delete_waba(store, id).await?;
-                println!("WABA {id} removed.");
+                out.done(&format!("WABA {id} removed."), json!({"removed": "waba", "id": id}))?;
             }
         },
         Command::Phone(cmd) => match cmd {
-            PhoneCmd::Add {
-                number,
-                phone_number_id,
-                waba,
-                portal,
-                sms_service,
-                file_proxy,
-                asterisk_target,
-                throughput_mps,
-            } => {
+            PhoneCmd::Add { number, phone_number_id, waba, portal, switches } => {
                 let input = PhoneInput {
                     number: Some(number),
                     phone_number_id: Some(phone_number_id),
                     waba: Some(waba),
                     portal: portal.map(Some),
-                    sms_service: Some(sms_service),
-                    file_proxy: Some(file_proxy),
-                    asterisk_target: asterisk_target.map(Some),
-                    throughput_mps,
+                    sms_service: Some(switches.sms_service.unwrap_or(false)),
+                    file_proxy: Some(switches.file_proxy.unwrap_or(false)),
+                    asterisk_target: switches.asterisk_target.map(Some),
+                    throughput_mps: switches.throughput_mps,
                 };
-                print_json(&PhoneView::from(&registry::create_phone(store, &input).await?))?
+                out.record(&PhoneView::from(&registry::create_phone(store, &input).await?))?
             }
-            PhoneCmd::List => {
-                println!("{:<6} {:<18} {:<20} {:<6} {:<7} SMS", "ID", "NUMBER", "PHONE NUMBER ID", "WABA", "PORTAL");
-                for p in store.list_phones().await? {
-                    let portal = p.portal_id.map(|i| i.to_string()).unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<6} {:<18} {:<20} {:<6} {:<7} {}",
-                        p.id, p.number, p.phone_number_id, p.waba_id, portal, p.sms_service
-                    );
-                }
+            PhoneCmd::List { archived } => {
+                let phones = store.list_phones().await?;
+                let views: Vec<_> =
+                    phones.iter().filter(|p| archived || p.archived_at.is_none()).map(PhoneView::from).collect();
+                out.table(&views, PHONE_COLUMNS)?
             }
-            PhoneCmd::Show { id } => print_json(&PhoneView::from(&registry::get_phone(store, id).await?))?,
-            PhoneCmd::Update {
-                id,
-                waba,
-                portal,
-                unbind_portal,
-                sms_service,
-                file_proxy,
-                asterisk_target,
-                throughput_mps,
-            } => {
+            PhoneCmd::Show { id } => out.record(&PhoneView::from(&registry::get_phone(store, id).await?))?,
+            PhoneCmd::Update { id, waba, portal, unbind_portal, switches } => {
                 let input = PhoneInput {
                     number: None,
                     phone_number_id: None,
                     waba,
                     portal: if unbind_portal { Some(None) } else { portal.map(Some) },
-                    sms_service,
-                    file_proxy,
-                    asterisk_target: asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
-                    throughput_mps,
+                    sms_service: switches.sms_service,
+                    file_proxy: switches.file_proxy,
+                    asterisk_target: switches.asterisk_target.map(|t| (!t.is_empty()).then_some(t)),
+                    throughput_mps: switches.throughput_mps,
                 };
-                print_json(&PhoneView::from(&registry::update_phone(store, id, &input).await?))?
+                out.record(&PhoneView::from(&registry::update_phone(store, id, &input).await?))?
             }
             PhoneCmd::Remove { id } => {
                 registry::delete_phone(store, id).await?;
-                println!("Phone {id} removed.");
+                out.done(&format!("Phone {id} removed."), json!({"removed": "phone", "id": id}))?;
+            }
+            PhoneCmd::Archive { id } => {
+                let view = PhoneView::from(&registry::archive_phone(store, id).await?);
+                if out.json {
+                    return out.record(&view);
+                }
+                println!("Phone {id} ({}) archived: unbound, no SMS service, its history kept.", view.number);
+                println!("'wabridge phone list --archived' shows it; 'wabridge phone restore {id}' brings it back.");
+            }
+            PhoneCmd::Restore { id } => {
+                let view = PhoneView::from(&registry::restore_phone(store, id).await?);
+                if out.json {
+                    return out.record(&view);
+                }
+                println!(
+                    "Phone {id} ({}) restored; bind it with 'wabridge phone update {id} --portal P'.",
+                    view.number
+                );
             }
         },
         Command::Portal(cmd) => match cmd {
             PortalCmd::List => {
-                println!("{:<6} {:<34} {:<36} ACTIVE", "ID", "MEMBER ID", "DOMAIN");
-                for p in store.list_portals().await? {
-                    println!("{:<6} {:<34} {:<36} {}", p.id, p.member_id, p.domain, p.active);
-                }
+                let portals = store.list_portals().await?;
+                out.table(&portals.iter().map(PortalView::from).collect::<Vec<_>>(), PORTAL_COLUMNS)?
             }
-            PortalCmd::Show { id } => print_json(&PortalView::from(&registry::get_portal(store, id).await?))?,
+            PortalCmd::Show { id } => out.record(&PortalView::from(&registry::get_portal(store, id).await?))?,
         },
         Command::ApiKey(cmd) => match cmd {
             ApiKeyCmd::Create { name, waba } => {
@@ -569,54 +664,44 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
                     registry::get_waba(store, w).await?;
                 }
                 let k = crate::apikeys::create(store, name.trim(), waba).await?;
-                print_json(&k)?;
+                out.record(&k)?;
                 eprintln!("Keep the key now: it is not shown again.");
             }
-            ApiKeyCmd::List => {
-                println!("{:<6} {:<10} {:<6} {:<8} NAME", "ID", "PREFIX", "WABA", "REVOKED");
-                for k in crate::apikeys::list(store).await? {
-                    let waba = k.waba.map(|w| w.to_string()).unwrap_or_else(|| "-".into());
-                    println!("{:<6} {:<10} {:<6} {:<8} {}", k.id, k.prefix, waba, k.revoked, k.name);
-                }
-            }
+            ApiKeyCmd::List => out.table(&crate::apikeys::list(store).await?, API_KEY_COLUMNS)?,
             ApiKeyCmd::Revoke { id } => {
                 if !crate::apikeys::revoke(store, id).await? {
                     anyhow::bail!("no active API key with id {id}");
                 }
-                println!("API key {id} revoked.");
+                out.done(&format!("API key {id} revoked."), json!({"revoked": "api_key", "id": id}))?;
             }
         },
         Command::Templates(cmd) => match cmd {
             TemplatesCmd::List { waba } => {
                 registry::get_waba(store, waba).await?;
-                println!("{:<32} {:<8} {:<10} PROBLEM", "NAME", "LANGUAGE", "STATUS");
-                for t in crate::templates::list_views(store, waba).await? {
-                    let problem = t.variant_problem.unwrap_or_default();
-                    println!("{:<32} {:<8} {:<10} {}", t.name, t.language, t.status, problem);
-                }
+                out.table(&crate::templates::list_views(store, waba).await?, TEMPLATE_COLUMNS)?
             }
             TemplatesCmd::Sync { waba } => {
                 registry::get_waba(store, waba).await?;
                 crate::templates::request_sync(store, waba).await?;
-                println!("Template sync of WABA {waba} queued; the service's workers run it.");
+                out.done(
+                    &format!("Template sync of WABA {waba} queued; the service's workers run it."),
+                    json!({"queued": "templates.sync", "waba": waba}),
+                )?;
             }
         },
         Command::Sends(cmd) => match cmd {
             SendsCmd::List { limit } => {
-                println!("{:<8} {:<6} {:<6} {:<9} {:<10} ERROR", "ID", "PHONE", "ORIGIN", "STATE", "STATUS");
-                for o in crate::outbound::list(store, None, limit.clamp(1, 1000)).await? {
-                    let status = o.status.unwrap_or_else(|| "-".into());
-                    let err = o.error_text.unwrap_or_default();
-                    println!("{:<8} {:<6} {:<6} {:<9} {:<10} {}", o.id, o.phone_id, o.origin, o.state, status, err);
-                }
+                out.table(&crate::outbound::list(store, None, limit.clamp(1, 1000)).await?, SEND_COLUMNS)?
             }
             SendsCmd::Show { id } => match crate::outbound::get(store, id).await? {
-                Some(o) => print_json(&o)?,
+                Some(o) => out.record(&o)?,
                 None => anyhow::bail!("no send with id {id}"),
             },
         },
         Command::Serve { .. }
         | Command::Migrate
+        | Command::Healthcheck { .. }
+        | Command::Demo { .. }
         | Command::Messages(_)
         | Command::Contacts(_)
         | Command::Conversations(_)
@@ -628,11 +713,49 @@ async fn registry_command(command: Command, store: &Store) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Why `host` cannot be a certificate's host name (a URL, a port, a path), if it cannot.
+fn check_cert_host(host: &str) -> Result<(), String> {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if let Ok(u) = url::Url::parse(host) {
+        if let Some(h) = u.host_str().filter(|_| host.contains("://")) {
+            return Err(format!("--host takes a host name, not a URL: use --host {h}"));
+        }
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("--host takes a host name such as sip.example.com (no scheme, port or path), got {host:?}"))
+    }
+}
+
 /// `wabridge certs dev`: needs no database.
-pub fn certs_command(cmd: CertsCmd) -> anyhow::Result<()> {
+pub fn certs_command(cmd: CertsCmd, out: Out) -> anyhow::Result<()> {
     match cmd {
-        CertsCmd::Dev { host, dir } => {
+        CertsCmd::Dev { host, dir, force } => {
+            check_cert_host(&host).map_err(anyhow::Error::msg)?;
+            if !force {
+                for f in ["sip-cert.pem", "sip-key.pem"] {
+                    let path = dir.join(f);
+                    if path.exists() {
+                        anyhow::bail!("{} exists already; pass --force to replace the pair", path.display());
+                    }
+                }
+            }
             let (cert, key) = crate::edge::tls::write_dev_pair(&host, &dir)?;
+            if out.json {
+                return out.record(&json!({"host": host, "certificate": cert, "key": key}));
+            }
             println!("Wrote a self-signed certificate for {host}:");
             println!("  certificate: {}", cert.display());
             println!("  key:         {} (mode 0600)", key.display());
@@ -642,6 +765,47 @@ pub fn certs_command(cmd: CertsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `wabridge demo`: the demo is its own program (`crates/demo`), so that the product never carries the
+/// emulators; this runs it when it was built or installed beside `wabridge`.
+pub fn demo(args: Vec<String>) -> anyhow::Result<()> {
+    let beside = std::env::current_exe()?.with_file_name(format!("wabridge-demo{}", std::env::consts::EXE_SUFFIX));
+    if !beside.exists() {
+        anyhow::bail!(
+            "the demo is a separate program, not found at {}; from a clone run: cargo run -p wabridge-demo",
+            beside.display()
+        );
+    }
+    let status = std::process::Command::new(&beside).args(args).status()?;
+    if !status.success() {
+        anyhow::bail!("wabridge-demo stopped: {status}");
+    }
+    Ok(())
+}
+
+/// The URL `wabridge healthcheck` asks by default: /healthz on the listen address, over loopback when the
+/// service listens on all interfaces.
+pub fn health_url(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr =
+                if a.is_ipv6() { std::net::Ipv6Addr::LOCALHOST.into() } else { std::net::Ipv4Addr::LOCALHOST.into() };
+            format!("http://{}/healthz", std::net::SocketAddr::new(ip, a.port()))
+        }
+        _ => format!("http://{listen}/healthz"),
+    }
+}
+
+/// `wabridge healthcheck`: GET /healthz of the running service, 3 s at most.
+pub async fn healthcheck(url: Option<String>, config: &Config) -> anyhow::Result<()> {
+    let url = url.unwrap_or_else(|| health_url(&config.listen));
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+    let answer = client.get(&url).send().await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    if !answer.status().is_success() {
+        anyhow::bail!("{url} answered {}", answer.status());
+    }
+    println!("ok ({url})");
+    Ok(())
+}
 async fn asterisk_config(
     store: &Store,
     config: &Config,
@@ -660,18 +824,24 @@ async fn asterisk_config(
         anyhow::bail!("the edge listens on all interfaces; say which address Asterisk reaches it on with --edge-host");
     }
     let transport = if config.sip_pbx_udp_listen.trim().is_empty() { "tcp" } else { "udp" };
-    let phones = store
-        .list_phones()
-        .await?
+    let all = store.list_phones().await?;
+    for p in all.iter().filter(|p| p.calling_enabled && !p.calling_active()) {
+        eprintln!(
+            "note: phone {} is left out: calling was requested but Meta has not enabled it{}",
+            p.id,
+            p.calling_last_error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        );
+    }
+    let phones = all
         .into_iter()
-        .filter(|p| p.calling_enabled)
+        .filter(|p| p.calling_active() && p.archived_at.is_none())
         .map(|p| AsteriskPhone {
             number: p.number.clone(),
             sip_password: p.sip_password.clone().filter(|_| with_secrets),
         })
         .collect::<Vec<_>>();
     if phones.is_empty() {
-        anyhow::bail!("no phone has calling enabled; run 'wabridge calling enable' first");
+        anyhow::bail!("no phone has calling enabled at Meta; run 'wabridge calling enable --phone ID' first");
     }
     let sip_host = config.sip_public_host.split(':').next().unwrap_or_default().to_string();
     let (pjsip, extensions) = render(&AsteriskSetup {
@@ -686,7 +856,7 @@ async fn asterisk_config(
     Ok(())
 }
 
-async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> anyhow::Result<()> {
+async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config, out: Out) -> anyhow::Result<()> {
     use crate::calling::{service, CallingInput};
     let graph = crate::meta::graph::Client::from_config(config);
     match cmd {
@@ -701,7 +871,7 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
                 digest,
             };
             let p = service::apply(store, &graph, phone, &input).await?;
-            print_json(&crate::registry::CallingView::from(&p))?;
+            out.record(&crate::registry::CallingView::from(&p))?;
             if let Some(e) = &p.calling_last_error {
                 anyhow::bail!("calling enabled, but: {e}");
             }
@@ -709,11 +879,11 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
         CallingCmd::Disable { phone } => {
             let input = CallingInput { enabled: false, ..Default::default() };
             let p = service::apply(store, &graph, phone, &input).await?;
-            print_json(&crate::registry::CallingView::from(&p))?;
+            out.record(&crate::registry::CallingView::from(&p))?;
         }
         CallingCmd::Status { phone } => {
             let status = service::status(store, &graph, phone).await?;
-            print_json(&status)?;
+            out.record(&status)?;
             if let Some(e) = &status.meta_error {
                 let code = e.code.map(|c| format!(" with error {c}")).unwrap_or_default();
                 let why = e.explanation.as_deref().map(|x| format!(" — {x}")).unwrap_or_default();
@@ -722,4 +892,55 @@ async fn calling_command(cmd: CallingCmd, store: &Store, config: &Config) -> any
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and every argument (flags and positional ids) has a description in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn certificate_hosts() {
+        assert!(check_cert_host("sip.example.com").is_ok());
+        assert!(check_cert_host("127.0.0.1").is_ok());
+        assert!(check_cert_host("::1").is_ok());
+        assert_eq!(
+            check_cert_host("https://sip.example.com/x").unwrap_err(),
+            "--host takes a host name, not a URL: use --host sip.example.com"
+        );
+        for bad in ["sip.example.com:5061", "sip example", "", "-x.example.com", "a..b"] {
+            assert!(check_cert_host(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_health_url_follows_the_listen_address() {
+        assert_eq!(health_url("0.0.0.0:8080"), "http://127.0.0.1:8080/healthz");
+        assert_eq!(health_url("[::]:8080"), "http://[::1]:8080/healthz");
+        assert_eq!(health_url("127.0.0.1:9000"), "http://127.0.0.1:9000/healthz");
+    }
 }
