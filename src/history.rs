@@ -523,8 +523,12 @@ pub async fn conversations(
     Ok(Page { data: rows.iter().map(|r| conversation_view(r, now)).collect(), next_cursor })
 }
 
-/// The phones an API key may see: its WABA's, or every phone (`None`) for a key without one.
+/// The phones an API key may see: those it is limited to, its WABA's, or every phone (`None`) for a key without
+/// either.
 pub async fn scope_of(store: &Store, caller: &crate::apikeys::Caller) -> Result<Option<Vec<i64>>, HistoryError> {
+    if !caller.phones.is_empty() {
+        return Ok(Some(caller.phones.clone()));
+    }
     match caller.waba {
         None => Ok(None),
         Some(w) => Ok(Some(crate::store::history::phones_of_waba(store, w).await?)),
