@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Db, TestDb};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wabridge");
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -148,6 +148,14 @@ async fn registry_through_the_cli(kind: Db) {
     assert_eq!(json(&db, &["api-key", "list"])[0]["prefix"], &k[..8]);
     ok(&db, &["api-key", "revoke", "1"]);
     assert!(fails(&db, &["api-key", "revoke", "1"]).contains("no active API key"));
+    // A key limited to phones: each must exist; the list shows them.
+    let key: Value =
+        serde_json::from_str(&ok(&db, &["api-key", "create", "--name", "desk", "--phone", "+44 20 7946 0018"])).unwrap();
+    assert_eq!(key["phones"], json!([1]), "{key}");
+    let e = fails(&db, &["api-key", "create", "--name", "desk", "--phone", "1", "--phone", "77"]);
+    assert!(e.contains("phones[1]"), "{e}");
+    let list = ok(&db, &["api-key", "list"]);
+    assert!(list.contains("PHONES") && list.lines().any(|l| l.contains("desk") && l.contains(" 1 ")), "{list}");
     assert!(ok(&db, &["templates", "list", "--waba", "1"]).contains("LANGUAGE"));
     assert!(ok(&db, &["templates", "sync", "--waba", "1"]).contains("queued"));
     assert!(fails(&db, &["templates", "list", "--waba", "9"]).contains("not found"));
