@@ -526,13 +526,14 @@ pub async fn conversations(
 /// The phones an API key may see: those it is limited to, its WABA's, or every phone (`None`) for a key without
 /// either.
 pub async fn scope_of(store: &Store, caller: &crate::apikeys::Caller) -> Result<Option<Vec<i64>>, HistoryError> {
-    if !caller.phones.is_empty() {
-        return Ok(Some(caller.phones.clone()));
+    let of_waba = match caller.waba {
+        None => None,
+        Some(w) => Some(crate::store::history::phones_of_waba(store, w).await?),
+    };
+    if caller.phones.is_empty() {
+        return Ok(of_waba);
     }
-    match caller.waba {
-        None => Ok(None),
-        Some(w) => Ok(Some(crate::store::history::phones_of_waba(store, w).await?)),
-    }
+    Ok(Some(caller.phones.iter().copied().filter(|p| of_waba.as_ref().is_none_or(|w| w.contains(p))).collect()))
 }
 
 #[cfg(test)]
