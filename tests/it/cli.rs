@@ -150,7 +150,8 @@ async fn registry_through_the_cli(kind: Db) {
     assert!(fails(&db, &["api-key", "revoke", "1"]).contains("no active API key"));
     // A key limited to phones: each must exist; the list shows them.
     let key: Value =
-        serde_json::from_str(&ok(&db, &["api-key", "create", "--name", "desk", "--phone", "+44 20 7946 0018"])).unwrap();
+        serde_json::from_str(&ok(&db, &["api-key", "create", "--name", "desk", "--phone", "+44 20 7946 0018"]))
+            .unwrap();
     assert_eq!(key["phones"], json!([1]), "{key}");
     let e = fails(&db, &["api-key", "create", "--name", "desk", "--phone", "1", "--phone", "77"]);
     assert!(e.contains("phones[1]"), "{e}");

@@ -380,7 +380,8 @@ async fn a_key_limited_to_a_phone_uses_that_phone_only(db: Db) {
     let (s, body) = scoped.post(json!({"from": FROM_B, "to": TO, "type": "text", "text": {"body": "de B"}})).await;
     assert_eq!((s, body["error"]["fields"][0]["field"].as_str()), (403, Some("from")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("limited to other numbers"), "{body}");
-    let template = json!({"from": FROM_B, "to": TO, "type": "template", "template": {"name": "hello", "locale": "en_US"}});
+    let template =
+        json!({"from": FROM_B, "to": TO, "type": "template", "template": {"name": "hello", "locale": "en_US"}});
     let (s, body) = all.post(template).await;
     assert_eq!(s, 202, "a key without limits sends from B: {body}");
 
