@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Db, TestDb};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wabridge");
 const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -149,10 +149,8 @@ async fn registry_through_the_cli(kind: Db) {
     ok(&db, &["api-key", "revoke", "1"]);
     assert!(fails(&db, &["api-key", "revoke", "1"]).contains("no active API key"));
     // A key limited to phones: each must exist; the list shows them.
-    let key: Value =
-        serde_json::from_str(&ok(&db, &["api-key", "create", "--name", "desk", "--phone", "+44 20 7946 0018"]))
-            .unwrap();
-    assert_eq!(key["phones"], json!([1]), "{key}");
+    let key = json(&db, &["api-key", "create", "--name", "desk", "--phone", "+44 20 7946 0018"]);
+    assert_eq!(key["phones"], serde_json::json!([1]), "{key}");
     let e = fails(&db, &["api-key", "create", "--name", "desk", "--phone", "1", "--phone", "77"]);
     assert!(e.contains("phones[1]"), "{e}");
     let list = ok(&db, &["api-key", "list"]);
