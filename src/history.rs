@@ -523,12 +523,17 @@ pub async fn conversations(
     Ok(Page { data: rows.iter().map(|r| conversation_view(r, now)).collect(), next_cursor })
 }
 
-/// The phones an API key may see: its WABA's, or every phone (`None`) for a key without one.
+/// The phones an API key may see: those it is limited to, its WABA's, or every phone (`None`) for a key without
+/// either.
 pub async fn scope_of(store: &Store, caller: &crate::apikeys::Caller) -> Result<Option<Vec<i64>>, HistoryError> {
-    match caller.waba {
-        None => Ok(None),
-        Some(w) => Ok(Some(crate::store::history::phones_of_waba(store, w).await?)),
+    let of_waba = match caller.waba {
+        None => None,
+        Some(w) => Some(crate::store::history::phones_of_waba(store, w).await?),
+    };
+    if caller.phones.is_empty() {
+        return Ok(of_waba);
     }
+    Ok(Some(caller.phones.iter().copied().filter(|p| of_waba.as_ref().is_none_or(|w| w.contains(p))).collect()))
 }
 
 #[cfg(test)]

@@ -392,6 +392,9 @@ pub enum ApiKeyCmd {
         /// Limit the key to this WABA (wabridge id).
         #[arg(long)]
         waba: Option<i64>,
+        /// Limit the key to this phone (wabridge id or E.164 number); repeat for more.
+        #[arg(long = "phone")]
+        phones: Vec<String>,
     },
     /// List keys (without the keys themselves).
     List,
@@ -489,8 +492,14 @@ const PHONE_COLUMNS: &[(&str, &str)] = &[
 ];
 const PORTAL_COLUMNS: &[(&str, &str)] =
     &[("ID", "id"), ("MEMBER ID", "member_id"), ("DOMAIN", "domain"), ("ACTIVE", "active")];
-const API_KEY_COLUMNS: &[(&str, &str)] =
-    &[("ID", "id"), ("PREFIX", "prefix"), ("WABA", "waba"), ("REVOKED", "revoked"), ("NAME", "name")];
+const API_KEY_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("PREFIX", "prefix"),
+    ("WABA", "waba"),
+    ("PHONES", "phones"),
+    ("REVOKED", "revoked"),
+    ("NAME", "name"),
+];
 const TEMPLATE_COLUMNS: &[(&str, &str)] =
     &[("NAME", "name"), ("LANGUAGE", "language"), ("STATUS", "status"), ("PROBLEM", "variant_problem")];
 const SEND_COLUMNS: &[(&str, &str)] = &[
@@ -659,11 +668,15 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
             PortalCmd::Show { id } => out.record(&PortalView::from(&registry::get_portal(store, id).await?))?,
         },
         Command::ApiKey(cmd) => match cmd {
-            ApiKeyCmd::Create { name, waba } => {
+            ApiKeyCmd::Create { name, waba, phones } => {
                 if let Some(w) = waba {
                     registry::get_waba(store, w).await?;
                 }
-                let k = crate::apikeys::create(store, name.trim(), waba).await?;
+                let refs: Vec<_> = phones.iter().map(|p| crate::apikeys::PhoneRef::parse(p)).collect();
+                let phones = crate::apikeys::resolve_phones(store, waba, &refs)
+                    .await?
+                    .map_err(|(field, why)| anyhow::anyhow!("--phone ({field}): {why}"))?;
+                let k = crate::apikeys::create(store, name.trim(), waba, &phones).await?;
                 out.record(&k)?;
                 eprintln!("Keep the key now: it is not shown again.");
             }

@@ -153,7 +153,7 @@ pub fn gives_up(first_attempt_at: i64, now: i64, window: Duration) -> bool {
 
 /// Records an event in the caller's transaction and queues its delivery to every subscriber. `waba_id` decides
 /// who may see it (a subscription of another WABA, or of a key scoped to another WABA, does not); `phone_id` is
-/// kept with it. Returns the event id, or `None` when nobody subscribed (nothing is stored then).
+/// kept with it, and a key limited to some phones sees only events of those. Returns the event id, or `None` when nobody subscribed (nothing is stored then).
 pub async fn emit_on(
     tx: &mut Transaction<'static, Any>,
     event_type: EventType,
@@ -161,7 +161,7 @@ pub async fn emit_on(
     phone_id: Option<i64>,
     data: Value,
 ) -> Result<Option<String>, StoreError> {
-    let subscribers = stored::subscribers_on(tx, event_type.as_str(), waba_id).await?;
+    let subscribers = stored::subscribers_on(tx, event_type.as_str(), waba_id, phone_id).await?;
     if subscribers.is_empty() {
         return Ok(None);
     }

@@ -25,7 +25,10 @@ pub async fn create_key(
             return Err(ApiError::field("waba", format!("no WABA with id {w}")));
         }
     }
-    Ok((StatusCode::CREATED, Json(apikeys::create(&s.store, name, input.waba).await?)))
+    let phones = apikeys::resolve_phones(&s.store, input.waba, &input.phones)
+        .await?
+        .map_err(|(field, why)| ApiError::field(field, why))?;
+    Ok((StatusCode::CREATED, Json(apikeys::create(&s.store, name, input.waba, &phones).await?)))
 }
 
 #[utoipa::path(get, path = "/admin/api/v1/api-keys", tag = "api-keys", responses((status = 200, body = [ApiKeyView])))]

@@ -85,18 +85,20 @@ pub async fn send(
 }
 
 /// The registered number `number` (E.164), if the key may use it: 422 naming `field` when wabridge does not know
-/// it, 403 when the key is scoped to another WABA.
+/// it, 403 when the key is scoped to another WABA or to other phones.
 pub async fn number_in_scope(s: &AppState, caller: &Caller, field: &str, number: &str) -> Result<Phone, ApiError> {
     let phone = s
         .store
         .find_phone_by(PhoneKey::Number, number)
         .await?
         .ok_or_else(|| ApiError::field(field, format!("{number} is not a number registered in wabridge")))?;
-    if caller.waba.is_some_and(|w| w != phone.waba_id) {
-        return Err(ApiError::forbidden_field(
-            field,
-            format!("this API key may not use {number}: it belongs to another WhatsApp Business Account"),
-        ));
+    if !caller.allows_phone(phone.waba_id, phone.id) {
+        let why = if caller.waba.is_some_and(|w| w != phone.waba_id) {
+            "it belongs to another WhatsApp Business Account"
+        } else {
+            "the key is limited to other numbers"
+        };
+        return Err(ApiError::forbidden_field(field, format!("this API key may not use {number}: {why}")));
     }
     Ok(phone)
 }

@@ -97,7 +97,7 @@ pub async fn notify(
         .store
         .find_phone_by(crate::store::registry::PhoneKey::Number, &from)
         .await?
-        .filter(|p| caller.waba.is_none_or(|w| w == p.waba_id))
+        .filter(|p| caller.allows_phone(p.waba_id, p.id))
         .ok_or_else(|| unprocessable("from", format!("{from} is not a number this API key may send from")))?;
     let defs = crate::templates::load(&s.store, phone.waba_id).await?;
     let locale = input.locale.clone().unwrap_or_else(|| "en".into());

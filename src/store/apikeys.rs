@@ -15,16 +15,20 @@ pub struct ApiKeyView {
     pub prefix: String,
     /// The wabridge id of the only WABA this key may send from; null for all.
     pub waba: Option<i64>,
+    /// The wabridge ids of the only phones this key may use; empty for every phone of its scope.
+    pub phones: Vec<i64>,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked: bool,
 }
 
 /// A key that is not revoked, found by its hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveKey {
     pub id: i64,
     pub waba: Option<i64>,
+    /// Empty when the key is not limited to some phones.
+    pub phones: Vec<i64>,
 }
 
 const COLS: &str = "id, name, key_prefix, waba_id, created_at, last_used_at, revoked_at";
@@ -35,6 +39,7 @@ fn view(r: &AnyRow) -> Result<ApiKeyView, StoreError> {
         name: r.try_get("name")?,
         prefix: r.try_get("key_prefix")?,
         waba: r.try_get("waba_id")?,
+        phones: Vec::new(),
         created_at: rfc3339(r.try_get("created_at")?),
         last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(rfc3339),
         revoked: r.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
@@ -47,7 +52,9 @@ pub async fn insert(
     key_hash: &str,
     prefix: &str,
     waba: Option<i64>,
+    phones: &[i64],
 ) -> Result<ApiKeyView, StoreError> {
+    let mut tx = store.begin_write().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO api_keys (name, key_hash, key_prefix, waba_id, created_at) VALUES ($1, $2, $3, $4, $5) \
          RETURNING {COLS}"
@@ -57,14 +64,43 @@ pub async fn insert(
     .bind(prefix)
     .bind(waba)
     .bind(now_ms())
-    .fetch_one(&store.pool)
+    .fetch_one(&mut *tx)
     .await?;
-    view(&row)
+    let mut key = view(&row)?;
+    for &phone in phones {
+        sqlx::query("INSERT INTO api_key_phones (key_id, phone_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(key.id)
+            .bind(phone)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    key.phones = phones_of(store, key.id).await?;
+    Ok(key)
 }
 
 pub async fn list(store: &Store) -> Result<Vec<ApiKeyView>, StoreError> {
     let rows = sqlx::query(&format!("SELECT {COLS} FROM api_keys ORDER BY id")).fetch_all(&store.pool).await?;
-    rows.iter().map(view).collect()
+    let mut keys = rows.iter().map(view).collect::<Result<Vec<_>, _>>()?;
+    let pairs = sqlx::query("SELECT key_id, phone_id FROM api_key_phones ORDER BY key_id, phone_id")
+        .fetch_all(&store.pool)
+        .await?;
+    for r in &pairs {
+        let (key, phone): (i64, i64) = (r.try_get("key_id")?, r.try_get("phone_id")?);
+        if let Some(k) = keys.iter_mut().find(|k| k.id == key) {
+            k.phones.push(phone);
+        }
+    }
+    Ok(keys)
+}
+
+/// The phones key `id` is limited to (empty: not limited to some phones).
+async fn phones_of(store: &Store, id: i64) -> Result<Vec<i64>, StoreError> {
+    let rows = sqlx::query("SELECT phone_id FROM api_key_phones WHERE key_id = $1 ORDER BY phone_id")
+        .bind(id)
+        .fetch_all(&store.pool)
+        .await?;
+    rows.iter().map(|r| Ok(r.try_get("phone_id")?)).collect()
 }
 
 /// True when this call revoked the key (it existed and was not revoked yet).
@@ -84,7 +120,9 @@ pub async fn find_active(store: &Store, key_hash: &str) -> Result<Option<ActiveK
         .bind(key_hash)
         .fetch_optional(&store.pool)
         .await?;
-    row.map(|r| Ok(ActiveKey { id: r.try_get("id")?, waba: r.try_get("waba_id")? })).transpose()
+    let Some(r) = row else { return Ok(None) };
+    let id = r.try_get("id")?;
+    Ok(Some(ActiveKey { id, waba: r.try_get("waba_id")?, phones: phones_of(store, id).await? }))
 }
 
 /// Marks a key used now and counts the call (`GET /api/v1/stats`).

@@ -159,22 +159,27 @@ pub async fn delete_subscription(store: &Store, id: i64) -> Result<bool, StoreEr
     Ok(n.rows_affected() == 1)
 }
 
-/// The enabled subscriptions that want an event of `event_type` about WABA `waba_id`: those of every WABA (no
-/// key, no WABA), those of this WABA, and those of an unrevoked API key whose scope covers it.
+/// The enabled subscriptions that want an event of `event_type` about WABA `waba_id` and phone `phone_id`: those
+/// of every WABA (no key, no WABA), those of this WABA, and those of an unrevoked API key whose scope covers it (a
+/// key limited to some phones covers only events of those phones).
 pub async fn subscribers_on(
     tx: &mut Transaction<'static, Any>,
     event_type: &str,
     waba_id: Option<i64>,
+    phone_id: Option<i64>,
 ) -> Result<Vec<i64>, StoreError> {
     let rows = sqlx::query(
         "SELECT s.id FROM event_subscriptions s LEFT JOIN api_keys k ON k.id = s.api_key_id \
          WHERE s.disabled_at IS NULL AND (s.event_types = '*' OR s.event_types LIKE $1) \
          AND ((s.api_key_id IS NULL AND (s.waba_id IS NULL OR s.waba_id = $2)) \
-              OR (s.api_key_id IS NOT NULL AND k.revoked_at IS NULL AND (k.waba_id IS NULL OR k.waba_id = $2))) \
+              OR (s.api_key_id IS NOT NULL AND k.revoked_at IS NULL AND (k.waba_id IS NULL OR k.waba_id = $2) \
+                  AND (NOT EXISTS (SELECT 1 FROM api_key_phones kp WHERE kp.key_id = k.id) \
+                       OR EXISTS (SELECT 1 FROM api_key_phones kp WHERE kp.key_id = k.id AND kp.phone_id = $3)))) \
          ORDER BY s.id",
     )
     .bind(format!("%,{event_type},%"))
     .bind(waba_id)
+    .bind(phone_id)
     .fetch_all(&mut **tx)
     .await?;
     rows.iter().map(|r| Ok(r.try_get("id")?)).collect()

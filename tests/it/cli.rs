@@ -148,6 +148,13 @@ async fn registry_through_the_cli(kind: Db) {
     assert_eq!(json(&db, &["api-key", "list"])[0]["prefix"], &k[..8]);
     ok(&db, &["api-key", "revoke", "1"]);
     assert!(fails(&db, &["api-key", "revoke", "1"]).contains("no active API key"));
+    // A key limited to phones: each must exist; the list shows them.
+    let key = json(&db, &["api-key", "create", "--name", "desk", "--phone", "+44 20 7946 0018"]);
+    assert_eq!(key["phones"], serde_json::json!([1]), "{key}");
+    let e = fails(&db, &["api-key", "create", "--name", "desk", "--phone", "1", "--phone", "77"]);
+    assert!(e.contains("phones[1]"), "{e}");
+    let list = ok(&db, &["api-key", "list"]);
+    assert!(list.contains("PHONES") && list.lines().any(|l| l.contains("desk") && l.contains(" 1 ")), "{list}");
     assert!(ok(&db, &["templates", "list", "--waba", "1"]).contains("LANGUAGE"));
     assert!(ok(&db, &["templates", "sync", "--waba", "1"]).contains("queued"));
     assert!(fails(&db, &["templates", "list", "--waba", "9"]).contains("not found"));

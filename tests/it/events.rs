@@ -144,6 +144,22 @@ async fn events_are_signed_retried_and_verified(db: Db) {
     let other = common::another_waba(&app).await;
     let (url2, ep2) = endpoint().await;
     subscribe(&app, json!({"url": url2, "event_types": ["*"], "waba": other["id"]})).await;
+    // A key limited to another phone of this WABA gets nothing; one limited to this phone gets its message.
+    let (s, phone_b) = app
+        .admin(
+            "POST",
+            "/phones",
+            Some(json!({"number": "+5511930005678", "phone_number_id": "106540352249999",
+                                               "waba": waba["id"]})),
+        )
+        .await;
+    assert_eq!(s, 201, "{phone_b}");
+    let (url3, ep3) = endpoint().await;
+    let (_, key_b) = app.admin("POST", "/api-keys", Some(json!({"name": "b", "phones": [phone_b["id"]]}))).await;
+    subscribe(&app, json!({"url": url3, "event_types": ["*"], "api_key": key_b["id"]})).await;
+    let (url4, ep4) = endpoint().await;
+    let (_, key_a) = app.admin("POST", "/api-keys", Some(json!({"name": "a", "phones": ["+5511930001234"]}))).await;
+    subscribe(&app, json!({"url": url4, "event_types": ["message.received"], "api_key": key_a["id"]})).await;
 
     let wamid = p::new_wamid();
     assert!(
@@ -180,6 +196,9 @@ async fn events_are_signed_retried_and_verified(db: Db) {
         (Some("order_confirmation"), Some("APPROVED"))
     );
     assert_eq!(ep2.lock().unwrap().got.len(), 0, "another WABA's subscriber sees nothing");
+    drain_until(&app, || !ep4.lock().unwrap().got.is_empty()).await;
+    assert_eq!(ep4.lock().unwrap().got.len(), 1, "the key limited to this phone gets its message");
+    assert_eq!(ep3.lock().unwrap().got.len(), 0, "a key limited to another phone sees nothing");
 
     let (_, full) = app.admin("GET", &format!("/event-subscriptions/{}/secret", sub["id"]), None).await;
     let secret = full["signing_secret"].as_str().unwrap();

@@ -1,7 +1,7 @@
 //! The message API end to end, on both databases: every message type through `POST /api/v1/messages` to the
 //! Graph emulator (which validates each as Meta documents) with the exact Graph body checked; media upload and
 //! download through `/api/v1/media`; 422s naming the field and nothing queued; the 24-hour window refusal; a key
-//! used outside its scope (403); idempotency; the OpenAPI description.
+//! used outside its scope (403), a key limited to one phone of a WABA; idempotency; the OpenAPI description.
 
 use crate::common;
 
@@ -338,5 +338,73 @@ async fn refusals_name_the_field_and_queue_nothing(db: Db) {
     b.stop().await;
 }
 
+/// A key limited to phone A sends from A, gets 403 naming `from` for phone B of the same WABA, and reads A's
+/// history only; its phones are checked when it is made and shown in the listing.
+async fn a_key_limited_to_a_phone_uses_that_phone_only(db: Db) {
+    const FROM_B: &str = "+5511930005678";
+    const PNID_B: &str = "106540352249999";
+    let b = Bridged::start(db).await;
+    b.templates_synced().await;
+    let waba = b.phone().await["waba"].as_i64().expect("waba id");
+    b.graph.add_number(PNID_B, "5511930005678", WABA);
+    let (s, phone_b) =
+        b.app.admin("POST", "/phones", Some(json!({"number": FROM_B, "phone_number_id": PNID_B, "waba": waba}))).await;
+    assert_eq!(s, 201, "{phone_b}");
+    let (s, other) = b.app.admin("POST", "/wabas", Some(json!({"waba_id": "999000111222333", "app": 1}))).await;
+    assert_eq!(s, 201, "{other}");
+
+    // Each phone must exist (and belong to the key's WABA when one is given): 422 naming `phones[i]`.
+    let refusals = [
+        (json!({"name": "a", "phones": [FROM, "+5511930000000"]}), "phones[1]"),
+        (json!({"name": "a", "phones": [b.phone_id, 987654]}), "phones[1]"),
+        (json!({"name": "a", "phones": ["12x"]}), "phones[0]"),
+        (json!({"name": "a", "waba": other["id"], "phones": [FROM]}), "phones[0]"),
+    ];
+    for (req, field) in refusals {
+        let (s, body) = b.app.admin("POST", "/api-keys", Some(req)).await;
+        assert_eq!((s, body["error"]["fields"][0]["field"].as_str()), (422, Some(field)), "{body}");
+    }
+    let (s, k) = b.app.admin("POST", "/api-keys", Some(json!({"name": "a", "waba": waba, "phones": [FROM]}))).await;
+    assert_eq!(s, 201, "{k}");
+    assert_eq!(k["phones"], json!([b.phone_id]), "{k}");
+    let (_, keys) = b.app.admin("GET", "/api-keys", None).await;
+    let listed = keys.as_array().unwrap().iter().find(|l| l["id"] == k["id"]).expect("listed").clone();
+    assert_eq!(listed["phones"], json!([b.phone_id]), "{keys}");
+
+    let scoped = Api { b: &b, key: k["key"].as_str().unwrap().to_string() };
+    let all = Api { b: &b, key: b.api_key().await };
+    b.customer_text("oi").await;
+    b.until("the customer's message is in", |b| async move { !b.bitrix.chat_messages().is_empty() }).await;
+    let (s, body) = scoped.post(json!({"from": FROM, "to": TO, "type": "text", "text": {"body": "de A"}})).await;
+    assert_eq!(s, 202, "{body}");
+    let (s, body) = scoped.post(json!({"from": FROM_B, "to": TO, "type": "text", "text": {"body": "de B"}})).await;
+    assert_eq!((s, body["error"]["fields"][0]["field"].as_str()), (403, Some("from")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("limited to other numbers"), "{body}");
+    let template =
+        json!({"from": FROM_B, "to": TO, "type": "template", "template": {"name": "hello", "locale": "en_US"}});
+    let (s, body) = all.post(template).await;
+    assert_eq!(s, 202, "a key without limits sends from B: {body}");
+
+    // History: the unlimited key sees both phones, the limited one only A.
+    let history = |key: String| {
+        let b = &b;
+        async move {
+            let r = b.app.http.get(b.app.url("/api/v1/messages?limit=100")).bearer_auth(key).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let page: Value = r.json().await.unwrap();
+            page["data"].as_array().unwrap().iter().map(|m| m["phone"].as_i64().unwrap()).collect::<Vec<_>>()
+        }
+    };
+    let phone_b = phone_b["id"].as_i64().unwrap();
+    let seen = history(all.key.clone()).await;
+    assert!(seen.contains(&b.phone_id) && seen.contains(&phone_b), "{seen:?}");
+    let seen = history(scoped.key.clone()).await;
+    assert!(seen.len() >= 2 && seen.iter().all(|&p| p == b.phone_id), "{seen:?}");
+    let r = b.app.http.get(b.app.url("/api/v1/conversations?phone=%2B5511930005678")).bearer_auth(&scoped.key).send();
+    assert_eq!(r.await.unwrap().status(), 403);
+    b.stop().await;
+}
+
 both_databases!(every_type_reaches_meta_exactly);
 both_databases!(refusals_name_the_field_and_queue_nothing);
+both_databases!(a_key_limited_to_a_phone_uses_that_phone_only);

@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(Instant::now() < deadline, "templates were not synced within 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let key = wabridge::apikeys::create(&svc.store, "bench", None).await?.key;
+        let key = wabridge::apikeys::create(&svc.store, "bench", None, &[]).await?.key;
         let url = format!("{}/api/v1/messages", svc.url());
         let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
         // send id → (when the 202 arrived, the request's round trip in ms)
