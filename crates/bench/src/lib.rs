@@ -226,3 +226,33 @@ pub mod http1 {
         }
     }
 }
+
+/// The Meta app and WABA every benchmark registers (the sandboxes know the same ids).
+pub mod setup {
+    use wabridge::registry::{self, AppInput, WabaInput};
+    use wabridge::store::Store;
+
+    pub const APP_ID: &str = "1234567890";
+    pub const WABA_ID: &str = "102290129340398";
+
+    /// Registers the app (with `secret` and `token`) and its WABA; the WABA's wabridge id.
+    pub async fn app_and_waba(store: &Store, secret: &str, token: &str) -> anyhow::Result<i64> {
+        let app = registry::create_app(
+            store,
+            &AppInput {
+                meta_app_id: Some(APP_ID.into()),
+                domain: Some("wb.example.com".into()),
+                app_secret: Some(secret.into()),
+                access_token: Some(token.into()),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let waba = registry::create_waba(
+            store,
+            &WabaInput { waba_id: Some(WABA_ID.into()), app: Some(app.id), ..Default::default() },
+        )
+        .await?;
+        Ok(waba.id)
+    }
+}

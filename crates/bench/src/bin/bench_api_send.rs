@@ -17,13 +17,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use serde_json::{json, Value};
-use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
+use wabridge::registry::{self, PhoneInput};
 use wabridge::{Config, Service};
 use wabridge_sandbox::graph::GraphSandbox;
 use wabridge_sandbox::graph_messages::Progression;
 
-const APP_ID: &str = "1234567890";
-const WABA_ID: &str = "102290129340398";
+use wabridge_bench::setup::{APP_ID, WABA_ID};
 const PNID: &str = "106540352200001";
 const NUMBER: &str = "+5511930000001";
 const TOKEN: &str = "EAAGbenchapisendtoken0123456789";
@@ -103,36 +102,21 @@ fn main() -> anyhow::Result<()> {
     let total = (a.rate * a.seconds) as usize;
     let (accepted, api_ms, sent_at, wall) = rt.block_on(async {
         let svc = Service::start(config).await?;
-        let app = registry::create_app(
-            &svc.store,
-            &AppInput {
-                meta_app_id: Some(APP_ID.into()),
-                domain: Some("wb.example.com".into()),
-                app_secret: Some(SECRET.into()),
-                access_token: Some(TOKEN.into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let waba = registry::create_waba(
-            &svc.store,
-            &WabaInput { waba_id: Some(WABA_ID.into()), app: Some(app.id), ..Default::default() },
-        )
-        .await?;
+        let waba_id = wabridge_bench::setup::app_and_waba(&svc.store, SECRET, TOKEN).await?;
         registry::create_phone(
             &svc.store,
             &PhoneInput {
                 number: Some(NUMBER.into()),
                 phone_number_id: Some(PNID.into()),
-                waba: Some(waba.id),
+                waba: Some(waba_id),
                 throughput_mps: Some(1000),
                 ..Default::default()
             },
         )
         .await?;
-        wabridge::templates::request_sync(&svc.store, waba.id).await?;
+        wabridge::templates::request_sync(&svc.store, waba_id).await?;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while wabridge::templates::load(&svc.store, waba.id).await?.is_empty() {
+        while wabridge::templates::load(&svc.store, waba_id).await?.is_empty() {
             anyhow::ensure!(Instant::now() < deadline, "templates were not synced within 30 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

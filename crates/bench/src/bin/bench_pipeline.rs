@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
 use sqlx::Row;
-use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
+use wabridge::registry::{self, PhoneInput};
 use wabridge::{Config, Service};
 use wabridge_bench::cpu::{cpu_delta, cpu_snap, loadavg, Cpu};
 use wabridge_bench::db::{database_url, drop_pg};
@@ -40,8 +40,7 @@ use wabridge_sandbox::graph_messages::Progression;
 use wabridge_sandbox::payloads as p;
 
 const BENCH: &str = "bench_pipeline";
-const APP_ID: &str = "1234567890";
-const WABA_ID: &str = "102290129340398";
+use wabridge_bench::setup::{APP_ID, WABA_ID};
 const TOKEN: &str = "EAAGbenchpipelinetoken0123456789";
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -316,22 +315,7 @@ fn setup(
     let token = rig.svc().new_admin_token.clone().ok_or_else(|| anyhow::anyhow!("no admin token on first start"))?;
     let store = rig.svc().store.clone();
     let phone_ids: Vec<i64> = rt.service.block_on(async {
-        let app = registry::create_app(
-            &store,
-            &AppInput {
-                meta_app_id: Some(APP_ID.into()),
-                domain: Some("wb.example.com".into()),
-                app_secret: Some(SECRET.into()),
-                access_token: Some(TOKEN.into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let waba = registry::create_waba(
-            &store,
-            &WabaInput { waba_id: Some(WABA_ID.into()), app: Some(app.id), ..Default::default() },
-        )
-        .await?;
+        let waba_id = wabridge_bench::setup::app_and_waba(&store, SECRET, TOKEN).await?;
         let mut ids = Vec::new();
         for i in 0..phones {
             let p = registry::create_phone(
@@ -339,7 +323,7 @@ fn setup(
                 &PhoneInput {
                     number: Some(format!("+{}", display(i))),
                     phone_number_id: Some(pnid(i)),
-                    waba: Some(waba.id),
+                    waba: Some(waba_id),
                     throughput_mps: Some(1000),
                     ..Default::default()
                 },

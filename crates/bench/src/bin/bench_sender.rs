@@ -30,15 +30,14 @@ use sqlx::Row;
 use wabridge::jobs::Kind;
 use wabridge::metrics::KindLabels;
 use wabridge::outbound::{enqueue_on, NewSend, Origin};
-use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
+use wabridge::registry::{self, PhoneInput};
 use wabridge::{Config, Service};
 use wabridge_bench::cpu::{cpu_delta, cpu_snap, loadavg, Cpu};
 use wabridge_bench::db::{database_url, drop_pg};
 use wabridge_sandbox::graph::GraphSandbox;
 use wabridge_sandbox::graph_messages::Progression;
 
-const APP_ID: &str = "1234567890";
-const WABA_ID: &str = "102290129340398";
+use wabridge_bench::setup::{APP_ID, WABA_ID};
 const TOKEN: &str = "EAAGbenchsendertoken0123456789";
 const SECRET: &str = "f00dfacecafe0123456789abcdef4242";
 const MASTER_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -448,22 +447,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
         let cfg = config(false);
         let max_attempts = cfg.job_max_attempts;
         let svc = Service::start(cfg).await?;
-        let app = registry::create_app(
-            &svc.store,
-            &AppInput {
-                meta_app_id: Some(APP_ID.into()),
-                domain: Some("wb.example.com".into()),
-                app_secret: Some(SECRET.into()),
-                access_token: Some(TOKEN.into()),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let waba = registry::create_waba(
-            &svc.store,
-            &WabaInput { waba_id: Some(WABA_ID.into()), app: Some(app.id), ..Default::default() },
-        )
-        .await?;
+        let waba_id = wabridge_bench::setup::app_and_waba(&svc.store, SECRET, TOKEN).await?;
         if a.diagnose_jobs_index && a.postgres.is_none() {
             sqlx::query(
                 "CREATE INDEX IF NOT EXISTS bench_jobs_due ON jobs (run_at) WHERE done_at IS NULL AND NOT dead",
@@ -478,7 +462,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
                 &PhoneInput {
                     number: Some(format!("+{}", number(i))),
                     phone_number_id: Some(pnid(i)),
-                    waba: Some(waba.id),
+                    waba: Some(waba_id),
                     throughput_mps: Some(i64::from(sc.mps)),
                     ..Default::default()
                 },
