@@ -27,6 +27,15 @@ pub struct Applied {
     pub phones: Vec<i64>,
 }
 
+/// What a transaction of webhook bodies looks up once rather than per message: the phones by Meta's id, whether
+/// each is bound to a portal, and who subscribed to its events. Valid for one transaction only.
+#[derive(Debug, Default)]
+pub struct Lookups {
+    phones: HashMap<String, Option<i64>>,
+    bound: HashMap<i64, bool>,
+    events: crate::events::EmitCache,
+}
+
 /// Bodies from this size on are dropped from the SQLite page cache once read.
 const LARGE_BODY: usize = 1024 * 1024;
 
@@ -69,10 +78,12 @@ pub async fn process_job(store: Store, job: Job, task: InboxProcess) -> Result<(
         }
     }
     drop(conn);
+    let turn = store.write_turn().await;
     let mut tx = store.begin_write().await?;
     let applied = apply(&mut tx, &payload, Some(inbox_id)).await?;
     inbox::mark_processed_on(&mut *tx, inbox_id).await?;
     tx.commit().await?;
+    drop(turn);
     tracing::debug!(job = job.id, ?applied, "webhook processed");
     // Best effort, outside the transaction: a failure here must not redo the body.
     let seen = std::iter::once((activity::Scope::App, app_id))
@@ -131,12 +142,14 @@ async fn apply_batch(store: &Store, owner: &str, jobs: &[(Job, InboxProcess)]) -
     if parsed.is_empty() {
         return Ok(Vec::new());
     }
+    let turn = store.write_turn().await;
     let mut tx = store.begin_write().await?;
     let mut unknown = 0;
     // The latest webhook per app and phone, for the console's last-webhook times.
     let mut seen: std::collections::HashMap<(activity::Scope, i64), i64> = std::collections::HashMap::new();
+    let mut look = Lookups::default();
     for (id, payload) in &parsed {
-        let applied = apply(&mut tx, payload, Some(*id)).await?;
+        let applied = apply_with(&mut tx, payload, Some(*id), &mut look).await?;
         unknown += applied.unknown_phone;
         if let Some(&(app_id, at)) = received.get(id) {
             let scopes = std::iter::once((activity::Scope::App, app_id))
@@ -152,6 +165,7 @@ async fn apply_batch(store: &Store, owner: &str, jobs: &[(Job, InboxProcess)]) -
     let job_ids: Vec<i64> = jobs.iter().filter(|(_, t)| done.contains(&t.inbox_id)).map(|(j, _)| j.id).collect();
     crate::jobs::finish_many_on(&mut *tx, owner, &job_ids).await?;
     tx.commit().await?;
+    drop(turn);
     tracing::debug!(bodies = done.len(), "webhooks processed in one transaction");
     // Best effort, outside the transaction, as for a single body.
     for ((scope, id), at) in seen {
@@ -181,19 +195,28 @@ pub async fn apply(
     payload: &webhook::Payload,
     inbox_id: Option<i64>,
 ) -> Result<Applied, JobError> {
+    apply_with(tx, payload, inbox_id, &mut Lookups::default()).await
+}
+
+/// [`apply`] with the lookups of a transaction that applies several bodies.
+pub async fn apply_with(
+    tx: &mut Transaction<'static, Any>,
+    payload: &webhook::Payload,
+    inbox_id: Option<i64>,
+    look: &mut Lookups,
+) -> Result<Applied, JobError> {
     let mut applied = Applied::default();
     let mut index = 0usize;
-    let mut phones: HashMap<String, Option<i64>> = HashMap::new();
     for entry in &payload.entry {
         for change in &entry.changes {
             match &change.value {
                 ChangeValue::Messages(v) => {
                     let pnid = &v.metadata.phone_number_id;
-                    let phone = match phones.get(pnid) {
+                    let phone = match look.phones.get(pnid) {
                         Some(p) => *p,
                         None => {
                             let p = phones::id_by_phone_number_id_on(tx, pnid).await?;
-                            phones.insert(pnid.clone(), p);
+                            look.phones.insert(pnid.clone(), p);
                             p
                         }
                     };
@@ -204,7 +227,7 @@ pub async fn apply(
                     if !applied.phones.contains(&phone_id) {
                         applied.phones.push(phone_id);
                     }
-                    apply_messages(tx, phone_id, v, &mut applied, inbox_id, &mut index).await?;
+                    apply_messages(tx, look, phone_id, v, &mut applied, inbox_id, &mut index).await?;
                     let at = entry.time.map(|t| t * 1000);
                     for e in &v.errors {
                         // Not tied to a message: kept on the phone (admin API, /metrics), never silently dropped.
@@ -262,6 +285,7 @@ async fn record_account_event(
 
 async fn apply_messages(
     tx: &mut Transaction<'static, Any>,
+    look: &mut Lookups,
     phone_id: i64,
     v: &MessagesValue,
     applied: &mut Applied,
@@ -288,16 +312,27 @@ async fn apply_messages(
             },
         )
         .await?;
-        applied.messages_new += usize::from(new);
-        if new {
+        applied.messages_new += usize::from(new.is_some());
+        if let Some(message_id) = new {
             crate::calling::permissions::record_on(tx, phone_id, contact, m).await?;
-            crate::crm::deliver::enqueue_on(tx, phone_id, &m.id).await?;
-            let data = crate::events::message_received(v, m);
-            crate::events::emit_for_phone_on(tx, EventType::MessageReceived, phone_id, data).await?;
+            let bound = match look.bound.get(&phone_id) {
+                Some(b) => *b,
+                None => {
+                    let b = phones::bound_to_portal_on(tx, phone_id).await?;
+                    look.bound.insert(phone_id, b);
+                    b
+                }
+            };
+            if bound {
+                crate::crm::deliver::enqueue_on(tx, phone_id, contact, message_id, place).await?;
+            }
+            let data = || crate::events::message_received(v, m);
+            crate::events::emit_for_phone_cached(tx, &mut look.events, EventType::MessageReceived, phone_id, data)
+                .await?;
         }
     }
     for s in &v.statuses {
-        applied.statuses_new += apply_status(tx, phone_id, s).await?;
+        applied.statuses_new += apply_status(tx, look, phone_id, s).await?;
     }
     Ok(())
 }
@@ -332,7 +367,12 @@ async fn upsert_contact(
 }
 
 /// Records a status once per `(wamid, status)`, and moves the message's current status only forward.
-async fn apply_status(tx: &mut Transaction<'static, Any>, phone_id: i64, s: &Status) -> Result<usize, JobError> {
+async fn apply_status(
+    tx: &mut Transaction<'static, Any>,
+    look: &mut Lookups,
+    phone_id: i64,
+    s: &Status,
+) -> Result<usize, JobError> {
     let err = s.errors.first();
     let error_text = err.map(|e| e.details.clone().or_else(|| e.title.clone()).unwrap_or_default());
     let status = messages::NewStatus {
@@ -352,8 +392,8 @@ async fn apply_status(tx: &mut Transaction<'static, Any>, phone_id: i64, s: &Sta
         let error = err.map(|e| (e.code, error_text.unwrap_or_default()));
         let opaque = s.biz_opaque_callback_data.as_deref();
         crate::outbound::on_status(tx, &s.id, opaque, s.status.as_str(), s.status.rank() as i64, error).await?;
-        let data = crate::events::message_status(s);
-        crate::events::emit_for_phone_on(tx, EventType::MessageStatus, phone_id, data).await?;
+        let data = || crate::events::message_status(s);
+        crate::events::emit_for_phone_cached(tx, &mut look.events, EventType::MessageStatus, phone_id, data).await?;
     }
     Ok(usize::from(new))
 }

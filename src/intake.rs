@@ -61,7 +61,7 @@ impl Intake {
                     if let Err(e) = &result {
                         tracing::error!(error = %e, requests = batch.len(), "inbox commit failed");
                     } else {
-                        engine.wake();
+                        engine.wake_workers(); // `inbox.process` jobs: no lane
                     }
                     for p in batch {
                         let _ = p.done.send(result.clone());

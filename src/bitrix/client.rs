@@ -417,6 +417,11 @@ impl Client {
             .clone()
     }
 
+    /// How long a request to the portal would wait now for its limiter (nothing is reserved).
+    pub fn wait_before(&self, portal_id: i64) -> Duration {
+        self.portal(portal_id).limiter.wait(Instant::now())
+    }
+
     async fn load(&self, portal_id: i64) -> Result<PortalAuth, Error> {
         match self.inner.store.portal_auth(portal_id).await? {
             None => Err(Error::NotFound),

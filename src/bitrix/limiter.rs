@@ -70,6 +70,18 @@ impl Limiter {
         Ok(wait)
     }
 
+    /// How long from `now` until a request could go, without reserving anything.
+    pub fn wait(&self, now: Instant) -> Duration {
+        let s = self.state();
+        let start = now.max(s.at);
+        let level = (s.level - start.duration_since(s.at).as_secs_f64() * self.rate).max(0.0);
+        if level + 1.0 <= self.burst {
+            start - now
+        } else {
+            start + secs((level + 1.0 - self.burst) / self.rate) - now
+        }
+    }
+
     /// Waits for a slot, unless it is more than `max_wait` away (`Err` with how far it is).
     pub async fn acquire(&self, max_wait: Duration) -> Result<(), Duration> {
         let wait = self.reserve(Instant::now(), max_wait)?;
@@ -151,6 +163,19 @@ mod tests {
         let w = waits(&l, t0, 2);
         assert!(close(w[0], Duration::from_millis(2500)), "{w:?}");
         assert!(close(w[1], Duration::from_millis(3000)), "{w:?}");
+    }
+
+    #[test]
+    fn wait_tells_without_reserving() {
+        let now = Instant::now();
+        let l = Limiter::new(2.0, 2, now);
+        assert_eq!(l.wait(now), Duration::ZERO);
+        assert_eq!(l.wait(now), Duration::ZERO, "asking reserves nothing");
+        l.reserve(now, LONG).unwrap();
+        l.reserve(now, LONG).unwrap();
+        assert!(close(l.wait(now), 500 * MS), "{:?}", l.wait(now));
+        assert!(close(l.wait(now + 200 * MS), 300 * MS));
+        assert_eq!(l.wait(now + 600 * MS), Duration::ZERO);
     }
 
     #[test]

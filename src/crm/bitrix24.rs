@@ -144,6 +144,10 @@ impl CrmLines for Bitrix24Lines {
         crate::bitrix::client::BATCH_MAX
     }
 
+    fn wait_before_post(&self, portal_id: i64) -> std::time::Duration {
+        self.client.wait_before(portal_id)
+    }
+
     async fn find(&self, at: At<'_>, chat: KnownChat<'_>, wamid: &str) -> Recheck {
         let mut asks = Vec::new();
         if let Some(s) = chat.session_id {

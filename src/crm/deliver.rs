@@ -149,20 +149,35 @@ pub async fn run(b: Arc<Bridge>, job: Job, task: CrmDeliver) -> Result<(), JobEr
 pub async fn must_wait(b: &Bridge, job_id: i64, arrival: Option<i64>) -> Result<Option<JobError>, StoreError> {
     if let Some(arrival) = arrival {
         let inbox_id = arrival / crate::inbound::ARRIVAL_SLOTS;
-        if inbox::earlier_unprocessed(&b.store, inbox_id, now_ms() - UNPROCESSED_HOLD_MS).await? {
-            return Ok(Some(JobError::Defer {
-                message: "an earlier webhook is not processed yet".into(),
-                after: std::time::Duration::from_millis(50),
-            }));
+        if inbox::earlier_unprocessed(&b.store, inbox_id, unprocessed_since()).await? {
+            return Ok(Some(wait_for_webhook()));
         }
     }
     if crate::jobs::earlier_in_order(&b.store, job_id).await? {
-        return Ok(Some(JobError::Defer {
-            message: "an earlier message of this customer is still on its way to the CRM".into(),
-            after: std::time::Duration::from_millis(200),
-        }));
+        return Ok(Some(wait_for_earlier()));
     }
     Ok(None)
+}
+
+/// Unprocessed webhooks received since then hold back later deliveries of their app.
+pub(crate) fn unprocessed_since() -> i64 {
+    now_ms() - UNPROCESSED_HOLD_MS
+}
+
+/// The defer of a delivery behind an earlier webhook of its app that is not processed yet.
+pub(crate) fn wait_for_webhook() -> JobError {
+    JobError::Defer {
+        message: "an earlier webhook is not processed yet".into(),
+        after: std::time::Duration::from_millis(50),
+    }
+}
+
+/// The defer of a delivery behind an earlier message of its customer that is still on its way.
+pub(crate) fn wait_for_earlier() -> JobError {
+    JobError::Defer {
+        message: "an earlier message of this customer is still on its way to the CRM".into(),
+        after: std::time::Duration::from_millis(200),
+    }
 }
 
 /// How long an unprocessed earlier webhook holds back deliveries: one that has failed for this long (its job
@@ -275,21 +290,20 @@ pub fn extension(mime: &str) -> Option<&'static str> {
     Some(known)
 }
 
-/// Queues delivery of a new inbound message when its phone is bound to a portal (called inside the inbox
-/// transaction, so a message is queued for the CRM exactly when it is first stored). The job is ordered within
-/// its chat by the message's arrival ([`order_key`]).
+/// Queues delivery of a new inbound message `message_id` of a phone bound to a portal (called inside the inbox
+/// transaction that stored it, so a message is queued for the CRM exactly when it is first stored). The job is
+/// ordered within its chat by the message's `arrival` ([`order_key`]).
 pub async fn enqueue_on(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     phone_id: i64,
-    wamid: &str,
+    contact_id: Option<i64>,
+    message_id: i64,
+    arrival: Option<i64>,
 ) -> Result<(), StoreError> {
-    if let Some(m) = messages::deliverable_on(tx, phone_id, wamid).await? {
-        let id = m.id;
-        let key = order_key(phone_id, m.contact_id, id);
-        let order = crate::jobs::Order { key: &key, seq: m.arrival };
-        let task = Task::CrmDeliver(CrmDeliver { message_id: id });
-        crate::jobs::enqueue(&mut **tx, &task, Enqueue { order: Some(order), ..Enqueue::default() }).await?;
-    }
+    let key = order_key(phone_id, contact_id, message_id);
+    let order = crate::jobs::Order { key: &key, seq: arrival };
+    let task = Task::CrmDeliver(CrmDeliver { message_id });
+    crate::jobs::enqueue(&mut **tx, &task, Enqueue { order: Some(order), ..Enqueue::default() }).await?;
     Ok(())
 }
 

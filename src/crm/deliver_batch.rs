@@ -9,19 +9,22 @@
 //! cleared when the portal did not take the message, and a message is recorded as delivered only from its own
 //! item of the answer. Anything out of the plain case (a recorded earlier attempt that needs the portal asked, an
 //! edit or deletion, media, a line not ready, an unknown phone or portal) is left to the single delivery.
+//!
+//! The database work is per batch, not per message: one query each for the messages, their phones, the portals,
+//! and the order checks; per wave (every portal's next request, all at once) one statement for the attempts before
+//! the calls and one transaction for what the portals took (their ids, the chats, the jobs' end).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::deliver;
 use super::lines::{ClientMessage, CrmLines, Posted};
-use super::{changes, set_connector, Bridge};
+use super::{set_connector, Bridge};
 use crate::jobs::catalogue::{CrmBind, CrmDeliver};
 use crate::jobs::{Batched, Enqueue, Job, JobError, Task};
 use crate::meta::webhook;
 use crate::store::phones::ConnectorStatus;
-use crate::store::registry::Phone;
-use crate::store::{crm_chats, messages, now_ms, StoreError};
+use crate::store::{crm_chats, inbox, messages, now_ms, StoreError};
 use crate::translate::render;
 
 /// One message ready to go in a batch.
@@ -44,52 +47,56 @@ struct Ready {
 pub async fn run_batch(b: Arc<Bridge>, owner: &str, jobs: Vec<(Job, CrmDeliver)>) -> Vec<(Job, Batched)> {
     let mut out = Vec::new();
     let mut groups: HashMap<i64, BTreeMap<String, Vec<Ready>>> = HashMap::new();
-    let mut phones: HashMap<i64, Option<Phone>> = HashMap::new();
-    let mut portals: HashMap<i64, bool> = HashMap::new();
-    for (job, task) in jobs {
-        match prepare(&b, job.clone(), task, &mut phones, &mut portals).await {
-            Ok(Prepared::Ready(portal, line, r)) => groups.entry(portal).or_default().entry(line).or_default().push(*r),
-            Ok(Prepared::Now(result)) => out.push((job, Batched::Result(result))),
-            Ok(Prepared::Alone) => out.push((job, Batched::Alone)),
-            Err(e) => out.push((job, Batched::Result(Err(e)))),
+    match prepare(&b, jobs).await {
+        Ok(prepared) => {
+            for (job, p) in prepared {
+                match p {
+                    Prepared::Ready(portal, line, r) => {
+                        groups.entry(portal).or_default().entry(line).or_default().push(*r)
+                    }
+                    Prepared::Now(result) => out.push((job, Batched::Result(result))),
+                    Prepared::Alone => out.push((job, Batched::Alone)),
+                }
+            }
+        }
+        // The single delivery reads each message on its own and reports its own error.
+        Err((jobs, e)) => {
+            tracing::debug!(error = %e, jobs = jobs.len(), "a batch of CRM deliveries could not be prepared");
+            return jobs.into_iter().map(|job| (job, Batched::Alone)).collect();
         }
     }
-    let mut tasks = tokio::task::JoinSet::new();
-    for (portal, mut lines) in groups {
+    for lines in groups.values_mut() {
         for ready in lines.values_mut() {
             ready.sort_by_key(|r| r.arrival);
         }
-        let (b, owner) = (b.clone(), owner.to_string());
-        let (max, max_lines) = (b.lines.post_many_max().max(1), b.lines.post_lines_max().max(1));
-        tasks.spawn(async move {
-            let mut out = Vec::new();
-            // Rounds of one request each: the first chunk of up to `max_lines` lines.
-            while !lines.is_empty() {
-                let mut round = Vec::new();
-                let names: Vec<String> = lines.keys().take(max_lines).cloned().collect();
-                for line in names {
-                    let Some(ready) = lines.get_mut(&line) else { continue };
-                    let tail = ready.split_off(ready.len().min(max));
-                    let chunk = std::mem::replace(ready, tail);
-                    if ready.is_empty() {
-                        lines.remove(&line);
-                    }
-                    round.push((line, chunk));
-                }
-                out.extend(send_round(&b, &owner, portal, round).await);
-            }
-            out
-        });
     }
-    while let Some(r) = tasks.join_next().await {
-        match r {
-            Ok(results) => out.extend(results),
-            // A panicking chunk: its jobs' leases expire and they run again (the attempt record makes it safe).
-            Err(e) => tracing::error!(error = %e, "a batch of CRM deliveries failed"),
-        }
+    let (max, max_lines) = (b.lines.post_many_max().max(1), b.lines.post_lines_max().max(1));
+    // Waves: in each, every portal with messages left makes one request (its next chunk of up to `max_lines`
+    // lines × `max` messages), all portals at once; usually one wave carries the whole batch.
+    while !groups.is_empty() {
+        let mut wave = Vec::with_capacity(groups.len());
+        groups.retain(|portal, lines| {
+            let mut round = Vec::new();
+            let names: Vec<String> = lines.keys().take(max_lines).cloned().collect();
+            for line in names {
+                let Some(ready) = lines.get_mut(&line) else { continue };
+                let tail = ready.split_off(ready.len().min(max));
+                let chunk = std::mem::replace(ready, tail);
+                if ready.is_empty() {
+                    lines.remove(&line);
+                }
+                round.push((line, chunk));
+            }
+            wave.push((*portal, round));
+            !lines.is_empty()
+        });
+        out.extend(send_wave(&b, owner, wave).await);
     }
     out
 }
+
+/// Shorter waits for a portal's rate limit are waited out in the call.
+const LIMIT_WAIT_MIN: std::time::Duration = std::time::Duration::from_millis(20);
 
 enum Prepared {
     Ready(i64, String, Box<Ready>),
@@ -97,57 +104,137 @@ enum Prepared {
     Alone,
 }
 
-async fn prepare(
-    b: &Bridge,
+/// A message on the plain path so far: its row, phone, portal and line.
+struct Candidate {
     job: Job,
-    task: CrmDeliver,
-    phones: &mut HashMap<i64, Option<Phone>>,
-    portals: &mut HashMap<i64, bool>,
-) -> Result<Prepared, JobError> {
-    let message_id = task.message_id;
-    let Some(row) = messages::for_delivery(&b.store, message_id).await? else { return Ok(Prepared::Alone) };
-    if row.crm_message_id.is_some() {
-        return Ok(Prepared::Now(Ok(()))); // already in the portal
-    }
-    let (Some(arrival), Some(key), None) = (row.arrival, row.contact_key.clone(), row.crm_attempt_at) else {
-        return Ok(Prepared::Alone);
+    message_id: i64,
+    row: messages::ForDelivery,
+    arrival: i64,
+    key: String,
+    portal_id: i64,
+    line: String,
+}
+
+/// Decides for every job of a batch, with a handful of queries for the whole batch (the rows, the order checks,
+/// the customers' deletions) rather than several per message: ready to go in a batch, an outcome now (already
+/// delivered, or a defer while an earlier webhook or message must go first), or left to the single delivery.
+/// On a database error the jobs come back to run alone.
+async fn prepare(b: &Bridge, jobs: Vec<(Job, CrmDeliver)>) -> Result<Vec<(Job, Prepared)>, (Vec<Job>, StoreError)> {
+    let ids: Vec<i64> = jobs.iter().map(|(_, t)| t.message_id).collect();
+    let mut rows = match messages::for_delivery_many(&b.store, &ids).await {
+        Ok(r) => r,
+        Err(e) => return Err((jobs.into_iter().map(|(j, _)| j).collect(), e)),
     };
-    let phone = match phones.get(&row.phone_id) {
-        Some(p) => p.clone(),
-        None => {
-            let p = b.store.get_phone(row.phone_id).await?;
-            phones.insert(row.phone_id, p.clone());
-            p
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut phone_ids: Vec<i64> = rows.values().map(|r| r.phone_id).collect();
+    phone_ids.sort_unstable();
+    phone_ids.dedup();
+    let phones = match b.store.get_phones(&phone_ids).await {
+        Ok(p) => p,
+        Err(e) => return Err((jobs.into_iter().map(|(j, _)| j).collect(), e)),
+    };
+    let mut portal_ids: Vec<i64> = phones.values().filter_map(|p| p.portal_id).collect();
+    portal_ids.sort_unstable();
+    portal_ids.dedup();
+    let active = match b.store.active_portals(&portal_ids).await {
+        Ok(a) => a,
+        Err(e) => return Err((jobs.into_iter().map(|(j, _)| j).collect(), e)),
+    };
+    let mut candidates = Vec::new();
+    for (job, task) in jobs {
+        let message_id = task.message_id;
+        let Some(row) = rows.remove(&message_id) else {
+            out.push((job, Prepared::Alone));
+            continue;
+        };
+        if row.crm_message_id.is_some() {
+            out.push((job, Prepared::Now(Ok(())))); // already in the portal
+            continue;
+        }
+        let (Some(arrival), Some(key), None) = (row.arrival, row.contact_key.clone(), row.crm_attempt_at) else {
+            out.push((job, Prepared::Alone));
+            continue;
+        };
+        // An unknown phone, an unbound one, a portal gone or uninstalled, a line not ready: the single delivery
+        // says what to do.
+        let Some(phone) = phones.get(&row.phone_id) else {
+            out.push((job, Prepared::Alone));
+            continue;
+        };
+        let (Some(portal_id), Some(line), Some(ConnectorStatus::Ok)) = (
+            phone.portal_id,
+            phone.line_id.clone(),
+            phone.connector_status.as_deref().and_then(ConnectorStatus::parse),
+        ) else {
+            out.push((job, Prepared::Alone));
+            continue;
+        };
+        if !active.contains(&portal_id) {
+            out.push((job, Prepared::Alone));
+            continue;
+        }
+        candidates.push(Candidate { job, message_id, row, arrival, key, portal_id, line });
+    }
+    // The order (crm/deliver.rs `must_wait`), for the whole batch at once.
+    let inbox_ids: Vec<i64> = candidates.iter().map(|c| c.arrival / crate::inbound::ARRIVAL_SLOTS).collect();
+    let job_ids: Vec<i64> = candidates.iter().map(|c| c.job.id).collect();
+    let checks = async {
+        let unprocessed = inbox::earlier_unprocessed_among(&b.store, &inbox_ids, deliver::unprocessed_since()).await?;
+        let in_order = crate::jobs::earlier_in_order_among(&b.store, &job_ids).await?;
+        let wamids: Vec<&str> = candidates.iter().map(|c| c.row.wamid.as_str()).collect();
+        let revoked = messages::revoked_among(&b.store, &wamids).await?;
+        Ok::<_, StoreError>((unprocessed, in_order, revoked))
+    };
+    let (unprocessed, in_order, revoked) = match checks.await {
+        Ok(c) => c,
+        Err(e) => {
+            out.extend(candidates.into_iter().map(|c| (c.job, Prepared::Alone)));
+            tracing::debug!(error = %e, "the order checks of a batch of CRM deliveries failed");
+            return Ok(out);
         }
     };
-    let Some(phone) = phone else { return Ok(Prepared::Alone) };
-    let Some(portal_id) = phone.portal_id else { return Ok(Prepared::Alone) };
-    let active = match portals.get(&portal_id) {
-        Some(a) => *a,
-        None => {
-            let a = b.store.get_portal(portal_id).await?.is_some_and(|p| p.active);
-            portals.insert(portal_id, a);
-            a
-        }
-    };
-    let (true, Some(line), Some(ConnectorStatus::Ok)) =
-        (active, phone.line_id.clone(), phone.connector_status.as_deref().and_then(ConnectorStatus::parse))
-    else {
-        return Ok(Prepared::Alone);
-    };
-    if let Some(wait) = deliver::must_wait(b, job.id, Some(arrival)).await? {
-        return Ok(Prepared::Now(Err(wait)));
+    // A portal whose rate limit makes a request wait now: its messages are put off until then, so that one request
+    // carries them with whatever arrives meanwhile (instead of a queue of small requests, each waiting its turn).
+    let mut waits: HashMap<i64, std::time::Duration> = HashMap::new();
+    for c in &candidates {
+        waits.entry(c.portal_id).or_insert_with(|| b.lines.wait_before_post(c.portal_id));
     }
+    for c in candidates {
+        let wait = waits.get(&c.portal_id).copied().unwrap_or_default();
+        let prepared = if wait > LIMIT_WAIT_MIN {
+            Prepared::Now(Err(JobError::Defer {
+                message: "waiting for the portal's rate limit, to send with the messages that come meanwhile".into(),
+                after: wait,
+            }))
+        } else if unprocessed.contains(&(c.arrival / crate::inbound::ARRIVAL_SLOTS)) {
+            Prepared::Now(Err(deliver::wait_for_webhook()))
+        } else if in_order.contains(&c.job.id) {
+            Prepared::Now(Err(deliver::wait_for_earlier()))
+        } else if revoked.contains(&c.row.wamid) {
+            Prepared::Alone // deleted by the customer: the single delivery records that it is never shown
+        } else {
+            match ready(b, &c).await {
+                Ok(Some(r)) => Prepared::Ready(c.portal_id, c.line.clone(), Box::new(r)),
+                Ok(None) => Prepared::Alone,
+                Err(e) => Prepared::Now(Err(e)),
+            }
+        };
+        out.push((c.job, prepared));
+    }
+    Ok(out)
+}
+
+/// The message as it goes in a batch, or `None` when it is off the plain path (an edit, a deletion, media).
+async fn ready(b: &Bridge, c: &Candidate) -> Result<Option<Ready>, JobError> {
+    let row = &c.row;
     let Some(parsed) = row.raw.as_deref().and_then(|r| webhook::parse_message(serde_json::from_str(r).ok()?).ok())
     else {
-        return Ok(Prepared::Alone);
+        return Ok(None);
     };
     let plain = !matches!(parsed.content, webhook::Content::Edit { .. } | webhook::Content::Revoke { .. })
         && render::media_of(&parsed.content).is_none();
-    let change =
-        changes::Change { message_id, phone: &phone, contact_id: row.contact_id, portal_id, line: &line, key: &key };
-    if !plain || changes::revoked(b, &change, &row.wamid).await? {
-        return Ok(Prepared::Alone);
+    if !plain {
+        return Ok(None);
     }
     let quoted_wamid = match &parsed.content {
         webhook::Content::Reaction { message_id, .. } => Some(message_id.clone()),
@@ -158,22 +245,18 @@ async fn prepare(
         None => None,
     };
     let text = render::crm_text(&parsed, quoted.as_deref());
-    Ok(Prepared::Ready(
-        portal_id,
-        line,
-        Box::new(Ready {
-            job,
-            message_id,
-            phone_id: row.phone_id,
-            arrival,
-            key,
-            wa_id: row.wa_id,
-            profile: row.profile_name,
-            date: parsed.timestamp.max(row.sent_at / 1000),
-            wamid: row.wamid,
-            text,
-        }),
-    ))
+    Ok(Some(Ready {
+        job: c.job.clone(),
+        message_id: c.message_id,
+        phone_id: row.phone_id,
+        arrival: c.arrival,
+        key: c.key.clone(),
+        wa_id: row.wa_id.clone(),
+        profile: row.profile_name.clone(),
+        date: parsed.timestamp.max(row.sent_at / 1000),
+        wamid: row.wamid.clone(),
+        text,
+    }))
 }
 
 /// The same error for every job of `chunk`.
@@ -205,137 +288,140 @@ fn items(chunk: &[Ready]) -> Vec<ClientMessage<'_>> {
         .collect()
 }
 
-/// One [`CrmLines::post_lines`] request for `round`: per line one chunk (arrival order, at most one message per
-/// customer).
-async fn send_round(b: &Bridge, owner: &str, portal_id: i64, round: Vec<(String, Vec<Ready>)>) -> Vec<(Job, Batched)> {
-    let ids: Vec<i64> = round.iter().flat_map(|(_, c)| c.iter().map(|r| r.message_id)).collect();
-    // Recorded before the call: whatever happens next, a later run knows these may have reached the portal.
-    if let Err(e) = messages::set_crm_attempt_many(&b.store, &ids, Some(now_ms())).await {
+/// One portal's request of a wave: per line one chunk (arrival order, at most one message per customer).
+type Round = Vec<(String, Vec<Ready>)>;
+
+/// Sends a wave: the attempts of all its messages recorded in one statement before the calls (whatever happens
+/// next, a later run knows these may have reached the portal), every portal's [`CrmLines::post_lines`] at once
+/// (each paced by its own limiter), then what the portals took recorded in one transaction with the jobs' end, and
+/// the attempts of what they did not take cleared in one statement.
+async fn send_wave(b: &Arc<Bridge>, owner: &str, wave: Vec<(i64, Round)>) -> Vec<(Job, Batched)> {
+    let ids: Vec<i64> =
+        wave.iter().flat_map(|(_, r)| r.iter().flat_map(|(_, c)| c.iter().map(|m| m.message_id))).collect();
+    let turn = b.store.write_turn().await;
+    let attempt = messages::set_crm_attempt_many(&b.store, &ids, Some(now_ms())).await;
+    drop(turn);
+    if let Err(e) = attempt {
         let e = JobError::from(e);
-        return round.into_iter().flat_map(|(_, c)| fail_all(c, &e)).collect();
+        return wave.into_iter().flat_map(|(_, r)| r.into_iter().flat_map(|(_, c)| fail_all(c, &e))).collect();
     }
-    let posts: Vec<(&str, Vec<ClientMessage<'_>>)> = round.iter().map(|(l, c)| (l.as_str(), items(c))).collect();
-    let answers = b.lines.post_lines(portal_id, posts).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for (portal_id, round) in wave {
+        let b = b.clone();
+        calls.spawn(async move {
+            let posts: Vec<(&str, Vec<ClientMessage<'_>>)> =
+                round.iter().map(|(l, c)| (l.as_str(), items(c))).collect();
+            let answers = b.lines.post_lines(portal_id, posts).await;
+            (portal_id, round, answers)
+        });
+    }
     let mut out = Vec::new();
-    match answers {
-        Err(e) => {
-            let reached = e.may_have_reached;
-            let e = JobError::from(e);
-            if !reached {
-                if let Err(clear) = messages::set_crm_attempt_many(&b.store, &ids, None).await {
-                    tracing::warn!(error = %clear, "could not clear delivery attempts");
+    let mut clear: Vec<i64> = Vec::new();
+    let mut gone: Vec<(i64, String)> = Vec::new();
+    // Taken by a portal: recorded together below. `(portal, line, message, what the portal named)`.
+    let mut taken: Vec<(i64, String, Ready, Posted)> = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        // A panicking call: its jobs' leases expire and they run again (the attempt record makes it safe).
+        let (portal_id, round, answers) = match joined {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "a CRM delivery call failed");
+                continue;
+            }
+        };
+        let per_line: Vec<Result<Vec<Posted>, (bool, JobError)>> = match answers {
+            Ok(per_line) => per_line.into_iter().map(|a| a.map_err(|e| (e.may_have_reached, e.job))).collect(),
+            Err(e) => {
+                let (reached, job) = (e.may_have_reached, e.job);
+                let message = job.to_string();
+                round.iter().map(|_| Err((reached, copy(&job, &message)))).collect()
+            }
+        };
+        for ((line, chunk), answer) in round.into_iter().zip(per_line) {
+            match answer {
+                Err((reached, e)) => {
+                    if !reached {
+                        clear.extend(chunk.iter().map(|r| r.message_id));
+                    }
+                    out.extend(fail_all(chunk, &e));
                 }
-            }
-            for (_, chunk) in round {
-                out.extend(fail_all(chunk, &e));
-            }
-        }
-        Ok(per_line) => {
-            for ((line, chunk), answer) in round.into_iter().zip(per_line) {
-                let result = match answer {
-                    Ok(posted) => settle(b, owner, portal_id, &line, &chunk, posted).await,
-                    Err(e) => {
-                        let reached = e.may_have_reached;
-                        let line_ids: Vec<i64> = chunk.iter().map(|r| r.message_id).collect();
-                        let e = JobError::from(e);
-                        match reached {
-                            false => messages::set_crm_attempt_many(&b.store, &line_ids, None)
-                                .await
-                                .map_err(JobError::from)
-                                .and(Err(e)),
-                            true => Err(e),
+                Ok(posted) => {
+                    for (r, p) in chunk.into_iter().zip(posted) {
+                        match p {
+                            Posted::Taken { .. } => taken.push((portal_id, line.clone(), r, p)),
+                            Posted::NotTaken(reason) => {
+                                clear.push(r.message_id);
+                                let e = JobError::retry(format!("the portal did not take the message: {reason}"));
+                                out.push((r.job, Batched::Result(Err(e))));
+                            }
+                            Posted::LineGone(reason) => {
+                                clear.push(r.message_id);
+                                gone.push((r.phone_id, reason));
+                                let e = JobError::retry("the portal says the line is not active; binding it again");
+                                out.push((r.job, Batched::Result(Err(e))));
+                            }
                         }
                     }
-                };
-                match result {
-                    Ok(results) => out.extend(chunk.into_iter().zip(results).map(|(r, o)| (r.job, o))),
-                    Err(e) => out.extend(fail_all(chunk, &e)),
                 }
             }
         }
+    }
+    if !clear.is_empty() {
+        let turn = b.store.write_turn().await;
+        if let Err(e) = messages::set_crm_attempt_many(&b.store, &clear, None).await {
+            tracing::warn!(error = %e, "could not clear delivery attempts");
+        }
+        drop(turn);
+    }
+    gone.sort();
+    gone.dedup_by_key(|(phone, _)| *phone);
+    for (phone_id, reason) in gone {
+        // The line or the connector on it went away: show it and bind again.
+        if let Err(e) = set_connector(&b.store, phone_id, ConnectorStatus::Error, Some(&reason)).await {
+            tracing::warn!(phone = phone_id, error = %e, "could not record the connector's state");
+        }
+        if let Err(e) = b.store.enqueue(&Task::CrmBind(CrmBind { phone_id }), Enqueue::default()).await {
+            tracing::warn!(phone = phone_id, error = %e, "could not queue binding the line again");
+        }
+    }
+    // Every message the portals took, and its job's end, in one transaction.
+    let recorded = record_taken(b, owner, &taken).await;
+    for (_, _, r, _) in taken {
+        let result = match &recorded {
+            Ok(()) => Batched::Done,
+            // The attempt stays recorded: the next run asks the portal before sending again.
+            Err(e) => Batched::Result(Err(JobError::retry(e.to_string()))),
+        };
+        out.push((r.job, result));
     }
     out
 }
 
-/// What the portal did with one line's chunk: recorded (taken: delivered and the job done, in one transaction;
-/// not taken: the attempt cleared), one outcome per message.
-async fn settle(
-    b: &Bridge,
-    owner: &str,
-    portal_id: i64,
-    line: &str,
-    chunk: &[Ready],
-    posted: Vec<Posted>,
-) -> Result<Vec<Batched>, JobError> {
-    let mut not_taken = Vec::new();
-    let mut taken = Vec::new();
-    let mut gone = None;
-    for (r, p) in chunk.iter().zip(&posted) {
-        match p {
-            Posted::Taken { message, chat_id, session_id } => {
-                taken.push(Taken { r, message, chat_id: chat_id.as_deref(), session_id: session_id.as_deref() })
-            }
-            Posted::NotTaken(_) => not_taken.push(r.message_id),
-            Posted::LineGone(reason) => {
-                not_taken.push(r.message_id);
-                gone = Some(reason.clone());
-            }
-        }
-    }
-    if !not_taken.is_empty() {
-        messages::set_crm_attempt_many(&b.store, &not_taken, None).await?;
-    }
-    if let Some(reason) = &gone {
-        // The line or the connector on it went away: show it and bind again.
-        let phones: std::collections::BTreeSet<i64> = chunk.iter().map(|r| r.phone_id).collect();
-        for phone_id in phones {
-            set_connector(&b.store, phone_id, ConnectorStatus::Error, Some(reason)).await?;
-            b.store.enqueue(&Task::CrmBind(CrmBind { phone_id }), Enqueue::default()).await?;
-        }
-    }
-    // Every message the portal took, and its job's end, in one transaction.
-    let recorded = record_taken(b, owner, portal_id, line, &taken).await;
-    Ok(posted
-        .iter()
-        .map(|p| match (p, &recorded) {
-            (Posted::NotTaken(reason), _) => {
-                Batched::Result(Err(JobError::retry(format!("the portal did not take the message: {reason}"))))
-            }
-            (Posted::LineGone(_), _) => {
-                Batched::Result(Err(JobError::retry("the portal says the line is not active; binding it again")))
-            }
-            (Posted::Taken { .. }, Ok(())) => Batched::Done,
-            // The attempt stays recorded: the next run asks the portal before sending again.
-            (Posted::Taken { .. }, Err(e)) => Batched::Result(Err(JobError::retry(e.to_string()))),
-        })
-        .collect())
-}
-
-/// A message the portal took, as it named it.
-struct Taken<'a> {
-    r: &'a Ready,
-    message: &'a str,
-    chat_id: Option<&'a str>,
-    session_id: Option<&'a str>,
-}
-
-async fn record_taken(
-    b: &Bridge,
-    owner: &str,
-    portal_id: i64,
-    line: &str,
-    taken: &[Taken<'_>],
-) -> Result<(), StoreError> {
+async fn record_taken(b: &Bridge, owner: &str, taken: &[(i64, String, Ready, Posted)]) -> Result<(), StoreError> {
     if taken.is_empty() {
         return Ok(());
     }
-    let mut tx = b.store.begin_write().await?;
-    for t in taken {
-        messages::set_crm_ids_on(&mut *tx, t.r.message_id, t.chat_id, t.message).await?;
-        crm_chats::upsert_on(&mut tx, t.r.phone_id, &t.r.key, portal_id, line, t.chat_id, t.session_id).await?;
+    let mut ids = Vec::with_capacity(taken.len());
+    let mut chats = Vec::with_capacity(taken.len());
+    for (portal_id, line, r, p) in taken {
+        let Posted::Taken { message, chat_id, session_id } = p else { continue };
+        ids.push((r.message_id, chat_id.as_deref(), message.as_str()));
+        chats.push(crm_chats::ChatOnLine {
+            phone_id: r.phone_id,
+            contact_key: &r.key,
+            portal_id: *portal_id,
+            line,
+            chat_id: chat_id.as_deref(),
+            session_id: session_id.as_deref(),
+        });
     }
-    let ids: Vec<i64> = taken.iter().map(|t| t.r.job.id).collect();
-    crate::jobs::finish_many_on(&mut *tx, owner, &ids).await?;
+    let jobs: Vec<i64> = taken.iter().map(|(_, _, r, _)| r.job.id).collect();
+    let _turn = b.store.write_turn().await;
+    let mut tx = b.store.begin_write().await?;
+    messages::set_crm_ids_many_on(&mut *tx, &ids).await?;
+    crm_chats::upsert_many_on(&mut tx, &chats).await?;
+    crate::jobs::finish_many_on(&mut *tx, owner, &jobs).await?;
+    crate::store::jobs::hasten_next_on(&mut *tx, &jobs, now_ms()).await?;
     tx.commit().await?;
     Ok(())
 }

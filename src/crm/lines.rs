@@ -145,6 +145,13 @@ pub trait CrmLines: Send + Sync {
     /// How many lines one [`CrmLines::post_lines`] takes at most.
     fn post_lines_max(&self) -> usize;
 
+    /// How long a request to CRM account `portal_id` would wait now for the account's rate limit (zero when it
+    /// could go at once). Deliveries to an account that must wait are put off for that long, so the messages that
+    /// arrive meanwhile go together in the one request the limit allows then.
+    fn wait_before_post(&self, _portal_id: i64) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
+
     /// Looks for `wamid` in the customer's known chat.
     fn find(&self, at: At<'_>, chat: KnownChat<'_>, wamid: &str) -> impl Future<Output = Recheck> + Send;
 

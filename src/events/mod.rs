@@ -18,6 +18,7 @@ pub mod deliver;
 pub mod subscriptions;
 pub mod url;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -162,6 +163,18 @@ pub async fn emit_on(
     data: Value,
 ) -> Result<Option<String>, StoreError> {
     let subscribers = stored::subscribers_on(tx, event_type.as_str(), waba_id, phone_id).await?;
+    emit_to(tx, event_type, waba_id, phone_id, data, &subscribers).await
+}
+
+/// Stores the event and queues its deliveries to `subscribers` (nothing when there are none).
+async fn emit_to(
+    tx: &mut Transaction<'static, Any>,
+    event_type: EventType,
+    waba_id: Option<i64>,
+    phone_id: Option<i64>,
+    data: Value,
+    subscribers: &[i64],
+) -> Result<Option<String>, StoreError> {
     if subscribers.is_empty() {
         return Ok(None);
     }
@@ -169,12 +182,60 @@ pub async fn emit_on(
     let body = json!({"type": event_type.as_str(), "timestamp": rfc3339(now_ms()), "data": data}).to_string();
     let event = stored::NewEvent { id: &id, event_type: event_type.as_str(), waba_id, phone_id, body: &body };
     stored::insert_event_on(tx, &event).await?;
-    for sub in subscribers {
+    for &sub in subscribers {
         let delivery_id = stored::insert_delivery_on(tx, &id, sub).await?;
         let job = enqueue_delivery(&mut **tx, delivery_id).await?;
         stored::set_delivery_job_on(&mut **tx, delivery_id, job).await?;
     }
     Ok(Some(id))
+}
+
+/// What [`emit_for_phone_cached`] looked up once per transaction: each phone's WABA and number, and the
+/// subscribers per event type and phone. Valid for one transaction only (a batch of webhooks): subscriptions
+/// made meanwhile count from the next one.
+#[derive(Debug, Default)]
+pub struct EmitCache {
+    phones: HashMap<i64, Option<(i64, String)>>,
+    subscribers: HashMap<(EventType, i64), Vec<i64>>,
+}
+
+/// [`emit_for_phone_on`] for many events in one transaction: the phone and its subscribers are read once.
+pub async fn emit_for_phone_cached(
+    tx: &mut Transaction<'static, Any>,
+    cache: &mut EmitCache,
+    event_type: EventType,
+    phone_id: i64,
+    data: impl FnOnce() -> Value,
+) -> Result<Option<String>, StoreError> {
+    let phone = match cache.phones.get(&phone_id) {
+        Some(p) => p.clone(),
+        None => {
+            let p = stored::phone_of_on(tx, phone_id).await?;
+            cache.phones.insert(phone_id, p.clone());
+            p
+        }
+    };
+    let Some((waba_id, number)) = phone else { return Ok(None) };
+    let subscribers = match cache.subscribers.get(&(event_type, phone_id)) {
+        Some(s) => s.clone(),
+        None => {
+            let s = stored::subscribers_on(tx, event_type.as_str(), Some(waba_id), Some(phone_id)).await?;
+            cache.subscribers.insert((event_type, phone_id), s.clone());
+            s
+        }
+    };
+    if subscribers.is_empty() {
+        return Ok(None); // the message is not even rendered into an event body
+    }
+    let data = with_phone(data(), phone_id, &number, waba_id);
+    emit_to(tx, event_type, Some(waba_id), Some(phone_id), data, &subscribers).await
+}
+
+fn with_phone(mut data: Value, phone_id: i64, number: &str, waba_id: i64) -> Value {
+    if let Some(obj) = data.as_object_mut() {
+        obj.insert("phone".into(), json!({"id": phone_id, "number": number, "waba": waba_id}));
+    }
+    data
 }
 
 /// Queues the `event.deliver` job of a delivery; returns the job's id.
@@ -191,12 +252,10 @@ pub async fn emit_for_phone_on(
     tx: &mut Transaction<'static, Any>,
     event_type: EventType,
     phone_id: i64,
-    mut data: Value,
+    data: Value,
 ) -> Result<Option<String>, StoreError> {
     let Some((waba_id, number)) = stored::phone_of_on(tx, phone_id).await? else { return Ok(None) };
-    if let Some(obj) = data.as_object_mut() {
-        obj.insert("phone".into(), json!({"id": phone_id, "number": number, "waba": waba_id}));
-    }
+    let data = with_phone(data, phone_id, &number, waba_id);
     emit_on(tx, event_type, Some(waba_id), Some(phone_id), data).await
 }
 

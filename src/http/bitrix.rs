@@ -74,7 +74,8 @@ async fn handle_event(s: &AppState, v: &Value) -> Result<Response, ApiError> {
     let portal = events::authenticate(&s.store, &crate::bitrix::event::auth_of(v)).await?;
     let request = typed(v)?;
     let handled = events::event(&s.store, &portal, &s.config.bitrix_connector_id, &request.event).await?;
-    s.engine.wake();
+    // Events queue `crm.reply` jobs (generic); their sends wake the lanes when the reply has run.
+    s.engine.wake_workers();
     let (status, what) = match handled {
         Handled::Queued(n) => (StatusCode::OK, json!({"accepted": n})),
         Handled::Duplicate => (StatusCode::OK, json!({"accepted": 0, "duplicate": true})),

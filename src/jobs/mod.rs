@@ -74,6 +74,10 @@ pub struct Engine {
     notify: Arc<Notify>,
     metrics: Arc<Metrics>,
     lanes: Vec<Arc<dyn Lane>>,
+    /// Webhook batches of this process run one at a time on SQLite (it has one writer, and a later batch that
+    /// commits first would hold back the CRM deliveries of the later webhooks until the earlier one is in), two at
+    /// a time on PostgreSQL.
+    inbox_batches: Arc<Semaphore>,
 }
 
 /// A lane: jobs of one kind that carry a `lane` key (a send's phone) and are leased and run by their own
@@ -119,7 +123,12 @@ impl Drained {
 impl Engine {
     pub fn new(store: Store, lease: Duration, default_max_attempts: i64, metrics: Arc<Metrics>) -> Self {
         let owner = format!("{}-{}", std::process::id(), crate::seal::random_token(8));
+        let inbox_batches = Arc::new(Semaphore::new(match store.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 2,
+        }));
         Engine {
+            inbox_batches,
             store,
             owner,
             handlers: None,
@@ -161,7 +170,14 @@ impl Engine {
         &self.owner
     }
 
-    /// Wakes this process's workers (after committing new jobs).
+    /// Wakes the generic workers only (new jobs that no lane runs, e.g. webhook bodies to process): the lanes'
+    /// dispatchers, which look at every lane when woken, are left alone.
+    pub fn wake_workers(&self) {
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// Wakes this process's workers and lanes (after committing new jobs).
     pub fn wake(&self) {
         self.notify.notify_waiters();
         self.notify.notify_one();
@@ -179,6 +195,7 @@ impl Engine {
 
     /// Leases up to `n` due jobs (of no lane) for this process.
     pub async fn lease(&self, n: usize) -> Result<Vec<Job>, StoreError> {
+        let _turn = self.store.write_turn().await;
         self.lane_leaser().lease_which(&self.store.pool, Leasing::Generic, n, now_ms()).await
     }
 
@@ -201,8 +218,11 @@ impl Engine {
             let more = kind.batch().saturating_sub(batch.len());
             if more > 0 {
                 let leaser = self.lane_leaser();
-                match leaser.lease_which(&self.store.pool, Leasing::GenericOfKind(kind.as_str()), more, now_ms()).await
-                {
+                let turn = self.store.write_turn().await;
+                let leased =
+                    leaser.lease_which(&self.store.pool, Leasing::GenericOfKind(kind.as_str()), more, now_ms()).await;
+                drop(turn);
+                match leased {
                     Ok(jobs) => batch.extend(jobs),
                     Err(e) => tracing::warn!(error = %e, %kind, "could not lease more jobs for a batch"),
                 }
@@ -216,7 +236,9 @@ impl Engine {
     /// handler ([`Handlers::run_batch`]); jobs the handler leaves to run alone are run one by one.
     pub async fn run_unit(&self, mut unit: Vec<Job>) -> Drained {
         let mut d = Drained::default();
-        if unit.len() == 1 {
+        // A lone job of a batch kind still goes the batch way: its effects and its end in one commit.
+        let batchable = unit.first().and_then(|j| Kind::parse(&j.kind)).is_some_and(|k| k.batch() > 1);
+        if unit.len() == 1 && !batchable {
             if let Some(job) = unit.pop() {
                 d.count(self.run(job).await);
             }
@@ -230,6 +252,10 @@ impl Engine {
             }
         }
         let Some(h) = self.handlers.clone() else { return d };
+        let _slot = match tasks.first().map(|(_, t)| t.kind()) {
+            Some(Kind::InboxProcess) => self.inbox_batches.clone().acquire_owned().await.ok(),
+            _ => None,
+        };
         let n = tasks.len() as i64;
         self.metrics.jobs_running.inc_by(n);
         let jobs: Vec<Job> = tasks.iter().map(|(j, _)| j.clone()).collect();
@@ -243,10 +269,18 @@ impl Engine {
         self.metrics.jobs_running.dec_by(n);
         let mut done = Vec::new();
         let mut alone = Vec::new();
+        // Jobs put off for the same reason and time are released in one statement.
+        let mut deferred: Vec<((String, Duration), Vec<Job>)> = Vec::new();
         for (job, r) in results {
             match r {
                 Batched::Done => self.count_finished(&job, Outcome::Done, &mut d),
                 Batched::Result(Ok(())) => done.push(job),
+                Batched::Result(Err(JobError::Defer { message, after })) => {
+                    match deferred.iter_mut().find(|(k, _)| k.0 == message && k.1 == after) {
+                        Some((_, jobs)) => jobs.push(job),
+                        None => deferred.push(((message, after), vec![job])),
+                    }
+                }
                 Batched::Result(Err(e)) => {
                     let o = self.record(&job, Err(e)).await.unwrap_or(Outcome::Retried);
                     self.count_finished(&job, o, &mut d);
@@ -256,7 +290,10 @@ impl Engine {
         }
         if !done.is_empty() {
             let ids: Vec<i64> = done.iter().map(|j| j.id).collect();
-            let o = match store::jobs::finish_many_on(&self.store.pool, &self.owner, &ids, now_ms()).await {
+            let turn = self.store.write_turn().await;
+            let finished = store::jobs::finish_many_on(&self.store.pool, &self.owner, &ids, now_ms()).await;
+            drop(turn);
+            let o = match finished {
                 Ok(()) => Outcome::Done,
                 Err(e) => {
                     // The leases will expire and the jobs run again; effects are idempotent.
@@ -265,6 +302,27 @@ impl Engine {
                 }
             };
             for job in &done {
+                self.count_finished(job, o, &mut d);
+            }
+        }
+        for ((message, after), jobs) in deferred {
+            let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+            let now = now_ms();
+            let run_at = now + after.as_millis() as i64;
+            let turn = self.store.write_turn().await;
+            let put_off =
+                store::jobs::defer_many_on(&self.store.pool, &self.owner, &ids, run_at, truncate(&message, 2000), now)
+                    .await;
+            drop(turn);
+            // Unrecorded: the leases expire and the jobs run again.
+            let o = match put_off {
+                Ok(()) => Outcome::Deferred,
+                Err(e) => {
+                    tracing::warn!(jobs = ids.len(), error = %e, "could not put off a batch's jobs");
+                    Outcome::Retried
+                }
+            };
+            for job in &jobs {
                 self.count_finished(job, o, &mut d);
             }
         }
@@ -309,7 +367,14 @@ impl Engine {
     }
 
     async fn record(&self, job: &Job, result: Result<(), JobError>) -> Result<Outcome, StoreError> {
-        record_on(&self.store.pool, &self.owner, job, result, now_ms()).await
+        let _turn = self.store.write_turn().await;
+        let outcome = record_on(&self.store.pool, &self.owner, job, result, now_ms()).await?;
+        // The next in a customer's order goes now rather than at the end of its defer.
+        let ordered = [Kind::CrmDeliver.as_str(), Kind::CrmReply.as_str()].contains(&job.kind.as_str());
+        if ordered && matches!(outcome, Outcome::Done | Outcome::Dead) {
+            store::jobs::hasten_next_on(&self.store.pool, &[job.id], now_ms()).await?;
+        }
+        Ok(outcome)
     }
 
     /// Runs every due job until none is due (jobs rescheduled into the future are left). For tests and tools.
@@ -373,9 +438,17 @@ impl Engine {
                         for unit in self.units(jobs).await {
                             let Ok(permit) = permits.clone().acquire_owned().await else { break };
                             let me = self.clone();
+                            // An operator's reply queues sends: their lane looks now, not at its next poll.
+                            let sends = unit.iter().any(|j| j.kind == Kind::CrmReply.as_str());
                             tokio::spawn(async move {
                                 me.run_unit(unit).await;
                                 drop(permit);
+                                // A free worker, and perhaps new jobs (an inbox batch queues its CRM deliveries):
+                                // lease again now rather than at the next poll.
+                                match sends {
+                                    true => me.wake(),
+                                    false => me.notify.notify_one(),
+                                }
                             });
                         }
                     }
@@ -397,10 +470,10 @@ impl Engine {
                 _ => poll,
             };
             if wait.is_zero() && free == 0 {
-                // Everything is busy: wait for a worker to finish or a wake-up.
+                // Everything is busy: wait for a worker to finish (it wakes the loop) or another wake-up.
                 tokio::select! {
                     _ = self.notify.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+                    _ = tokio::time::sleep(poll) => {}
                     _ = stop.changed() => {}
                 }
                 continue;
@@ -630,6 +703,14 @@ where
     store::jobs::lane_next_due_on(conn, lane).await
 }
 
+/// [`lane_next_due`] of many lanes in one query (a lane with nothing due is missing from the map).
+pub async fn lanes_next_due<'c, E>(conn: E, lanes: &[i64]) -> Result<std::collections::HashMap<i64, i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    store::jobs::lanes_next_due_on(conn, lanes).await
+}
+
 /// How a job is queued, besides its task: all optional.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Enqueue<'a> {
@@ -690,4 +771,12 @@ where
 /// earlier) is neither done nor dead (a job without a key has none). Handlers of ordered kinds defer while it is.
 pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreError> {
     store::jobs::earlier_in_order(store, job_id).await
+}
+
+/// [`earlier_in_order`] for many jobs at once: those of `job_ids` that must still wait.
+pub async fn earlier_in_order_among(
+    store: &Store,
+    job_ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    store::jobs::earlier_in_order_among(store, job_ids).await
 }

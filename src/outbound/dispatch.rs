@@ -907,10 +907,9 @@ async fn feed(store: Store, leaser: LaneLeaser, req: FeedRequest) -> Result<Feed
         }
         out.push((phone, n, items));
     }
-    let mut looked = Vec::with_capacity(look.len());
-    for phone in look {
-        looked.push((phone, jobs::lane_next_due(&store.pool, phone).await?));
-    }
+    // One query for all of them: a wake-up looks at every idle number, and there may be hundreds.
+    let due = jobs::lanes_next_due(&store.pool, &look).await?;
+    let looked = look.into_iter().map(|phone| (phone, due.get(&phone).copied())).collect();
     Ok(Feed { now, ctx, looked, leased: out, elsewhere, marked: mark })
 }
 

@@ -1,8 +1,9 @@
 //! When webhooks last arrived, per app and per phone (`webhook_activity`), for the console's account health.
 //!
 //! Written after a webhook body is processed, outside its transaction, and at most about once a minute per app
-//! or phone: the UPDATE only matches a row older than [`RESOLUTION_MS`], and the INSERT of a first row does
-//! nothing on a conflict, so neither waits on another job's lock.
+//! or phone: the process remembers what it wrote and skips the database until [`RESOLUTION_MS`] has passed; then
+//! the UPDATE only matches a row older than that, and the INSERT of a first row does nothing on a conflict, so
+//! neither waits on another job's lock.
 
 use std::collections::HashMap;
 
@@ -28,8 +29,14 @@ impl Scope {
     }
 }
 
-/// Records that a webhook for `id` (of `scope`) was received at `at` (ms).
+/// Records that a webhook for `id` (of `scope`) was received at `at` (ms). Nothing is written when this process
+/// wrote a time for it less than [`RESOLUTION_MS`] before `at`.
 pub async fn touch(store: &Store, scope: Scope, id: i64, at: i64) -> Result<(), StoreError> {
+    let recent =
+        |written: &HashMap<(Scope, i64), i64>| written.get(&(scope, id)).is_some_and(|w| at - w < RESOLUTION_MS);
+    if recent(&store.activity_written.lock().unwrap_or_else(|p| p.into_inner())) {
+        return Ok(());
+    }
     let moved =
         sqlx::query("UPDATE webhook_activity SET last_at = $3 WHERE scope = $1 AND ref_id = $2 AND last_at < $4")
             .bind(scope.as_str())
@@ -50,6 +57,8 @@ pub async fn touch(store: &Store, scope: Scope, id: i64, at: i64) -> Result<(), 
         .execute(&store.pool)
         .await?;
     }
+    // The stored time is now at most RESOLUTION_MS older than `at`.
+    store.activity_written.lock().unwrap_or_else(|p| p.into_inner()).insert((scope, id), at);
     Ok(())
 }
 

@@ -41,6 +41,56 @@ pub async fn upsert_on(
     Ok(())
 }
 
+/// One customer's chat on a portal line, as [`upsert_many_on`] records it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatOnLine<'a> {
+    pub phone_id: i64,
+    pub contact_key: &'a str,
+    pub portal_id: i64,
+    pub line: &'a str,
+    pub chat_id: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+}
+
+/// [`upsert_on`] for the chats of many customers in one statement, each customer once (a later item for the same
+/// customer wins).
+pub async fn upsert_many_on(tx: &mut Transaction<'static, Any>, chats: &[ChatOnLine<'_>]) -> Result<(), StoreError> {
+    let mut once: Vec<&ChatOnLine<'_>> = Vec::with_capacity(chats.len());
+    for c in chats.iter().rev() {
+        if !once.iter().any(|o| o.phone_id == c.phone_id && o.contact_key == c.contact_key) {
+            once.push(c);
+        }
+    }
+    for part in once.chunks(200) {
+        let values: Vec<String> = (0..part.len())
+            .map(|i| {
+                let b = 2 + i * 6;
+                format!("(${}, ${}, ${}, ${}, ${}, ${}, $1)", b, b + 1, b + 2, b + 3, b + 4, b + 5)
+            })
+            .collect();
+        let q = format!(
+            "INSERT INTO crm_chats (phone_id, contact_key, portal_id, line_id, chat_id, session_id, updated_at) \
+             VALUES {} ON CONFLICT (phone_id, contact_key) DO UPDATE SET \
+             portal_id = excluded.portal_id, line_id = excluded.line_id, \
+             chat_id = COALESCE(excluded.chat_id, crm_chats.chat_id), \
+             session_id = COALESCE(excluded.session_id, crm_chats.session_id), updated_at = excluded.updated_at",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&q).bind(now_ms());
+        for c in part {
+            query = query
+                .bind(c.phone_id)
+                .bind(c.contact_key)
+                .bind(c.portal_id)
+                .bind(c.line)
+                .bind(c.chat_id)
+                .bind(c.session_id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// The chat of customer `contact_key` of a phone, if one is known.
 pub async fn get(store: &Store, phone_id: i64, contact_key: &str) -> Result<Option<CrmChat>, StoreError> {
     let row = sqlx::query("SELECT chat_id, session_id FROM crm_chats WHERE phone_id = $1 AND contact_key = $2")

@@ -28,6 +28,7 @@ pub async fn insert_batch<T: Sync>(store: &Store, items: &[T], row: fn(&T) -> (i
             let (app_id, body) = row(item);
             q = q.bind(app_id).bind(body);
         }
+        let _turn = store.intake_turn().await;
         q.execute(writer).await?;
     } else {
         let mut q = sqlx::query(&sql).bind(now_ms());
@@ -155,6 +156,30 @@ pub async fn shrink_memory(conn: &mut AnyConnection) -> Result<(), StoreError> {
 
 /// True when a webhook of the same app as inbox row `inbox_id`, acknowledged before it and received after
 /// `since` (ms), is not processed yet.
+/// [`earlier_unprocessed`] for many rows in one query: those of `inbox_ids` that have one.
+pub async fn earlier_unprocessed_among(
+    store: &Store,
+    inbox_ids: &[i64],
+    since: i64,
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for ids in inbox_ids.chunks(500) {
+        let q = format!(
+            "SELECT me.id FROM inbox me WHERE me.id IN ({}) AND EXISTS (SELECT 1 FROM inbox i \
+             WHERE i.app_id = me.app_id AND i.id < me.id AND i.processed_at IS NULL AND i.received_at > $1)",
+            super::marks(2, ids.len())
+        );
+        let mut query = sqlx::query(&q).bind(since);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&store.pool).await? {
+            out.insert(r.try_get("id")?);
+        }
+    }
+    Ok(out)
+}
+
 pub async fn earlier_unprocessed(store: &Store, inbox_id: i64, since: i64) -> Result<bool, StoreError> {
     let earlier = sqlx::query(
         "SELECT 1 AS one FROM inbox i JOIN inbox me ON me.id = $1 WHERE i.app_id = me.app_id AND i.id < me.id \

@@ -176,6 +176,29 @@ where
 }
 
 /// Ends many jobs `owner` holds at once: done.
+/// Makes due now the jobs waiting behind jobs `ids` in their order (same order key, deferred while an earlier one
+/// was on its way), so the next of a customer's messages goes as soon as the one before it is done instead of at
+/// the end of its defer.
+pub async fn hasten_next_on<'c, E>(conn: E, ids: &[i64], now: i64) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let q = format!(
+        "UPDATE jobs SET run_at = $1 WHERE order_key IN (SELECT order_key FROM jobs WHERE id IN ({}) \
+         AND order_key IS NOT NULL) AND done_at IS NULL AND NOT dead AND lease_owner IS NULL AND run_at > $1",
+        super::marks(2, ids.len())
+    );
+    let mut query = sqlx::query(&q).bind(now);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
+
 pub async fn finish_many_on<'c, E>(conn: E, owner: &str, ids: &[i64], now: i64) -> Result<(), StoreError>
 where
     E: sqlx::Executor<'c, Database = Any>,
@@ -217,6 +240,34 @@ where
     .bind(now)
     .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// [`defer_on`] for many jobs in one statement (all due again at `run_at`, with the same reason).
+pub async fn defer_many_on<'c, E>(
+    conn: E,
+    owner: &str,
+    ids: &[i64],
+    run_at: i64,
+    message: &str,
+    now: i64,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let q = format!(
+        "UPDATE jobs SET run_at = $2, attempts = attempts - 1, last_error = $3, lease_owner = NULL, \
+         lease_expires_at = NULL, updated_at = $4 WHERE lease_owner = $1 AND id IN ({})",
+        super::marks(5, ids.len())
+    );
+    let mut query = sqlx::query(&q).bind(owner).bind(run_at).bind(message).bind(now);
+    for id in ids {
+        query = query.bind(*id);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 
@@ -355,6 +406,32 @@ where
     Ok(row.try_get::<Option<i64>, _>("t")?)
 }
 
+/// [`lane_next_due_on`] of many lanes in one query (by the `jobs_lane_due` index, one range per lane).
+pub async fn lanes_next_due_on<'c, E>(conn: E, lanes: &[i64]) -> Result<std::collections::HashMap<i64, i64>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let mut out = std::collections::HashMap::new();
+    if lanes.is_empty() {
+        return Ok(out);
+    }
+    let q = format!(
+        "SELECT lane, MIN(run_at) AS t FROM jobs WHERE lane IN ({}) AND done_at IS NULL AND NOT dead \
+         AND lane IS NOT NULL AND lease_owner IS NULL GROUP BY lane",
+        super::marks(1, lanes.len())
+    );
+    let mut query = sqlx::query(&q);
+    for lane in lanes {
+        query = query.bind(*lane);
+    }
+    for r in query.fetch_all(conn).await? {
+        if let Some(t) = r.try_get::<Option<i64>, _>("t")? {
+            out.insert(r.try_get("lane")?, t);
+        }
+    }
+    Ok(out)
+}
+
 /// Makes the waiting jobs of the lanes of every phone of WABA `waba_id` due now (its sends were paused).
 pub async fn make_waba_lanes_due(store: &Store, waba_id: i64) -> Result<(), StoreError> {
     sqlx::query(
@@ -380,6 +457,32 @@ pub async fn next_due(store: &Store) -> Result<Option<i64>, StoreError> {
 
 /// True while a job before `job_id` in its order (same order key; a lower `order_seq`, or the same and queued
 /// earlier) is neither done nor dead (a job without a key has none).
+/// [`earlier_in_order`] for many jobs in one query: those of `job_ids` that have one.
+pub async fn earlier_in_order_among(
+    store: &Store,
+    job_ids: &[i64],
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for ids in job_ids.chunks(500) {
+        let q = format!(
+            "SELECT me.id FROM jobs me WHERE me.id IN ({}) AND me.order_key IS NOT NULL AND EXISTS (\
+             SELECT 1 FROM jobs j WHERE j.order_key = me.order_key \
+             AND (COALESCE(j.order_seq, 0) < COALESCE(me.order_seq, 0) \
+                  OR (COALESCE(j.order_seq, 0) = COALESCE(me.order_seq, 0) AND j.id < me.id)) \
+             AND j.done_at IS NULL AND NOT j.dead)",
+            super::marks(1, ids.len())
+        );
+        let mut query = sqlx::query(&q);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&store.pool).await? {
+            out.insert(r.try_get("id")?);
+        }
+    }
+    Ok(out)
+}
+
 pub async fn earlier_in_order(store: &Store, job_id: i64) -> Result<bool, StoreError> {
     let row = sqlx::query(
         "SELECT 1 AS one FROM jobs j JOIN jobs me ON me.id = $1 \

@@ -52,13 +52,16 @@ pub struct NewInbound<'a> {
     pub target_wamid: Option<&'a str>,
 }
 
-/// Stores an inbound message once per `wamid`. True when it was new.
-pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInbound<'_>) -> Result<bool, StoreError> {
+/// Stores an inbound message once per `wamid`. Its id when it was new.
+pub async fn insert_inbound_on(
+    tx: &mut Transaction<'static, Any>,
+    m: &NewInbound<'_>,
+) -> Result<Option<i64>, StoreError> {
     let new = sqlx::query(
         "INSERT INTO messages (wamid, phone_id, contact_id, direction, msg_type, body, context_wamid, raw, \
          sent_at, created_at, updated_at, arrival, target_wamid) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
-         ON CONFLICT (wamid) DO NOTHING",
+         ON CONFLICT (wamid) DO NOTHING RETURNING id",
     )
     .bind(m.wamid)
     .bind(m.phone_id)
@@ -72,10 +75,9 @@ pub async fn insert_inbound_on(tx: &mut Transaction<'static, Any>, m: &NewInboun
     .bind(now_ms())
     .bind(m.arrival)
     .bind(m.target_wamid)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(new == 1)
+    .fetch_optional(&mut **tx)
+    .await?;
+    new.map(|r| Ok(r.try_get("id")?)).transpose()
 }
 
 /// One status of a message as it is stored.
@@ -155,18 +157,33 @@ pub struct ForDelivery {
     pub profile_name: Option<String>,
 }
 
-pub async fn for_delivery(store: &Store, message_id: i64) -> Result<Option<ForDelivery>, StoreError> {
-    let row = sqlx::query(
-        "SELECT m.wamid, m.phone_id, m.contact_id, m.arrival, m.crm_attempt_at, m.raw, m.context_wamid, \
-         m.crm_message_id, m.sent_at, \
-         c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
-         WHERE m.id = $1",
-    )
-    .bind(message_id)
-    .fetch_optional(&store.pool)
-    .await?;
-    let Some(r) = row else { return Ok(None) };
-    Ok(Some(ForDelivery {
+/// [`for_delivery`] of many messages in one query, by id (a message that is gone is missing from the map).
+pub async fn for_delivery_many(
+    store: &Store,
+    message_ids: &[i64],
+) -> Result<std::collections::HashMap<i64, ForDelivery>, StoreError> {
+    let mut out = std::collections::HashMap::with_capacity(message_ids.len());
+    for ids in message_ids.chunks(500) {
+        let q = format!(
+            "SELECT m.id, m.wamid, m.phone_id, m.contact_id, m.arrival, m.crm_attempt_at, m.raw, m.context_wamid, \
+             m.crm_message_id, m.sent_at, \
+             c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
+             WHERE m.id IN ({})",
+            super::marks(1, ids.len())
+        );
+        let mut query = sqlx::query(&q);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        for r in query.fetch_all(&store.pool).await? {
+            out.insert(r.try_get("id")?, for_delivery_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+fn for_delivery_row(r: &AnyRow) -> Result<ForDelivery, StoreError> {
+    Ok(ForDelivery {
         wamid: r.try_get("wamid")?,
         phone_id: r.try_get("phone_id")?,
         contact_id: r.try_get("contact_id")?,
@@ -179,35 +196,40 @@ pub async fn for_delivery(store: &Store, message_id: i64) -> Result<Option<ForDe
         contact_key: r.try_get("contact_key")?,
         wa_id: r.try_get("wa_id")?,
         profile_name: r.try_get("profile_name")?,
-    }))
-}
-
-/// A message of a phone bound to a portal, identified for its delivery job.
-#[derive(Debug, Clone, Copy)]
-pub struct Deliverable {
-    pub id: i64,
-    pub contact_id: Option<i64>,
-    pub arrival: Option<i64>,
-}
-
-/// The message `wamid` of `phone_id`, when that phone is bound to a portal.
-pub async fn deliverable_on(
-    tx: &mut Transaction<'static, Any>,
-    phone_id: i64,
-    wamid: &str,
-) -> Result<Option<Deliverable>, StoreError> {
-    let row = sqlx::query(
-        "SELECT m.id, m.contact_id, m.arrival FROM messages m JOIN phones p ON p.id = m.phone_id \
-         JOIN portals o ON o.id = p.portal_id WHERE m.wamid = $1 AND p.id = $2",
-    )
-    .bind(wamid)
-    .bind(phone_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    row.map(|r| {
-        Ok(Deliverable { id: r.try_get("id")?, contact_id: r.try_get("contact_id")?, arrival: r.try_get("arrival")? })
     })
-    .transpose()
+}
+
+/// Of `wamids`, those a customer's revoke (deletion) names (by `target_wamid`, kept since migration 0014 and
+/// filled in for older rows by 0017).
+pub async fn revoked_among(store: &Store, wamids: &[&str]) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut out = std::collections::HashSet::new();
+    for chunk in wamids.chunks(500) {
+        let q = format!(
+            "SELECT target_wamid FROM messages WHERE target_wamid IN ({}) AND msg_type = 'revoke' AND direction = $1",
+            super::marks(2, chunk.len())
+        );
+        let mut query = sqlx::query(&q).bind(Direction::In.as_str());
+        for w in chunk {
+            query = query.bind(*w);
+        }
+        for r in query.fetch_all(&store.pool).await? {
+            out.insert(r.try_get("target_wamid")?);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn for_delivery(store: &Store, message_id: i64) -> Result<Option<ForDelivery>, StoreError> {
+    let row = sqlx::query(
+        "SELECT m.wamid, m.phone_id, m.contact_id, m.arrival, m.crm_attempt_at, m.raw, m.context_wamid, \
+         m.crm_message_id, m.sent_at, \
+         c.contact_key, c.wa_id, c.profile_name FROM messages m LEFT JOIN contacts c ON c.id = m.contact_id \
+         WHERE m.id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&store.pool)
+    .await?;
+    row.as_ref().map(for_delivery_row).transpose()
 }
 
 /// Sets (before a delivery call) or clears (the portal did not take it) the time of the last delivery attempt.
@@ -271,6 +293,29 @@ where
         .bind(now_ms())
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// [`set_crm_ids_on`] for many messages in one statement: `(message id, portal chat, portal message)`.
+pub async fn set_crm_ids_many_on<'c, E>(conn: E, ids: &[(i64, Option<&str>, &str)]) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let values: Vec<String> =
+        (0..ids.len()).map(|i| format!("(${}, ${}, ${})", 2 + i * 3, 3 + i * 3, 4 + i * 3)).collect();
+    let q = format!(
+        "UPDATE messages SET crm_chat_id = v.column2, crm_message_id = v.column3, updated_at = $1 \
+         FROM (VALUES {}) AS v WHERE messages.id = v.column1",
+        values.join(", ")
+    );
+    let mut query = sqlx::query(&q).bind(now_ms());
+    for (id, chat, message) in ids {
+        query = query.bind(*id).bind(*chat).bind(*message);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub mod webhook_errors;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -64,6 +65,15 @@ pub struct Store {
     pub sqlite_writer: Option<sqlx::SqlitePool>,
     pub backend: Backend,
     pub sealer: Sealer,
+    /// SQLite only: the process's writers that write most (the intake's group commits, webhook batches, the job
+    /// engine's leases and outcomes, CRM delivery records) take turns here before they take SQLite's write lock,
+    /// so they queue in order instead of polling the lock in SQLite's busy handler (which sleeps 1, 2, 5, 10 ms
+    /// and more between tries). Taken before a connection is acquired, never while one is held.
+    write_gate: Option<Arc<WriteGate>>,
+    /// When this process last wrote each app's and phone's webhook time (`activity::touch`), so a busy number
+    /// costs a statement about once a [`activity::RESOLUTION_MS`], not per webhook. One entry per registered app
+    /// or phone.
+    pub(crate) activity_written: Arc<std::sync::Mutex<std::collections::HashMap<(activity::Scope, i64), i64>>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -155,7 +165,9 @@ impl Store {
             }
             Backend::Postgres => None,
         };
-        Ok(Store { pool, sqlite_writer, backend, sealer })
+        let write_gate = (backend == Backend::Sqlite).then(|| Arc::new(WriteGate::default()));
+        let activity_written = Arc::default();
+        Ok(Store { pool, sqlite_writer, backend, sealer, write_gate, activity_written })
     }
 
     /// Applies pending migrations of this backend's dialect.
@@ -204,6 +216,28 @@ impl Store {
     /// Begins a transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
     /// concurrent writers wait for each other (busy timeout) instead of failing when a read lock cannot be
     /// upgraded; PostgreSQL's default is right as it is.
+    /// A turn at writing (SQLite; `None` on PostgreSQL, which has row locks): hold it over one write statement or
+    /// one write transaction, taken before the connection. See `write_gate`.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let g = self.write_gate.as_ref()?;
+        // The intake goes first: its commits are what Meta's webhooks wait for (their 200).
+        loop {
+            let notified = g.intake_done.notified();
+            if g.intake_waiting.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+        Some(g.lock.clone().lock_owned().await)
+    }
+
+    /// [`Store::write_turn`] for the intake's group commits: ahead of every other writer that has not started.
+    pub(crate) async fn intake_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let g = self.write_gate.as_ref()?;
+        let _waiting = IntakeWaiting::new(g); // counted until the turn comes, or the wait is dropped
+        Some(g.lock.clone().lock_owned().await)
+    }
+
     pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -221,6 +255,33 @@ impl Store {
 
     pub fn open_opt(&self, field: &'static str, sealed: Option<String>) -> Result<Option<String>, StoreError> {
         sealed.map(|s| self.open(field, &s)).transpose()
+    }
+}
+
+/// See `Store::write_gate`: one turn at a time, the intake's before the others'.
+#[derive(Debug, Default)]
+struct WriteGate {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Intake commits waiting for a turn: other writers let them go first.
+    intake_waiting: std::sync::atomic::AtomicUsize,
+    intake_done: tokio::sync::Notify,
+}
+
+/// An intake commit waiting for its turn; dropping it (turn taken, or the wait cancelled) lets the others go.
+struct IntakeWaiting<'a>(&'a WriteGate);
+
+impl<'a> IntakeWaiting<'a> {
+    fn new(g: &'a WriteGate) -> Self {
+        g.intake_waiting.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        IntakeWaiting(g)
+    }
+}
+
+impl Drop for IntakeWaiting<'_> {
+    fn drop(&mut self) {
+        if self.0.intake_waiting.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            self.0.intake_done.notify_waiters();
+        }
     }
 }
 
@@ -326,4 +387,9 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 pub fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+/// `$from, $from+1, ...` for an `IN (...)` list of `n` values bound after `from - 1` others.
+pub(crate) fn marks(from: usize, n: usize) -> String {
+    (0..n).map(|i| format!("${}", from + i)).collect::<Vec<_>>().join(", ")
 }

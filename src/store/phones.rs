@@ -85,6 +85,15 @@ pub async fn id_by_phone_number_id_on(
     Ok(row.map(|r| r.try_get::<i64, _>("id")).transpose()?)
 }
 
+/// True when phone `phone_id` is bound to a portal that exists (its inbound messages go to the CRM).
+pub async fn bound_to_portal_on(tx: &mut Transaction<'static, Any>, phone_id: i64) -> Result<bool, StoreError> {
+    let row = sqlx::query("SELECT 1 AS one FROM phones p JOIN portals o ON o.id = p.portal_id WHERE p.id = $1")
+        .bind(phone_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// The phone bound to line `line` of a portal.
 pub async fn id_on_line(store: &Store, portal_id: i64, line: &str) -> Result<Option<i64>, StoreError> {
     let row = sqlx::query("SELECT id FROM phones WHERE portal_id = $1 AND line_id = $2")

@@ -595,6 +595,41 @@ impl Store {
         row.map(|r| self.phone_from(&r)).transpose()
     }
 
+    /// [`Store::get_phone`] of many phones in one query (a phone that is gone is missing from the map).
+    pub async fn get_phones(&self, ids: &[i64]) -> Result<std::collections::HashMap<i64, Phone>, StoreError> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let q = format!("SELECT {PHONE_COLS} FROM phones WHERE id IN ({})", super::marks(1, chunk.len()));
+            let mut query = sqlx::query(&q);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                let p = self.phone_from(&r)?;
+                out.insert(p.id, p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Of portals `ids`, those installed and active.
+    pub async fn active_portals(&self, ids: &[i64]) -> Result<std::collections::HashSet<i64>, StoreError> {
+        let mut out = std::collections::HashSet::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let q = format!("SELECT id, active FROM portals WHERE id IN ({})", super::marks(1, chunk.len()));
+            let mut query = sqlx::query(&q);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                if super::get_bool(&r, "active")? {
+                    out.insert(r.try_get("id")?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Looks a phone up by one unique column: `number` or `phone_number_id`.
     pub async fn find_phone_by(&self, column: PhoneKey, value: &str) -> Result<Option<Phone>, StoreError> {
         let col = match column {

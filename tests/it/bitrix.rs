@@ -457,6 +457,36 @@ async fn a_customers_messages_reach_the_portal_in_arrival_order(db: Db) {
     b.stop().await;
 }
 
+/// A portal at its rate limit: the messages that arrive while wabridge waits for the portal's next request go
+/// together in that request (put off until it may go), instead of a queue of one-message requests each waiting
+/// its turn. Each message reaches the portal once.
+async fn messages_that_wait_for_the_portals_limit_go_together(db: Db) {
+    // One request every 2 s after a burst of 1: the setup's calls have used the burst.
+    let b = Bridged::start_with(db, |c| {
+        c.bitrix_rate_per_sec = 0.5;
+        c.bitrix_burst = 1;
+    })
+    .await;
+    b.settle().await;
+    let sent =
+        |b: &Bridged| b.bitrix.calls_of("imconnector.send.messages").iter().filter(|c| c.http_status == 200).count();
+    let before = sent(&b);
+    let customers: Vec<String> = (0..12).map(|i| format!("55119800000{i:02}")).collect();
+    for (i, c) in customers.iter().enumerate() {
+        b.says(c, &format!("Customer {i}"), vec![p::text_message(c, &p::new_wamid(), now_s(), &format!("m{i}"))]).await;
+        b.app.svc.engine().drain().await.expect("drain");
+    }
+    b.until("every message is in the portal", |b| async move { portal_texts(b).len() == 12 }).await;
+    let mut texts = portal_texts(&b);
+    texts.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    expected.sort();
+    assert_eq!(texts, expected, "each message once");
+    let requests = sent(&b) - before;
+    assert!(requests <= 6, "12 messages waiting for the limit took {requests} requests; they should share them");
+    b.stop().await;
+}
+
 /// `imconnector.send.messages` took the message but its answer was lost (a cut connection; a kill right after
 /// the call is the same to the next run): before sending again, the portal is asked, and the message reaches
 /// the chat once. Where the portal cannot be asked (the customer's first message: no chat known yet) the
@@ -886,6 +916,7 @@ async fn operator_replies_keep_their_order_per_chat(db: Db) {
 }
 
 both_databases!(
+    messages_that_wait_for_the_portals_limit_go_together,
     a_customers_messages_reach_the_portal_in_arrival_order,
     a_delivery_whose_answer_was_lost_is_not_sent_twice,
     operator_replies_keep_their_order_per_chat,

@@ -256,3 +256,86 @@ pub mod setup {
         Ok(waba.id)
     }
 }
+
+/// Diagnostic SQL profile (not the product's figures): sqlx emits one `sqlx::query` event per statement with its
+/// execution time; [`sql_profile::install`] tallies them per statement and [`sql_profile::print`] shows the
+/// twelve that took the most time, and how many of each per message.
+pub mod sql_profile {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    pub type SqlTally = Arc<Mutex<HashMap<String, (u64, f64)>>>;
+
+    struct SqlProfile(SqlTally);
+
+    #[derive(Default)]
+    struct SqlVisit {
+        summary: String,
+        statement: String,
+        elapsed: f64,
+    }
+
+    impl tracing::field::Visit for SqlVisit {
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            match field.name() {
+                "summary" => self.summary = value.to_string(),
+                "db.statement" => self.statement = value.to_string(),
+                _ => {}
+            }
+        }
+        fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+            if field.name() == "elapsed_secs" {
+                self.elapsed = value;
+            }
+        }
+        fn record_debug(&mut self, _field: &tracing::field::Field, _value: &dyn std::fmt::Debug) {}
+    }
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SqlProfile {
+        fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+            if event.metadata().target() != "sqlx::query" {
+                return;
+            }
+            let mut v = SqlVisit::default();
+            event.record(&mut v);
+            let sql = if v.statement.trim().is_empty() { v.summary } else { v.statement };
+            let key: String = sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(150).collect();
+            let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let e = t.entry(key).or_default();
+            e.0 += 1;
+            e.1 += v.elapsed;
+        }
+    }
+
+    pub fn install() -> SqlTally {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let tally = SqlTally::default();
+        let filter = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG);
+        tracing_subscriber::registry().with(SqlProfile(tally.clone()).with_filter(filter)).init();
+        tally
+    }
+
+    pub fn print(tally: &SqlTally, messages: usize) {
+        let mut rows: Vec<(String, u64, f64)> = {
+            let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+            t.drain().map(|(k, (n, s))| (k, n, s)).collect()
+        };
+        rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let total: f64 = rows.iter().map(|r| r.2).sum();
+        println!(
+            "    SQL profile (statement execution time in SQLite/PostgreSQL as sqlx measures it; total {total:.2} s):"
+        );
+        for (sql, n, s) in rows.iter().take(12) {
+            println!(
+                "      {:>7} × {:>7.3} ms = {:>6.2} s ({:>4.1}%, {:.2} per message)  {sql}",
+                n,
+                s * 1000.0 / (*n).max(1) as f64,
+                s,
+                s / total.max(1e-9) * 100.0,
+                *n as f64 / messages.max(1) as f64
+            );
+        }
+    }
+}

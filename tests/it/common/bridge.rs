@@ -140,11 +140,16 @@ impl Bridged {
 
     /// Meta posts a signed webhook with `messages` from the customer.
     pub async fn customer_says(&self, messages: Vec<Value>) {
-        let value = p::messages_value(DISPLAY, PNID, vec![p::contact(CUSTOMER, "Maria Souza")], messages);
+        self.says(CUSTOMER, "Maria Souza", messages).await;
+    }
+
+    /// Meta posts a signed webhook with `messages` from customer `wa_id`.
+    pub async fn says(&self, wa_id: &str, name: &str, messages: Vec<Value>) {
+        let value = p::messages_value(DISPLAY, PNID, vec![p::contact(wa_id, name)], messages);
         let sender = MetaWebhookSender::new(self.app.url(&format!("/api/waba?app_id={APP}")), SECRET);
         let d = sender.deliver(&p::envelope(WABA, "messages", value)).await;
         assert!(d.delivered, "webhook accepted: {:?}", d.statuses);
-        self.graph.customer_messaged(PNID, CUSTOMER);
+        self.graph.customer_messaged(PNID, wa_id);
     }
 
     pub async fn customer_text(&self, text: &str) -> String {

@@ -113,6 +113,10 @@ struct Args {
     /// `worker_concurrency` of the service (default: the service's default).
     #[arg(long)]
     worker_concurrency: Option<usize>,
+    /// Diagnostic: time every SQL statement (sqlx's own timing) and print, at the end, the statements that took the
+    /// most, with how many of each ran per message posted. Slows the run; not for the figures.
+    #[arg(long)]
+    sql_profile: bool,
 }
 
 impl Args {
@@ -942,6 +946,7 @@ fn scenario_numbers(rt: &Runtimes, a: &Args, db: &'static str, pg: Option<String
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    let sql = a.sql_profile.then(wabridge_bench::sql_profile::install);
     let rt = Runtimes { sandbox: runtime("sandbox")?, service: runtime("wabridge")?, load: runtime("loadgen")? };
     let mut dbs: Vec<(&'static str, Option<String>)> = Vec::new();
     if matches!(a.db, DbChoice::Sqlite | DbChoice::Both) {
@@ -983,6 +988,10 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for r in &rows {
         print_row(r);
+    }
+    if let Some(t) = &sql {
+        println!();
+        wabridge_bench::sql_profile::print(t, rows.iter().map(|r| r.messages).sum());
     }
     Ok(())
 }

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Parser, ValueEnum};
@@ -203,84 +203,6 @@ fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Diagnostic SQL profile: sqlx emits one `sqlx::query` event per statement with its execution time.
-
-type SqlTally = Arc<Mutex<HashMap<String, (u64, f64)>>>;
-
-struct SqlProfile(SqlTally);
-
-#[derive(Default)]
-struct SqlVisit {
-    summary: String,
-    statement: String,
-    elapsed: f64,
-}
-
-impl tracing::field::Visit for SqlVisit {
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        match field.name() {
-            "summary" => self.summary = value.to_string(),
-            "db.statement" => self.statement = value.to_string(),
-            _ => {}
-        }
-    }
-    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
-        if field.name() == "elapsed_secs" {
-            self.elapsed = value;
-        }
-    }
-    fn record_debug(&mut self, _field: &tracing::field::Field, _value: &dyn std::fmt::Debug) {}
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SqlProfile {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "sqlx::query" {
-            return;
-        }
-        let mut v = SqlVisit::default();
-        event.record(&mut v);
-        let sql = if v.statement.trim().is_empty() { v.summary } else { v.statement };
-        let key: String = sql.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(150).collect();
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let e = t.entry(key).or_default();
-        e.0 += 1;
-        e.1 += v.elapsed;
-    }
-}
-
-fn install_sql_profile() -> SqlTally {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let tally = SqlTally::default();
-    let filter = tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG);
-    tracing_subscriber::registry().with(SqlProfile(tally.clone()).with_filter(filter)).init();
-    tally
-}
-
-fn print_sql_profile(tally: &SqlTally, messages: usize) {
-    let mut rows: Vec<(String, u64, f64)> = {
-        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-        t.drain().map(|(k, (n, s))| (k, n, s)).collect()
-    };
-    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let total: f64 = rows.iter().map(|r| r.2).sum();
-    println!(
-        "    SQL profile (statement execution time in SQLite/PostgreSQL as sqlx measures it; total {total:.2} s):"
-    );
-    for (sql, n, s) in rows.iter().take(12) {
-        println!(
-            "      {:>7} × {:>7.3} ms = {:>6.2} s ({:>4.1}%, {:.2} per message)  {sql}",
-            n,
-            s * 1000.0 / (*n).max(1) as f64,
-            s,
-            s / total.max(1e-9) * 100.0,
-            *n as f64 / messages.max(1) as f64
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 
 struct Runtimes {
     sandbox: tokio::runtime::Runtime,
@@ -415,7 +337,12 @@ impl Run {
     }
 }
 
-fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> anyhow::Result<Run> {
+fn wabridge(
+    rt: &Runtimes,
+    a: &Args,
+    sc: &Scenario,
+    sql: Option<&wabridge_bench::sql_profile::SqlTally>,
+) -> anyhow::Result<Run> {
     let g = start_sandbox(rt, sc, sc.mps)?;
     let dir = tempfile::tempdir()?;
     let database_url = rt.service.block_on(database_url(&a.postgres, dir.path(), "bench_sender", sc.name))?;
@@ -564,7 +491,7 @@ fn wabridge(rt: &Runtimes, a: &Args, sc: &Scenario, sql: Option<&SqlTally>) -> a
     }
     let cpu = cpu_delta(&before, &cpu_snap(), t0.elapsed().as_secs_f64());
     if let Some(t) = sql {
-        print_sql_profile(t, sc.messages);
+        wabridge_bench::sql_profile::print(t, sc.messages);
     }
 
     // 3. What happened.
@@ -666,7 +593,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let sql = a.sql_profile.then(install_sql_profile);
+    let sql = a.sql_profile.then(wabridge_bench::sql_profile::install);
     let rt = Runtimes {
         sandbox: tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
