@@ -34,6 +34,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Body limit of admin API requests, in bytes.
     pub admin_body_limit: usize,
+    /// Reverse proxies (CIDR prefixes or addresses) whose `X-Forwarded-For` names the client, for the console's
+    /// per-client login limit. Empty (default): the client is the TCP peer.
+    pub trusted_proxies: Vec<String>,
     /// Body limit of Meta webhook POSTs, in bytes (Meta sends up to 3 MB).
     pub webhook_body_limit: usize,
     /// Maximum database connections in the pool.
@@ -159,6 +162,7 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             admin_body_limit: 1024 * 1024,
+            trusted_proxies: Vec::new(),
             webhook_body_limit: 3 * 1024 * 1024,
             database_max_connections: 16,
             workers_enabled: true,
@@ -283,6 +287,10 @@ impl Config {
                 "webhook_body_budget_bytes must be at least webhook_body_limit ({}) and at most 4 GiB, got {}",
                 self.webhook_body_limit, self.webhook_body_budget_bytes
             )));
+        }
+        let proxies: Vec<&str> = self.trusted_proxies.iter().map(String::as_str).collect();
+        if let Err(e) = crate::sip::acl::Acl::parse(&proxies) {
+            return Err(ConfigError(format!("trusted_proxies: {e}")));
         }
         if self.events_timeout_ms == 0 {
             return Err(ConfigError("events_timeout_ms must be at least 1".into()));
