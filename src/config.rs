@@ -470,6 +470,12 @@ mod tests {
             jail.create_file("v.toml", "database_url = \"mysql://x\"\n")?;
             let err = Config::load(Some(Path::new("v.toml")), &FlagOverrides::default()).unwrap_err();
             assert!(err.to_string().contains("database_url"), "{err}");
+            jail.create_file("p.toml", "trusted_proxies = [\"10.0.0.0/8\", \"proxy.example.com\"]\n")?;
+            let err = Config::load(Some(Path::new("p.toml")), &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("trusted_proxies") && err.contains("proxy.example.com"), "{err}");
+            jail.create_file("r.toml", "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n")?;
+            let c = Config::load(Some(Path::new("r.toml")), &FlagOverrides::default()).expect("loads");
+            assert_eq!(c.trusted_proxies.len(), 2);
             Ok(())
         });
     }

@@ -322,7 +322,8 @@ async fn console_walkthrough(db: Db) {
     w.shot("thread").await;
     let sent = graph.sent_messages(PNID);
     assert!(
-        sent.iter().any(|m| m.wa_id == CUSTOMER && m.body.get("text").and_then(|t| t.get("body")) == Some(&json!("Your order ships today"))),
+        sent.iter().any(|m| m.wa_id == CUSTOMER
+            && m.body.get("text").and_then(|t| t.get("body")) == Some(&json!("Your order ships today"))),
         "the reply reached the Graph emulator: {sent:?}"
     );
     // An empty reply is refused at the form, naming the field; nothing is queued.
@@ -381,9 +382,9 @@ async fn console_walkthrough(db: Db) {
     let (_, pending) = app.admin("GET", "/jobs?state=pending", None).await;
     assert!(pending.as_array().expect("list").iter().any(|j| j["id"] == dead_id), "redriven: {pending}");
 
-    // Sends and calls (empty lists still render, paged).
+    // Sends (the console's reply, with its origin and outcome) and calls (an empty list still renders).
     w.go("/admin/sends").await;
-    w.sees("No send yet.").await;
+    w.sees("console accepted delivered").await;
     w.shot("sends").await;
     w.go("/admin/calls").await;
     w.sees("No call yet.").await;

@@ -93,7 +93,11 @@ pub fn summary(m: &MessageView) -> String {
         "revoke" => "deleted a message".into(),
         "template" => {
             let lang = c.get("language").and_then(|l| str_at(l, "code")).unwrap_or_default();
-            format!("[template {}{}]", str_at(c, "name").unwrap_or("?"), if lang.is_empty() { String::new() } else { format!(" ({lang})") })
+            format!(
+                "[template {}{}]",
+                str_at(c, "name").unwrap_or("?"),
+                if lang.is_empty() { String::new() } else { format!(" ({lang})") }
+            )
         }
         "document" => match str_at(c, "filename") {
             Some(f) if text.is_empty() => format!("[document {f}]"),
@@ -177,11 +181,8 @@ pub async fn conversations(
     }
     let number = |id: i64| phones.iter().find(|p| p.id == id).map_or(id.to_string(), |p| p.number.clone());
     let chosen = hq.phone.as_deref().unwrap_or_default();
-    let filters = format!(
-        "/admin/conversations?phone={}&contact={}",
-        qv(chosen),
-        qv(hq.contact.as_deref().unwrap_or_default())
-    );
+    let filters =
+        format!("/admin/conversations?phone={}&contact={}", qv(chosen), qv(hq.contact.as_deref().unwrap_or_default()));
     let content = html! {
         form.inline #conv-filter method="get" action="/admin/conversations" {
             label for="conv-phone" { "Our number" }
@@ -215,7 +216,7 @@ pub async fn conversations(
                         td { (number(c.phone)) }
                         td { (short_time(&c.last_message_at)) }
                         td.text { @if let Some(m) = m {
-                            (if m.direction == "in" { "← " } else { "→ " })
+                            @if m.direction == "in" { span title="from the customer" { "← " } } @else { span title="from us" { "→ " } }
                             (summary(m).chars().take(120).collect::<String>())
                         } }
                         td { (window_words(last_inbound, now)) }
@@ -235,12 +236,17 @@ pub async fn conversations(
 
 /// The conversation's phone and customer from the path, or a 404 page.
 async fn conversation_of(s: &AppState, phone_id: i64, contact: &str) -> Result<(Phone, ConversationRow), ApiError> {
-    let not_found = || ApiError::field("conversation", "no such conversation").with_status(StatusCode::NOT_FOUND, "not_found");
+    let not_found =
+        || ApiError::field("conversation", "no such conversation").with_status(StatusCode::NOT_FOUND, "not_found");
     if contact.is_empty() || contact.len() > MAX_CONTACT {
         return Err(not_found());
     }
     let phone = s.store.get_phone(phone_id).await?.ok_or_else(not_found)?;
-    let f = crate::store::history::Filter { phone: Some(phone_id), contact: Some(contact.to_string()), ..Default::default() };
+    let f = crate::store::history::Filter {
+        phone: Some(phone_id),
+        contact: Some(contact.to_string()),
+        ..Default::default()
+    };
     let rows = crate::store::history::conversations(&s.store, &f, None, 1).await?;
     let row = rows.into_iter().next().ok_or_else(not_found)?;
     Ok((phone, row))

@@ -81,7 +81,8 @@ impl Console {
     /// `trusted_proxies` as configured (checked when the configuration was loaded; an entry that does not parse
     /// is left out).
     pub fn new(trusted_proxies: &[String]) -> Console {
-        let nets = trusted_proxies.iter().filter_map(|p| Acl::parse(&[p.as_str()]).ok()).flat_map(|a| a.nets().to_vec());
+        let nets =
+            trusted_proxies.iter().filter_map(|p| Acl::parse(&[p.as_str()]).ok()).flat_map(|a| a.nets().to_vec());
         Console {
             logins: logins::LoginLimiter::new(LOGINS_PER_MINUTE, logins::MAX_CLIENTS),
             proxies: Acl::new(nets.collect()),

@@ -518,7 +518,7 @@ async fn phones_page(
             @let id = p.id;
             section.card aria-labelledby={ "phone-" (id) } {
                 h2 #{ "phone-" (id) } { (p.number)
-                    @if let Some(at) = p.archived_at { " " span.archived.muted title={ "archived " (when(at)) } { "archived" } } }
+                    @if let Some(at) = p.archived_at { " " span.archived.warn title={ "archived " (when(at)) } { "archived" } } }
                 p { "Phone number id " code { (p.phone_number_id) } " · WABA "
                     (wabas.iter().find(|w| w.id == p.waba_id).map_or(p.waba_id.to_string(), |w| w.waba_id.clone()))
                     " · " a href={ "/admin/conversations?phone=" (id) } { "Conversations" } }
@@ -729,7 +729,9 @@ pub async fn phone_archive(
     let (sess, _) = posted!(s, headers, body);
     let before = match registry::get_phone(&s.store, id).await {
         Ok(p) => p,
-        Err(err) => return phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("archive-{id}"), err)).await,
+        Err(err) => {
+            return phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("archive-{id}"), err)).await
+        }
     };
     match registry::archive_phone(&s.store, id).await {
         Ok(p) => {
@@ -745,7 +747,9 @@ pub async fn phone_archive(
             };
             done(&s, &sess, "/admin/phones", &msg).await
         }
-        Err(err) => phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("archive-{id}"), err)).await,
+        Err(err) => {
+            phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("archive-{id}"), err)).await
+        }
     }
 }
 
