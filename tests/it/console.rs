@@ -3,8 +3,8 @@
 //! bind the phone to a portal (the Bitrix24 emulator) and watch its connector turn green, see a customer's
 //! message arrive (a signed webhook from the Meta emulator), read the conversation and reply in its 24-hour
 //! window (the reply is queued, sent to the Graph emulator and delivered), see a closed window say a template is
-//! needed, sync templates, redrive a dead job, archive and unarchive a phone, and see a forged form refused. A
-//! screenshot of every page is kept in `target/screenshots/` (test artefacts).
+//! needed and send one, sync templates, redrive a dead job, archive and unarchive a phone, and see a forged form
+//! refused. A screenshot of every page is kept in `target/screenshots/` (test artefacts).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them); a missing browser fails the
 //! test unless `WABRIDGE_TEST_SKIP=browser` leaves it out on purpose.
@@ -363,6 +363,23 @@ async fn console_walkthrough(db: Db) {
     w.sees("Template sync queued").await;
     w.until_sees("/admin/templates", "order_ready").await;
     w.shot("templates").await;
+
+    // Outside the window an approved template goes: without its values it is refused naming the field, then sent.
+    let old_thread = format!("/admin/conversations/1/{OLD_CUSTOMER}");
+    w.go(&old_thread).await;
+    let select = c.find(Locator::Css("#template-name")).await.expect("the approved templates");
+    select.select_by_value("order_ready|en_US").await.expect("template chosen");
+    w.click("#template-send button[type=submit]").await;
+    w.sees("template.parameters").await;
+    w.fill("#template-params", "João\n42").await;
+    w.click("#template-send button[type=submit]").await;
+    w.sees("Template queued, send #").await;
+    w.until_sees(&old_thread, "delivered").await;
+    w.sees("[template order_ready (en_US)]").await;
+    w.shot("thread-template").await;
+    let sent = graph.sent_messages(PNID);
+    let t = sent.iter().find(|m| m.wa_id == OLD_CUSTOMER).expect("the template reached the Graph emulator");
+    assert_eq!(t.body["template"]["name"], "order_ready", "{:?}", t.body);
 
     // A dead job (a signed body that is not JSON), redriven from the jobs page.
     let body = b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec();

@@ -20,6 +20,7 @@ use crate::outbound::{NewSend, Origin};
 use crate::store::history::ConversationRow;
 use crate::store::now_ms;
 use crate::store::registry::Phone;
+use crate::store::templates::TemplateView;
 use crate::translate::window::{self, Window};
 
 /// The longest customer key accepted in a path (WhatsApp ids and business-scoped user ids are far shorter).
@@ -289,6 +290,15 @@ async fn thread_page(
     let name = conv.profile_name.clone().unwrap_or_default();
     let who = customer_number(&conv.contact_key);
     let hidden_number = !conv.contact_key.bytes().all(|b| b.is_ascii_digit());
+    let approved: Vec<TemplateView> = if w.is_open() {
+        Vec::new()
+    } else {
+        crate::templates::list_views(&s.store, phone.waba_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.status == "APPROVED")
+            .collect()
+    };
     let content = html! {
         p.conversation-head {
             "Customer " @if !name.is_empty() { strong { (name) } " " } code { (who) }
@@ -321,23 +331,54 @@ async fn thread_page(
                         button type="submit" { "Send reply" }
                     }
                 },
-                Window::Closed { closed_at_ms } => p.warn #window-closed {
-                    "The customer's 24-hour window closed at " (when(closed_at_ms)) ", 24 hours after their last message. "
-                    "Free text cannot be sent now: only an approved template can (send one with the API, "
-                    code { "POST /api/v1/messages" } " with " code { "\"type\": \"template\"" } "; see the "
-                    a href={ "/admin/templates?waba=" (phone.waba_id) } { "templates of this number's WABA" } "). "
-                    "The customer's next message opens a new window."
+                Window::Closed { closed_at_ms } => {
+                    p.warn #window-closed {
+                        "The customer's 24-hour window closed at " (when(closed_at_ms)) ", 24 hours after their last message. "
+                        "Free text cannot be sent now: only an approved template can. The customer's next message opens a new window."
+                    }
+                    (template_form(sess, &url, &problem, &approved, phone.waba_id))
                 },
-                Window::Never => p.warn #window-closed {
-                    "The customer has never written to this number, so no 24-hour window is open: only an approved "
-                    "template can be sent (with the API, " code { "POST /api/v1/messages" } " with "
-                    code { "\"type\": \"template\"" } "; see the " a href={ "/admin/templates?waba=" (phone.waba_id) } { "templates" } ")."
+                Window::Never => {
+                    p.warn #window-closed {
+                        "The customer has never written to this number, so no 24-hour window is open: only an approved "
+                        "template can be sent."
+                    }
+                    (template_form(sess, &url, &problem, &approved, phone.waba_id))
                 },
             }
         }
     };
     let title = format!("Conversation with {}", if name.is_empty() { who.as_str() } else { name.as_str() });
     Ok(page(status_of(&problem), layout(&title, Some(sess), flash.as_deref(), content)))
+}
+
+/// Outside the window: a template send, from the WABA's approved templates, with its placeholder values.
+fn template_form(sess: &Session, url: &str, problem: &Option<Problem>, approved: &[TemplateView], waba: i64) -> Markup {
+    let chosen = kept(problem, "reply", "template");
+    html! {
+        @if approved.is_empty() {
+            p { "No approved template of this number's WABA is synced: sync them on the "
+                a href={ "/admin/templates?waba=" (waba) } { "templates page" } "." }
+        } @else {
+            form #template-send method="post" action=(url) {
+                (super::csrf_field(sess))
+                input type="hidden" name="kind" value="template";
+                input type="hidden" name="nonce" value=(crate::seal::random_token(24));
+                label for="template-name" { "Approved template" }
+                select #template-name name="template" {
+                    @for t in approved {
+                        @let v = format!("{}|{}", t.name, t.language);
+                        option value=(v) selected[chosen == v] { (t.name) " (" (t.language) ")" }
+                    }
+                }
+                label for="template-params" { "Values of its placeholders, one per line, in order (none: leave empty)" }
+                textarea #template-params name="parameters" rows="3" { (kept(problem, "reply", "parameters")) }
+                p.help { "The template's text and placeholders are on the " a href={ "/admin/templates?waba=" (waba) } { "templates page" } "; "
+                    "the API (" code { "POST /api/v1/messages" } " with " code { "\"type\": \"template\"" } ") also takes media headers and buttons." }
+                button type="submit" { "Send template" }
+            }
+        }
+    }
 }
 
 /// One message of the thread.
@@ -374,7 +415,8 @@ fn message_item(m: &MessageView) -> Markup {
     }
 }
 
-/// The reply box: a text message, sent the way a tenant API send is (validated, the window checked, then queued).
+/// The reply box: a text message inside the window, or an approved template outside it, sent the way a tenant
+/// API send is (validated, the window checked for text, a template against its synced definition, then queued).
 pub async fn thread_reply(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -382,12 +424,13 @@ pub async fn thread_reply(
     body: Bytes,
 ) -> Result<Response, Oops> {
     let (sess, f) = posted!(s, headers, body);
+    let what = if f.get("kind") == Some("template") { "Template" } else { "Reply" };
     match reply(&s, phone_id, &contact, &f).await {
         Ok((id, duplicate)) => {
             let msg = if duplicate {
-                format!("This reply was already queued as send #{id}: nothing new was sent.")
+                format!("This {} was already queued as send #{id}: nothing new was sent.", what.to_lowercase())
             } else {
-                format!("Reply queued, send #{id}: the workers send it to WhatsApp; its status shows below on reload.")
+                format!("{what} queued, send #{id}: the workers send it to WhatsApp; its status shows below on reload.")
             };
             done(&s, &sess, &thread_url(phone_id, &contact), &msg).await
         }
@@ -407,19 +450,36 @@ async fn reply(s: &AppState, phone_id: i64, contact: &str, f: &Fields) -> Result
     if !key.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::field("to", "this customer's number is hidden, so a reply cannot be addressed to them"));
     }
-    let text = f.get("body").unwrap_or_default();
-    let input: MessageInput = serde_json::from_value(json!({
-        "from": phone.number, "to": format!("+{key}"), "type": "text", "text": {"body": text},
-    }))
-    .map_err(|e| ApiError::field("body", e.to_string()))?;
+    let template = f.get("kind") == Some("template");
+    let input = if template {
+        let chosen = f.get("template").ok_or_else(|| ApiError::field("template", "choose an approved template"))?;
+        let (name, language) =
+            chosen.rsplit_once('|').ok_or_else(|| ApiError::field("template", "choose an approved template"))?;
+        let values: Vec<&str> =
+            f.get("parameters").unwrap_or_default().lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        let mut t = json!({"name": name, "locale": language});
+        if !values.is_empty() {
+            t["parameters"] = json!(values);
+        }
+        json!({"from": phone.number, "to": format!("+{key}"), "type": "template", "template": t})
+    } else {
+        let text = f.get("body").unwrap_or_default();
+        json!({"from": phone.number, "to": format!("+{key}"), "type": "text", "text": {"body": text}})
+    };
+    let input: MessageInput = serde_json::from_value(input).map_err(|e| ApiError::field("body", e.to_string()))?;
     let m = message::validate(input).map_err(ApiError::fields)?;
-    let last = crate::store::contacts::last_inbound(&s.store, phone.id, &key).await?;
-    let now = now_ms();
-    let w = window::window(last, now);
-    if !w.is_open() {
-        return Err(crate::http::messages::outside_window(&w, now));
-    }
-    let built = message::graph::request(&m, &[]).map_err(|e| ApiError::fields(vec![e]))?;
+    let defs = if template {
+        crate::templates::load(&s.store, phone.waba_id).await?
+    } else {
+        let last = crate::store::contacts::last_inbound(&s.store, phone.id, &key).await?;
+        let now = now_ms();
+        let w = window::window(last, now);
+        if !w.is_open() {
+            return Err(crate::http::messages::outside_window(&w, now));
+        }
+        Vec::new()
+    };
+    let built = message::graph::request(&m, &defs).map_err(|e| ApiError::fields(vec![e]))?;
     let nonce = f.get("nonce").filter(|n| n.len() <= 64);
     let send = NewSend {
         phone_id: phone.id,
