@@ -34,6 +34,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Body limit of admin API requests, in bytes.
     pub admin_body_limit: usize,
+    /// Reverse proxies (CIDR prefixes or addresses) whose `X-Forwarded-For` names the client, for the console's
+    /// per-client login limit. Empty (default): the client is the TCP peer.
+    pub trusted_proxies: Vec<String>,
     /// Body limit of Meta webhook POSTs, in bytes (Meta sends up to 3 MB).
     pub webhook_body_limit: usize,
     /// Maximum database connections in the pool.
@@ -159,6 +162,7 @@ impl Default for Config {
             log: "info".into(),
             log_format: LogFormat::Text,
             admin_body_limit: 1024 * 1024,
+            trusted_proxies: Vec::new(),
             webhook_body_limit: 3 * 1024 * 1024,
             database_max_connections: 16,
             workers_enabled: true,
@@ -283,6 +287,10 @@ impl Config {
                 "webhook_body_budget_bytes must be at least webhook_body_limit ({}) and at most 4 GiB, got {}",
                 self.webhook_body_limit, self.webhook_body_budget_bytes
             )));
+        }
+        let proxies: Vec<&str> = self.trusted_proxies.iter().map(String::as_str).collect();
+        if let Err(e) = crate::sip::acl::Acl::parse(&proxies) {
+            return Err(ConfigError(format!("trusted_proxies: {e}")));
         }
         if self.events_timeout_ms == 0 {
             return Err(ConfigError("events_timeout_ms must be at least 1".into()));
@@ -462,6 +470,12 @@ mod tests {
             jail.create_file("v.toml", "database_url = \"mysql://x\"\n")?;
             let err = Config::load(Some(Path::new("v.toml")), &FlagOverrides::default()).unwrap_err();
             assert!(err.to_string().contains("database_url"), "{err}");
+            jail.create_file("p.toml", "trusted_proxies = [\"10.0.0.0/8\", \"proxy.example.com\"]\n")?;
+            let err = Config::load(Some(Path::new("p.toml")), &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("trusted_proxies") && err.contains("proxy.example.com"), "{err}");
+            jail.create_file("r.toml", "trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n")?;
+            let c = Config::load(Some(Path::new("r.toml")), &FlagOverrides::default()).expect("loads");
+            assert_eq!(c.trusted_proxies.len(), 2);
             Ok(())
         });
     }

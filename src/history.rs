@@ -182,7 +182,7 @@ pub struct MessageView {
     pub status: Option<String>,
     pub status_at: Option<String>,
     pub error: Option<MessageError>,
-    /// Sends only: who asked for it (`api`, `crm`, `sms`).
+    /// Sends only: who asked for it (`api`, `crm`, `sms`, `console`).
     pub origin: Option<String>,
     /// WhatsApp's time for the customer's messages; when it was queued for ours.
     pub timestamp: String,
@@ -471,6 +471,18 @@ pub async fn messages(
         .collect();
     let next_cursor = more.then(|| rows.last().map(|r| encode_cursor(r.at, r.rank, r.id))).flatten();
     Ok(Page { data, next_cursor })
+}
+
+/// The latest message of one conversation (what the console's list previews), with what is about it folded on.
+pub async fn latest(store: &Store, phone_id: i64, contact: &str) -> Result<Option<MessageView>, HistoryError> {
+    let f = Filter { phone: Some(phone_id), contact: Some(contact.to_string()), ..Filter::default() };
+    let rows = crate::store::history::messages(store, &f, None, 1).await?;
+    let Some(r) = rows.first() else { return Ok(None) };
+    let related = match &r.wamid {
+        Some(w) => crate::store::history::related(store, std::slice::from_ref(w)).await?,
+        None => Vec::new(),
+    };
+    Ok(Some(message_view(r, &related.iter().collect::<Vec<_>>())))
 }
 
 /// A page of contacts, newest first.

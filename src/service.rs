@@ -80,6 +80,7 @@ impl Service {
         let intake = Intake::start(store.clone(), engine.clone(), config.intake_batch_max);
         let (config_budget, config_wait) = (config.webhook_body_budget_bytes, config.webhook_budget_wait_ms);
         let metrics_budget = metrics.clone();
+        let console = Arc::new(crate::http::console::Console::new(&config.trusted_proxies));
         let state = AppState {
             store: store.clone(),
             config,
@@ -88,7 +89,7 @@ impl Service {
             intake,
             apps: Arc::new(AppCache::new(store.clone(), 5_000)),
             bridge,
-            console: Arc::new(crate::http::console::Console::new()),
+            console,
             webhook_budget: Arc::new(crate::http::webhook::BodyBudget::new(
                 config_budget,
                 Duration::from_millis(config_wait),

@@ -104,7 +104,7 @@ pub async fn number_in_scope(s: &AppState, caller: &Caller, field: &str, number:
 }
 
 /// 422 `outside_window`: when the window closed (or that it never opened) and that only a template may go.
-fn outside_window(w: &Window, now_ms: i64) -> ApiError {
+pub(crate) fn outside_window(w: &Window, now_ms: i64) -> ApiError {
     let how = "only an approved template can be sent now: send \"type\": \"template\" (the customer's next \
                message opens a new 24-hour window)";
     let why = match *w {

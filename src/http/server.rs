@@ -19,6 +19,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -84,13 +85,13 @@ pub async fn serve(
             r = listener.accept() => r,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => {
+        let (stream, peer) = match accepted {
+            Ok((stream, peer)) => {
                 if accept_failing {
                     tracing::info!("HTTP listener accepts connections again");
                     accept_failing = false;
                 }
-                stream
+                (stream, peer)
             }
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
@@ -124,7 +125,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let conn_state = Arc::new(ConnState::new(limits));
         let io = TokioIo::new(TrackedIo { inner: stream, state: conn_state.clone() });
-        let service = ConnService { app: app.clone(), state: conn_state.clone() };
+        let service = ConnService { app: app.clone(), state: conn_state.clone(), peer };
         let conn = graceful.watch(builder.serve_connection(io, service));
         let metrics = metrics.clone();
         metrics.http_connections_open.inc();
@@ -274,11 +275,13 @@ impl AsyncWrite for TrackedIo {
     }
 }
 
-/// The router, per connection: marks the connection busy from a request's head until its response is sent.
+/// The router, per connection: marks the connection busy from a request's head until its response is sent, and
+/// gives every request the connection's peer address (axum's `ConnectInfo<SocketAddr>`, as `axum::serve` does).
 #[derive(Clone)]
 struct ConnService {
     app: Router,
     state: Arc<ConnState>,
+    peer: SocketAddr,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -288,7 +291,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         self.state.begin();
         let guard = BusyGuard(self.state.clone());
         let app = self.app.clone();

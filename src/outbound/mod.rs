@@ -37,6 +37,8 @@ pub enum Origin {
     Sms,
     /// `POST /api/v1/notifications`: outcomes are read back by the caller.
     Api,
+    /// A reply typed into the web console's conversation page: its outcome shows in the conversation.
+    Console,
     /// A read mark (`{"status": "read", "message_id": …}`), not a message: sent when an operator answers a
     /// customer (`crm.reply`), so the customer's messages show as read. Paced within the number's throughput
     /// like every request to `/messages`, but outside every rule about messages to a customer: no 24-hour window,
@@ -52,13 +54,14 @@ impl Origin {
             Origin::Crm => "crm",
             Origin::Sms => "sms",
             Origin::Api => "api",
+            Origin::Console => "console",
             Origin::Read => "read",
         }
     }
 
     /// The origin stored as `s` (`None` for a value this version does not know).
     pub fn parse(s: &str) -> Option<Origin> {
-        [Origin::Crm, Origin::Sms, Origin::Api, Origin::Read].into_iter().find(|o| o.as_str() == s)
+        [Origin::Crm, Origin::Sms, Origin::Api, Origin::Console, Origin::Read].into_iter().find(|o| o.as_str() == s)
     }
 
     /// A message to the customer (as opposed to a read mark): kept in order per customer and paced by the pair
@@ -331,12 +334,13 @@ mod tests {
 
     #[test]
     fn origins_round_trip_and_only_messages_to_requesters_are_reported() {
-        for o in [Origin::Crm, Origin::Sms, Origin::Api, Origin::Read] {
+        for o in [Origin::Crm, Origin::Sms, Origin::Api, Origin::Console, Origin::Read] {
             assert_eq!(Origin::parse(o.as_str()), Some(o));
         }
         assert_eq!(Origin::parse("other"), None);
         assert!(Origin::Crm.reports() && Origin::Sms.reports());
-        assert!(!Origin::Api.reports() && !Origin::Read.reports());
+        assert!(!Origin::Api.reports() && !Origin::Read.reports() && !Origin::Console.reports());
+        assert!(Origin::Console.is_message());
         assert!(Origin::Crm.is_message() && !Origin::Read.is_message());
     }
 }

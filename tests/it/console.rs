@@ -1,8 +1,10 @@
 //! The web console in a real browser: headless Chromium driven over WebDriver (chromedriver) by fantoccini.
 //! One walk through the console per database: log in (a wrong token first), register an app, a WABA and a phone,
 //! bind the phone to a portal (the Bitrix24 emulator) and watch its connector turn green, see a customer's
-//! message arrive (a signed webhook from the Meta emulator), sync templates, redrive a dead job, and see a
-//! forged form refused. A screenshot of every page is kept in `target/screenshots/` (test artefacts).
+//! message arrive (a signed webhook from the Meta emulator), read the conversation and reply in its 24-hour
+//! window (the reply is queued, sent to the Graph emulator and delivered), see a closed window say a template is
+//! needed and send one, sync templates, redrive a dead job, archive and unarchive a phone, and see a forged form
+//! refused. A screenshot of every page is kept in `target/screenshots/` (test artefacts).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test` installs them); a missing browser fails the
 //! test unless `WABRIDGE_TEST_SKIP=browser` leaves it out on purpose.
@@ -16,13 +18,17 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 use wabridge_sandbox::bitrix::{BitrixOptions, BitrixSandbox};
 use wabridge_sandbox::graph::GraphSandbox;
+use wabridge_sandbox::graph_messages::Progression;
 use wabridge_sandbox::meta::MetaWebhookSender;
 use wabridge_sandbox::payloads as p;
 
 use crate::common::bridge::{now_s, templates, APP, CUSTOMER, DISPLAY, PNID, SECRET, TOKEN, WABA};
 use crate::common::{browser_available, Db, TestApp, TestDb};
 
-both_databases!(console_walkthrough, sessions_expire_and_logins_are_limited);
+/// A customer whose last message is two days old.
+const OLD_CUSTOMER: &str = "5511912345678";
+
+both_databases!(console_walkthrough, sessions_expire_and_logins_are_limited, logins_behind_a_trusted_proxy);
 
 /// chromedriver on a port of its own, ended when dropped.
 struct Driver {
@@ -112,6 +118,12 @@ impl Walk<'_> {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The page (already loaded) does not contain `what`.
+    async fn not_sees(&self, what: &str) {
+        let text = self.body().await;
+        assert!(!text.contains(what), "[{}] {what:?} should not be on {}:\n{text}", self.db, self.url().await);
     }
 
     /// The browser comes to show `path` (10 s at most).
@@ -279,6 +291,62 @@ async fn console_walkthrough(db: Db) {
     w.until_sees("/admin/messages", "Olá, the console test writes").await;
     w.sees("from customer").await;
     w.shot("messages").await;
+
+    // Conversations: the customer leads the list with the message and an open window; the thread; a reply in the
+    // window is queued through the sender, reaches the Graph emulator, and its delivery shows on reload.
+    graph.set_status_progression(PNID, Progression::Delivered);
+    graph.set_webhook(&app.url(&format!("/api/waba?app_id={APP}")), SECRET);
+    w.go("/admin/conversations").await;
+    w.sees("Maria Souza +5511987654321").await;
+    w.sees("← Olá, the console test writes").await;
+    w.sees("open until").await;
+    w.shot("conversations").await;
+    w.go("/admin/conversations?phone=1&contact=5500000000000").await;
+    w.sees("No conversation yet").await;
+    w.go("/admin/conversations?phone=%2B1999").await;
+    w.sees("phone:").await;
+    w.go("/admin/conversations").await;
+    w.click("tr.conversation a").await;
+    let thread = format!("/admin/conversations/1/{CUSTOMER}");
+    w.at(&thread).await;
+    w.sees("Conversation with Maria Souza").await;
+    w.sees("Customer · ").await;
+    w.sees("Olá, the console test writes").await;
+    w.fill("#reply-body", "Your order ships today").await;
+    w.click("#reply button[type=submit]").await;
+    w.sees("Reply queued, send #").await;
+    w.shot("thread-queued").await;
+    w.until_sees(&thread, "delivered").await;
+    w.sees("Your order ships today").await;
+    w.sees("from console").await;
+    w.shot("thread").await;
+    let sent = graph.sent_messages(PNID);
+    assert!(
+        sent.iter().any(|m| m.wa_id == CUSTOMER
+            && m.body.get("text").and_then(|t| t.get("body")) == Some(&json!("Your order ships today"))),
+        "the reply reached the Graph emulator: {sent:?}"
+    );
+    // An empty reply is refused at the form, naming the field; nothing is queued.
+    let before = graph.sent_count();
+    c.execute("document.querySelector('#reply-body').removeAttribute('required');", vec![]).await.expect("script");
+    w.click("#reply button[type=submit]").await;
+    w.sees("text.body").await;
+    assert_eq!(graph.sent_count(), before);
+    // A customer who wrote two days ago: the window is closed, and the page says a template is needed.
+    let old = p::messages_value(
+        DISPLAY,
+        PNID,
+        vec![p::contact(OLD_CUSTOMER, "João Lima")],
+        vec![p::text_message(OLD_CUSTOMER, &p::new_wamid(), now_s() - 48 * 3600, "an old question")],
+    );
+    assert!(sender.deliver(&p::envelope(WABA, "messages", old)).await.delivered);
+    w.until_sees("/admin/conversations", "João Lima").await;
+    w.sees("closed since").await;
+    w.go(&format!("/admin/conversations/1/{OLD_CUSTOMER}")).await;
+    w.sees("window closed at").await;
+    w.sees("only an approved template can").await;
+    assert!(c.find(Locator::Css("#reply-body")).await.is_err(), "no free-text box outside the window");
+    w.shot("thread-window-closed").await;
     // Account health: the number's quality and messaging limit, and account updates, from Meta's webhooks.
     let quality = json!({"display_phone_number": DISPLAY, "event": "FLAGGED", "current_limit": "TIER_10K"});
     assert!(sender.deliver(&p::envelope(WABA, "phone_number_quality_update", quality)).await.delivered);
@@ -295,6 +363,23 @@ async fn console_walkthrough(db: Db) {
     w.sees("Template sync queued").await;
     w.until_sees("/admin/templates", "order_ready").await;
     w.shot("templates").await;
+
+    // Outside the window an approved template goes: without its values it is refused naming the field, then sent.
+    let old_thread = format!("/admin/conversations/1/{OLD_CUSTOMER}");
+    w.go(&old_thread).await;
+    let select = c.find(Locator::Css("#template-name")).await.expect("the approved templates");
+    select.select_by_value("order_ready|en_US").await.expect("template chosen");
+    w.click("#template-send button[type=submit]").await;
+    w.sees("template.parameters").await;
+    w.fill("#template-params", "João\n42").await;
+    w.click("#template-send button[type=submit]").await;
+    w.sees("Template queued, send #").await;
+    w.until_sees(&old_thread, "delivered").await;
+    w.sees("[template order_ready (en_US)]").await;
+    w.shot("thread-template").await;
+    let sent = graph.sent_messages(PNID);
+    let t = sent.iter().find(|m| m.wa_id == OLD_CUSTOMER).expect("the template reached the Graph emulator");
+    assert_eq!(t.body["template"]["name"], "order_ready", "{:?}", t.body);
 
     // A dead job (a signed body that is not JSON), redriven from the jobs page.
     let body = b"{\"object\": \"whatsapp_business_account\", \"entry\": [".to_vec();
@@ -314,13 +399,34 @@ async fn console_walkthrough(db: Db) {
     let (_, pending) = app.admin("GET", "/jobs?state=pending", None).await;
     assert!(pending.as_array().expect("list").iter().any(|j| j["id"] == dead_id), "redriven: {pending}");
 
-    // Sends and calls (empty lists still render, paged).
+    // Sends (the console's reply, with its origin and outcome) and calls (an empty list still renders).
     w.go("/admin/sends").await;
-    w.sees("No send yet.").await;
+    w.sees("console accepted delivered").await;
     w.shot("sends").await;
     w.go("/admin/calls").await;
     w.sees("No call yet.").await;
     w.shot("calls").await;
+
+    // Archive the phone (it has history): it leaves the list, "Show archived" shows it marked, and it comes back.
+    w.go("/admin/phones").await;
+    w.click("form[action='/admin/phones/1/archive'] button").await;
+    w.sees("Phone +5511930001234 archived").await;
+    w.not_sees("Save phone +5511930001234").await;
+    w.sees("Show archived (1)").await;
+    w.shot("phones-archived-hidden").await;
+    w.click("#show-archived").await;
+    w.sees("Unarchive +5511930001234").await;
+    let marker = c.find(Locator::Css("#phone-1 span.archived")).await.expect("the archived marker");
+    assert_eq!(marker.text().await.expect("text"), "archived");
+    w.shot("phones-archived-shown").await;
+    let (_, phone) = app.admin("GET", "/phones/1", None).await;
+    assert!(phone["archived_at"].is_string(), "archived: {phone}");
+    w.click("form[action='/admin/phones/1/restore'] button").await;
+    w.sees("Phone +5511930001234 is in use again").await;
+    w.sees("Save phone +5511930001234").await;
+    w.sees("Show archived (0)").await;
+    let (_, phone) = app.admin("GET", "/phones/1", None).await;
+    assert!(phone.get("archived_at").is_none_or(|a| a.is_null()), "restored: {phone}");
 
     // A forged form (the wrong CSRF token) is refused and changes nothing.
     w.go("/admin/wabas").await;
@@ -418,8 +524,37 @@ async fn sessions_expire_and_logins_are_limited(db: Db) {
     }
     assert_eq!(statuses.last(), Some(&429), "the limit is reached: {statuses:?}");
     assert!(statuses[..statuses.len() - 1].iter().all(|s| *s == 401), "{statuses:?}");
-    let resp = login(token).await;
+    let resp = login(token.clone()).await;
     assert_eq!(resp.status().as_u16(), 429);
     assert_eq!(resp.headers()["retry-after"], "60");
+    assert!(resp.text().await.expect("page").contains("Too many login attempts"));
+    // The limit is per client: another address (127.0.0.2, also this machine) still logs in.
+    let other = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let resp = other.post(app.url("/admin/login")).form(&[("token", token)]).send().await.expect("login posted");
+    assert_eq!(resp.status().as_u16(), 303, "a different client is not locked out");
+    app.stop().await;
+}
+
+/// Behind a trusted reverse proxy (`trusted_proxies`), the client is the address the proxy forwarded for: one
+/// client's wrong logins do not block another behind the same proxy, and a client cannot pick its own address.
+async fn logins_behind_a_trusted_proxy(db: Db) {
+    let app = TestApp::start_with(TestDb::new(db).await, |c| c.trusted_proxies = vec!["127.0.0.1".into()]).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let login = |forwarded: &'static str, token: String| {
+        let req = http.post(app.url("/admin/login")).header("x-forwarded-for", forwarded).form(&[("token", token)]);
+        async move { req.send().await.expect("login posted").status().as_u16() }
+    };
+    // A stranger forged an address left of the one the proxy appended: the proxy's entry is believed.
+    let mut statuses = Vec::new();
+    for _ in 0..=wabridge::http::console::LOGINS_PER_MINUTE {
+        statuses.push(login("198.51.100.1, 203.0.113.66", "wbr_wrong".into()).await);
+    }
+    assert_eq!(statuses.last(), Some(&429), "the stranger is limited: {statuses:?}");
+    assert_eq!(login("198.51.100.1", app.token.clone()).await, 303, "the forged address is someone else's");
+    assert_eq!(login("203.0.113.66", app.token.clone()).await, 429, "the stranger, however the header is spelt");
     app.stop().await;
 }

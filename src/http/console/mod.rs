@@ -12,20 +12,42 @@
 //! gives a session cookie (`HttpOnly`, `SameSite=Strict`, `Secure` when `public_url` is https or the request
 //! came over https through a proxy); sessions are stored server-side (`store::console`, by the SHA-256 of the
 //! cookie) and expire after [`SESSION_TTL_MS`] without use; every form carries the session's CSRF token, and a
-//! form without the right one is refused (403) before anything is done; logins are rate limited. (The login
-//! form itself has no session yet: what it carries, the admin token, is the credential.)
+//! form without the right one is refused (403) before anything is done; logins are rate limited per client
+//! address ([`logins`]). (The login form itself has no session yet: what it carries, the admin token, is the
+//! credential.)
 
+/// Resolves a session for a page, or sends the browser to the login page.
+macro_rules! logged_in {
+    ($s:expr, $headers:expr) => {
+        match session(&$s, &$headers).await? {
+            Some(sess) => sess,
+            None => return Ok(to_login()),
+        }
+    };
+}
+
+/// Checks a form post (session and CSRF), or answers for it.
+macro_rules! posted {
+    ($s:expr, $headers:expr, $body:expr) => {
+        match guard(&$s, &$headers, &$body).await {
+            Ok(ok) => ok,
+            Err(resp) => return Ok(resp),
+        }
+    };
+}
+
+mod conversations;
+pub mod logins;
 mod pages;
 
-use std::num::NonZeroU32;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use axum::{Extension, Router};
 use maud::{html, Markup, DOCTYPE};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -34,11 +56,12 @@ use super::error::ApiError;
 use super::AppState;
 use crate::registry::{FieldError, RegistryError};
 use crate::seal::random_token;
+use crate::sip::acl::Acl;
 use crate::store::{console as sessions, now_ms, StoreError};
 
 /// A session ends after this long without a request.
 pub const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
-/// Login attempts allowed per minute (all clients together), after a burst of as many.
+/// Login attempts allowed per minute and client address, after a burst of as many ([`logins`]).
 pub const LOGINS_PER_MINUTE: u32 = 10;
 const COOKIE: &str = "wabridge_console";
 /// Rows per page of every list.
@@ -49,19 +72,27 @@ const JS: &str = include_str!("assets/console.js");
 
 /// The console's process-wide state.
 pub struct Console {
-    logins: DefaultDirectRateLimiter,
+    logins: logins::LoginLimiter,
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` names the client.
+    proxies: Acl,
 }
 
 impl Console {
-    pub fn new() -> Console {
-        let per_minute = NonZeroU32::MIN.saturating_add(LOGINS_PER_MINUTE - 1);
-        Console { logins: RateLimiter::direct(Quota::per_minute(per_minute)) }
+    /// `trusted_proxies` as configured (checked when the configuration was loaded; an entry that does not parse
+    /// is left out).
+    pub fn new(trusted_proxies: &[String]) -> Console {
+        let nets =
+            trusted_proxies.iter().filter_map(|p| Acl::parse(&[p.as_str()]).ok()).flat_map(|a| a.nets().to_vec());
+        Console {
+            logins: logins::LoginLimiter::new(LOGINS_PER_MINUTE, logins::MAX_CLIENTS),
+            proxies: Acl::new(nets.collect()),
+        }
     }
 }
 
 impl Default for Console {
     fn default() -> Self {
-        Console::new()
+        Console::new(&[])
     }
 }
 
@@ -81,6 +112,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/admin/phones", get(pages::phones).post(pages::phone_create))
         .route("/admin/phones/{id}", post(pages::phone_update))
         .route("/admin/phones/{id}/calling", post(pages::phone_calling))
+        .route("/admin/phones/{id}/archive", post(pages::phone_archive))
+        .route("/admin/phones/{id}/restore", post(pages::phone_restore))
+        .route("/admin/conversations", get(pages::conversations))
+        .route("/admin/conversations/{phone}/{contact}", get(pages::thread).post(pages::thread_reply))
         .route("/admin/portals", get(pages::portals).post(pages::portal_create))
         .route("/admin/templates", get(pages::templates))
         .route("/admin/templates/sync", post(pages::templates_sync))
@@ -262,8 +297,17 @@ fn login_form(problem: Option<&str>) -> Markup {
     )
 }
 
-async fn login(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, Oops> {
-    if s.console.logins.check().is_err() {
+async fn login(
+    State(s): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Oops> {
+    // The listener always gives the peer; without one (a router driven directly) every client is one.
+    let peer = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(a))| a.ip());
+    let forwarded: Vec<&str> = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
+    let client = logins::client_addr(peer, &forwarded, &s.console.proxies);
+    if !s.console.logins.check(client) {
         let page = login_form(Some("Too many login attempts: wait a minute and try again."));
         return Ok((StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], page).into_response());
     }
@@ -350,6 +394,7 @@ const NAV: &[(&str, &str)] = &[
     ("/admin/phones", "Phones"),
     ("/admin/portals", "Portals"),
     ("/admin/templates", "Templates"),
+    ("/admin/conversations", "Conversations"),
     ("/admin/messages", "Messages"),
     ("/admin/sends", "Sends"),
     ("/admin/calls", "Calls"),

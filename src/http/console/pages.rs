@@ -11,6 +11,7 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
+pub use super::conversations::{conversations, thread, thread_reply};
 use super::{
     ago, copyable, csrf_field, done, guard, layout, page, problem_box, session, to_login, when, Fields, Oops, Session,
     PAGE,
@@ -35,6 +36,14 @@ pub struct ListQuery {
     page: Option<i64>,
     state: Option<String>,
     waba: Option<i64>,
+    /// Phones: `1` lists archived phones too.
+    archived: Option<String>,
+    /// Conversations: our number (E.164 or id).
+    pub phone: Option<String>,
+    /// Conversations: the customer.
+    pub contact: Option<String>,
+    /// History pages: the cursor of the next page.
+    pub cursor: Option<String>,
 }
 
 impl ListQuery {
@@ -44,7 +53,7 @@ impl ListQuery {
 }
 
 /// An error to show at the form `form` of the page.
-struct Problem {
+pub(super) struct Problem {
     form: String,
     err: ApiError,
     /// What was typed into the form, to show again (secrets are never shown again).
@@ -52,17 +61,17 @@ struct Problem {
 }
 
 impl Problem {
-    fn at(form: impl Into<String>, err: impl Into<ApiError>) -> Option<Problem> {
+    pub(super) fn at(form: impl Into<String>, err: impl Into<ApiError>) -> Option<Problem> {
         Some(Problem { form: form.into(), err: err.into(), typed: None })
     }
 
-    fn typed(form: &str, err: impl Into<ApiError>, typed: Fields) -> Option<Problem> {
+    pub(super) fn typed(form: &str, err: impl Into<ApiError>, typed: Fields) -> Option<Problem> {
         Some(Problem { form: form.into(), err: err.into(), typed: Some(typed) })
     }
 }
 
 /// The value typed into field `name` of form `form` when that form failed, to fill it in again.
-fn kept(p: &Option<Problem>, form: &str, name: &str) -> String {
+pub(super) fn kept(p: &Option<Problem>, form: &str, name: &str) -> String {
     p.as_ref()
         .filter(|p| p.form == form)
         .and_then(|p| p.typed.as_ref())
@@ -70,7 +79,7 @@ fn kept(p: &Option<Problem>, form: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn problem_at(p: &Option<Problem>, form: &str) -> Markup {
+pub(super) fn problem_at(p: &Option<Problem>, form: &str) -> Markup {
     html! { @if let Some(p) = p.as_ref().filter(|p| p.form == form) { (problem_box(&p.err)) } }
 }
 
@@ -151,31 +160,11 @@ fn keyset_pager(base: &str, sep: char, q: &ListQuery, last_id: Option<i64>, full
     }
 }
 
-/// Resolves a session for a page, or sends the browser to the login page.
-macro_rules! logged_in {
-    ($s:expr, $headers:expr) => {
-        match session(&$s, &$headers).await? {
-            Some(sess) => sess,
-            None => return Ok(to_login()),
-        }
-    };
-}
-
-/// Checks a form post (session and CSRF), or answers for it.
-macro_rules! posted {
-    ($s:expr, $headers:expr, $body:expr) => {
-        match guard(&$s, &$headers, &$body).await {
-            Ok(ok) => ok,
-            Err(resp) => return Ok(resp),
-        }
-    };
-}
-
-async fn flash(s: &AppState, sess: &Session) -> Result<Option<String>, Oops> {
+pub(super) async fn flash(s: &AppState, sess: &Session) -> Result<Option<String>, Oops> {
     Ok(sessions::take_flash(&s.store, &sess.id_hash).await?)
 }
 
-fn status_of(p: &Option<Problem>) -> StatusCode {
+pub(super) fn status_of(p: &Option<Problem>) -> StatusCode {
     p.as_ref().map_or(StatusCode::OK, |p| p.err.status)
 }
 
@@ -187,7 +176,8 @@ pub async fn health(State(s): State<AppState>, headers: HeaderMap) -> Result<Res
     let now = now_ms();
     let apps = s.store.list_apps().await?;
     let wabas = s.store.list_wabas().await?;
-    let phones = s.store.list_phones().await?;
+    let mut phones = s.store.list_phones().await?;
+    phones.retain(|p| p.archived_at.is_none());
     let app_seen = activity::all(&s.store, Scope::App).await?;
     let phone_seen = activity::all(&s.store, Scope::Phone).await?;
     let events = account_events::latest_health(&s.store, 1000).await?;
@@ -509,18 +499,38 @@ async fn phones_page(
     flash: Option<String>,
     problem: Option<Problem>,
 ) -> Result<Response, Oops> {
-    let phones = s.store.list_phones().await?;
+    let all = s.store.list_phones().await?;
+    let show_archived = q.archived.as_deref() == Some("1");
+    let archived_count = all.iter().filter(|p| p.archived_at.is_some()).count();
+    let phones: Vec<Phone> = all.into_iter().filter(|p| show_archived || p.archived_at.is_none()).collect();
     let wabas = s.store.list_wabas().await?;
     let portals = s.store.list_portals().await?;
-    let (idx, pager) = paged(&phones, q, "/admin/phones?");
+    let base = if show_archived { "/admin/phones?archived=1&" } else { "/admin/phones?" };
+    let (idx, pager) = paged(&phones, q, base);
     let content = html! {
+        nav.filters aria-label="Archived phones" { ul {
+            li { a href="/admin/phones" aria-current=[(!show_archived).then_some("page")] { "Phones in use" } }
+            li { a #show-archived href="/admin/phones?archived=1" aria-current=[show_archived.then_some("page")] {
+                "Show archived (" (archived_count) ")" } }
+        } }
         @for i in idx {
             @let p = &phones[i];
             @let id = p.id;
             section.card aria-labelledby={ "phone-" (id) } {
-                h2 #{ "phone-" (id) } { (p.number) }
+                h2 #{ "phone-" (id) } { (p.number)
+                    @if let Some(at) = p.archived_at { " " span.archived.warn title={ "archived " (when(at)) } { "archived" } } }
                 p { "Phone number id " code { (p.phone_number_id) } " · WABA "
-                    (wabas.iter().find(|w| w.id == p.waba_id).map_or(p.waba_id.to_string(), |w| w.waba_id.clone())) }
+                    (wabas.iter().find(|w| w.id == p.waba_id).map_or(p.waba_id.to_string(), |w| w.waba_id.clone()))
+                    " · " a href={ "/admin/conversations?phone=" (id) } { "Conversations" } }
+                (problem_at(&problem, &format!("archive-{id}")))
+                @if let Some(at) = p.archived_at {
+                    p { "Archived " (when(at)) ": unbound, no SMS service, its messages, sends and calls kept. \
+                         Unarchive it to bind it to a portal again." }
+                    form method="post" action={ "/admin/phones/" (id) "/restore" } {
+                        (csrf_field(sess))
+                        button type="submit" { "Unarchive " (p.number) }
+                    }
+                } @else {
                 p { "Connector: " (connector(p)) }
                 @if let Some(status) = &p.sms_status {
                     p { "SMS provider: " @if status == "registered" { span.ok { "registered as " (p.sms_code.as_deref().unwrap_or_default()) } }
@@ -576,8 +586,16 @@ async fn phones_page(
                         button type="submit" { "Apply calling settings at Meta" }
                     }
                 }
+                form.archive method="post" action={ "/admin/phones/" (id) "/archive" } {
+                    (csrf_field(sess))
+                    p.help { "Archiving unbinds the number from its portal and stops its SMS service; its history \
+                              stays and it leaves this list (Show archived lists it)." }
+                    button type="submit" { "Archive " (p.number) }
+                }
+                }
             }
         }
+        @if phones.is_empty() && show_archived { p { "No archived phone." } }
         (pager)
         (create_card(&problem, sess, ("phone-create", "/admin/phones"), "Register a phone number", wabas.is_empty().then_some("Register a WABA first."), html! {
                     (field(&problem, "phone-create", ("number", "number"), "Number (international, e.g. +55 11 93000-1234)", Kind::Tel, true))
@@ -697,6 +715,63 @@ pub async fn phone_calling(
         }
         Err(err) => {
             phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("calling-{id}"), err)).await
+        }
+    }
+}
+
+/// Archives a phone (`registry::archive_phone`, as the admin API and CLI do) and says what that did.
+pub async fn phone_archive(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    body: Bytes,
+) -> Result<Response, Oops> {
+    let (sess, _) = posted!(s, headers, body);
+    let before = match registry::get_phone(&s.store, id).await {
+        Ok(p) => p,
+        Err(err) => {
+            return phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("archive-{id}"), err)).await
+        }
+    };
+    match registry::archive_phone(&s.store, id).await {
+        Ok(p) => {
+            s.engine.wake();
+            let msg = if before.archived_at.is_some() {
+                format!("Phone {} was already archived: nothing changed.", p.number)
+            } else {
+                format!(
+                    "Phone {} archived: unbound from its portal, no SMS service, its history kept. It is hidden from \
+                     this list: \"Show archived\" lists it.",
+                    p.number
+                )
+            };
+            done(&s, &sess, "/admin/phones", &msg).await
+        }
+        Err(err) => {
+            phones_page(&s, &sess, &ListQuery::default(), None, Problem::at(format!("archive-{id}"), err)).await
+        }
+    }
+}
+
+/// Brings an archived phone back into the list (still unbound).
+pub async fn phone_restore(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    body: Bytes,
+) -> Result<Response, Oops> {
+    let (sess, _) = posted!(s, headers, body);
+    match registry::restore_phone(&s.store, id).await {
+        Ok(p) => {
+            let msg = format!(
+                "Phone {} is in use again (unarchived). It is not bound to a portal: choose one below to bind it.",
+                p.number
+            );
+            done(&s, &sess, "/admin/phones", &msg).await
+        }
+        Err(err) => {
+            let q = ListQuery { archived: Some("1".into()), ..ListQuery::default() };
+            phones_page(&s, &sess, &q, None, Problem::at(format!("archive-{id}"), err)).await
         }
     }
 }
