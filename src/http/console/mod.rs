@@ -15,6 +15,7 @@
 //! form without the right one is refused (403) before anything is done; logins are rate limited. (The login
 //! form itself has no session yet: what it carries, the admin token, is the credential.)
 
+mod health;
 mod pages;
 
 use std::num::NonZeroU32;
@@ -68,7 +69,8 @@ impl Default for Console {
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/admin") }))
-        .route("/admin", get(pages::health))
+        .route("/admin", get(health::page_view))
+        .route("/admin/health/check", post(health::check_now))
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))
