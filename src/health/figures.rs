@@ -381,8 +381,8 @@ mod tests {
         let v = token_verdict(Some(&row(good(NOW + 3 * DAY))), NOW);
         assert_eq!((v.level, v.summary.as_str()), (Level::Bad, "expires in 3 days"));
         assert!(v.todo.unwrap().contains("Replace it before it expires"));
-        let v = token_verdict(Some(&row(good(NOW - DAY))), NOW);
-        assert_eq!((v.level, v.summary.as_str()), (Level::Bad, "expired 1 day ago"));
+        let v = token_verdict(Some(&row(good(NOW - 2 * DAY))), NOW);
+        assert_eq!((v.level, v.summary.as_str()), (Level::Bad, "expired 2 days ago"));
         let mut data = good(0);
         data.data_access_expires_at = NOW + 2 * DAY;
         let v = token_verdict(Some(&row(data)), NOW);

@@ -160,7 +160,7 @@ fn token_row(w: &WabaReport, checked: &dyn Fn(Option<i64>) -> Markup) -> Markup 
 
 /// Whether Meta lets the number send, and every entity that limits or blocks it, in Meta's words.
 fn can_send_cell(r: Option<&PhoneReport>) -> Markup {
-    let Some(r) = r else { return html! { span.muted { "not checked yet" } } };
+    let Some(r) = r.filter(|r| r.checked_at.is_some()) else { return html! { span.muted { "not checked yet" } } };
     html! {
         @match &r.can_send {
             Some(c) => {
