@@ -17,7 +17,8 @@ use crate::common::{Db, TestApp, TestDb};
 
 both_databases!(expiring_token_and_limited_phone, invalid_token_and_refused_debug_token);
 
-const LIMIT_INFO: &str = "Your WhatsApp Business Account has reached its limit of 250 business-initiated conversations.";
+const LIMIT_INFO: &str =
+    "Your WhatsApp Business Account has reached its limit of 250 business-initiated conversations.";
 
 /// A console session: its cookie and its CSRF token.
 struct Console {
@@ -29,9 +30,11 @@ struct Console {
 impl Console {
     async fn login(app: &TestApp) -> Console {
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        let resp = http.post(app.url("/admin/login")).form(&[("token", app.token.as_str())]).send().await.expect("login");
+        let resp =
+            http.post(app.url("/admin/login")).form(&[("token", app.token.as_str())]).send().await.expect("login");
         assert_eq!(resp.status().as_u16(), 303);
-        let cookie = resp.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
+        let cookie =
+            resp.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("pair").to_string();
         let mut me = Console { http, cookie, csrf: String::new() };
         let html = me.page(app, "/admin").await;
         let at = html.find("name=\"csrf\" value=\"").expect("a form with the CSRF token") + 19;
@@ -227,7 +230,11 @@ async fn invalid_token_and_refused_debug_token(db: Db) {
     assert!(waba_row.contains("Meta says the token is not valid: Error validating access token"), "{waba_row}");
     assert!(waba_row.contains("Make a new token"), "what to do: {waba_row}");
     // The number cannot be asked with a token Meta refuses: said in plain words.
-    assert!(phone_row.contains("Meta refused the WABA&#39;s access token") || phone_row.contains("Meta refused the WABA's access token"), "{phone_row}");
+    assert!(
+        phone_row.contains("Meta refused the WABA&#39;s access token")
+            || phone_row.contains("Meta refused the WABA's access token"),
+        "{phone_row}"
+    );
     let scrape = metrics(&app).await;
     assert_eq!(series(&scrape, &format!("wabridge_token_valid{{waba=\"{WABA}\"}}")), Some(0), "{scrape}");
     assert!(!scrape.contains("wabridge_phone_can_send{"), "no figures for the number yet: {scrape}");
@@ -248,7 +255,10 @@ async fn invalid_token_and_refused_debug_token(db: Db) {
     assert!(waba_row.contains("<span class=\"bad\""), "{waba_row}");
     assert!(waba_row.contains(&format!("check the app secret registered for app {APP}")), "{waba_row}");
     assert!(waba_row.contains("Invalid OAuth access token signature"), "Meta's words: {waba_row}");
-    assert!(phone_row.contains("<span class=\"ok\">AVAILABLE</span>"), "the number is asked with the token: {phone_row}");
+    assert!(
+        phone_row.contains("<span class=\"ok\">AVAILABLE</span>"),
+        "the number is asked with the token: {phone_row}"
+    );
     let report = cli_check(&app, &graph);
     assert!(report["wabas"][0]["error"].as_str().is_some_and(|e| e.contains("error 190")), "{report}");
     assert_eq!(report["phones"][0]["can_send"], "AVAILABLE", "{report}");
