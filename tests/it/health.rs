@@ -269,3 +269,101 @@ async fn invalid_token_and_refused_debug_token(db: Db) {
     app.stop().await;
     graph.stop().await;
 }
+
+/// The emulator's wire format, asked directly: `debug_token`'s answers and Meta's errors for a missing or wrong
+/// app token and a missing `input_token`; the phone node's fields and its error for a field that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_answers_as_meta_does() {
+    let graph = GraphSandbox::start().await.expect("graph sandbox");
+    graph.allow_token(TOKEN, APP);
+    graph.set_app_secret(APP, SECRET);
+    graph.add_number(PNID, DISPLAY, WABA);
+    let http = reqwest::Client::new();
+    let get = |path: &str, query: Vec<(&str, String)>, bearer: Option<&str>| {
+        let mut req = http.get(format!("{}/v23.0/{path}", graph.base_url())).query(&query);
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        async move {
+            let resp = req.send().await.expect("request");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let app_token = format!("{APP}|{SECRET}");
+    let (s, body) =
+        get("debug_token", vec![("input_token", TOKEN.into()), ("access_token", app_token.clone())], None).await;
+    assert_eq!(s, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(
+        (d["app_id"].as_str(), d["type"].as_str(), d["is_valid"].as_bool()),
+        (Some(APP), Some("SYSTEM_USER"), Some(true))
+    );
+    assert_eq!((d["expires_at"].as_i64(), d["data_access_expires_at"].as_i64()), (Some(0), Some(0)), "never");
+    for field in ["application", "issued_at", "scopes", "user_id"] {
+        assert!(d.get(field).is_some(), "{field} in {body}");
+    }
+    assert!(d.get("error").is_none());
+    // Past its expiry: not valid, with Meta's 190/463 inside `data`; and refused by the other endpoints.
+    graph.edit_token(TOKEN, |t| t.expires_at = unix_now() - 60);
+    let (_, body) =
+        get("debug_token", vec![("input_token", TOKEN.into()), ("access_token", app_token.clone())], None).await;
+    assert_eq!(body["data"]["is_valid"], false, "{body}");
+    assert_eq!(
+        (body["data"]["error"]["code"].as_i64(), body["data"]["error"]["subcode"].as_i64()),
+        (Some(190), Some(463))
+    );
+    let (s, body) = get(PNID, vec![("fields", "health_status".into())], Some(TOKEN)).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_i64(), body["error"]["error_subcode"].as_i64()),
+        (401, Some(190), Some(463))
+    );
+    graph.edit_token(TOKEN, |t| t.expires_at = 0);
+    // A token Meta does not know.
+    let (s, body) =
+        get("debug_token", vec![("input_token", "EAAG-unknown".into()), ("access_token", app_token.clone())], None)
+            .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"data": {"error": {"code": 190, "message": "Invalid OAuth access token."}, "is_valid": false, "scopes": []}})
+    );
+    // Meta's error envelope for a wrong or missing app token and a missing input_token.
+    let wrong = format!("{APP}|not-the-secret");
+    let (s, body) = get("debug_token", vec![("input_token", TOKEN.into()), ("access_token", wrong)], None).await;
+    assert_eq!(
+        (s, body["error"]["code"].as_i64(), body["error"]["type"].as_str()),
+        (401, Some(190), Some("OAuthException"))
+    );
+    assert!(body["error"]["fbtrace_id"].is_string(), "{body}");
+    let (s, body) = get("debug_token", vec![("input_token", TOKEN.into())], None).await;
+    assert_eq!((s, body["error"]["code"].as_i64()), (400, Some(104)));
+    let (s, body) = get("debug_token", vec![("access_token", app_token)], None).await;
+    assert_eq!((s, body["error"]["code"].as_i64()), (400, Some(100)));
+    // The phone node: the fields asked for and its id; the overall status follows the gravest entity.
+    graph.block_entity(PNID, "BUSINESS", 141010, "Business not verified", "Verify the business");
+    let (s, body) =
+        get(PNID, vec![("fields", "health_status,quality_rating,messaging_limit_tier".into())], Some(TOKEN)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["id"], PNID);
+    assert_eq!(
+        (body["quality_rating"].as_str(), body["messaging_limit_tier"].as_str()),
+        (Some("GREEN"), Some("TIER_1K"))
+    );
+    assert_eq!(body["health_status"]["can_send_message"], "BLOCKED");
+    let business = &body["health_status"]["entities"][2];
+    assert_eq!(
+        (business["entity_type"].as_str(), business["errors"][0]["error_code"].as_i64()),
+        (Some("BUSINESS"), Some(141010))
+    );
+    assert!(body.get("display_phone_number").is_none(), "only the fields asked for: {body}");
+    let (s, body) = get(PNID, vec![], Some(TOKEN)).await;
+    assert_eq!(
+        (s, body["display_phone_number"].as_str(), body["verified_name"].is_string()),
+        (200, Some(DISPLAY), true)
+    );
+    let (s, body) = get(PNID, vec![("fields", "health_status,colour".into())], Some(TOKEN)).await;
+    assert_eq!((s, body["error"]["code"].as_i64()), (400, Some(100)));
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("nonexisting field (colour)")), "{body}");
+    graph.stop().await;
+}
