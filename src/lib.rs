@@ -12,6 +12,7 @@ pub mod config;
 pub mod crm;
 pub mod edge;
 pub mod events;
+pub mod health;
 pub mod history;
 pub mod http;
 pub mod inbound;

@@ -94,6 +94,54 @@ pub struct Metrics {
     /// Seconds since this process started.
     pub uptime_seconds: Gauge,
     pub started: std::time::Instant,
+    // Account health (issue 16): read from the database at scrape time (all processes); labels only over
+    // registered WABAs, apps and phones, by Meta's ids (never phone numbers).
+    /// When each WABA's access token expires (Unix seconds; 0: never), per the last answer of `debug_token`.
+    pub token_expires_at_seconds: Family<WabaLabels, Gauge>,
+    /// 1 when Meta says the WABA's token is valid, 0 when not.
+    pub token_valid: Family<WabaLabels, Gauge>,
+    /// When each WABA was last checked (Unix seconds), answered or not.
+    pub health_checked_at_seconds: Family<WabaLabels, Gauge>,
+    /// 1 for each phone's current `can_send_message` (AVAILABLE, LIMITED, BLOCKED), 0 for the others.
+    pub phone_can_send: Family<PhoneStatusLabels, Gauge>,
+    /// 1 for each phone's current quality rating (GREEN, YELLOW, RED, NA, UNKNOWN), 0 for the others.
+    pub phone_quality: Family<PhoneRatingLabels, Gauge>,
+    /// When the last webhook for each app arrived (Unix seconds).
+    pub app_last_webhook_timestamp_seconds: Family<AppLabels, Gauge>,
+    /// When the last webhook for each phone arrived (Unix seconds).
+    pub phone_last_webhook_timestamp_seconds: Family<PhoneLabels, Gauge>,
+    /// Jobs that gave up (all processes).
+    pub jobs_dead: Gauge,
+}
+
+/// A registered WABA, by Meta's WABA id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WabaLabels {
+    pub waba: String,
+}
+
+/// A registered app, by Meta's app id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
+}
+
+/// A registered phone, by Meta's phone number id.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhoneLabels {
+    pub phone: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhoneStatusLabels {
+    pub phone: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhoneRatingLabels {
+    pub phone: String,
+    pub rating: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -235,7 +283,64 @@ impl Metrics {
         registry.register("api_calls", "Tenant API (/api/v1) calls by route", api_calls.clone());
         let uptime_seconds = Gauge::default();
         registry.register("uptime_seconds", "Seconds since this process started", uptime_seconds.clone());
+        let token_expires_at_seconds = Family::<WabaLabels, Gauge>::default();
+        registry.register(
+            "token_expires_at_seconds",
+            "When the WABA's access token expires, Unix seconds (0: never), per Meta's debug_token at the last check",
+            token_expires_at_seconds.clone(),
+        );
+        let token_valid = Family::<WabaLabels, Gauge>::default();
+        registry.register(
+            "token_valid",
+            "1 when Meta said at the last check that the WABA's access token is valid, 0 when not",
+            token_valid.clone(),
+        );
+        let health_checked_at_seconds = Family::<WabaLabels, Gauge>::default();
+        registry.register(
+            "health_checked_at_seconds",
+            "When the WABA's token and phones were last checked with Meta (Unix seconds), answered or not",
+            health_checked_at_seconds.clone(),
+        );
+        let phone_can_send = Family::<PhoneStatusLabels, Gauge>::default();
+        registry.register(
+            "phone_can_send",
+            "1 for the phone's health_status.can_send_message at the last check (AVAILABLE, LIMITED, BLOCKED), 0 for \
+             the others",
+            phone_can_send.clone(),
+        );
+        let phone_quality = Family::<PhoneRatingLabels, Gauge>::default();
+        registry.register(
+            "phone_quality",
+            "1 for the phone's quality rating at the last check (GREEN, YELLOW, RED, NA, UNKNOWN), 0 for the others",
+            phone_quality.clone(),
+        );
+        let app_last_webhook_timestamp_seconds = Family::<AppLabels, Gauge>::default();
+        registry.register(
+            "app_last_webhook_timestamp_seconds",
+            "When the last webhook for the app arrived (Unix seconds, to the minute)",
+            app_last_webhook_timestamp_seconds.clone(),
+        );
+        let phone_last_webhook_timestamp_seconds = Family::<PhoneLabels, Gauge>::default();
+        registry.register(
+            "phone_last_webhook_timestamp_seconds",
+            "When the last webhook for the phone arrived (Unix seconds, to the minute)",
+            phone_last_webhook_timestamp_seconds.clone(),
+        );
+        let jobs_dead = Gauge::default();
+        registry.register(
+            "jobs_dead",
+            "Jobs that gave up, across all processes (alert when above 0)",
+            jobs_dead.clone(),
+        );
         Arc::new(Metrics {
+            token_expires_at_seconds,
+            token_valid,
+            health_checked_at_seconds,
+            phone_can_send,
+            phone_quality,
+            app_last_webhook_timestamp_seconds,
+            phone_last_webhook_timestamp_seconds,
+            jobs_dead,
             messages_received,
             messages_sent,
             templates_sent,

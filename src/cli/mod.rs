@@ -3,6 +3,7 @@
 //! open an existing database only ([`Open::Existing`]): run in the wrong directory they say where they looked
 //! instead of creating a new, empty database there. `serve` and `migrate` create it.
 
+pub mod health;
 pub mod output;
 
 use std::io::Read;
@@ -82,6 +83,9 @@ pub enum Command {
     /// API keys for the tenant API (/api/v1/notifications).
     #[command(subcommand)]
     ApiKey(ApiKeyCmd),
+    /// Account health: per WABA the access token's expiry, validity and permissions; per phone whether Meta lets
+    /// it send, its quality rating and messaging limit tier (`health check` asks Meta now).
+    Health(health::HealthArgs),
     /// Message templates synced from Meta, per WABA.
     #[command(subcommand)]
     Templates(TemplatesCmd),
@@ -517,6 +521,7 @@ pub async fn run_registry(command: Command, config: &Config, out: Out) -> anyhow
     store.migrate().await?;
     let result = match command {
         Command::Calling(cmd) => calling_command(cmd, &store, config, out).await,
+        Command::Health(args) => health::run(args, &store, config, out).await,
         Command::AsteriskConfig { edge_host, asterisk_port, with_secrets } => {
             asterisk_config(&store, config, edge_host, asterisk_port, with_secrets).await
         }
@@ -720,6 +725,7 @@ async fn registry_command(command: Command, store: &Store, out: Out) -> anyhow::
         | Command::Conversations(_)
         | Command::Events(_)
         | Command::Calling(_)
+        | Command::Health(_)
         | Command::Certs(_)
         | Command::AsteriskConfig { .. } => unreachable!("handled by the caller"),
     }

@@ -43,6 +43,9 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
     if let Err(e) = refresh_from_store(&state).await {
         tracing::warn!(error = %e, "metrics: could not read send counts");
     }
+    if let Err(e) = refresh_health(&state).await {
+        tracing::warn!(error = %e, "metrics: could not read the account health");
+    }
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
@@ -68,5 +71,62 @@ async fn refresh_from_store(state: &AppState) -> Result<(), crate::store::StoreE
     let dead = m.errors.get_or_create(&KindOnlyLabels { kind: "event_delivery_dead".into() });
     Metrics::raise_to(&dead, t.event_deliveries_dead);
     m.uptime_seconds.set(m.started.elapsed().as_secs() as i64);
+    Ok(())
+}
+
+/// The account-health gauges: one series per registered WABA, app and phone (by Meta's ids), rebuilt at each
+/// scrape so a removed one disappears.
+async fn refresh_health(state: &AppState) -> Result<(), crate::store::StoreError> {
+    use crate::health::figures::{quality_label, CAN_SEND, QUALITY};
+    use crate::store::{activity, health};
+    let m = &state.metrics;
+    let s = &state.store;
+    let wabas = s.list_wabas().await?;
+    let apps = s.list_apps().await?;
+    let phones: Vec<_> = s.list_phones().await?.into_iter().filter(|p| p.archived_at.is_none()).collect();
+    let waba_rows = health::wabas(s).await?;
+    let phone_rows = health::phones(s).await?;
+    let app_seen = activity::all(s, activity::Scope::App).await?;
+    let phone_seen = activity::all(s, activity::Scope::Phone).await?;
+    m.jobs_dead.set(health::dead_jobs(s).await?);
+
+    m.token_expires_at_seconds.clear();
+    m.token_valid.clear();
+    m.health_checked_at_seconds.clear();
+    for w in &wabas {
+        let Some(row) = waba_rows.get(&w.id) else { continue };
+        let label = WabaLabels { waba: w.waba_id.clone() };
+        m.health_checked_at_seconds.get_or_create(&label).set(row.checked_at / 1000);
+        if let Some(t) = &row.token {
+            m.token_expires_at_seconds.get_or_create(&label).set(t.expires_at);
+            m.token_valid.get_or_create(&label).set(i64::from(t.valid));
+        }
+    }
+    m.app_last_webhook_timestamp_seconds.clear();
+    for a in &apps {
+        if let Some(at) = app_seen.get(&a.id) {
+            let label = AppLabels { app: a.meta_app_id.clone() };
+            m.app_last_webhook_timestamp_seconds.get_or_create(&label).set(at / 1000);
+        }
+    }
+    m.phone_can_send.clear();
+    m.phone_quality.clear();
+    m.phone_last_webhook_timestamp_seconds.clear();
+    for p in &phones {
+        let phone = p.phone_number_id.clone();
+        if let Some(at) = phone_seen.get(&p.id) {
+            m.phone_last_webhook_timestamp_seconds.get_or_create(&PhoneLabels { phone: phone.clone() }).set(at / 1000);
+        }
+        let Some(h) = phone_rows.get(&p.id).and_then(|r| r.health.as_ref()) else { continue };
+        for st in CAN_SEND {
+            let label = PhoneStatusLabels { phone: phone.clone(), status: st.into() };
+            m.phone_can_send.get_or_create(&label).set(i64::from(h.can_send == st));
+        }
+        let rating = quality_label(h.quality_rating.as_deref());
+        for q in QUALITY {
+            let label = PhoneRatingLabels { phone: phone.clone(), rating: q.into() };
+            m.phone_quality.get_or_create(&label).set(i64::from(rating == q));
+        }
+    }
     Ok(())
 }

@@ -131,6 +131,8 @@ catalogue! {
     CrmMaintenance(Empty) = "crm.maintenance", attempts: Some(3), lane: false, ordered: false, batch: 1;
     /// Hourly: prune finished jobs, processed inbox rows and old media; schedule the other hourly work.
     MaintenancePrune(Empty) = "maintenance.prune", attempts: None, lane: false, ordered: false, batch: 1;
+    /// Hourly and on demand: ask Meta about one WABA's access token and its phones' health (`crate::health`).
+    HealthCheck(HealthCheck) = "health.check", attempts: Some(3), lane: false, ordered: false, batch: 1;
 }
 
 /// Webhook bodies processed in one transaction (`crate::inbound::process_batch`): one commit for all.
@@ -205,6 +207,11 @@ pub struct TemplatesSync {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub waba_id: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrmBind {
     pub phone_id: i64,
 }
@@ -263,6 +270,7 @@ mod tests {
             Task::EventDeliver(EventDeliver { delivery_id: 4 }),
             Task::CrmMaintenance(Empty {}),
             Task::MaintenancePrune(Empty {}),
+            Task::HealthCheck(HealthCheck { waba_id: 5 }),
         ];
         for t in tasks {
             assert_eq!(Task::parse(t.kind().as_str(), &t.payload()), Ok(t.clone()), "{t:?}");

@@ -52,6 +52,7 @@ impl Handlers {
             Task::EventDeliver(p) => self.events.run(&self.store, job, p).await,
             Task::CrmMaintenance(_) => crate::crm::refresh_idle(&self.bridge).await,
             Task::MaintenancePrune(_) => self.prune().await,
+            Task::HealthCheck(p) => crate::health::run(&self.store, &self.graph, p).await,
         }
     }
 
@@ -92,6 +93,7 @@ impl Handlers {
         );
         crate::templates::schedule_hourly(s).await?;
         crate::crm::schedule_hourly(s).await?;
+        crate::health::schedule_hourly(s).await?;
         Ok(())
     }
 }

@@ -145,7 +145,7 @@ fn shared_http() -> reqwest::Client {
 /// Graph API client: `{base_url}/{version}/…`, bearer token per call.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     base_url: String,
     version: String,
 }
@@ -164,7 +164,7 @@ impl Client {
         &self.base_url
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(super) fn url(&self, path: &str) -> String {
         format!("{}/{}/{}", self.base_url, self.version, path.trim_start_matches('/'))
     }
 
@@ -327,7 +327,7 @@ impl Client {
     }
 
     /// Sends, and turns the answer into JSON (2xx) or an [`Error`].
-    async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<Value, Error> {
+    pub(super) async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<Value, Error> {
         let resp = req.send().await.map_err(|e| sent_error(url, &e))?;
         let status = resp.status().as_u16();
         let retry_after = resp

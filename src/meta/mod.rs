@@ -2,5 +2,6 @@
 
 pub mod errors;
 pub mod graph;
+pub mod health;
 pub mod signature;
 pub mod webhook;

@@ -12,6 +12,7 @@ pub mod console;
 pub mod contacts;
 pub mod crm_chats;
 pub mod events;
+pub mod health;
 pub mod history;
 pub mod inbox;
 pub mod jobs;

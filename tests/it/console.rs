@@ -355,7 +355,21 @@ async fn console_walkthrough(db: Db) {
     w.until_sees("/admin", "FLAGGED · limit TIER_10K").await;
     w.sees("ACCOUNT_VIOLATION").await;
     w.sees(" s ago").await;
+    // Meta's own figures: "Check now" queues the health check; the token's expiry and the number's health show.
+    graph.set_app_secret(APP, SECRET);
+    graph.edit_token(TOKEN, |t| t.expires_at = now_s() + 12 * 86_400 + 600);
+    graph.limit_entity(PNID, "WABA", &["The business has reached its messaging limit."]);
+    w.sees("not checked yet").await;
+    w.click("form[action='/admin/health/check'] button").await;
+    w.sees(&format!("Health check queued for 1 WABA ({WABA}) and 1 phone(s)")).await;
+    w.until_sees("/admin", "expires in 12 days").await;
+    w.sees("WABA 102290129340398: LIMITED — The business has reached its messaging limit.").await;
+    w.sees("GREEN · TIER_1K").await;
     w.shot("health").await;
+    c.set_window_size(390, 844).await.expect("phone width");
+    w.go("/admin").await;
+    w.shot("health-narrow").await;
+    c.set_window_size(1280, 900).await.expect("desktop width");
 
     // Templates: the sync button queues a sync; the workers fetch them from Meta.
     w.go("/admin/templates").await;

@@ -16,6 +16,7 @@ mod cli;
 mod console;
 mod crash;
 mod events;
+mod health;
 mod history;
 mod jobs;
 mod messages;

@@ -135,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
     step(&mut n, "Registering a Meta app, its WABA and a phone number; installing the portal; binding the phone");
     graph.allow_token(TOKEN, APP);
+    graph.set_app_secret(APP, SECRET);
     graph.add_number(PNID, DISPLAY, WABA);
     let webhook = format!("{base}/api/waba?app_id={APP}");
     graph.set_webhook(&webhook, SECRET);

@@ -21,10 +21,13 @@
 //!   webhooks, the customer service window, fault injection;
 //! - [`graph_media`](super::graph_media): upload, lookup, download and deletion of media;
 //! - [`graph_templates`](super::graph_templates): `/{version}/{waba-id}/message_templates` and template status
-//!   webhooks.
+//!   webhooks;
+//! - [`graph_health`](super::graph_health): `/{version}/debug_token` and the phone number node's fields
+//!   (`health_status`, `quality_rating`, `messaging_limit_tier`, …).
 //!
 //! Routes: `/{version}/{id}/settings`, `/{version}/{id}/messages`, `/{version}/{id}/media`,
-//! `/{version}/{id}/message_templates`, `/{version}/{id}` (a media id, or a template id for GET) and the media
+//! `/{version}/{id}/message_templates`, `/{version}/debug_token`, `/{version}/{id}` (a media id, a template id or
+//! a registered phone number for GET) and the media
 //! download path `/whatsapp_business/attachments/?mid=…` (static segments win over `{…}` ones, so they do not
 //! clash). [`GraphSandbox::refuse_next`] concerns the settings endpoint only; sends have
 //! [`GraphSandbox::fail_next_send`].
@@ -556,7 +559,7 @@ impl PhoneState {
 #[derive(Default)]
 pub(super) struct Inner {
     /// token → app id.
-    tokens: HashMap<String, String>,
+    pub(super) tokens: HashMap<String, String>,
     phones: HashMap<String, PhoneState>,
     refusals: HashMap<String, VecDeque<(i64, Option<String>)>>,
     requests: Vec<RecordedRequest>,
@@ -571,6 +574,7 @@ pub(super) struct Inner {
     pub(super) messaging: Messaging,
     pub(super) media: MediaStore,
     pub(super) templates: TemplateStore,
+    pub(super) health: crate::graph_health::HealthStore,
 }
 
 pub(super) type Shared = Arc<Mutex<Inner>>;
@@ -605,6 +609,7 @@ impl GraphSandbox {
                 "/{version}/{id}/message_templates",
                 get(graph_templates::list).post(graph_templates::create).delete(graph_templates::delete),
             )
+            .route("/{version}/debug_token", get(crate::graph_health::debug_token))
             .route("/{version}/{id}", get(graph_media::get_object).delete(graph_media::delete_object))
             .route(graph_media::DOWNLOAD_PATH, get(graph_media::download))
             .fallback(|method: Method| async move {
@@ -744,6 +749,11 @@ pub(super) fn check_token(inner: &Inner, token: Option<&str>) -> Result<String, 
         }
         return Err(Box::new(error_response(401, body)));
     };
+    if let Some((subcode, message)) = crate::graph_health::refused_token(inner, token) {
+        let body = json!({"error": {"message": message, "type": "OAuthException", "code": 190,
+                                    "error_subcode": subcode, "fbtrace_id": fbtrace_id()}});
+        return Err(Box::new(error_response(401, body)));
+    }
     Ok(app)
 }
 

@@ -292,7 +292,8 @@ fn phone_param(query: &Option<String>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// `GET /{version}/{id}`: a media id (its URL) or a template id.
+/// `GET /{version}/{id}`: a registered phone number (its fields, `graph_health`), a media id (its URL) or a
+/// template id.
 pub(super) async fn get_object(
     State(shared): State<Shared>,
     Path((version, id)): Path<(String, String)>,
@@ -300,8 +301,12 @@ pub(super) async fn get_object(
     headers: HeaderMap,
 ) -> Response {
     let mut inner = lock(&shared);
-    if let Err(r) = gate(&mut inner, "get", &version, format!("/{version}/{id}"), &query, &headers, None) {
-        return *r;
+    let app = match gate(&mut inner, "get", &version, format!("/{version}/{id}"), &query, &headers, None) {
+        Ok((_, app)) => app,
+        Err(r) => return *r,
+    };
+    if inner.numbers.contains_key(&id) {
+        return crate::graph_health::phone_node(&inner, &version, &id, &query, &app);
     }
     let owner = phone_param(&query);
     if let Some(m) = inner.media.items.get(&id).cloned() {

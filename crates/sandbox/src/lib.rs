@@ -10,6 +10,7 @@
 pub mod bitrix;
 pub mod form;
 pub mod graph;
+pub mod graph_health;
 pub mod graph_limits;
 pub mod graph_media;
 pub mod graph_messages;

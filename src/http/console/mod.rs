@@ -37,6 +37,7 @@ macro_rules! posted {
 }
 
 mod conversations;
+mod health;
 pub mod logins;
 mod pages;
 
@@ -99,7 +100,8 @@ impl Default for Console {
 pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/admin") }))
-        .route("/admin", get(pages::health))
+        .route("/admin", get(health::page_view))
+        .route("/admin/health/check", post(health::check_now))
         .route("/admin/", get(|| async { Redirect::to("/admin") }))
         .route("/admin/login", get(login_page).post(login))
         .route("/admin/logout", post(logout))

@@ -2,8 +2,6 @@
 //! it keeps what was done (or queued) for the next page and redirects there; on failure it shows the same page
 //! again with the error at the form that failed.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,19 +11,17 @@ use serde::Deserialize;
 
 pub use super::conversations::{conversations, thread, thread_reply};
 use super::{
-    ago, copyable, csrf_field, done, guard, layout, page, problem_box, session, to_login, when, Fields, Oops, Session,
-    PAGE,
+    copyable, csrf_field, done, guard, layout, page, problem_box, session, to_login, when, Fields, Oops, Session, PAGE,
 };
 use crate::calling::CallingInput;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::jobs::JobState;
 use crate::registry::{self, AppInput, AppView, CallingErrorView, PhoneInput, PortalInput, WabaInput};
-use crate::store::activity::{self, Scope};
 use crate::store::calls::CallFilter;
+use crate::store::console as sessions;
 use crate::store::messages as stored;
 use crate::store::registry::{Phone, Portal};
-use crate::store::{account_events, console as sessions, now_ms, webhook_errors};
 
 /// Paging and filters of a list page (unknown parameters are ignored).
 #[derive(Debug, Default, Deserialize)]
@@ -168,97 +164,10 @@ pub(super) fn status_of(p: &Option<Problem>) -> StatusCode {
     p.as_ref().map_or(StatusCode::OK, |p| p.err.status)
 }
 
-// ------------------------------------------------------------------------------------------------ health
-
-pub async fn health(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, Oops> {
-    let sess = logged_in!(s, headers);
-    let flash = flash(&s, &sess).await?;
-    let now = now_ms();
-    let apps = s.store.list_apps().await?;
-    let wabas = s.store.list_wabas().await?;
-    let mut phones = s.store.list_phones().await?;
-    phones.retain(|p| p.archived_at.is_none());
-    let app_seen = activity::all(&s.store, Scope::App).await?;
-    let phone_seen = activity::all(&s.store, Scope::Phone).await?;
-    let events = account_events::latest_health(&s.store, 1000).await?;
-    let dead = s.engine.list(Some(JobState::Dead), None, PAGE + 1).await?;
-    let errors = webhook_errors::list(&s.store, None, 10).await?;
-    let last = |seen: &HashMap<i64, i64>, id: i64| -> Markup {
-        match seen.get(&id) {
-            Some(t) => html! { span.ok title=(when(*t)) { (ago(*t, now)) } },
-            None => html! { span.bad { "none received yet" } },
-        }
-    };
-    let content = html! {
-        section aria-labelledby="h-apps" {
-            h2 #h-apps { "Apps: the last webhook from Meta" }
-            @if apps.is_empty() { p { "No app yet: " a href="/admin/apps" { "register one" } "." } }
-            div.scroll { table {
-                thead { tr { th scope="col" { "App" } th scope="col" { "Last webhook" } th scope="col" { "Signatures" } th scope="col" { "Access token expiry" } } }
-                tbody { @for a in &apps { tr {
-                    td { (a.name) " " code { (a.meta_app_id) } }
-                    td { (last(&app_seen, a.id)) }
-                    td { @if a.verify_signatures { span.ok { "checked" } } @else { span.bad { "OFF" } } }
-                    td { "not known: wabridge does not call Meta's debug_token yet" }
-                } } }
-            } }
-        }
-        section aria-labelledby="h-phones" {
-            h2 #h-phones { "Phones: the last webhook, connector, quality" }
-            p.help { "A number verified at Meta that never receives a webhook is usually not subscribed: check the \
-                      app's webhook fields (messages) and the WABA's subscription in Meta's dashboard." }
-            div.scroll { table {
-                thead { tr { th scope="col" { "Number" } th scope="col" { "Last webhook" } th scope="col" { "Connector" } th scope="col" { "Quality and messaging limit" } } }
-                tbody { @for p in &phones {
-                    @let waba = wabas.iter().find(|w| w.id == p.waba_id);
-                    @let digits: String = p.number.chars().filter(char::is_ascii_digit).collect();
-                    @let quality = waba.and_then(|w| events.iter().find(|e| e.waba_id == w.waba_id
-                        && e.field == "phone_number_quality_update"
-                        && e.raw.get("display_phone_number").and_then(|d| d.as_str())
-                            .is_none_or(|d| d.chars().filter(char::is_ascii_digit).collect::<String>() == digits)));
-                    tr {
-                        td { (p.number) }
-                        td { (last(&phone_seen, p.id)) }
-                        td { (connector(p)) }
-                        td { @match quality {
-                            Some(e) => {
-                                (e.event.as_deref().unwrap_or("update")) " · limit "
-                                (e.raw.get("current_limit").or_else(|| e.raw.get("max_daily_conversations_per_business"))
-                                    .and_then(|v| v.as_str()).unwrap_or("not given"))
-                                " (" (when(e.occurred_at)) ")"
-                            }
-                            None => "no phone_number_quality_update received",
-                        } }
-                    }
-                } }
-            } }
-        }
-        section aria-labelledby="h-account" {
-            h2 #h-account { "Account updates (latest per WABA)" }
-            @let updates: Vec<_> = events.iter().filter(|e| e.field == "account_update").collect();
-            @if updates.is_empty() { p { "No account_update webhook received." } }
-            ul { @for e in updates { li { "WABA " code { (e.waba_id) } ": " (e.event.as_deref().unwrap_or("update")) " (" (when(e.occurred_at)) ")" } } }
-            @for w in wabas.iter().filter(|w| w.sends_paused_reason.is_some()) {
-                p.bad { "Sends of WABA " code { (w.waba_id) } " are paused: " (w.sends_paused_reason.as_deref().unwrap_or_default()) }
-            }
-        }
-        section aria-labelledby="h-dead" {
-            h2 #h-dead { "Dead jobs" }
-            @if dead.is_empty() { p.ok { "None." } }
-            @else { p.bad { (if dead.len() as i64 > PAGE { format!("More than {PAGE}") } else { dead.len().to_string() }) " dead job(s): "
-                a href="/admin/jobs?state=dead" { "see them and redrive" } "." } }
-        }
-        section aria-labelledby="h-errors" {
-            h2 #h-errors { "Errors Meta reported in webhooks (latest 10)" }
-            @if errors.is_empty() { p.ok { "None." } }
-            ul { @for e in &errors { li { (e.occurred_at) " · phone " (e.phone) " · " strong { (e.code) } " " (e.title.as_deref().unwrap_or_default()) " " (e.message.as_deref().unwrap_or_default()) } } }
-        }
-    };
-    Ok(page(StatusCode::OK, layout("Health", Some(&sess), flash.as_deref(), content)))
-}
+// ------------------------------------------------------------------------------------------------ connector
 
 /// The connector's state, green or red, in plain words.
-fn connector(p: &Phone) -> Markup {
+pub(super) fn connector(p: &Phone) -> Markup {
     let err = p.connector_error.as_deref().unwrap_or("no detail given");
     match (p.portal_id, p.connector_status.as_deref()) {
         (None, _) => html! { span.muted { "not bound to a portal" } },
