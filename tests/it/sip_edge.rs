@@ -200,7 +200,7 @@ async fn answered_call_meta_hangs_up(db: Db) {
     let sipp = start_sipp("uas_answer.xml", "u1");
     let phone = e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("a1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("a1", 1, None)).await.unwrap();
     let trying = c.expect(100).await;
     assert!(trying.contains("z9hG4bK-a1-1"), "100 Trying at once for our INVITE:\n{trying}");
     c.expect(180).await;
@@ -209,10 +209,12 @@ async fn answered_call_meta_hangs_up(db: Db) {
     assert!(rr.contains("wa.meta.vc") && rr.contains("onevc-sip-proxy.fbinfra.net:8191"), "Meta's RR kept: {ok}");
     assert!(rr.contains("sip.test"), "our Record-Route toward Meta: {ok}");
     assert!(ok.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80"), "SDP untouched: {ok}");
-    c.send(&c.in_dialog("ACK", &ok, "a1", 1, "").unwrap()).await.unwrap();
-    c.send(&c.in_dialog("BYE", &ok, "a1", 2, "x-wa-meta-wacid: wacid.a1\r\nx-wa-meta-call-duration: 42\r\n").unwrap())
-        .await
-        .unwrap();
+    c.send(&c.leg.in_dialog("ACK", &ok, "a1", 1, "").unwrap()).await.unwrap();
+    c.send(
+        &c.leg.in_dialog("BYE", &ok, "a1", 2, "x-wa-meta-wacid: wacid.a1\r\nx-wa-meta-call-duration: 42\r\n").unwrap(),
+    )
+    .await
+    .unwrap();
     c.expect(200).await;
     assert!(sipp.finished_ok(), "SIPp saw the whole call");
     let call = e.call_where(|c| !c["hangup_by"].is_null()).await;
@@ -238,9 +240,9 @@ async fn answered_call_business_hangs_up_over_tcp(db: Db) {
     let sipp = start_sipp("uas_answer_bye.xml", "t1");
     e.phone(&format!("tcp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("b1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("b1", 1, None)).await.unwrap();
     let ok = c.expect(200).await;
-    c.send(&c.in_dialog("ACK", &ok, "b1", 1, "").unwrap()).await.unwrap();
+    c.send(&c.leg.in_dialog("ACK", &ok, "b1", 1, "").unwrap()).await.unwrap();
     // SIPp hangs up: its BYE follows the Record-Route set back through the edge to wa.meta.vc over TLS.
     let bye = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -267,7 +269,7 @@ async fn busy_and_cancel(db: Db) {
     let sipp = start_sipp("uas_busy.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("c1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("c1", 1, None)).await.unwrap();
     let busy = c.expect(486).await;
     assert!(busy.contains("outgoing:wacid.c1"));
     assert!(sipp.finished_ok(), "SIPp got the edge's ACK for its 486");
@@ -282,10 +284,13 @@ async fn busy_and_cancel(db: Db) {
     phone.asterisk_target = Some(format!("udp:127.0.0.1:{}", sipp.port));
     store.update_phone(&phone).await.unwrap();
     e.app.svc.edge.as_ref().unwrap().refresh_phones().await;
-    c.send(&c.invite("c2", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("c2", 1, None)).await.unwrap();
     c.expect(180).await;
-    let cancel =
-        c.invite("c2", 1, None).replacen("INVITE sip:", "CANCEL sip:", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = c
+        .leg
+        .invite("c2", 1, None)
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
     let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\r\n\r\n";
     c.send(&cancel).await.unwrap();
     let r = c.expect(200).await;
@@ -305,7 +310,7 @@ async fn digest_challenge(db: Db) {
     let sipp = start_sipp("uas_answer.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), Some("meta-sip-password")).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("d1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("d1", 1, None)).await.unwrap();
     let challenge = c.expect(407).await;
     let values = headers(&challenge, "proxy-authenticate", "");
     assert!(values.iter().any(|v| v.contains("SHA-256")) && values.iter().any(|v| v.contains("MD5")), "{challenge}");
@@ -313,17 +318,17 @@ async fn digest_challenge(db: Db) {
     let uri = format!("sip:{NUMBER};tgrp=wacall@sip.test;transport=tls");
     // Wrong password: refused, nothing forwarded.
     let wrong = wabridge::sip::digest::respond(values[0], "INVITE", &uri, "5511930001234", "nope", "c0ffee").unwrap();
-    c.send(&c.invite("d1", 2, Some(&wrong))).await.unwrap();
+    c.send(&c.leg.invite("d1", 2, Some(&wrong))).await.unwrap();
     let refused = c.recv().await.unwrap();
     assert!(refused.starts_with("SIP/2.0 403") || refused.starts_with("SIP/2.0 407"), "{refused}");
     // Right password (MD5 this time): forwarded and answered.
     let md5 = values.iter().find(|v| v.contains("MD5")).unwrap();
     let right =
         wabridge::sip::digest::respond(md5, "INVITE", &uri, "5511930001234", "meta-sip-password", "c0ffee").unwrap();
-    c.send(&c.invite("d1", 3, Some(&right))).await.unwrap();
+    c.send(&c.leg.invite("d1", 3, Some(&right))).await.unwrap();
     let ok = c.expect(200).await;
-    c.send(&c.in_dialog("ACK", &ok, "d1", 3, "").unwrap()).await.unwrap();
-    c.send(&c.in_dialog("BYE", &ok, "d1", 4, "").unwrap()).await.unwrap();
+    c.send(&c.leg.in_dialog("ACK", &ok, "d1", 3, "").unwrap()).await.unwrap();
+    c.send(&c.leg.in_dialog("BYE", &ok, "d1", 4, "").unwrap()).await.unwrap();
     c.expect(200).await;
     assert!(sipp.finished_ok());
     e.app.stop().await;
@@ -336,11 +341,11 @@ async fn refusals_and_malformed_input(db: Db) {
     let pbx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), None).await;
     let mut c = e.caller().await;
-    let unknown = c.invite("r1", 1, None).replace("+5511930001234", "+4420794600180");
+    let unknown = c.leg.invite("r1", 1, None).replace("+5511930001234", "+4420794600180");
     c.send(&unknown).await.unwrap();
     c.expect(404).await;
     let register =
-        c.invite("r2", 1, None).replacen("INVITE sip:", "REGISTER sip:", 1).replace("1 INVITE", "1 REGISTER");
+        c.leg.invite("r2", 1, None).replacen("INVITE sip:", "REGISTER sip:", 1).replace("1 INVITE", "1 REGISTER");
     c.send(&register).await.unwrap();
     c.expect(403).await;
     let options = "OPTIONS sip:sip.test;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKopt\r\n\
@@ -348,7 +353,7 @@ async fn refusals_and_malformed_input(db: Db) {
                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
     c.send(options).await.unwrap();
     c.expect(200).await;
-    let zero = c.invite("r3", 1, None).replace("Max-Forwards: 69", "Max-Forwards: 0");
+    let zero = c.leg.invite("r3", 1, None).replace("Max-Forwards: 69", "Max-Forwards: 0");
     c.send(&zero).await.unwrap();
     c.expect(483).await;
     // Malformed but answerable: 400.
@@ -395,7 +400,7 @@ async fn unresponsive_and_unreachable_targets(db: Db) {
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     e.phone(&format!("udp:{}", silent.local_addr().unwrap()), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("t1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("t1", 1, None)).await.unwrap();
     // UDP retransmissions reach the silent target (timer A), then 408 after timer B.
     let mut buf = vec![0u8; 65536];
     let mut seen = 0;
@@ -411,7 +416,7 @@ async fn unresponsive_and_unreachable_targets(db: Db) {
     phone.asterisk_target = Some(format!("tcp:127.0.0.1:{port}"));
     store.update_phone(&phone).await.unwrap();
     e.app.svc.edge.as_ref().unwrap().refresh_phones().await;
-    c.send(&c.invite("t2", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("t2", 1, None)).await.unwrap();
     c.expect(503).await;
     let _ = e.tcp;
     let _ = e.udp;
@@ -631,11 +636,11 @@ async fn in_dialog_requests_only_reach_dialog_peers(db: Db) {
     let udp_victim = udp_on("127.0.0.1").await;
     let tcp_victim = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut c = e.caller().await;
-    c.send(&c.invite("g1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("g1", 1, None)).await.unwrap();
     let ok = c.expect(200).await;
-    c.send(&c.in_dialog("ACK", &ok, "g1", 1, "").unwrap()).await.unwrap();
+    c.send(&c.leg.in_dialog("ACK", &ok, "g1", 1, "").unwrap()).await.unwrap();
     let to = header(&ok, "to").unwrap().to_string();
-    let local = c.local;
+    let local = c.leg.local;
     let forged = |ruri: &str, route: &str, call: &str, cseq: u32| {
         format!(
             "BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-forged-{cseq};rport\r\n\
@@ -657,13 +662,13 @@ async fn in_dialog_requests_only_reach_dialog_peers(db: Db) {
         .unwrap();
     c.expect(403).await;
     // The dialog's own route set on another Call-ID: not a dialog the edge set up.
-    let stolen = c.in_dialog("BYE", &ok, "other-call", 5, "").unwrap();
+    let stolen = c.leg.in_dialog("BYE", &ok, "other-call", 5, "").unwrap();
     c.send(&stolen.replacen(&format!("BYE {}", stolen.split(' ').nth(1).unwrap()), &format!("BYE {udp_uri}"), 1))
         .await
         .unwrap();
     c.expect(403).await;
     // The real BYE reaches SIPp and its 200 comes back.
-    c.send(&c.in_dialog("BYE", &ok, "g1", 6, "").unwrap()).await.unwrap();
+    c.send(&c.leg.in_dialog("BYE", &ok, "g1", 6, "").unwrap()).await.unwrap();
     let bye_ok = c.expect(200).await;
     assert!(bye_ok.contains("6 BYE"), "{bye_ok}");
     assert!(sipp.finished_ok(), "SIPp saw the real BYE");
@@ -722,7 +727,7 @@ async fn timer_c_cancels_an_invite_ringing_forever(db: Db) {
     let sipp = start_sipp("uas_ring_forever.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("tc1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("tc1", 1, None)).await.unwrap();
     c.expect(180).await;
     let timeout = c.expect(408).await;
     assert!(timeout.contains("outgoing:wacid.tc1"), "{timeout}");
@@ -748,18 +753,18 @@ async fn replayed_digest_credentials_are_challenged(db: Db) {
     let pbx = udp_on("127.0.0.1").await;
     e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), Some("meta-sip-password")).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("rp1", 1, None)).await.unwrap();
+    c.send(&c.leg.invite("rp1", 1, None)).await.unwrap();
     let challenge = c.expect(407).await;
     let values = headers(&challenge, "proxy-authenticate", "");
     let uri = format!("sip:{NUMBER};tgrp=wacall@sip.test;transport=tls");
     let auth = wabridge::sip::digest::respond(values[0], "INVITE", &uri, "5511930001234", "meta-sip-password", "cafe")
         .unwrap();
-    c.send(&c.invite("rp1", 2, Some(&auth))).await.unwrap();
+    c.send(&c.leg.invite("rp1", 2, Some(&auth))).await.unwrap();
     c.expect(100).await;
     let forwarded = recv_text(&pbx).await;
     assert!(forwarded.starts_with("INVITE") && forwarded.contains("wacid.rp1"), "{forwarded}");
     // The same credentials on another call: a fresh challenge (stale=true), nothing forwarded.
-    c.send(&c.invite("rp2", 1, Some(&auth))).await.unwrap();
+    c.send(&c.leg.invite("rp2", 1, Some(&auth))).await.unwrap();
     let again = c.expect(407).await;
     assert!(again.contains("stale=true"), "{again}");
     assert!(pending_texts(&pbx).iter().all(|m| !m.contains("wacid.rp2")), "the replay was not forwarded");

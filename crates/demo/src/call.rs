@@ -239,22 +239,25 @@ pub async fn play(
     show(format!(
         "Meta dials the number's SIP server {host}:{port} ({addr}) over TLS from {} and verifies the certificate \
          for {host}",
-        meta.local.ip()
+        meta.leg.local.ip()
     ));
 
     let call = "demo-1";
     let started = Instant::now();
-    meta.send(&meta.invite(call, 1, None)).await?;
-    show(format!("Meta -> edge   INVITE {} (from +{WHATSAPP_USER}, SDP offer: Opus, SDES-SRTP)", meta.request_uri()));
+    meta.send(&meta.leg.invite(call, 1, None)).await?;
+    show(format!(
+        "Meta -> edge   INVITE {} (from +{WHATSAPP_USER}, SDP offer: Opus, SDES-SRTP)",
+        meta.leg.request_uri()
+    ));
     let challenge = meta.response_seeing(407, |m| show(format!("edge -> Meta   {}", first_line(m)))).await?;
     let algorithms: Vec<&str> = headers(&challenge, "proxy-authenticate", "")
         .into_iter()
         .filter_map(|v| v.split("algorithm=").nth(1)?.split(',').next())
         .collect();
     show(format!("edge -> Meta   {} (digest, {})", first_line(&challenge), algorithms.join(" or ")));
-    meta.send(&meta.ack_final(&challenge, call, 1)).await?;
+    meta.send(&meta.leg.ack_final(&challenge, call, 1)).await?;
     let password = graph.sip_password(pnid, number.app).context("Meta has the number's SIP password")?;
-    let invite = meta.invite_with_credentials(&challenge, call, 2, &password).context("answering the challenge")?;
+    let invite = meta.leg.invite_with_credentials(&challenge, call, 2, &password).context("answering the challenge")?;
     meta.send(&invite).await?;
     show("Meta -> edge   INVITE again, with Proxy-Authorization (username = the number, Meta's SIP password)");
     // Each answer the edge relays was sent by the PBX first: its side of the ladder is shown up to that message.
@@ -275,7 +278,7 @@ pub async fn play(
     };
     let media = ok.split("\r\n").find(|l| l.starts_with("m=audio")).unwrap_or("no SDP").to_string();
     show(format!("edge -> Meta   {} (the PBX's SDP answer: {media})", first_line(&ok)));
-    meta.send(&meta.in_dialog("ACK", &ok, call, 2, "")?).await?;
+    meta.send(&meta.leg.in_dialog("ACK", &ok, call, 2, "")?).await?;
     show("Meta -> edge   ACK (routed by the edge's Record-Route entry, signed for this dialog)");
     pbx.show_through("edge -> PBX ACK").await?;
 
@@ -288,7 +291,7 @@ pub async fn play(
 
     let secs = started.elapsed().as_secs();
     let extra = format!("x-wa-meta-wacid: wacid.{call}\r\nx-wa-meta-call-duration: {secs}\r\n");
-    meta.send(&meta.in_dialog("BYE", &ok, call, 3, &extra)?).await?;
+    meta.send(&meta.leg.in_dialog("BYE", &ok, call, 3, &extra)?).await?;
     show("Meta -> edge   BYE (the WhatsApp user hung up)");
     let bye_ok = meta.response(200).await?;
     pbx.show_through("PBX -> edge SIP/2.0 200").await?;

@@ -44,6 +44,14 @@ pub enum CallerError {
 pub struct MetaCaller {
     stream: tokio_rustls::client::TlsStream<TcpStream>,
     buf: Vec<u8>,
+    /// The messages Meta sends on this connection.
+    pub leg: CallLeg,
+}
+
+/// The messages Meta sends for calls to one business number from one connection (no socket: a load generator
+/// with its own connection handling writes them too).
+#[derive(Debug, Clone)]
+pub struct CallLeg {
     /// The connection's local address (Meta's Via).
     pub local: SocketAddr,
     /// The SIP host configured on the number at Meta: the Request-URI's host and the TLS server name.
@@ -95,7 +103,7 @@ impl MetaCaller {
             .connect(name, tcp)
             .await
             .map_err(|e| CallerError::Tls(e, host.into()))?;
-        Ok(MetaCaller { stream, buf: Vec::new(), local, host: host.into(), callee: callee.into() })
+        Ok(MetaCaller { stream, buf: Vec::new(), leg: CallLeg { local, host: host.into(), callee: callee.into() } })
     }
 
     pub async fn send(&mut self, msg: &str) -> Result<(), CallerError> {
@@ -154,7 +162,9 @@ impl MetaCaller {
             Err(e) => panic!("{e}"),
         }
     }
+}
 
+impl CallLeg {
     /// The Request-URI of Meta's INVITE: `sip:+<number>;tgrp=wacall@<host>;transport=tls`.
     pub fn request_uri(&self) -> String {
         format!("sip:{};tgrp=wacall@{};transport=tls", self.callee, self.host)
@@ -221,10 +231,11 @@ impl MetaCaller {
     /// An in-dialog request after `ok` (the 200 to our INVITE): Request-URI = its Contact, Route = the server's
     /// Record-Route entries (those before Meta's own), reversed as a UAC's route set is.
     pub fn in_dialog(&self, method: &str, ok: &str, call: &str, cseq: u32, extra: &str) -> Result<String, CallerError> {
-        let contact = header(ok, "contact")
+        let contact = headers(ok, "contact", "m")
+            .first()
             .and_then(|c| c.split('<').nth(1)?.split('>').next())
             .ok_or(CallerError::Incomplete("a Contact"))?;
-        let to = header(ok, "to").ok_or(CallerError::Incomplete("a To"))?;
+        let to = *headers(ok, "to", "t").first().ok_or(CallerError::Incomplete("a To"))?;
         let mut routes: Vec<&str> = headers(ok, "record-route", "")
             .into_iter()
             .flat_map(|v| v.split(',').map(str::trim))
