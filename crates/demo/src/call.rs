@@ -31,8 +31,8 @@ pub struct EdgeSetup {
     pub key: PathBuf,
 }
 
-/// A development certificate for [`SIP_HOST`] (as `wabridge certs dev --host sip.wabridge.test` writes it) and a free
-/// local port for the edge's TLS listener (asked of the system, then handed to wabridge).
+/// A development certificate for [`SIP_HOST`] (as `wabridge certs dev --host sip.wabridge.test` writes it) and
+/// a free local port for the edge's TLS listener (asked of the system, then handed to wabridge).
 pub fn prepare_edge(dir: &Path) -> anyhow::Result<EdgeSetup> {
     let (cert, key) = wabridge::edge::tls::write_dev_pair(SIP_HOST, &dir.join("certs"))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

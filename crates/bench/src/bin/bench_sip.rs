@@ -270,7 +270,8 @@ async fn conn_load(stream: Tls, tag: String, calls: usize, rate: f64, start: Ins
                         let call = format!("{tag}-{}", t.sent);
                         out.extend_from_slice(leg.invite(&call, 1, None).as_bytes());
                         // Keyed by the Call-ID the answers carry.
-                        states.insert(format!("outgoing:wacid.{call}"), CallState { started: Some(Instant::now()), ..Default::default() });
+                        let state = CallState { started: Some(Instant::now()), ..Default::default() };
+                        states.insert(format!("outgoing:wacid.{call}"), state);
                         t.sent += 1;
                     }
                     if !out.is_empty() && tx.send(out).is_err() {

@@ -102,8 +102,11 @@ mod tests {
     /// RFC 7616 §3.9.1's example (HTTP, but the computation is the same): SHA-256 and MD5.
     #[test]
     fn rfc_7616_examples() {
-        let challenge = r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256,
-            nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
+        let challenge = concat!(
+            r#"Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm=SHA-256, "#,
+            r#"nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", "#,
+            r#"opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#
+        );
         let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
         let a = respond(challenge, "GET", "/dir/index.html", "Mufasa", "Circle of Life", cnonce).unwrap();
         assert!(a.contains(r#"response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1""#), "{a}");
