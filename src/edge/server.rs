@@ -173,10 +173,13 @@ impl Txn {
         let awaited = server.awaits_final();
         let actions = server.handle(ServerEvent::Respond(code, bytes), now);
         let first_final = awaited && !server.awaits_final();
-        self.apply_server(key, actions, effects);
+        // Recorded before the response goes up: once Meta has the 200 its BYE may come at once, on another task,
+        // and the call's end must find the answer already queued (else the record lacks its final status and
+        // `wabridge_calls_active` stays up).
         if first_final && self.forwarded.method == Method::Invite {
             effects.push(Effect::CallFinal(call_id_key(&self.forwarded), code));
         }
+        self.apply_server(key, actions, effects);
     }
 
     fn apply_server(&mut self, key: &TransactionKey, actions: Vec<ServerAction<Vec<u8>>>, effects: &mut Vec<Effect>) {
@@ -1358,6 +1361,33 @@ fn hop_request(invite: &Request, method: &str, to: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (flaky `sip_edge::answered_call_meta_hangs_up` under load): the call's answer was recorded
+    /// after the 200 had gone up to Meta, so Meta's BYE, handled on another task, could be recorded first: the
+    /// record ended without its final status and `wabridge_calls_active` stayed at 1. The answer is recorded
+    /// first now.
+    #[test]
+    fn the_answer_is_recorded_before_it_goes_up() {
+        let Ok(SipMessage::Request(invite)) = crate::sip::message::parse(&crate::sip::testdata::meta_invite()) else {
+            panic!("the test INVITE parses");
+        };
+        let mut txn = Txn {
+            upstream: Some(Route::Conn(1)),
+            server: Some(ServerTxn::Invite(ServerInvite::new(Timers::default(), true))),
+            client: None,
+            forwarded: invite,
+            bytes: Vec::new(),
+            next_hop: NextHop { transport: Transport::Udp, host: "127.0.0.1".into(), port: 5060 },
+            route: None,
+        };
+        let key = TransactionKey::client("z9hG4bK-test", "INVITE");
+        let mut effects = Vec::new();
+        txn.respond_upstream(&key, 200, b"SIP/2.0 200 OK\r\n\r\n".to_vec(), Time::ZERO, &mut effects);
+        let call_final = effects.iter().position(|e| matches!(e, Effect::CallFinal(_, 200)));
+        let sent_up = effects.iter().position(|e| matches!(e, Effect::Send(Route::Conn(1), _)));
+        assert!(call_final.is_some() && sent_up.is_some(), "both effects");
+        assert!(call_final < sent_up, "the answer is recorded before the 200 goes up");
+    }
 
     #[test]
     fn resource_errors_pause_the_accept_loop_and_connection_errors_do_not() {

@@ -484,8 +484,8 @@ async fn a_backlog_on_one_number_does_not_hold_back_another(db: Db) {
     assert_eq!(s, 201, "{body}");
     let key = b.api_key().await;
     let n = 140; // 7 s of sends at 20/s
-    // Posted 14 at a time, so that the backlog is queued well within those 7 s even on a loaded machine (one by
-    // one, the posting itself could outlast the backlog).
+                 // Posted 14 at a time, so that the backlog is queued well within those 7 s even on a loaded machine (one by
+                 // one, the posting itself could outlast the backlog).
     let (http, url) = (b.app.http.clone(), b.app.url("/api/v1/notifications"));
     for first in (0..n).step_by(14) {
         let mut posts = tokio::task::JoinSet::new();

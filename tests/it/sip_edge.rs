@@ -1,115 +1,30 @@
-//! The SIP edge end to end over real sockets: a Meta-like caller over TLS written here, SIPp as the Asterisk
-//! side over UDP and TCP, and a Meta-like TLS server for requests the edge sends toward `wa.meta.vc`.
+//! The SIP edge end to end over real sockets: Meta's side of calls over TLS (`wabridge_sandbox::sip::caller`),
+//! SIPp as the Asterisk side over UDP and TCP (`wabridge_sandbox::sip::sipp`), and a Meta-like TLS server for
+//! requests the edge sends toward `wa.meta.vc`.
 
 use crate::common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Db, TestApp, TestDb};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::rustls;
+use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::ServerName;
 use wabridge::edge::framing::{next_frame, Frame};
 use wabridge::edge::tls;
+use wabridge_sandbox::sip::caller::{self, MetaCaller};
+use wabridge_sandbox::sip::sipp::{child_bound, free_port, Sipp};
+use wabridge_sandbox::sip::text::{header, headers, reply};
 
 const NUMBER: &str = "+5511930001234";
 const SIPP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sipp");
 
-/// Whether process `pid` has its own socket bound to `port` (TCP: listening; UDP: bound), read from
-/// /proc/net/{tcp,udp} (the socket's inode) and /proc/PID/fd, so that no test connection reaches SIPp and a
-/// socket of somebody else on that port does not count.
-fn child_bound(pid: u32, port: u16, tcp: bool) -> bool {
-    let (table, state) = if tcp { ("/proc/net/tcp", "0A") } else { ("/proc/net/udp", "07") };
-    let needle = format!(":{port:04X}");
-    let inodes: Vec<String> = std::fs::read_to_string(table)
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() > 9 && cols[1].ends_with(&needle) && cols[3] == state).then(|| format!("socket:[{}]", cols[9]))
-        })
-        .collect();
-    !inodes.is_empty()
-        && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path())
-                    .is_ok_and(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
-            })
-        })
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-/// SIPp as the Asterisk side: one call of `scenario`, then it exits (0 when the call went as scripted).
-struct Sipp {
-    child: Child,
-    port: u16,
-}
-
-impl Sipp {
-    fn uas(scenario: &str, transport: &str) -> Sipp {
-        Sipp::uas_from(scenario, transport, free_port())
-    }
-
-    /// Starts SIPp on `first_port` and returns once SIPp's own socket is bound (listening, for TCP): a call sent
-    /// earlier would get 503 from the edge. `free_port` only knows the port is free for UDP; when SIPp cannot
-    /// bind it (the number is held by a TCP connection, or one in TIME_WAIT, of a busy machine) SIPp exits and
-    /// is started again on another port.
-    fn uas_from(scenario: &str, transport: &str, first_port: u16) -> Sipp {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut port = first_port;
-        loop {
-            let mut child = Command::new("sipp")
-                .args(["-sf", &format!("{SIPP_DIR}/{scenario}"), "-i", "127.0.0.1", "-p", &port.to_string()])
-                .args(["-t", transport, "-m", "1", "-timeout", "20", "-timeout_error", "-nostdin", "-nr"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("sipp starts");
-            loop {
-                if child_bound(child.id(), port, transport.starts_with('t')) {
-                    return Sipp { child, port };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // could not bind: try another port
-                }
-                assert!(Instant::now() < deadline, "SIPp never bound a port");
-                std::thread::sleep(Duration::from_millis(10)); // polling a child process with a deadline
-            }
-            port = free_port();
-        }
-    }
-
-    /// Waits for SIPp to finish its call; true when it succeeded.
-    fn finished_ok(mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(25);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20)); // polling a child process with a deadline
-        }
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// SIPp playing one call of `scenario` (a file in tests/sipp) over `transport` as the Asterisk side.
+fn start_sipp(scenario: &str, transport: &str) -> Sipp {
+    Sipp::uas(&std::path::Path::new(SIPP_DIR).join(scenario), transport).expect("SIPp starts")
 }
 
 /// The certificates of a test: the edge's (`sip.test`) and fake Meta's (`wa.meta.vc`).
@@ -185,20 +100,6 @@ fn meta_answer(req: &str) -> String {
     out
 }
 
-/// A response to `req` copying Via, From, To, Call-ID and CSeq.
-fn reply(req: &str, code: u16, reason: &str) -> String {
-    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
-    for line in req.split("\r\n") {
-        let lower = line.to_ascii_lowercase();
-        if ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| lower.starts_with(h)) {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    out
-}
-
 struct Edge {
     app: TestApp,
     tls: SocketAddr,
@@ -258,34 +159,16 @@ impl Edge {
 
     /// A TLS client that trusts only the edge's current certificate.
     fn tls_client(&self) -> tokio_rustls::TlsConnector {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in tls::load_certs(&self.certs.edge_cert).unwrap() {
-            roots.add(c).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        tokio_rustls::TlsConnector::from(caller::client_config(&self.certs.edge_cert).unwrap())
     }
 
-    /// A TCP connection from Meta's (trusted) address 127.0.0.2; the PBX is on 127.0.0.1.
-    async fn connect_from_meta(&self) -> TcpStream {
-        let sock = tokio::net::TcpSocket::new_v4().unwrap();
-        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-        sock.connect(self.tls).await.unwrap()
-    }
-
-    async fn caller(&self) -> Caller {
-        let tcp = self.connect_from_meta().await;
-        let local = tcp.local_addr().unwrap();
-        let stream = self
-            .tls_client()
-            .connect(ServerName::try_from("sip.test").unwrap(), tcp)
+    /// Meta's side of calls to the phone, over TLS from Meta's (trusted) address 127.0.0.2 (the PBX is on
+    /// 127.0.0.1), verifying the edge's certificate for `sip.test`.
+    async fn caller(&self) -> MetaCaller {
+        let tls = caller::client_config(&self.certs.edge_cert).unwrap();
+        MetaCaller::connect(self.tls, "127.0.0.2".parse().unwrap(), "sip.test", tls, NUMBER)
             .await
-            .expect("TLS with the edge, verifying its certificate");
-        Caller { stream, buf: Vec::new(), local }
+            .expect("TLS with the edge, verifying its certificate")
     }
 
     async fn calls(&self) -> Vec<Value> {
@@ -309,134 +192,29 @@ impl Edge {
     }
 }
 
-/// Meta's side of a call, speaking SIP over TLS to the edge like Meta's gateway does.
-struct Caller {
-    stream: tokio_rustls::client::TlsStream<TcpStream>,
-    buf: Vec<u8>,
-    local: SocketAddr,
-}
-
-impl Caller {
-    async fn send(&mut self, msg: &str) {
-        self.stream.write_all(msg.as_bytes()).await.unwrap();
-    }
-
-    /// The next message, or None if the connection closed or nothing came within 5 s.
-    async fn recv(&mut self) -> Option<String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Frame::Message { len }) = next_frame(&self.buf) {
-                let msg = String::from_utf8_lossy(&self.buf[..len]).to_string();
-                self.buf.drain(..len);
-                return Some(msg);
-            }
-            let mut chunk = [0u8; 8192];
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.stream.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                _ => return None,
-            }
-        }
-    }
-
-    /// Reads until a response with this status (returns it), failing on an unexpected final status.
-    async fn expect(&mut self, code: u16) -> String {
-        loop {
-            let msg = self.recv().await.unwrap_or_else(|| panic!("no {code} came"));
-            let got: u16 = msg.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-            if got == code {
-                return msg;
-            }
-            assert!(got < 200 || got == code, "expected {code}, got:\n{msg}");
-        }
-    }
-
-    fn invite(&self, call: &str, cseq: u32, auth: Option<&str>) -> String {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 157.240.1.1\r\ns=-\r\nc=IN IP4 157.240.1.1\r\nt=0 0\r\n\
-                   m=audio 40012 RTP/SAVP 111 126\r\na=rtpmap:111 opus/48000/2\r\n\
-                   a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
-        let auth = auth.map(|a| format!("Proxy-Authorization: {a}\r\n")).unwrap_or_default();
-        format!(
-            "INVITE sip:{NUMBER};tgrp=wacall@sip.test;transport=tls SIP/2.0\r\n\
-             Via: SIP/2.0/TLS {local};branch=z9hG4bK-{call}-{cseq};rport\r\n\
-             Record-Route: <sip:wa.meta.vc;transport=tls;lr>\r\n\
-             Record-Route: <sip:onevc-sip-proxy.fbinfra.net:8191;transport=tls;lr>\r\n\
-             Max-Forwards: 69\r\n\
-             From: \"5511987654321\" <sip:+5511987654321@wa.meta.vc>;tag=meta-{call}\r\n\
-             To: <sip:{NUMBER}@sip.test>\r\n\
-             Call-ID: outgoing:wacid.{call}\r\n\
-             CSeq: {cseq} INVITE\r\n\
-             Contact: <sip:+5511987654321@wa.meta.vc;transport=tls;ob>;isfocus\r\n\
-             x-wa-meta-wacid: wacid.{call}\r\n\
-             X-FB-External-Domain: wa.meta.vc\r\n\
-             User-Agent: Facebook SipGateway\r\n\
-             Allow: INVITE, ACK, BYE, CANCEL, NOTIFY, OPTIONS\r\n\
-             {auth}Content-Type: application/sdp\r\n\
-             Content-Length: {}\r\n\r\n{sdp}",
-            sdp.len(),
-            local = self.local,
-        )
-    }
-
-    /// An in-dialog request after `ok` (the 200 to our INVITE): Request-URI = its Contact, Route = the edge's
-    /// Record-Route entries (the ones before Meta's own).
-    fn in_dialog(&self, method: &str, ok: &str, call: &str, cseq: u32, extra: &str) -> String {
-        let contact = header(ok, "contact").and_then(|c| c.split('<').nth(1)?.split('>').next()).unwrap().to_string();
-        let to = header(ok, "to").unwrap();
-        let routes: Vec<String> = headers(ok, "record-route")
-            .into_iter()
-            .flat_map(|v| v.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
-            .take_while(|r| !r.contains("wa.meta.vc") && !r.contains("fbinfra"))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev() // a UAC's route set is the Record-Route list reversed
-            .collect();
-        let route_lines: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
-        format!(
-            "{method} {contact} SIP/2.0\r\n\
-             Via: SIP/2.0/TLS {local};branch=z9hG4bK-{call}-{method}-{cseq};rport\r\n\
-             {route_lines}Max-Forwards: 69\r\n\
-             From: \"5511987654321\" <sip:+5511987654321@wa.meta.vc>;tag=meta-{call}\r\n\
-             To: {to}\r\nCall-ID: outgoing:wacid.{call}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n",
-            local = self.local,
-        )
-    }
-}
-
-fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
-    msg.split("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .split("\r\n")
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
-    headers(msg, name).into_iter().next()
-}
-
 async fn answered_call_meta_hangs_up(db: Db) {
     if !common::sipp_available() {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
-    let sipp = Sipp::uas("uas_answer.xml", "u1");
+    let sipp = start_sipp("uas_answer.xml", "u1");
     let phone = e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("a1", 1, None)).await;
+    c.send(&c.leg.invite("a1", 1, None)).await.unwrap();
     let trying = c.expect(100).await;
     assert!(trying.contains("z9hG4bK-a1-1"), "100 Trying at once for our INVITE:\n{trying}");
     c.expect(180).await;
     let ok = c.expect(200).await;
-    let rr = headers(&ok, "record-route").join(",");
+    let rr = headers(&ok, "record-route", "").join(",");
     assert!(rr.contains("wa.meta.vc") && rr.contains("onevc-sip-proxy.fbinfra.net:8191"), "Meta's RR kept: {ok}");
     assert!(rr.contains("sip.test"), "our Record-Route toward Meta: {ok}");
     assert!(ok.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80"), "SDP untouched: {ok}");
-    c.send(&c.in_dialog("ACK", &ok, "a1", 1, "")).await;
-    c.send(&c.in_dialog("BYE", &ok, "a1", 2, "x-wa-meta-wacid: wacid.a1\r\nx-wa-meta-call-duration: 42\r\n")).await;
+    c.send(&c.leg.in_dialog("ACK", &ok, "a1", 1, "").unwrap()).await.unwrap();
+    c.send(
+        &c.leg.in_dialog("BYE", &ok, "a1", 2, "x-wa-meta-wacid: wacid.a1\r\nx-wa-meta-call-duration: 42\r\n").unwrap(),
+    )
+    .await
+    .unwrap();
     c.expect(200).await;
     assert!(sipp.finished_ok(), "SIPp saw the whole call");
     let call = e.call_where(|c| !c["hangup_by"].is_null()).await;
@@ -459,12 +237,12 @@ async fn answered_call_business_hangs_up_over_tcp(db: Db) {
         return;
     }
     let mut e = start(db, "127.0.0.2/32").await;
-    let sipp = Sipp::uas("uas_answer_bye.xml", "t1");
+    let sipp = start_sipp("uas_answer_bye.xml", "t1");
     e.phone(&format!("tcp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("b1", 1, None)).await;
+    c.send(&c.leg.invite("b1", 1, None)).await.unwrap();
     let ok = c.expect(200).await;
-    c.send(&c.in_dialog("ACK", &ok, "b1", 1, "")).await;
+    c.send(&c.leg.in_dialog("ACK", &ok, "b1", 1, "").unwrap()).await.unwrap();
     // SIPp hangs up: its BYE follows the Record-Route set back through the edge to wa.meta.vc over TLS.
     let bye = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -488,10 +266,10 @@ async fn busy_and_cancel(db: Db) {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
-    let sipp = Sipp::uas("uas_busy.xml", "u1");
+    let sipp = start_sipp("uas_busy.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("c1", 1, None)).await;
+    c.send(&c.leg.invite("c1", 1, None)).await.unwrap();
     let busy = c.expect(486).await;
     assert!(busy.contains("outgoing:wacid.c1"));
     assert!(sipp.finished_ok(), "SIPp got the edge's ACK for its 486");
@@ -500,18 +278,21 @@ async fn busy_and_cancel(db: Db) {
     assert!(call["answered_at"].is_null());
 
     // The caller cancels while it rings.
-    let sipp = Sipp::uas("uas_cancel.xml", "u1");
+    let sipp = start_sipp("uas_cancel.xml", "u1");
     let store = &e.app.svc.store;
     let mut phone = store.list_phones().await.unwrap().remove(0);
     phone.asterisk_target = Some(format!("udp:127.0.0.1:{}", sipp.port));
     store.update_phone(&phone).await.unwrap();
     e.app.svc.edge.as_ref().unwrap().refresh_phones().await;
-    c.send(&c.invite("c2", 1, None)).await;
+    c.send(&c.leg.invite("c2", 1, None)).await.unwrap();
     c.expect(180).await;
-    let cancel =
-        c.invite("c2", 1, None).replacen("INVITE sip:", "CANCEL sip:", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    let cancel = c
+        .leg
+        .invite("c2", 1, None)
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
     let cancel = cancel.split("Content-Type").next().unwrap().to_string() + "Content-Length: 0\r\n\r\n";
-    c.send(&cancel).await;
+    c.send(&cancel).await.unwrap();
     let r = c.expect(200).await;
     assert!(r.contains("CANCEL"), "200 for the CANCEL: {r}");
     c.expect(487).await;
@@ -526,28 +307,28 @@ async fn digest_challenge(db: Db) {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
-    let sipp = Sipp::uas("uas_answer.xml", "u1");
+    let sipp = start_sipp("uas_answer.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), Some("meta-sip-password")).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("d1", 1, None)).await;
+    c.send(&c.leg.invite("d1", 1, None)).await.unwrap();
     let challenge = c.expect(407).await;
-    let values = headers(&challenge, "proxy-authenticate");
+    let values = headers(&challenge, "proxy-authenticate", "");
     assert!(values.iter().any(|v| v.contains("SHA-256")) && values.iter().any(|v| v.contains("MD5")), "{challenge}");
     assert!(values.iter().all(|v| v.contains("realm=\"sip.test\"")), "{challenge}");
     let uri = format!("sip:{NUMBER};tgrp=wacall@sip.test;transport=tls");
     // Wrong password: refused, nothing forwarded.
     let wrong = wabridge::sip::digest::respond(values[0], "INVITE", &uri, "5511930001234", "nope", "c0ffee").unwrap();
-    c.send(&c.invite("d1", 2, Some(&wrong))).await;
+    c.send(&c.leg.invite("d1", 2, Some(&wrong))).await.unwrap();
     let refused = c.recv().await.unwrap();
     assert!(refused.starts_with("SIP/2.0 403") || refused.starts_with("SIP/2.0 407"), "{refused}");
     // Right password (MD5 this time): forwarded and answered.
     let md5 = values.iter().find(|v| v.contains("MD5")).unwrap();
     let right =
         wabridge::sip::digest::respond(md5, "INVITE", &uri, "5511930001234", "meta-sip-password", "c0ffee").unwrap();
-    c.send(&c.invite("d1", 3, Some(&right))).await;
+    c.send(&c.leg.invite("d1", 3, Some(&right))).await.unwrap();
     let ok = c.expect(200).await;
-    c.send(&c.in_dialog("ACK", &ok, "d1", 3, "")).await;
-    c.send(&c.in_dialog("BYE", &ok, "d1", 4, "")).await;
+    c.send(&c.leg.in_dialog("ACK", &ok, "d1", 3, "").unwrap()).await.unwrap();
+    c.send(&c.leg.in_dialog("BYE", &ok, "d1", 4, "").unwrap()).await.unwrap();
     c.expect(200).await;
     assert!(sipp.finished_ok());
     e.app.stop().await;
@@ -560,35 +341,37 @@ async fn refusals_and_malformed_input(db: Db) {
     let pbx = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), None).await;
     let mut c = e.caller().await;
-    let unknown = c.invite("r1", 1, None).replace("+5511930001234", "+4420794600180");
-    c.send(&unknown).await;
+    let unknown = c.leg.invite("r1", 1, None).replace("+5511930001234", "+4420794600180");
+    c.send(&unknown).await.unwrap();
     c.expect(404).await;
     let register =
-        c.invite("r2", 1, None).replacen("INVITE sip:", "REGISTER sip:", 1).replace("1 INVITE", "1 REGISTER");
-    c.send(&register).await;
+        c.leg.invite("r2", 1, None).replacen("INVITE sip:", "REGISTER sip:", 1).replace("1 INVITE", "1 REGISTER");
+    c.send(&register).await.unwrap();
     c.expect(403).await;
     let options = "OPTIONS sip:sip.test;transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKopt\r\n\
                    From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: opt1\r\nCSeq: 1 OPTIONS\r\n\
                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    c.send(options).await;
+    c.send(options).await.unwrap();
     c.expect(200).await;
-    let zero = c.invite("r3", 1, None).replace("Max-Forwards: 69", "Max-Forwards: 0");
-    c.send(&zero).await;
+    let zero = c.leg.invite("r3", 1, None).replace("Max-Forwards: 69", "Max-Forwards: 0");
+    c.send(&zero).await.unwrap();
     c.expect(483).await;
     // Malformed but answerable: 400.
     c.send(
         "INVITE sip:x@sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKbad\r\nFrom: <sip:a@b>;tag=1\r\n\
          To: <sip:x@sip.test>\r\nCall-ID: bad1\r\nCSeq: x INVITE\r\nContent-Length: 0\r\n\r\n",
     )
-    .await;
+    .await
+    .unwrap();
     let bad = c.recv().await.expect("an answer to a malformed request");
     assert!(bad.starts_with("SIP/2.0 400"), "{bad}");
     // Unframeable garbage: the connection is closed, the edge lives on.
     c.send("\u{1}\u{2}garbage without end of headers and a huge claimed length\r\nContent-Length: 999999\r\n\r\n")
-        .await;
+        .await
+        .unwrap();
     assert!(c.recv().await.map(|m| m.starts_with("SIP/2.0 4")).unwrap_or(true));
     let mut again = e.caller().await;
-    again.send(options).await;
+    again.send(options).await.unwrap();
     again.expect(200).await;
     let mut buf = [0u8; 100];
     assert!(
@@ -617,7 +400,7 @@ async fn unresponsive_and_unreachable_targets(db: Db) {
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     e.phone(&format!("udp:{}", silent.local_addr().unwrap()), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("t1", 1, None)).await;
+    c.send(&c.leg.invite("t1", 1, None)).await.unwrap();
     // UDP retransmissions reach the silent target (timer A), then 408 after timer B.
     let mut buf = vec![0u8; 65536];
     let mut seen = 0;
@@ -633,7 +416,7 @@ async fn unresponsive_and_unreachable_targets(db: Db) {
     phone.asterisk_target = Some(format!("tcp:127.0.0.1:{port}"));
     store.update_phone(&phone).await.unwrap();
     e.app.svc.edge.as_ref().unwrap().refresh_phones().await;
-    c.send(&c.invite("t2", 1, None)).await;
+    c.send(&c.leg.invite("t2", 1, None)).await.unwrap();
     c.expect(503).await;
     let _ = e.tcp;
     let _ = e.udp;
@@ -686,17 +469,17 @@ async fn certificate_reload_keeps_connections(db: Db) {
     let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKrl\r\n\
                    From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: rl1\r\nCSeq: 1 OPTIONS\r\n\
                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    old.send(options).await;
+    old.send(options).await.unwrap();
     old.expect(200).await;
     // A client that trusts only the new certificate gets in.
     let mut new = e.caller().await;
-    new.send(options).await;
+    new.send(options).await.unwrap();
     new.expect(200).await;
     // Broken files are refused and the current certificate stays.
     std::fs::write(&e.certs.edge_key, "garbage").unwrap();
     assert!(e.app.svc.edge.as_ref().unwrap().reload_certificate().is_err());
     let mut again = e.caller().await;
-    again.send(options).await;
+    again.send(options).await.unwrap();
     again.expect(200).await;
     e.app.stop().await;
 }
@@ -709,9 +492,9 @@ async fn per_source_connection_limit(db: Db) {
                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
     let mut a = e.caller().await;
     let mut b = e.caller().await;
-    a.send(options).await;
+    a.send(options).await.unwrap();
     a.expect(200).await;
-    b.send(options).await;
+    b.send(options).await.unwrap();
     b.expect(200).await;
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
@@ -847,17 +630,17 @@ async fn in_dialog_requests_only_reach_dialog_peers(db: Db) {
         return;
     }
     let e = start(db, "127.0.0.2/32").await;
-    let sipp = Sipp::uas("uas_answer.xml", "u1");
+    let sipp = start_sipp("uas_answer.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     // Listeners of the test's own that are no dialog's peer.
     let udp_victim = udp_on("127.0.0.1").await;
     let tcp_victim = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut c = e.caller().await;
-    c.send(&c.invite("g1", 1, None)).await;
+    c.send(&c.leg.invite("g1", 1, None)).await.unwrap();
     let ok = c.expect(200).await;
-    c.send(&c.in_dialog("ACK", &ok, "g1", 1, "")).await;
+    c.send(&c.leg.in_dialog("ACK", &ok, "g1", 1, "").unwrap()).await.unwrap();
     let to = header(&ok, "to").unwrap().to_string();
-    let local = c.local;
+    let local = c.leg.local;
     let forged = |ruri: &str, route: &str, call: &str, cseq: u32| {
         format!(
             "BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bK-forged-{cseq};rport\r\n\
@@ -870,19 +653,22 @@ async fn in_dialog_requests_only_reach_dialog_peers(db: Db) {
     let plain = "<sip:sip.test:5061;transport=tls;lr>";
     let udp_uri = format!("sip:x@{};transport=udp", udp_victim.local_addr().unwrap());
     let tcp_uri = format!("sip:x@{};transport=tcp", tcp_victim.local_addr().unwrap());
-    c.send(&forged(&udp_uri, plain, "g1", 2)).await;
+    c.send(&forged(&udp_uri, plain, "g1", 2)).await.unwrap();
     c.expect(403).await;
-    c.send(&forged(&tcp_uri, plain, "g1", 3)).await;
+    c.send(&forged(&tcp_uri, plain, "g1", 3)).await.unwrap();
     c.expect(403).await;
     c.send(&forged("sip:x@127.0.0.1:9", &format!("<sip:sip.test:5061;transport=tls;lr>, <{tcp_uri};lr>"), "g1", 4))
-        .await;
+        .await
+        .unwrap();
     c.expect(403).await;
     // The dialog's own route set on another Call-ID: not a dialog the edge set up.
-    let stolen = c.in_dialog("BYE", &ok, "other-call", 5, "");
-    c.send(&stolen.replacen(&format!("BYE {}", stolen.split(' ').nth(1).unwrap()), &format!("BYE {udp_uri}"), 1)).await;
+    let stolen = c.leg.in_dialog("BYE", &ok, "other-call", 5, "").unwrap();
+    c.send(&stolen.replacen(&format!("BYE {}", stolen.split(' ').nth(1).unwrap()), &format!("BYE {udp_uri}"), 1))
+        .await
+        .unwrap();
     c.expect(403).await;
     // The real BYE reaches SIPp and its 200 comes back.
-    c.send(&c.in_dialog("BYE", &ok, "g1", 6, "")).await;
+    c.send(&c.leg.in_dialog("BYE", &ok, "g1", 6, "").unwrap()).await.unwrap();
     let bye_ok = c.expect(200).await;
     assert!(bye_ok.contains("6 BYE"), "{bye_ok}");
     assert!(sipp.finished_ok(), "SIPp saw the real BYE");
@@ -926,7 +712,7 @@ async fn untrusted_connections_are_closed_at_accept(db: Db) {
     let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKacc\r\n\
                    From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: acc1\r\nCSeq: 1 OPTIONS\r\n\
                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    c.send(options).await;
+    c.send(options).await.unwrap();
     c.expect(200).await;
     e.app.stop().await;
 }
@@ -938,10 +724,10 @@ async fn timer_c_cancels_an_invite_ringing_forever(db: Db) {
         return;
     }
     let e = start_with(db, "127.0.0.2/32", |c| c.sip_timer_c_seconds = 1).await;
-    let sipp = Sipp::uas("uas_ring_forever.xml", "u1");
+    let sipp = start_sipp("uas_ring_forever.xml", "u1");
     e.phone(&format!("udp:127.0.0.1:{}", sipp.port), None).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("tc1", 1, None)).await;
+    c.send(&c.leg.invite("tc1", 1, None)).await.unwrap();
     c.expect(180).await;
     let timeout = c.expect(408).await;
     assert!(timeout.contains("outgoing:wacid.tc1"), "{timeout}");
@@ -950,7 +736,7 @@ async fn timer_c_cancels_an_invite_ringing_forever(db: Db) {
     let options = "OPTIONS sip:sip.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.2:9;branch=z9hG4bKtc\r\n\
                    From: <sip:probe@wa.meta.vc>;tag=o\r\nTo: <sip:sip.test>\r\nCall-ID: tc-opt\r\nCSeq: 1 OPTIONS\r\n\
                    Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    c.send(options).await;
+    c.send(options).await.unwrap();
     let next = c.recv().await.expect("the answer to OPTIONS");
     assert!(next.starts_with("SIP/2.0 200") && next.contains("tc-opt"), "nothing but the OPTIONS answer: {next}");
     let call = e.call_where(|c| !c["final_status"].is_null()).await;
@@ -967,18 +753,18 @@ async fn replayed_digest_credentials_are_challenged(db: Db) {
     let pbx = udp_on("127.0.0.1").await;
     e.phone(&format!("udp:{}", pbx.local_addr().unwrap()), Some("meta-sip-password")).await;
     let mut c = e.caller().await;
-    c.send(&c.invite("rp1", 1, None)).await;
+    c.send(&c.leg.invite("rp1", 1, None)).await.unwrap();
     let challenge = c.expect(407).await;
-    let values = headers(&challenge, "proxy-authenticate");
+    let values = headers(&challenge, "proxy-authenticate", "");
     let uri = format!("sip:{NUMBER};tgrp=wacall@sip.test;transport=tls");
     let auth = wabridge::sip::digest::respond(values[0], "INVITE", &uri, "5511930001234", "meta-sip-password", "cafe")
         .unwrap();
-    c.send(&c.invite("rp1", 2, Some(&auth))).await;
+    c.send(&c.leg.invite("rp1", 2, Some(&auth))).await.unwrap();
     c.expect(100).await;
     let forwarded = recv_text(&pbx).await;
     assert!(forwarded.starts_with("INVITE") && forwarded.contains("wacid.rp1"), "{forwarded}");
     // The same credentials on another call: a fresh challenge (stale=true), nothing forwarded.
-    c.send(&c.invite("rp2", 1, Some(&auth))).await;
+    c.send(&c.leg.invite("rp2", 1, Some(&auth))).await.unwrap();
     let again = c.expect(407).await;
     assert!(again.contains("stale=true"), "{again}");
     assert!(pending_texts(&pbx).iter().all(|m| !m.contains("wacid.rp2")), "the replay was not forwarded");
@@ -999,9 +785,10 @@ fn sipp_harness_moves_off_a_port_held_by_tcp() {
     held.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into()).unwrap();
     held.connect(&server.local_addr().unwrap().into()).unwrap();
     let taken = held.local_addr().unwrap().as_socket().unwrap().port();
-    let sipp = Sipp::uas_from("uas_answer_bye.xml", "t1", taken);
+    let scenario = std::path::Path::new(SIPP_DIR).join("uas_answer_bye.xml");
+    let sipp = Sipp::uas_from(&scenario, "t1", taken, &[]).expect("SIPp starts");
     assert_ne!(sipp.port, taken);
-    assert!(child_bound(sipp.child.id(), sipp.port, true), "SIPp listens where the harness says");
+    assert!(child_bound(sipp.pid(), sipp.port, true), "SIPp listens where the harness says");
 }
 
 /// The default sip_pbx_networks follow the Asterisk targets (IP literals, names resolved, changes picked up with

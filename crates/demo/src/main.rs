@@ -1,11 +1,15 @@
 //! `wabridge-demo`: wabridge on a scratch SQLite database with the Meta and Bitrix24 emulators
 //! (`wabridge-sandbox`) on local ports. It registers an app, a WABA, a phone and a portal, plays a short story
 //! through the real service over real sockets, printing each step, then stays up for exploring until Ctrl-C.
+//! When SIPp is installed the story ends with a WhatsApp call through the SIP edge to SIPp as the PBX
+//! ([`call`]).
 //!
 //! cargo run -p wabridge-demo                      # or: cargo run -p wabridge-demo -- --listen 127.0.0.1:8090
 //!
 //! Everything wabridge talks to here is an emulator speaking the providers' documented wire formats: the
 //! story's messages never leave the machine.
+
+mod call;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -41,17 +45,17 @@ struct Args {
     no_wait: bool,
 }
 
-fn step(n: &mut u32, text: &str) {
+pub(crate) fn step(n: &mut u32, text: &str) {
     *n += 1;
     println!("\n[{n}] {text}");
 }
 
-fn show(text: impl AsRef<str>) {
+pub(crate) fn show(text: impl AsRef<str>) {
     println!("    {}", text.as_ref());
 }
 
 /// Polls `cond` until it holds, for at most 20 s (the service's workers run the jobs in the background).
-async fn until<F, Fut>(what: &str, mut cond: F) -> anyhow::Result<()>
+pub(crate) async fn until<F, Fut>(what: &str, mut cond: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -66,14 +70,14 @@ where
     Ok(())
 }
 
-struct Admin {
+pub(crate) struct Admin {
     http: reqwest::Client,
-    base: String,
+    pub(crate) base: String,
     token: String,
 }
 
 impl Admin {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
         let mut req = self.http.request(method, format!("{}/admin/api/v1{path}", self.base)).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -115,7 +119,13 @@ async fn main() -> anyhow::Result<()> {
 
     step(&mut n, "Starting wabridge on a scratch SQLite database");
     let opts = bitrix.options();
-    let config = Config {
+    // The call step needs SIPp (the PBX); without it the rest of the story plays and the step says how to get it.
+    let sipp = wabridge_sandbox::sip::sipp::installed();
+    let edge = match sipp {
+        Ok(()) => Some(call::prepare_edge(dir.path())?),
+        Err(_) => None,
+    };
+    let mut config = Config {
         database_url: format!("sqlite://{}", dir.path().join("demo.db").display()),
         data_dir: dir.path().to_path_buf(),
         listen: args.listen.clone(),
@@ -126,6 +136,9 @@ async fn main() -> anyhow::Result<()> {
         bitrix_client_secret: Some(opts.client_secret.clone()),
         ..Config::default()
     };
+    if let Some(edge) = &edge {
+        call::configure(&mut config, edge);
+    }
     let svc = Service::start(config).await.context("starting wabridge")?;
     let base = svc.url();
     let token = svc.new_admin_token.clone().context("a fresh database has a new admin token")?;
@@ -133,127 +146,162 @@ async fn main() -> anyhow::Result<()> {
     show(format!("admin API token:   {token}"));
     let admin = Admin { http: reqwest::Client::new(), base: base.clone(), token };
 
-    step(&mut n, "Registering a Meta app, its WABA and a phone number; installing the portal; binding the phone");
-    graph.allow_token(TOKEN, APP);
-    graph.set_app_secret(APP, SECRET);
-    graph.add_number(PNID, DISPLAY, WABA);
-    let webhook = format!("{base}/api/waba?app_id={APP}");
-    graph.set_webhook(&webhook, SECRET);
-    for t in templates() {
-        graph.add_template(WABA, t);
-    }
-    let post = reqwest::Method::POST;
-    let app = admin
-        .call(
-            post.clone(),
-            "/apps",
-            Some(json!({"meta_app_id": APP, "domain": "localhost", "app_secret": SECRET, "access_token": TOKEN})),
-        )
+    // The story; Ctrl-C stops it wherever it is (SIPp, when running, is killed with it) and everything is stopped.
+    let story = async {
+        step(&mut n, "Registering a Meta app, its WABA and a phone number; installing the portal; binding the phone");
+        graph.allow_token(TOKEN, APP);
+        graph.set_app_secret(APP, SECRET);
+        graph.add_number(PNID, DISPLAY, WABA);
+        let webhook = format!("{base}/api/waba?app_id={APP}");
+        graph.set_webhook(&webhook, SECRET);
+        for t in templates() {
+            graph.add_template(WABA, t);
+        }
+        let post = reqwest::Method::POST;
+        let app = admin
+            .call(
+                post.clone(),
+                "/apps",
+                Some(json!({"meta_app_id": APP, "domain": "localhost", "app_secret": SECRET, "access_token": TOKEN})),
+            )
+            .await?;
+        let waba = admin.call(post.clone(), "/wabas", Some(json!({"waba_id": WABA, "app": app["id"]}))).await?;
+        let phone = admin
+            .call(
+                post.clone(),
+                "/phones",
+                Some(json!({"number": format!("+{DISPLAY}"), "phone_number_id": PNID, "waba": waba["id"]})),
+            )
+            .await?;
+        let phone_path = format!("/phones/{}", phone["id"]);
+        show(format!(
+            "app {} (Meta {APP}), WABA {} (Meta {WABA}), phone {} (+{DISPLAY})",
+            app["id"], waba["id"], phone["id"]
+        ));
+        show(format!("Meta posts webhooks to {webhook}"));
+        let status =
+            bitrix.install(&format!("{base}/api/bitrix/install")).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let portals = admin.call(reqwest::Method::GET, "/portals", None).await?;
+        let portal = portals[0]["id"].clone();
+        show(format!("portal {portal} installed (HTTP {status}), member_id {}", bitrix.member_id()));
+        admin.call(reqwest::Method::PATCH, &phone_path, Some(json!({"portal": portal, "sms_service": true}))).await?;
+        until("the open line is bound", || async {
+            let p = admin.call(reqwest::Method::GET, &phone_path, None).await.unwrap_or(Value::Null);
+            p["connector"]["status"] == "ok" && p["sms"]["status"] == "registered"
+        })
         .await?;
-    let waba = admin.call(post.clone(), "/wabas", Some(json!({"waba_id": WABA, "app": app["id"]}))).await?;
-    let phone = admin
-        .call(
-            post.clone(),
-            "/phones",
-            Some(json!({"number": format!("+{DISPLAY}"), "phone_number_id": PNID, "waba": waba["id"]})),
-        )
+        let bound = admin.call(reqwest::Method::GET, &phone_path, None).await?;
+        let line: u64 = bound["connector"]["line_id"].as_str().and_then(|l| l.parse().ok()).context("line id")?;
+        show(format!("phone bound to open line {line}; offered as the portal's SMS provider ({SMS_CODE})"));
+        until("the templates are synced", || async {
+            let t = admin.call(reqwest::Method::GET, &format!("/wabas/{}/templates", waba["id"]), None).await;
+            t.is_ok_and(|t| t.as_array().is_some_and(|a| a.len() == templates().len()))
+        })
         .await?;
-    let phone_path = format!("/phones/{}", phone["id"]);
-    show(format!(
-        "app {} (Meta {APP}), WABA {} (Meta {WABA}), phone {} (+{DISPLAY})",
-        app["id"], waba["id"], phone["id"]
-    ));
-    show(format!("Meta posts webhooks to {webhook}"));
-    let status = bitrix.install(&format!("{base}/api/bitrix/install")).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let portals = admin.call(reqwest::Method::GET, "/portals", None).await?;
-    let portal = portals[0]["id"].clone();
-    show(format!("portal {portal} installed (HTTP {status}), member_id {}", bitrix.member_id()));
-    admin.call(reqwest::Method::PATCH, &phone_path, Some(json!({"portal": portal, "sms_service": true}))).await?;
-    until("the open line is bound", || async {
-        let p = admin.call(reqwest::Method::GET, &phone_path, None).await.unwrap_or(Value::Null);
-        p["connector"]["status"] == "ok" && p["sms"]["status"] == "registered"
-    })
-    .await?;
-    let bound = admin.call(reqwest::Method::GET, &phone_path, None).await?;
-    let line: u64 = bound["connector"]["line_id"].as_str().and_then(|l| l.parse().ok()).context("line id")?;
-    show(format!("phone bound to open line {line}; offered as the portal's SMS provider ({SMS_CODE})"));
-    until("the templates are synced", || async {
-        let t = admin.call(reqwest::Method::GET, &format!("/wabas/{}/templates", waba["id"]), None).await;
-        t.is_ok_and(|t| t.as_array().is_some_and(|a| a.len() == templates().len()))
-    })
-    .await?;
-    show(format!("{} templates synced from Meta", templates().len()));
+        show(format!("{} templates synced from Meta", templates().len()));
 
-    step(&mut n, "A customer writes on WhatsApp (Meta posts a signed webhook)");
-    let text = "Olá! Meu pedido 77 já está pronto?";
-    let value = p::messages_value(
-        DISPLAY,
-        PNID,
-        vec![p::contact(CUSTOMER, "Maria Souza")],
-        vec![p::text_message(CUSTOMER, &p::new_wamid(), unix_now(), text)],
-    );
-    let delivery = MetaWebhookSender::new(&webhook, SECRET).deliver(&p::envelope(WABA, "messages", value)).await;
-    if !delivery.delivered {
-        bail!("the webhook was not accepted: {:?}", delivery.statuses);
-    }
-    graph.customer_messaged(PNID, CUSTOMER);
-    show(format!("Maria Souza (+{CUSTOMER}): {text:?}  -> wabridge answered {:?}", delivery.statuses));
-    until("the message is on the CRM line", || async {
-        bitrix.chat_messages().iter().any(|m| m.text.as_deref().is_some_and(|t| t.contains("pedido 77")))
-    })
-    .await?;
-    show(format!("it appeared in the portal's open line {line} (imconnector.send.messages)"));
+        step(&mut n, "A customer writes on WhatsApp (Meta posts a signed webhook)");
+        let text = "Olá! Meu pedido 77 já está pronto?";
+        let value = p::messages_value(
+            DISPLAY,
+            PNID,
+            vec![p::contact(CUSTOMER, "Maria Souza")],
+            vec![p::text_message(CUSTOMER, &p::new_wamid(), unix_now(), text)],
+        );
+        let delivery = MetaWebhookSender::new(&webhook, SECRET).deliver(&p::envelope(WABA, "messages", value)).await;
+        if !delivery.delivered {
+            bail!("the webhook was not accepted: {:?}", delivery.statuses);
+        }
+        graph.customer_messaged(PNID, CUSTOMER);
+        show(format!("Maria Souza (+{CUSTOMER}): {text:?}  -> wabridge answered {:?}", delivery.statuses));
+        until("the message is on the CRM line", || async {
+            bitrix.chat_messages().iter().any(|m| m.text.as_deref().is_some_and(|t| t.contains("pedido 77")))
+        })
+        .await?;
+        show(format!("it appeared in the portal's open line {line} (imconnector.send.messages)"));
 
-    step(&mut n, "The operator answers in the portal");
-    let reply = "Oi Maria! Está pronto, pode retirar hoje.";
-    bitrix.operator_reply(line, CUSTOMER, reply, vec![]).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    until("the answer reaches Meta", || async { !graph.sent_messages(PNID).is_empty() }).await?;
-    show(format!("sent to WhatsApp through the Graph API: {reply:?}"));
-    until("delivered and read marks reach the portal", || async {
-        !bitrix.delivery_marks().is_empty() && !bitrix.reading_marks().is_empty()
-    })
-    .await?;
-    show("Meta reported delivered and read; the marks appeared in the portal's chat");
+        step(&mut n, "The operator answers in the portal");
+        let reply = "Oi Maria! Está pronto, pode retirar hoje.";
+        bitrix.operator_reply(line, CUSTOMER, reply, vec![]).await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        until("the answer reaches Meta", || async { !graph.sent_messages(PNID).is_empty() }).await?;
+        show(format!("sent to WhatsApp through the Graph API: {reply:?}"));
+        until("delivered and read marks reach the portal", || async {
+            !bitrix.delivery_marks().is_empty() && !bitrix.reading_marks().is_empty()
+        })
+        .await?;
+        show("Meta reported delivered and read; the marks appeared in the portal's chat");
 
-    step(&mut n, "A CRM robot sends an \"SMS\" through the SMS provider: a WhatsApp template");
-    let before = graph.sent_messages(PNID).len();
-    let (status, message_id) = bitrix
-        .robot_sms(SMS_CODE, "+55 11 98765-4321", "order_ready+pt_BR+Maria|77")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    show(format!("robot's message 'order_ready+pt_BR+Maria|77' posted to wabridge (HTTP {status})"));
-    until("the template reaches Meta", || async { graph.sent_messages(PNID).len() > before }).await?;
-    let sent = graph.sent_messages(PNID).pop().context("sent")?;
-    show(format!(
-        "template {} ({}) sent to Meta",
-        sent.body["template"]["name"], sent.body["template"]["language"]["code"]
-    ));
-    until("the portal hears it was delivered", || async {
-        bitrix.sms_statuses().iter().any(|(m, s)| *m == message_id && s == "delivered")
-    })
-    .await?;
-    show("the portal's SMS status moved to delivered");
+        step(&mut n, "A CRM robot sends an \"SMS\" through the SMS provider: a WhatsApp template");
+        let before = graph.sent_messages(PNID).len();
+        let (status, message_id) = bitrix
+            .robot_sms(SMS_CODE, "+55 11 98765-4321", "order_ready+pt_BR+Maria|77")
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        show(format!("robot's message 'order_ready+pt_BR+Maria|77' posted to wabridge (HTTP {status})"));
+        until("the template reaches Meta", || async { graph.sent_messages(PNID).len() > before }).await?;
+        let sent = graph.sent_messages(PNID).pop().context("sent")?;
+        show(format!(
+            "template {} ({}) sent to Meta",
+            sent.body["template"]["name"], sent.body["template"]["language"]["code"]
+        ));
+        until("the portal hears it was delivered", || async {
+            bitrix.sms_statuses().iter().any(|(m, s)| *m == message_id && s == "delivered")
+        })
+        .await?;
+        show("the portal's SMS status moved to delivered");
 
-    step(&mut n, "A shop's system sends a notification in pt_BR; the template exists in pt only");
-    let key = admin.call(post.clone(), "/api-keys", Some(json!({"name": "demo shop"}))).await?;
-    let key = key["key"].as_str().context("api key")?.to_string();
-    let before = graph.sent_messages(PNID).len();
-    let answer: Value = admin
-        .http
-        .post(format!("{base}/api/v1/notifications"))
-        .bearer_auth(&key)
-        .json(&json!({"from": format!("+{DISPLAY}"), "to": format!("+{CUSTOMER}"), "template": "delivery_update",
+        step(&mut n, "A shop's system sends a notification in pt_BR; the template exists in pt only");
+        let key = admin.call(post.clone(), "/api-keys", Some(json!({"name": "demo shop"}))).await?;
+        let key = key["key"].as_str().context("api key")?.to_string();
+        let before = graph.sent_messages(PNID).len();
+        let answer: Value = admin
+            .http
+            .post(format!("{base}/api/v1/notifications"))
+            .bearer_auth(&key)
+            .json(&json!({"from": format!("+{DISPLAY}"), "to": format!("+{CUSTOMER}"), "template": "delivery_update",
                       "locale": "pt_BR", "parameters": ["Maria"]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    show(format!("POST /api/v1/notifications -> {answer}"));
-    until("the notification reaches Meta", || async { graph.sent_messages(PNID).len() > before }).await?;
-    let sent = graph.sent_messages(PNID).pop().context("sent")?;
-    show(format!("sent in {} (pt_BR -> pt)", sent.body["template"]["language"]["code"]));
+            .send()
+            .await?
+            .json()
+            .await?;
+        show(format!("POST /api/v1/notifications -> {answer}"));
+        until("the notification reaches Meta", || async { graph.sent_messages(PNID).len() > before }).await?;
+        let sent = graph.sent_messages(PNID).pop().context("sent")?;
+        show(format!("sent in {} (pt_BR -> pt)", sent.body["template"]["language"]["code"]));
 
-    step(&mut n, "Calls through the SIP edge are not part of this demo yet (docs/calling.md shows them with SIPp)");
+        match &edge {
+            Some(edge) => {
+                step(&mut n, "A WhatsApp user calls the business: Meta -> wabridge's SIP edge (TLS) -> the PBX (SIPp)");
+                let number = call::Number { path: &phone_path, pnid: PNID, app: APP, e164: &format!("+{DISPLAY}") };
+                call::play(&admin, &svc, &graph, &number, edge, dir.path()).await?;
+            }
+            None => step(
+                &mut n,
+                "A WhatsApp call through the SIP edge: skipped, SIPp is not installed (it plays the PBX: \
+             `apt-get install sip-tester`, then run the demo again)",
+            ),
+        }
+        anyhow::Ok(())
+    };
+    // One Ctrl-C listener for the story and the wait after it: a Ctrl-C in between is not lost.
+    let ctrl_c = wabridge::service::shutdown_signal();
+    tokio::pin!(ctrl_c);
+    let outcome = tokio::select! {
+        r = story => Some(r),
+        _ = &mut ctrl_c => None,
+    };
+    match outcome {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            svc.stop().await?;
+            return Err(e);
+        }
+        None => {
+            println!("\nStopped (Ctrl-C); the scratch database is removed.");
+            svc.stop().await?;
+            return Ok(());
+        }
+    }
 
     println!("\nThe story is over; wabridge keeps running with everything above in its database.");
     println!("  Console:    {base}/admin/");
@@ -264,7 +312,8 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!("Press Ctrl-C to stop (the scratch database is removed).");
-    wabridge::service::shutdown_signal().await;
+    ctrl_c.await;
+    println!("\nStopped (Ctrl-C); the scratch database is removed.");
     svc.stop().await?;
     graph.stop().await;
     bitrix.stop().await;

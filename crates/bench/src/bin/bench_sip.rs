@@ -31,6 +31,8 @@ use wabridge::edge::framing::{next_frame, Frame};
 use wabridge::edge::tls;
 use wabridge::registry::{self, AppInput, PhoneInput, WabaInput};
 use wabridge::{Config, Service};
+use wabridge_sandbox::sip::caller::{self, CallLeg};
+use wabridge_sandbox::sip::text::headers;
 
 const NUMBER: &str = "+5511930001234";
 /// The repository root (this crate is `crates/bench`): `bench/` holds the SIPp and Kamailio files.
@@ -159,18 +161,6 @@ fn nofile_limit() -> usize {
 
 // ---------------------------------------------------------------------------------------------- TLS client
 
-fn client_tls(cert: &Path) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in tls::load_certs(cert)? {
-        roots.add(c)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
 type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// A TLS connection from 127.0.0.2 (the trusted network, like Meta) to the target, verifying `sip.test`.
@@ -185,71 +175,21 @@ async fn connect(target: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::
 
 // ---------------------------------------------------------------------------------------------- SIP helpers
 
-fn headers<'a>(msg: &'a str, name: &str, short: &str) -> impl Iterator<Item = &'a str> + 'a {
-    let (name, short) = (name.to_string(), short.to_string());
-    msg.split("\r\n\r\n")
-        .next()
-        .unwrap_or("")
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .filter(move |(n, _)| {
-            let n = n.trim();
-            n.eq_ignore_ascii_case(&name) || (!short.is_empty() && n.eq_ignore_ascii_case(&short))
-        })
-        .map(|(_, v)| v.trim())
+/// The calls of one connection, as Meta writes them (`wabridge_sandbox::sip::caller`).
+fn leg(local: SocketAddr) -> CallLeg {
+    CallLeg { local, host: "sip.test".into(), callee: NUMBER.into() }
 }
 
+/// ACK and BYE after `ok` (the 200 to our INVITE of call `call`), along the proxy's Record-Route set.
+fn ack_and_bye(leg: &CallLeg, call: &str, ok: &str) -> Option<String> {
+    let ack = leg.in_dialog("ACK", ok, call, 1, "").ok()?;
+    let bye = leg.in_dialog("BYE", ok, call, 2, "").ok()?;
+    Some(ack + &bye)
+}
+
+/// The first value of a header, long or compact name.
 fn header<'a>(msg: &'a str, name: &str, short: &str) -> Option<&'a str> {
-    headers(msg, name, short).next()
-}
-
-fn invite(local: SocketAddr, call: &str) -> String {
-    let sdp = "v=0\r\no=- 1 1 IN IP4 157.240.1.1\r\ns=-\r\nc=IN IP4 157.240.1.1\r\nt=0 0\r\n\
-               m=audio 40012 RTP/SAVP 111 126\r\na=rtpmap:111 opus/48000/2\r\n\
-               a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n";
-    format!(
-        "INVITE sip:{NUMBER};tgrp=wacall@sip.test;transport=tls SIP/2.0\r\n\
-         Via: SIP/2.0/TLS {local};branch=z9hG4bK-{call}-1;rport\r\n\
-         Record-Route: <sip:wa.meta.vc;transport=tls;lr>\r\n\
-         Record-Route: <sip:onevc-sip-proxy.fbinfra.net:8191;transport=tls;lr>\r\n\
-         Max-Forwards: 69\r\n\
-         From: \"5511987654321\" <sip:+5511987654321@wa.meta.vc>;tag=meta-{call}\r\n\
-         To: <sip:{NUMBER}@sip.test>\r\n\
-         Call-ID: {call}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:+5511987654321@wa.meta.vc;transport=tls;ob>;isfocus\r\n\
-         x-wa-meta-wacid: {call}\r\n\
-         User-Agent: Facebook SipGateway\r\n\
-         Allow: INVITE, ACK, BYE, CANCEL, NOTIFY, OPTIONS\r\n\
-         Content-Type: application/sdp\r\n\
-         Content-Length: {}\r\n\r\n{sdp}",
-        sdp.len(),
-    )
-}
-
-/// ACK and BYE after `ok` (the 200 to our INVITE): Request-URI = its Contact, Route = the proxy's Record-Route
-/// entries (those before Meta's own), reversed.
-fn ack_and_bye(local: SocketAddr, call: &str, ok: &str) -> Option<String> {
-    let contact = header(ok, "contact", "m")?.split('<').nth(1)?.split('>').next()?;
-    let to = header(ok, "to", "t")?;
-    let mut routes: Vec<&str> = headers(ok, "record-route", "")
-        .flat_map(|v| v.split(',').map(str::trim))
-        .take_while(|r| !r.contains("wa.meta.vc") && !r.contains("fbinfra"))
-        .collect();
-    routes.reverse();
-    let route_lines: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
-    let mut out = String::with_capacity(1200);
-    for (method, cseq, branch) in [("ACK", 1, "ack"), ("BYE", 2, "bye")] {
-        out.push_str(&format!(
-            "{method} {contact} SIP/2.0\r\n\
-             Via: SIP/2.0/TLS {local};branch=z9hG4bK-{call}-{branch};rport\r\n\
-             {route_lines}Max-Forwards: 69\r\n\
-             From: \"5511987654321\" <sip:+5511987654321@wa.meta.vc>;tag=meta-{call}\r\n\
-             To: {to}\r\nCall-ID: {call}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n"
-        ));
-    }
-    Some(out)
+    headers(msg, name, short).into_iter().next()
 }
 
 // ---------------------------------------------------------------------------------------------- call load
@@ -294,7 +234,7 @@ impl Tally {
 
 /// One connection's share: `calls` calls at `rate` per second, starting at `start`.
 async fn conn_load(stream: Tls, tag: String, calls: usize, rate: f64, start: Instant) -> Tally {
-    let local = stream.get_ref().0.local_addr().expect("local address");
+    let leg = leg(stream.get_ref().0.local_addr().expect("local address"));
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer_task = tokio::spawn(async move {
@@ -328,8 +268,10 @@ async fn conn_load(stream: Tls, tag: String, calls: usize, rate: f64, start: Ins
                     let mut out = Vec::new();
                     while t.sent < due {
                         let call = format!("{tag}-{}", t.sent);
-                        out.extend_from_slice(invite(local, &call).as_bytes());
-                        states.insert(call, CallState { started: Some(Instant::now()), ..Default::default() });
+                        out.extend_from_slice(leg.invite(&call, 1, None).as_bytes());
+                        // Keyed by the Call-ID the answers carry.
+                        let state = CallState { started: Some(Instant::now()), ..Default::default() };
+                        states.insert(format!("outgoing:wacid.{call}"), state);
                         t.sent += 1;
                     }
                     if !out.is_empty() && tx.send(out).is_err() {
@@ -349,7 +291,7 @@ async fn conn_load(stream: Tls, tag: String, calls: usize, rate: f64, start: Ins
                         Ok(Frame::Message { len }) => {
                             let msg = String::from_utf8_lossy(&buf[..len]).into_owned();
                             buf.drain(..len);
-                            on_message(&msg, local, &mut states, &mut t, &mut out);
+                            on_message(&msg, &leg, &mut states, &mut t, &mut out);
                         }
                         Ok(Frame::KeepAlive { skip, .. }) => { buf.drain(..skip); }
                         Ok(Frame::Incomplete) => break,
@@ -377,7 +319,7 @@ async fn conn_load(stream: Tls, tag: String, calls: usize, rate: f64, start: Ins
     t
 }
 
-fn on_message(msg: &str, local: SocketAddr, states: &mut HashMap<String, CallState>, t: &mut Tally, out: &mut Vec<u8>) {
+fn on_message(msg: &str, leg: &CallLeg, states: &mut HashMap<String, CallState>, t: &mut Tally, out: &mut Vec<u8>) {
     if !msg.starts_with("SIP/2.0 ") {
         return; // a request toward Meta: none in this scenario
     }
@@ -407,7 +349,7 @@ fn on_message(msg: &str, local: SocketAddr, states: &mut HashMap<String, CallSta
             if let Some(started) = s.started {
                 t.setup_us.push(started.elapsed().as_micros() as u32);
             }
-            match ack_and_bye(local, call, msg) {
+            match ack_and_bye(leg, call.trim_start_matches("outgoing:wacid."), msg) {
                 Some(m) => out.extend_from_slice(m.as_bytes()),
                 None => {
                     s.failed = true;
@@ -765,7 +707,7 @@ fn main() -> anyhow::Result<()> {
     let load_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let c = certs()?;
-    let config = client_tls(&c.cert)?;
+    let config = caller::client_config(&c.cert)?;
     let want = |t: &str| a.only.as_deref().is_none_or(|o| o == t);
     let mut rows = Vec::new();
 
