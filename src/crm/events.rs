@@ -183,6 +183,7 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, event: &Even
             if !portal.active {
                 return Err(EventError::Unauthorized("the portal uninstalled the app".into()));
             }
+            let turn = store.write_turn().await;
             let mut tx = store.begin_write().await?;
             let mut queued = 0;
             for m in messages {
@@ -198,6 +199,7 @@ pub async fn event(store: &Store, portal: &Portal, connector: &str, event: &Even
                 }
             }
             tx.commit().await?;
+            drop(turn);
             Ok(if queued == 0 { Handled::Duplicate } else { Handled::Queued(queued) })
         }
         Event::LineDelete { line } => {

@@ -93,6 +93,7 @@ pub async fn run(b: Arc<Bridge>, job: Job, r: Reply) -> Result<(), JobError> {
         "portal_id": r.portal_id, "line": r.line, "im_chat_id": r.im_chat_id,
         "im_message_id": r.im_message_id, "chat_id": r.chat_id,
     });
+    let turn = b.store.write_turn().await;
     let mut tx = b.store.begin_write().await?;
     for (i, request) in requests.into_iter().enumerate() {
         let send = NewSend {
@@ -112,6 +113,7 @@ pub async fn run(b: Arc<Bridge>, job: Job, r: Reply) -> Result<(), JobError> {
         outbound::mark_read_on(&mut tx, phone_id, &recipient, &wamid, origin_ref, b.config.job_max_attempts).await?;
     }
     tx.commit().await?;
+    drop(turn);
     Ok(())
 }
 
