@@ -121,25 +121,24 @@ struct Candidate {
 /// On a database error the jobs come back to run alone.
 async fn prepare(b: &Bridge, jobs: Vec<(Job, CrmDeliver)>) -> Result<Vec<(Job, Prepared)>, (Vec<Job>, StoreError)> {
     let ids: Vec<i64> = jobs.iter().map(|(_, t)| t.message_id).collect();
-    let mut rows = match messages::for_delivery_many(&b.store, &ids).await {
-        Ok(r) => r,
+    // The messages, their phones, and which of those phones' portals are active: three queries for the batch.
+    let looked_up = async {
+        let rows = messages::for_delivery_many(&b.store, &ids).await?;
+        let mut phone_ids: Vec<i64> = rows.values().map(|r| r.phone_id).collect();
+        phone_ids.sort_unstable();
+        phone_ids.dedup();
+        let phones = b.store.get_phones(&phone_ids).await?;
+        let mut portal_ids: Vec<i64> = phones.values().filter_map(|p| p.portal_id).collect();
+        portal_ids.sort_unstable();
+        portal_ids.dedup();
+        let active = b.store.active_portals(&portal_ids).await?;
+        Ok::<_, StoreError>((rows, phones, active))
+    };
+    let (mut rows, phones, active) = match looked_up.await {
+        Ok(x) => x,
         Err(e) => return Err((jobs.into_iter().map(|(j, _)| j).collect(), e)),
     };
     let mut out = Vec::with_capacity(jobs.len());
-    let mut phone_ids: Vec<i64> = rows.values().map(|r| r.phone_id).collect();
-    phone_ids.sort_unstable();
-    phone_ids.dedup();
-    let phones = match b.store.get_phones(&phone_ids).await {
-        Ok(p) => p,
-        Err(e) => return Err((jobs.into_iter().map(|(j, _)| j).collect(), e)),
-    };
-    let mut portal_ids: Vec<i64> = phones.values().filter_map(|p| p.portal_id).collect();
-    portal_ids.sort_unstable();
-    portal_ids.dedup();
-    let active = match b.store.active_portals(&portal_ids).await {
-        Ok(a) => a,
-        Err(e) => return Err((jobs.into_iter().map(|(j, _)| j).collect(), e)),
-    };
     let mut candidates = Vec::new();
     for (job, task) in jobs {
         let message_id = task.message_id;

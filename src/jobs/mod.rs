@@ -370,7 +370,7 @@ impl Engine {
         let _turn = self.store.write_turn().await;
         let outcome = record_on(&self.store.pool, &self.owner, job, result, now_ms()).await?;
         // The next in a customer's order goes now rather than at the end of its defer.
-        let ordered = [Kind::CrmDeliver.as_str(), Kind::CrmReply.as_str()].contains(&job.kind.as_str());
+        let ordered = Kind::parse(&job.kind).is_some_and(|k| k.ordered());
         if ordered && matches!(outcome, Outcome::Done | Outcome::Dead) {
             store::jobs::hasten_next_on(&self.store.pool, &[job.id], now_ms()).await?;
         }

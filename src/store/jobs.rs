@@ -229,18 +229,7 @@ pub async fn defer_on<'c, E>(
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    sqlx::query(
-        "UPDATE jobs SET run_at = $3, attempts = attempts - 1, last_error = $4, lease_owner = NULL, \
-         lease_expires_at = NULL, updated_at = $5 WHERE id = $1 AND lease_owner = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(run_at)
-    .bind(message)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
+    defer_many_on(conn, owner, &[id], run_at, message, now).await
 }
 
 /// [`defer_on`] for many jobs in one statement (all due again at `run_at`, with the same reason).
